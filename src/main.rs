@@ -1,0 +1,3 @@
+//! The `contact-sync` command line.
+
+fn main() {}
