@@ -96,16 +96,18 @@ impl Field {
                 "cell",
             ],
             Field::Firstname => &["first name", "given name", "prénom", "forename"],
-            Field::Lastname => &["last name", "surname", "family name", "nom", "nom de famille"],
+            Field::Lastname => &[
+                "last name",
+                "surname",
+                "family name",
+                "nom",
+                "nom de famille",
+            ],
             Field::Date => &["birthday", "birth date", "date de naissance", "dob"],
             Field::Url => &["website", "site", "lien", "link", "web"],
             Field::ContactId => &["id", "contact id"],
             Field::GroupId => &["group", "group id", "groupe"],
-            Field::Custom1
-            | Field::Custom2
-            | Field::Custom3
-            | Field::Custom4
-            | Field::Alias => &[],
+            Field::Custom1 | Field::Custom2 | Field::Custom3 | Field::Custom4 | Field::Alias => &[],
         }
     }
 
@@ -200,11 +202,11 @@ impl ColumnMap {
             if used[pos] {
                 continue;
             }
-            if let Some(field) = Field::from_header(header) {
-                if map.index[field as usize].is_none() {
-                    map.index[field as usize] = Some(pos);
-                    used[pos] = true;
-                }
+            if let Some(field) = Field::from_header(header)
+                && map.index[field as usize].is_none()
+            {
+                map.index[field as usize] = Some(pos);
+                used[pos] = true;
             }
         }
         if map.index[Field::PhoneNumber as usize].is_none() {

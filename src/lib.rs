@@ -2,12 +2,35 @@
 //!
 //! The pipeline, one module per stage: [`reader`] decodes and streams records,
 //! [`columns`] maps the header to fields, [`normalize`] validates each row,
-//! [`report`] writes what happened to every row. `sync` adds the planner,
-//! dispatcher and providers; [`sandbox`] emulates the providers on loopback.
+//! [`scan`] runs those in parallel and in order, [`report`] writes what
+//! happened to every row. `sync` adds the planner, dispatcher and providers;
+//! [`sandbox`] emulates the providers on loopback.
 
+pub mod cli;
 pub mod codes;
 pub mod columns;
+pub mod config;
+pub mod logging;
 pub mod normalize;
+pub mod reader;
 pub mod record;
+pub mod report;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod scan;
+pub mod validate;
+
+use cli::{Cli, Command};
+
+/// Runs one command; `Ok` carries the exit code, `Err` means nothing was sent (exit 2).
+pub fn run(cli: Cli) -> Result<u8, config::Error> {
+    match cli.command {
+        Command::Validate(args) => {
+            let result = validate::run(&args)?;
+            if !cli.log.quiet {
+                eprint!("{}", result.summary.human());
+            }
+            Ok(result.exit_code)
+        }
+    }
+}

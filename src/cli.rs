@@ -1,0 +1,106 @@
+//! Command-line arguments as parsed by clap (raw flags); `config` turns them
+//! into validated, ready-to-use settings before any work starts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::reader::Encoding;
+
+/// Keeps an SMS provider's address book in step with a CSV file.
+#[derive(Debug, Parser)]
+#[command(name = "contact-sync", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Logging options.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a file and report every row's problems; sends nothing.
+    Validate(ValidateArgs),
+}
+
+/// Log format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging flags shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// More log lines (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Fewer log lines: errors only, no progress, no summary.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// How to read and check the input file (validate and sync).
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// The CSV file, or `-` for standard input.
+    pub file: PathBuf,
+    /// Field separator (`,` `;` `tab` `|` or any single character); sniffed from the header when absent.
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// Input encoding.
+    #[arg(long, value_enum, default_value_t = Encoding::Auto)]
+    pub encoding: Encoding,
+    /// Use column HEADER for FIELD (repeatable), e.g. `--map phoneNumber="Cell B"`.
+    #[arg(long = "map", value_name = "FIELD=HEADER")]
+    pub map: Vec<String>,
+    /// Region for national-format numbers (ISO 3166 code).
+    #[arg(long, default_value = "FR", value_name = "CC")]
+    pub default_region: String,
+    /// Extra accepted input date format, strftime style, e.g. `%d/%m/%Y` (repeatable).
+    #[arg(long = "date-format", value_name = "FMT")]
+    pub date_format: Vec<String>,
+    /// Cut first/last names to 32 characters instead of rejecting the row.
+    #[arg(long)]
+    pub truncate_names: bool,
+    /// Reject numbers that are not mobile (or fixed-or-mobile).
+    #[arg(long)]
+    pub mobile_only: bool,
+}
+
+/// Where results go (validate and sync).
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Per-row report (`-` = stdout) [default: <input stem>.report.csv in the current directory].
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<String>,
+    /// Also write the rejected input rows, with error_code and error_message columns.
+    #[arg(long, value_name = "PATH")]
+    pub rejects: Option<String>,
+    /// Write the end-of-run summary as JSON.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+}
+
+/// `contact-sync validate`.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// Input options.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output options.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Worker threads for normalisation [default: number of CPUs].
+    #[arg(long, hide = true)]
+    pub threads: Option<usize>,
+}

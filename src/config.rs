@@ -1,0 +1,261 @@
+//! Validated settings built once from the raw flags, before any I/O starts:
+//! nothing downstream re-checks them.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::cli::{InputArgs, OutputArgs};
+use crate::columns::{ColumnMap, Field, MapError};
+use crate::normalize::{NormalizeOptions, Normalizer, OptionsError};
+use crate::reader::{CsvReader, ReadError, ReaderOptions};
+use crate::report::{Target, WriteError};
+
+/// A problem that stops the run before (or instead of) sending anything: exit 2.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag value is unusable.
+    #[error("{0}")]
+    Usage(String),
+    /// The input cannot be opened.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The path given.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The input is unreadable as a whole.
+    #[error("{path}: {source}")]
+    Read {
+        /// The input's name.
+        path: String,
+        /// Why.
+        #[source]
+        source: ReadError,
+    },
+    /// The header cannot be mapped.
+    #[error("{path}: {source}")]
+    Map {
+        /// The input's name.
+        path: String,
+        /// Why.
+        #[source]
+        source: MapError,
+    },
+    /// Normalisation options are wrong.
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    /// An output cannot be written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// Where the input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Standard input (`-`).
+    Stdin,
+    /// A file.
+    File(PathBuf),
+}
+
+impl Source {
+    /// A name for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Stdin => "<stdin>".into(),
+            Source::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// The default report path: `<input stem>.report.csv` in the current directory.
+    pub fn default_report(&self) -> Target {
+        let stem = match self {
+            Source::Stdin => "stdin".to_string(),
+            Source::File(p) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "input".into()),
+        };
+        Target::File(PathBuf::from(format!("{stem}.report.csv")))
+    }
+
+    /// Opens the byte stream.
+    pub fn open(&self) -> Result<Box<dyn Read + Send>, Error> {
+        match self {
+            Source::Stdin => Ok(Box::new(io::stdin())),
+            Source::File(p) => File::open(p)
+                .map(|f| Box::new(f) as Box<dyn Read + Send>)
+                .map_err(|source| Error::Open {
+                    path: p.display().to_string(),
+                    source,
+                }),
+        }
+    }
+}
+
+/// Validated input settings.
+#[derive(Debug, Clone)]
+pub struct InputConfig {
+    /// Where rows come from.
+    pub source: Source,
+    /// Delimiter and encoding.
+    pub reader: ReaderOptions,
+    /// `--map` overrides.
+    pub overrides: Vec<(Field, String)>,
+    /// The row normaliser.
+    pub normalizer: Normalizer,
+}
+
+/// An opened input: reader past the header, and the resolved columns.
+pub struct OpenInput {
+    /// The record stream.
+    pub reader: CsvReader<Box<dyn Read + Send>>,
+    /// Which column holds which field.
+    pub map: ColumnMap,
+    /// Header cells no field uses.
+    pub ignored: Vec<String>,
+}
+
+impl InputConfig {
+    /// Checks the input flags.
+    pub fn from_args(args: &InputArgs) -> Result<InputConfig, Error> {
+        let source = if args.file == Path::new("-") {
+            Source::Stdin
+        } else {
+            Source::File(args.file.clone())
+        };
+        let delimiter = args.delimiter.as_deref().map(parse_delimiter).transpose()?;
+        let overrides = args
+            .map
+            .iter()
+            .map(|m| parse_map(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let normalizer = Normalizer::new(NormalizeOptions {
+            default_region: args.default_region.clone(),
+            date_formats: args.date_format.clone(),
+            truncate_names: args.truncate_names,
+            mobile_only: args.mobile_only,
+        })?;
+        Ok(InputConfig {
+            source,
+            reader: ReaderOptions {
+                delimiter,
+                encoding: args.encoding,
+            },
+            overrides,
+            normalizer,
+        })
+    }
+
+    /// Opens the source, reads the header and maps its columns.
+    pub fn open(&self) -> Result<OpenInput, Error> {
+        let stream = self.source.open()?;
+        let reader = CsvReader::new(stream, self.reader).map_err(|source| Error::Read {
+            path: self.source.describe(),
+            source,
+        })?;
+        let headers: Vec<&str> = reader.header().iter().map(String::as_str).collect();
+        let (map, ignored) =
+            ColumnMap::resolve(&headers, &self.overrides).map_err(|source| Error::Map {
+                path: self.source.describe(),
+                source,
+            })?;
+        Ok(OpenInput {
+            reader,
+            map,
+            ignored,
+        })
+    }
+}
+
+/// Validated output settings.
+#[derive(Debug, Clone)]
+pub struct OutputConfig {
+    /// The per-row report.
+    pub report: Target,
+    /// The rejects file, if asked for.
+    pub rejects: Option<Target>,
+    /// The JSON summary, if asked for.
+    pub summary_json: Option<PathBuf>,
+}
+
+impl OutputConfig {
+    /// Resolves output paths against the input's defaults.
+    pub fn from_args(args: &OutputArgs, source: &Source) -> Result<OutputConfig, Error> {
+        let report = args
+            .report
+            .as_deref()
+            .map(Target::parse)
+            .unwrap_or_else(|| source.default_report());
+        let rejects = args.rejects.as_deref().map(Target::parse);
+        if rejects == Some(Target::Stdout) && report == Target::Stdout {
+            return Err(Error::Usage(
+                "--report and --rejects cannot both go to standard output".into(),
+            ));
+        }
+        Ok(OutputConfig {
+            report,
+            rejects,
+            summary_json: args.summary_json.clone(),
+        })
+    }
+}
+
+/// `,` `;` `|`, `tab`/`\t`, or any single ASCII character.
+pub fn parse_delimiter(s: &str) -> Result<u8, Error> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" => Ok(s.as_bytes()[0]),
+        _ => Err(Error::Usage(format!(
+            "--delimiter {s:?}: expected one character such as , ; | or the word tab"
+        ))),
+    }
+}
+
+/// `FIELD=HEADER`, FIELD one of the canonical names.
+pub fn parse_map(s: &str) -> Result<(Field, String), Error> {
+    let (field, header) = s
+        .split_once('=')
+        .ok_or_else(|| Error::Usage(format!("--map {s:?}: expected FIELD=HEADER")))?;
+    let field = Field::from_name(field).ok_or_else(|| {
+        let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+        Error::Usage(format!(
+            "--map {s:?}: unknown field {field:?}; fields are {}",
+            names.join(", ")
+        ))
+    })?;
+    Ok((field, header.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delimiters_and_maps_parse() {
+        assert_eq!(parse_delimiter("tab").unwrap(), b'\t');
+        assert_eq!(parse_delimiter(";").unwrap(), b';');
+        assert!(parse_delimiter(";;").is_err());
+        assert_eq!(
+            parse_map("phoneNumber=Cell B").unwrap(),
+            (Field::PhoneNumber, "Cell B".into())
+        );
+        assert!(parse_map("colour=x").is_err());
+        assert!(parse_map("phoneNumber").is_err());
+    }
+
+    #[test]
+    fn default_report_is_named_after_the_input() {
+        assert_eq!(
+            Source::File("/data/export.csv".into()).default_report(),
+            Target::File("export.report.csv".into())
+        );
+        assert_eq!(
+            Source::Stdin.default_report(),
+            Target::File("stdin.report.csv".into())
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Reads, normalises and de-duplicates every row of a file, in input order:
+//! the front half of the pipeline that `validate` and `sync` share.
+//!
+//! A reader thread cuts the stream into batches, worker threads normalise them
+//! in parallel (phone parsing dominates the cost), and the calling thread puts
+//! batches back in order, applies the first-row-wins duplicate rule and hands
+//! each row to a sink. Channels are bounded, so memory stays constant.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Read;
+use std::ops::ControlFlow;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use crate::codes::{ErrorCode, RowError};
+use crate::columns::{ColumnMap, Field};
+use crate::normalize::{Contact, Normalizer};
+use crate::reader::{CsvReader, ReadError, RecordStatus};
+use crate::record::Record;
+
+const BATCH: usize = 512;
+
+/// The verdict on one row after validation and de-duplication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The row can be sent.
+    Valid(Box<Contact>),
+    /// The row has problems, in column order.
+    Invalid(Vec<RowError>),
+}
+
+/// One input row with its verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedRow {
+    /// The row as read (its `line` is where it starts).
+    pub record: Record,
+    /// What validation made of it.
+    pub verdict: Verdict,
+}
+
+impl CheckedRow {
+    /// The normalised number, or the raw phone cell of an invalid row.
+    pub fn phone<'a>(&'a self, map: &ColumnMap) -> &'a str {
+        match &self.verdict {
+            Verdict::Valid(c) => &c.phone,
+            Verdict::Invalid(_) => map
+                .get(Field::PhoneNumber)
+                .and_then(|i| self.record.get(i))
+                .unwrap_or(""),
+        }
+    }
+}
+
+/// Remembers the first line of each (number, group); the first row wins.
+#[derive(Default)]
+pub struct Dedup {
+    seen: HashMap<u64, u64, BuildHasherDefault<MixHasher>>,
+    groups: HashMap<String, u64>,
+}
+
+/// E.164 numbers have at most 15 digits (< 2^50): the group index sits above them.
+const GROUP_SHIFT: u32 = 50;
+
+impl Dedup {
+    /// `Some(first_line)` when an earlier row had the same number and group.
+    pub fn check(&mut self, contact: &Contact, line: u64) -> Option<u64> {
+        let digits: u64 = contact.phone.trim_start_matches('+').parse().ok()?;
+        let next = self.groups.len() as u64;
+        let group = if contact.group_id.is_empty() {
+            0
+        } else {
+            *self
+                .groups
+                .entry(contact.group_id.clone())
+                .or_insert(next + 1)
+        };
+        let key = digits | (group << GROUP_SHIFT);
+        match self.seen.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(line);
+                None
+            }
+        }
+    }
+}
+
+/// A fast hasher for the u64 keys of [`Dedup`] (not exposed to untrusted
+/// collision attacks that matter: the worst case is a slower run).
+#[derive(Default)]
+pub struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // splitmix64 finaliser
+        let mut z = (self.0 ^ n).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        self.0 = z ^ (z >> 31);
+    }
+}
+
+/// Counts of what the scan read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Data rows handed to the sink.
+    pub rows: u64,
+}
+
+type Batch = (u64, Vec<(Record, RecordStatus)>);
+type Checked = (u64, Vec<CheckedRow>);
+
+/// Streams every data row of `reader` through `normalizer` and the duplicate
+/// rule to `sink`, in input order, on `workers` threads. The sink may stop the
+/// scan early by returning `Break`.
+pub fn scan<R: Read + Send>(
+    mut reader: CsvReader<R>,
+    map: &ColumnMap,
+    normalizer: &Normalizer,
+    workers: usize,
+    mut sink: impl FnMut(CheckedRow) -> ControlFlow<()>,
+) -> Result<ScanStats, ReadError> {
+    let workers = workers.max(1);
+    let mut stats = ScanStats::default();
+    std::thread::scope(|s| {
+        let (work_tx, work_rx) = sync_channel::<Batch>(workers * 2);
+        let (done_tx, done_rx) = sync_channel::<Checked>(workers * 2);
+        let work_rx = Arc::new(Mutex::new(work_rx));
+
+        let read = s.spawn(move || -> Result<(), ReadError> {
+            let mut seq = 0u64;
+            loop {
+                let mut batch = Vec::with_capacity(BATCH);
+                let mut rec = Record::default();
+                let mut at_end = false;
+                while batch.len() < BATCH {
+                    match reader.next_record(&mut rec)? {
+                        Some(status) => batch.push((std::mem::take(&mut rec), status)),
+                        None => {
+                            at_end = true;
+                            break;
+                        }
+                    }
+                }
+                if !batch.is_empty() && work_tx.send((seq, batch)).is_err() {
+                    return Ok(()); // the consumer stopped early
+                }
+                seq += 1;
+                if at_end {
+                    return Ok(());
+                }
+            }
+        });
+
+        for _ in 0..workers {
+            let work_rx = Arc::clone(&work_rx);
+            let done_tx = done_tx.clone();
+            s.spawn(move || {
+                while let Some((seq, batch)) = next_batch(&work_rx) {
+                    let checked = batch
+                        .into_iter()
+                        .map(|(record, status)| check(record, status, map, normalizer))
+                        .collect();
+                    if done_tx.send((seq, checked)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+
+        let mut dedup = Dedup::default();
+        let mut pending: BTreeMap<u64, Vec<CheckedRow>> = BTreeMap::new();
+        let mut next = 0u64;
+        'outer: for (seq, rows) in done_rx.iter() {
+            pending.insert(seq, rows);
+            while let Some(rows) = pending.remove(&next) {
+                next += 1;
+                for mut row in rows {
+                    if let Verdict::Valid(contact) = &row.verdict
+                        && let Some(first) = dedup.check(contact, row.record.line)
+                    {
+                        let message = format!(
+                            "{} already appears on line {first}; the first row wins",
+                            contact.phone
+                        );
+                        row.verdict = Verdict::Invalid(vec![RowError::new(
+                            ErrorCode::DuplicatePhone,
+                            message,
+                        )]);
+                    }
+                    stats.rows += 1;
+                    if sink(row).is_break() {
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        drop(done_rx);
+        match read.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })?;
+    Ok(stats)
+}
+
+fn next_batch(rx: &Mutex<Receiver<Batch>>) -> Option<Batch> {
+    rx.lock().ok()?.recv().ok()
+}
+
+/// Validates one record (everything but the duplicate rule).
+pub fn check(
+    record: Record,
+    status: RecordStatus,
+    map: &ColumnMap,
+    normalizer: &Normalizer,
+) -> CheckedRow {
+    let verdict = match status {
+        RecordStatus::Malformed(why) => {
+            Verdict::Invalid(vec![RowError::new(ErrorCode::RowMalformed, why)])
+        }
+        RecordStatus::Ok => match normalizer.normalize(map, &record) {
+            Ok(contact) => Verdict::Valid(Box::new(contact)),
+            Err(errors) => Verdict::Invalid(errors),
+        },
+    };
+    CheckedRow { record, verdict }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(phone: &str, group: &str) -> Contact {
+        Contact {
+            phone: phone.into(),
+            group_id: group.into(),
+            ..Contact::default()
+        }
+    }
+
+    #[test]
+    fn first_row_wins_per_number_and_group() {
+        let mut d = Dedup::default();
+        assert_eq!(d.check(&contact("+33612345678", ""), 2), None);
+        assert_eq!(d.check(&contact("+33612345679", ""), 3), None);
+        assert_eq!(d.check(&contact("+33612345678", ""), 4), Some(2));
+        assert_eq!(d.check(&contact("+33612345678", "g1"), 5), None);
+        assert_eq!(d.check(&contact("+33612345678", "g1"), 6), Some(5));
+        assert_eq!(d.check(&contact("+33612345678", "g2"), 7), None);
+    }
+}
