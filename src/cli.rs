@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Check a file and report every row's problems; sends nothing.
     Validate(ValidateArgs),
+    /// Add or update every valid row on the provider, rate-limited and retried.
+    Sync(SyncArgs),
 }
 
 /// Log format on stderr.
@@ -103,4 +105,42 @@ pub struct ValidateArgs {
     /// Worker threads for normalisation [default: number of CPUs].
     #[arg(long, hide = true)]
     pub threads: Option<usize>,
+}
+
+/// `contact-sync sync`.
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// Input options.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output options.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// The provider: smspartner, mobivate, or sandbox (the built-in emulator, started in-process).
+    #[arg(long, value_enum)]
+    pub provider: crate::sync::ProviderKind,
+    /// API base URL [smspartner: https://api.smspartner.fr; mobivate: required].
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// SMS Partner group that contacts are added to (required unless a groupId column is mapped).
+    #[arg(long, value_name = "ID")]
+    pub group_id: Option<String>,
+    /// Requests per second sent to the provider, at most [default: 5; sandbox: 50].
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Requests in flight, at most.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Retries of one request on 429 / 5xx / network errors.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_retries: u32,
+    /// Plan only: report would_add / would_update, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Send nothing (exit 2) when more rows than this are invalid: a count, or a share like 5%.
+    #[arg(long, value_name = "N[%]")]
+    pub max_invalid: Option<String>,
+    /// Allow a plain http:// base URL that is not loopback (the key would travel in clear).
+    #[arg(long)]
+    pub allow_insecure_http: bool,
 }

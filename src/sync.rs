@@ -1,0 +1,905 @@
+//! `contact-sync sync`: validated rows become add or update calls, sent under
+//! the rate, concurrency and retry rules, with every row's fate in the report.
+//!
+//! Flow: a pre-pass validates the whole file (exact total, `--max-invalid`);
+//! the second pass streams checked rows into the planner; adds are batched
+//! per target, each batch or update runs as a task through the dispatcher;
+//! results come back out of order and a writer puts them back in input order.
+//! A window of admitted-but-unwritten rows bounds memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::cli::{LogArgs, SyncArgs};
+use crate::codes::{ErrorCode, Outcome, RowError, exit};
+use crate::config::{Error, InputConfig, OutputConfig, Source};
+use crate::dispatch::{DispatchConfig, Dispatcher, HttpCall, HttpReply, SendError};
+use crate::normalize::Contact;
+use crate::plan::{Action, Batcher, plan};
+use crate::progress::{self, Progress};
+use crate::provider::mobivate::Mobivate;
+use crate::provider::smspartner::SmsPartner;
+use crate::provider::{AddResult, ApiRequest, OpError, Provider};
+use crate::record::Record;
+use crate::report::{RejectsWriter, ReportRow, ReportWriter, Summary};
+use crate::scan::{Verdict, scan};
+use crate::secret::ApiKey;
+use crate::validate::{RunResult, default_threads};
+
+/// Which provider to talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// SMS Partner (bulk add, groups).
+    Smspartner,
+    /// Mobivate address book.
+    Mobivate,
+    /// The built-in emulator, started in-process (SMS Partner API).
+    Sandbox,
+}
+
+/// A share or a count of invalid rows beyond which nothing is sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxInvalid {
+    /// At most this many invalid rows.
+    Count(u64),
+    /// At most this percentage of the rows.
+    Percent(f64),
+}
+
+impl MaxInvalid {
+    /// `N` or `N%`.
+    pub fn parse(s: &str) -> Result<MaxInvalid, Error> {
+        let bad = || Error::Usage(format!("--max-invalid {s:?}: expected a count like 10 or a share like 5%"));
+        match s.trim().strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p.trim().parse().map_err(|_| bad())?;
+                if (0.0..=100.0).contains(&p) {
+                    Ok(MaxInvalid::Percent(p))
+                } else {
+                    Err(bad())
+                }
+            }
+            None => s.trim().parse().map(MaxInvalid::Count).map_err(|_| bad()),
+        }
+    }
+
+    /// Whether `invalid` of `rows` is more than allowed.
+    pub fn exceeded(self, invalid: u64, rows: u64) -> bool {
+        match self {
+            MaxInvalid::Count(n) => invalid > n,
+            MaxInvalid::Percent(p) => rows > 0 && (invalid as f64) * 100.0 > p * rows as f64,
+        }
+    }
+}
+
+/// The default rate for each provider, in requests per second.
+pub fn default_rate(kind: ProviderKind) -> f64 {
+    match kind {
+        // Neighbouring SMS Partner endpoints allow 360/min; contact endpoints document nothing.
+        ProviderKind::Smspartner | ProviderKind::Mobivate => 5.0,
+        ProviderKind::Sandbox => 50.0,
+    }
+}
+
+/// Refuses plain `http://` to anything but loopback unless explicitly allowed.
+pub fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result<(), Error> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let host = url.host_str().unwrap_or("");
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = bare.eq_ignore_ascii_case("localhost")
+                || bare
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback || allow_insecure {
+                Ok(())
+            } else {
+                Err(Error::Usage(format!(
+                    "--base-url {url}: plain http would send the API key in clear; use https, or pass --allow-insecure-http"
+                )))
+            }
+        }
+        other => Err(Error::Usage(format!(
+            "--base-url {url}: unsupported scheme {other:?} (expected https)"
+        ))),
+    }
+}
+
+/// Why a run stopped early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Abort {
+    Auth(String),
+    Interrupted,
+}
+
+/// One row waiting for its fate; reports `not_attempted` if dropped unfinished
+/// (an aborted task), so the report always lists every row.
+struct Ticket {
+    seq: u64,
+    line: u64,
+    phone: String,
+    record: Option<Record>,
+    tx: mpsc::UnboundedSender<Done>,
+    finished: bool,
+}
+
+/// The fate of one row, on its way to the report writer.
+struct Done {
+    seq: u64,
+    line: u64,
+    outcome: Outcome,
+    errors: Vec<RowError>,
+    note: String,
+    phone: String,
+    contact_id: String,
+    record: Option<Record>,
+}
+
+impl Ticket {
+    fn finish(mut self, outcome: Outcome, errors: Vec<RowError>, note: &str, contact_id: &str) {
+        self.finished = true;
+        let record = if outcome.is_problem() {
+            self.record.take()
+        } else {
+            None
+        };
+        let _ = self.tx.send(Done {
+            seq: self.seq,
+            line: self.line,
+            outcome,
+            errors,
+            note: note.to_string(),
+            phone: std::mem::take(&mut self.phone),
+            contact_id: contact_id.to_string(),
+            record,
+        });
+    }
+
+    fn fail(self, error: RowError) {
+        self.finish(Outcome::Failed, vec![error], "", "");
+    }
+
+    fn not_attempted(self, why: &str) {
+        self.finish(Outcome::NotAttempted, Vec::new(), why, "");
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.tx.send(Done {
+                seq: self.seq,
+                line: self.line,
+                outcome: Outcome::NotAttempted,
+                errors: Vec::new(),
+                note: "stopped while the request was in flight; it may or may not have been applied"
+                    .into(),
+                phone: std::mem::take(&mut self.phone),
+                contact_id: String::new(),
+                record: self.record.take(),
+            });
+        }
+    }
+}
+
+/// A valid row on its way to the provider.
+struct Job {
+    ticket: Ticket,
+    contact: Box<Contact>,
+}
+
+/// Everything the sending tasks share.
+struct Engine {
+    provider: Box<dyn Provider>,
+    dispatcher: Dispatcher,
+    key: ApiKey,
+    directory: Directory,
+    abort: Mutex<Option<Abort>>,
+    stop: watch::Sender<bool>,
+}
+
+/// Per-target listing of existing contacts, fetched on first need.
+#[derive(Default)]
+struct Directory {
+    targets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Listing>>>>,
+}
+
+#[derive(Default)]
+struct Listing {
+    loaded_at: Option<Instant>,
+    ids: HashMap<String, String>,
+}
+
+impl Engine {
+    fn aborted(&self) -> bool {
+        self.abort.lock().map(|a| a.is_some()).unwrap_or(true)
+    }
+
+    fn abort(&self, why: Abort) {
+        if let Ok(mut a) = self.abort.lock()
+            && a.is_none()
+        {
+            match &why {
+                Abort::Auth(m) => tracing::error!("credentials rejected: {m}; stopping"),
+                Abort::Interrupted => tracing::warn!("interrupted; finishing in-flight requests"),
+            }
+            *a = Some(why);
+        }
+        let _ = self.stop.send(true);
+    }
+
+    async fn call(&self, req: ApiRequest) -> Result<HttpReply, SendError> {
+        let body = match &req.body {
+            Some(v) => Some(serde_json::to_vec(v).map_err(|e| SendError::Network {
+                message: format!("cannot encode request: {e}"),
+            })?),
+            None => None,
+        };
+        let mut call = HttpCall::new(req.method.clone(), req.url.clone());
+        call.json = body;
+        if let Some(token) = &req.bearer {
+            call = call.with_bearer(token).map_err(|_| SendError::Network {
+                message: "the API key is not a valid HTTP header value".into(),
+            })?;
+        }
+        self.dispatcher.send(&call).await
+    }
+
+    /// Maps an op-level error to a row error, aborting the run on auth failures.
+    fn op_error(&self, e: OpError) -> RowError {
+        match e {
+            OpError::Auth(m) => {
+                self.abort(Abort::Auth(m.clone()));
+                RowError::new(ErrorCode::Auth, m)
+            }
+            OpError::Failed(r) => r,
+        }
+    }
+
+    fn send_error(e: SendError) -> Result<RowError, ()> {
+        match e {
+            SendError::Network { message } => Ok(RowError::new(ErrorCode::Network, message)),
+            SendError::Cancelled => Err(()),
+        }
+    }
+
+    async fn add_batch(self: Arc<Self>, group: String, jobs: Vec<Job>) {
+        if self.aborted() {
+            for j in jobs {
+                j.ticket.not_attempted("run stopped before this row was sent");
+            }
+            return;
+        }
+        let contacts: Vec<&Contact> = jobs.iter().map(|j| j.contact.as_ref()).collect();
+        let req = self.provider.add(&self.key, &group, &contacts);
+        let reply = self.call(req).await;
+        let answered = Instant::now();
+        let results = match reply {
+            Ok(r) => self.provider.parse_add(jobs.len(), r.status, &r.body),
+            Err(e) => {
+                let err = Self::send_error(e);
+                for j in jobs {
+                    match &err {
+                        Ok(row) => j.ticket.fail(row.clone()),
+                        Err(()) => j.ticket.not_attempted("run stopped before this row was sent"),
+                    }
+                }
+                return;
+            }
+        };
+        let results = match results {
+            Ok(r) => r,
+            Err(e) => {
+                let row = self.op_error(e);
+                for j in jobs {
+                    j.ticket.fail(row.clone());
+                }
+                return;
+            }
+        };
+        let mut existing = Vec::new();
+        for (job, result) in jobs.into_iter().zip(results) {
+            match result {
+                AddResult::Added { contact_id } => {
+                    let id = contact_id.unwrap_or_default();
+                    job.ticket.finish(Outcome::Added, Vec::new(), "", &id);
+                }
+                AddResult::Rejected(e) => job.ticket.fail(e),
+                AddResult::AlreadyExists => existing.push(job),
+            }
+        }
+        for job in existing {
+            match self.find(&group, &job.contact.phone, answered).await {
+                Ok(Some(id)) => self.update(job, id, "already in the target; updated").await,
+                Ok(None) => job.ticket.fail(RowError::new(
+                    ErrorCode::Api(15),
+                    "the provider says the number already exists, but its listing does not show it",
+                )),
+                Err(Some(e)) => job.ticket.fail(e),
+                Err(None) => job.ticket.not_attempted("run stopped before this row was sent"),
+            }
+        }
+    }
+
+    async fn update(&self, job: Job, id: String, note: &str) {
+        if self.aborted() {
+            job.ticket.not_attempted("run stopped before this row was sent");
+            return;
+        }
+        let req = self.provider.update(&self.key, &id, &job.contact);
+        match self.call(req).await {
+            Ok(r) => match self.provider.parse_update(r.status, &r.body) {
+                Ok(returned) => {
+                    let id = if returned.is_empty() { id } else { returned };
+                    job.ticket.finish(Outcome::Updated, Vec::new(), note, &id);
+                }
+                Err(e) => {
+                    let row = self.op_error(e);
+                    job.ticket.fail(row);
+                }
+            },
+            Err(e) => match Self::send_error(e) {
+                Ok(row) => job.ticket.fail(row),
+                Err(()) => job.ticket.not_attempted("run stopped before this row was sent"),
+            },
+        }
+    }
+
+    /// The id of `phone` in `group`'s listing, fetched once and fetched again
+    /// only when it predates the answer that said the number exists.
+    async fn find(
+        &self,
+        group: &str,
+        phone: &str,
+        answered: Instant,
+    ) -> Result<Option<String>, Option<RowError>> {
+        let listing = {
+            let Ok(mut targets) = self.directory.targets.lock() else {
+                return Err(None);
+            };
+            Arc::clone(targets.entry(group.to_string()).or_default())
+        };
+        let mut listing = listing.lock().await;
+        if let Some(id) = listing.ids.get(phone) {
+            return Ok(Some(id.clone()));
+        }
+        if listing.loaded_at.is_some_and(|t| t > answered) {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let mut ids = HashMap::new();
+        let mut cursor = Some(0);
+        while let Some(c) = cursor {
+            let req = self.provider.list(&self.key, group, c);
+            let reply = self.call(req).await.map_err(|e| Self::send_error(e).ok())?;
+            let page = self
+                .provider
+                .parse_list(c, reply.status, &reply.body)
+                .map_err(|e| Some(self.op_error(e)))?;
+            for entry in page.entries {
+                ids.insert(entry.phone, entry.contact_id);
+            }
+            cursor = page.next;
+        }
+        tracing::debug!("listed {} contacts of target {group:?}", ids.len());
+        listing.ids = ids;
+        listing.loaded_at = Some(started);
+        Ok(listing.ids.get(phone).cloned())
+    }
+}
+
+/// A copy of standard input on disk, removed when dropped.
+struct Spool(PathBuf);
+
+impl Spool {
+    fn stdin() -> Result<Spool, Error> {
+        let path = std::env::temp_dir().join(format!(
+            "contact-sync-stdin-{}-{}.csv",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let mut file = std::fs::File::create(&path).map_err(|source| Error::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let spool = Spool(path);
+        std::io::copy(&mut std::io::stdin().lock(), &mut file).map_err(|source| Error::Open {
+            path: "<stdin>".into(),
+            source,
+        })?;
+        Ok(spool)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Validated sync settings.
+struct SyncConfig {
+    input: InputConfig,
+    output: OutputConfig,
+    kind: ProviderKind,
+    base_url: Option<reqwest::Url>,
+    group: Option<String>,
+    dispatch: DispatchConfig,
+    dry_run: bool,
+    max_invalid: Option<MaxInvalid>,
+}
+
+impl SyncConfig {
+    fn from_args(args: &SyncArgs) -> Result<SyncConfig, Error> {
+        let input = InputConfig::from_args(&args.input)?;
+        let output = OutputConfig::from_args(&args.output, &input.source)?;
+        let base_url = match &args.base_url {
+            Some(u) => {
+                let url = reqwest::Url::parse(u)
+                    .map_err(|e| Error::Usage(format!("--base-url {u:?}: {e}")))?;
+                check_base_url(&url, args.allow_insecure_http)?;
+                Some(url)
+            }
+            None => None,
+        };
+        if args.provider == ProviderKind::Mobivate && base_url.is_none() && !args.dry_run {
+            return Err(Error::Usage(
+                "--provider mobivate needs --base-url (Mobivate gives it on request)".into(),
+            ));
+        }
+        let rate = args.rate.unwrap_or_else(|| default_rate(args.provider));
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(Error::Usage(format!("--rate {rate}: must be a positive number")));
+        }
+        if args.concurrency == 0 {
+            return Err(Error::Usage("--concurrency must be at least 1".into()));
+        }
+        let mut dispatch = DispatchConfig {
+            rate,
+            concurrency: args.concurrency,
+            ..DispatchConfig::default()
+        };
+        dispatch.retry.max_retries = args.max_retries;
+        let max_invalid = args.max_invalid.as_deref().map(MaxInvalid::parse).transpose()?;
+        Ok(SyncConfig {
+            input,
+            output,
+            kind: args.provider,
+            base_url,
+            group: args.group_id.clone(),
+            dispatch,
+            dry_run: args.dry_run,
+            max_invalid,
+        })
+    }
+}
+
+/// Runs `sync`.
+pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
+    let started = Instant::now();
+    let mut cfg = SyncConfig::from_args(args)?;
+    let _spool = if cfg.input.source == Source::Stdin {
+        let spool = Spool::stdin()?;
+        cfg.input.source = Source::File(spool.0.clone());
+        Some(spool)
+    } else {
+        None
+    };
+    let threads = default_threads();
+
+    // Pass 1: validate everything before the first request.
+    let opened = cfg.input.open()?;
+    if !opened.ignored.is_empty() {
+        tracing::warn!(
+            "ignoring columns with no matching field: {}",
+            opened.ignored.join(", ")
+        );
+    }
+    let has_group_column = opened.map.get(crate::columns::Field::GroupId).is_some();
+    let (mut rows, mut invalid) = (0u64, 0u64);
+    scan(opened.reader, &opened.map, &cfg.input.normalizer, threads, |row| {
+        rows += 1;
+        invalid += u64::from(matches!(row.verdict, Verdict::Invalid(_)));
+        ControlFlow::Continue(())
+    })
+    .map_err(|source| Error::Read {
+        path: cfg.input.source.describe(),
+        source,
+    })?;
+    let refuse = cfg.max_invalid.is_some_and(|m| m.exceeded(invalid, rows));
+    if refuse {
+        tracing::error!(
+            "{invalid} of {rows} rows are invalid, more than --max-invalid allows: sending nothing"
+        );
+    }
+    if matches!(cfg.kind, ProviderKind::Smspartner) && cfg.group.is_none() && !has_group_column {
+        return Err(Error::Usage(
+            "--provider smspartner needs --group-id (or a groupId column)".into(),
+        ));
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(threads.max(2))
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    let mode = progress::mode(std::io::stderr().is_terminal(), log.quiet);
+    let (mut summary, aborted) = runtime.block_on(async {
+        #[cfg(feature = "sandbox")]
+        let sandbox = if cfg.kind == ProviderKind::Sandbox && !cfg.dry_run && !refuse {
+            let handle = crate::sandbox::start(crate::sandbox::SandboxConfig::default())
+                .await
+                .map_err(|e| Error::Usage(format!("cannot start the sandbox: {e}")))?;
+            tracing::info!("sandbox listening on {}", handle.base_url());
+            Some(handle)
+        } else {
+            None
+        };
+        #[cfg(feature = "sandbox")]
+        if let Some(handle) = &sandbox {
+            cfg.base_url = Some(
+                reqwest::Url::parse(&handle.base_url())
+                    .map_err(|e| Error::Usage(format!("sandbox address: {e}")))?,
+            );
+            if cfg.group.is_none() {
+                cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
+            }
+        }
+        let result = sync_rows(&cfg, rows, refuse, mode).await;
+        #[cfg(feature = "sandbox")]
+        if let Some(handle) = sandbox {
+            let state = handle.snapshot();
+            for (group, g) in &state.smspartner {
+                tracing::info!("sandbox group {group:?} now holds {} contacts", g.contacts.len());
+            }
+            handle.shutdown().await;
+        }
+        result
+    })?;
+    summary.duration = started.elapsed();
+    if let Some(path) = &cfg.output.summary_json {
+        summary.write_json(path)?;
+    }
+    let exit_code = if refuse {
+        exit::NOTHING_SENT
+    } else if aborted {
+        exit::ABORTED
+    } else if summary.has_problems() {
+        exit::ROWS_FAILED
+    } else {
+        exit::OK
+    };
+    Ok(RunResult { summary, exit_code })
+}
+
+fn api_key(kind: ProviderKind, dry_run: bool) -> Result<ApiKey, Error> {
+    match ApiKey::from_env() {
+        Ok(k) => Ok(k),
+        #[cfg(feature = "sandbox")]
+        Err(_) if kind == ProviderKind::Sandbox => {
+            Ok(ApiKey::new(crate::sandbox::DEFAULT_API_KEY.to_string()))
+        }
+        Err(_) if dry_run => Ok(ApiKey::new(String::new())),
+        Err(e) => Err(Error::Usage(e.to_string())),
+    }
+}
+
+/// Pass 2: stream rows through planner, dispatcher and report.
+async fn sync_rows(
+    cfg: &SyncConfig,
+    total: u64,
+    refuse: bool,
+    mode: progress::Mode,
+) -> Result<(Summary, bool), Error> {
+    let key = api_key(cfg.kind, cfg.dry_run || refuse)?;
+    let provider: Box<dyn Provider> = match cfg.kind {
+        ProviderKind::Mobivate => {
+            // Only a dry run gets here without a base URL, and it sends nothing.
+            let base = match &cfg.base_url {
+                Some(u) => u.clone(),
+                None => reqwest::Url::parse("https://mobivate.invalid/")
+                    .map_err(|e| Error::Usage(e.to_string()))?,
+            };
+            Box::new(Mobivate::new(base))
+        }
+        ProviderKind::Smspartner | ProviderKind::Sandbox => {
+            Box::new(SmsPartner::new(cfg.base_url.clone()))
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dispatcher = Dispatcher::new(cfg.dispatch.clone(), stop_rx)
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let engine = Arc::new(Engine {
+        provider,
+        dispatcher,
+        key,
+        directory: Directory::default(),
+        abort: Mutex::new(None),
+        stop: stop_tx,
+    });
+
+    let opened = cfg.input.open()?;
+    let header = opened.reader.header().to_vec();
+    let delimiter = opened.reader.delimiter();
+    let map = opened.map.clone();
+    let mut report = ReportWriter::create(&cfg.output.report)?;
+    let mut rejects = match &cfg.output.rejects {
+        Some(t) => Some(RejectsWriter::create(t, &header, delimiter)?),
+        None => None,
+    };
+
+    // Rows admitted but not yet written: bounds memory whatever the file size.
+    let batch = engine.provider.max_batch();
+    let window = batch * (cfg.dispatch.concurrency + 2) + 1024;
+    let permits = Arc::new(Semaphore::new(window));
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut progress = Progress::new(mode, total);
+    let counts = Arc::clone(&progress.counts);
+    let writer_permits = Arc::clone(&permits);
+    let writer = tokio::spawn(async move {
+        let result = write_in_order(&mut done_rx, &mut report, &mut rejects, &writer_permits, &counts).await;
+        if result.is_err() {
+            // Unblock the reader side: nothing more can be written.
+            writer_permits.close();
+        }
+        let summary = result?;
+        report.finish()?;
+        if let Some(r) = rejects {
+            r.finish()?;
+        }
+        Ok::<Summary, Error>(summary)
+    });
+    // The reader runs on its own threads and feeds rows in order.
+    let (row_tx, mut row_rx) = mpsc::channel(1024);
+    let scan_input = cfg.input.clone();
+    let threads = default_threads();
+    let reader = tokio::task::spawn_blocking(move || -> Result<(), Error> {
+        let opened = scan_input.open()?;
+        scan(opened.reader, &opened.map, &scan_input.normalizer, threads, |row| {
+            if row_tx.blocking_send(row).is_err() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .map_err(|source| Error::Read {
+            path: scan_input.source.describe(),
+            source,
+        })?;
+        Ok(())
+    });
+
+    let signal_engine = Arc::clone(&engine);
+    let signals = tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        signal_engine.abort(Abort::Interrupted);
+    });
+
+    let mut tasks = JoinSet::new();
+    let mut batcher: Batcher<Job> = Batcher::new(batch);
+    let default_group = cfg.group.clone().unwrap_or_default();
+    let mut seq = 0u64;
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        let row = tokio::select! {
+            row = row_rx.recv() => row,
+            _ = ticker.tick() => {
+                let stats = engine.dispatcher.stats();
+                progress.tick(stats.attempts, stats.rate);
+                continue;
+            }
+        };
+        let Some(row) = row else { break };
+        // Admit the row into the window; flush partial batches rather than wait on them.
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                for (group, jobs) in batcher.drain() {
+                    tasks.spawn(Arc::clone(&engine).add_batch(group, jobs));
+                }
+                Arc::clone(&permits)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::Usage("internal: report window closed".into()))?
+            }
+        };
+        permit.forget();
+        let ticket = Ticket {
+            seq,
+            line: row.record.line,
+            phone: row.phone(&map).to_string(),
+            record: Some(row.record),
+            tx: done_tx.clone(),
+            finished: false,
+        };
+        seq += 1;
+        let contact = match row.verdict {
+            Verdict::Invalid(errors) => {
+                ticket.finish(Outcome::Invalid, errors, "", "");
+                continue;
+            }
+            Verdict::Valid(c) => c,
+        };
+        if refuse {
+            ticket.not_attempted("not sent: more invalid rows than --max-invalid allows");
+            continue;
+        }
+        if engine.aborted() {
+            ticket.not_attempted("run stopped before this row was sent");
+            continue;
+        }
+        let group = if contact.group_id.is_empty() {
+            default_group.clone()
+        } else {
+            contact.group_id.clone()
+        };
+        let action = plan(&contact, None, 0);
+        if cfg.dry_run {
+            let (outcome, id) = match &action {
+                Action::Add => (Outcome::WouldAdd, String::new()),
+                Action::Update(id) | Action::Unchanged(id) => (Outcome::WouldUpdate, id.clone()),
+            };
+            ticket.finish(outcome, Vec::new(), "", &id);
+            continue;
+        }
+        let job = Job { ticket, contact };
+        match action {
+            Action::Add => {
+                if let Some((group, jobs)) = batcher.push(&group, job) {
+                    tasks.spawn(Arc::clone(&engine).add_batch(group, jobs));
+                }
+            }
+            Action::Update(id) | Action::Unchanged(id) => {
+                let engine = Arc::clone(&engine);
+                tasks.spawn(async move { engine.update(job, id, "").await });
+            }
+        }
+        // Reap finished tasks so the set does not grow with the file.
+        while tasks.try_join_next().is_some() {}
+    }
+    for (group, jobs) in batcher.drain() {
+        tasks.spawn(Arc::clone(&engine).add_batch(group, jobs));
+    }
+    // Wait for in-flight work; once stopped, give it a few seconds, then abandon it.
+    loop {
+        let stopped = engine.aborted();
+        let next = if stopped {
+            match tokio::time::timeout(Duration::from_secs(5), tasks.join_next()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    tracing::warn!("abandoning {} in-flight requests", tasks.len());
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    None
+                }
+            }
+        } else {
+            tokio::select! {
+                n = tasks.join_next() => n,
+                _ = ticker.tick() => {
+                    let stats = engine.dispatcher.stats();
+                    progress.tick(stats.attempts, stats.rate);
+                    continue;
+                }
+            }
+        };
+        if next.is_none() {
+            break;
+        }
+    }
+    signals.abort();
+    drop(done_tx);
+    let read_result = reader
+        .await
+        .map_err(|e| Error::Usage(format!("internal: reader failed: {e}")))?;
+    let mut summary = writer
+        .await
+        .map_err(|e| Error::Usage(format!("internal: report writer failed: {e}")))??;
+    read_result?;
+    progress.finish();
+    let stats = engine.dispatcher.stats();
+    summary.requests = stats.attempts;
+    summary.retries = stats.retries;
+    summary.throttled = stats.throttled;
+    let aborted = engine.aborted();
+    Ok((summary, aborted))
+}
+
+/// Writes results in input order as they arrive, returning each row's window slot.
+async fn write_in_order(
+    done_rx: &mut mpsc::UnboundedReceiver<Done>,
+    report: &mut ReportWriter,
+    rejects: &mut Option<RejectsWriter>,
+    permits: &Semaphore,
+    counts: &progress::Counts,
+) -> Result<Summary, Error> {
+    let mut summary = Summary::default();
+    let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
+    let mut next = 0u64;
+    while let Some(done) = done_rx.recv().await {
+        pending.insert(done.seq, done);
+        while let Some(d) = pending.remove(&next) {
+            next += 1;
+            summary.record(d.outcome, &d.errors);
+            counts.record(d.outcome);
+            report.write(&ReportRow {
+                line: d.line,
+                outcome: d.outcome,
+                errors: &d.errors,
+                note: &d.note,
+                phone: &d.phone,
+                contact_id: &d.contact_id,
+            })?;
+            if let (Some(r), Some(rec)) = (rejects.as_mut(), &d.record)
+                && matches!(d.outcome, Outcome::Invalid | Outcome::Failed)
+            {
+                r.write(rec, &d.errors)?;
+            }
+            permits.add_permits(1);
+        }
+    }
+    Ok(summary)
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_invalid_counts_and_shares() {
+        assert_eq!(MaxInvalid::parse("10").unwrap(), MaxInvalid::Count(10));
+        assert_eq!(MaxInvalid::parse("5%").unwrap(), MaxInvalid::Percent(5.0));
+        assert!(MaxInvalid::parse("x").is_err());
+        assert!(MaxInvalid::parse("150%").is_err());
+        assert!(!MaxInvalid::Count(2).exceeded(2, 100));
+        assert!(MaxInvalid::Count(2).exceeded(3, 100));
+        assert!(!MaxInvalid::Percent(5.0).exceeded(5, 100));
+        assert!(MaxInvalid::Percent(5.0).exceeded(6, 100));
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert!(check_base_url(&u("https://api.smspartner.fr"), false).is_ok());
+        assert!(check_base_url(&u("http://127.0.0.1:8080"), false).is_ok());
+        assert!(check_base_url(&u("http://localhost:8080"), false).is_ok());
+        assert!(check_base_url(&u("http://[::1]:8080"), false).is_ok());
+        assert!(check_base_url(&u("http://api.example.com"), false).is_err());
+        assert!(check_base_url(&u("http://api.example.com"), true).is_ok());
+        assert!(check_base_url(&u("ftp://api.example.com"), true).is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! `contact-sync validate` on real files: outcomes, codes, line numbers and
+//! exit codes as SPEC §2–§6 prescribe, and never a panic.
+
+use crate::util::{Dir, code, stderr, triples};
+
+fn assert_no_panic(out: &std::process::Output) {
+    assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
+}
+
+#[test]
+fn french_excel_export_windows_1252_semicolons() {
+    let dir = Dir::new();
+    // "Téléphone;Prénom;Nom;Date de naissance" in Windows-1252, CRLF line ends.
+    let mut bytes = b"T\xE9l\xE9phone;Pr\xE9nom;Nom;Date de naissance\r\n".to_vec();
+    bytes.extend(b"06 12 34 56 78;Ren\xE9e;L\xE9ger;1980-02-29\r\n");
+    bytes.extend(b"612345679;Fran\xE7ois;M\xFCller;\r\n");
+    bytes.extend(b"06 12;Zo\xE9;Ab;1981-02-29\r\n");
+    dir.write("export.csv", bytes);
+    let out = dir.run(&["validate", "export.csv"]);
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = dir.report("export.report.csv");
+    assert_eq!(
+        triples(&report),
+        vec![
+            (2, "valid", ""),
+            (3, "valid", ""),
+            (4, "invalid", "PHONE_INVALID|DATE_INVALID"),
+        ]
+    );
+    assert_eq!(report[0].phone, "+33612345678");
+    assert_eq!(report[1].phone, "+33612345679");
+    assert_eq!(report[2].phone, "06 12");
+}
+
+#[test]
+fn utf8_bom_tab_separated_english_headers() {
+    let dir = Dir::new();
+    let text = "\u{feff}Mobile\tFirst Name\tLast Name\tWebsite\n\
+                +44 7700 900123\tZoë\tBrontë\thttps://example.com\n\
+                +33 (0)6 12 34 56 78\tA\tB\tftp://example.com\n";
+    dir.write("in.tsv", text);
+    let out = dir.run(&["validate", "in.tsv", "--report", "r.csv"]);
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = dir.report("r.csv");
+    assert_eq!(
+        triples(&report),
+        vec![(2, "valid", ""), (3, "invalid", "URL_INVALID")]
+    );
+    assert_eq!(report[0].phone, "+447700900123");
+    assert_eq!(report[1].phone, "+33612345678");
+}
+
+#[test]
+fn quoted_newlines_blank_lines_and_a_ragged_row_keep_line_numbers() {
+    let dir = Dir::new();
+    let text = "phone,firstname,custom1\n\
+                0612345678,\"Anne\nMarie\",x\n\
+                \n\
+                ;;\n\
+                0612345679,Bob\n\
+                \n\
+                0612345680,\"multi\n\nline\",\"a, \"\"quoted\"\" cell\"\n\
+                0612345681,Eve,z\n";
+    dir.write("in.csv", text);
+    let out = dir.run(&["validate", "in.csv", "--delimiter", ",", "--report", "-"]);
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 1);
+    let report = crate::util::parse_report(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        triples(&report),
+        vec![
+            (2, "valid", ""),
+            (5, "invalid", "ROW_MALFORMED"),
+            (6, "invalid", "ROW_MALFORMED"),
+            (8, "valid", ""),
+            (11, "valid", ""),
+        ]
+    );
+    assert!(report[2].message.contains("2 fields"), "{}", report[2].message);
+}
+
+#[test]
+fn a_five_mib_field_is_malformed_and_the_run_goes_on() {
+    let dir = Dir::new();
+    let mut bytes = b"phone,firstname\n0612345678,".to_vec();
+    bytes.extend(std::iter::repeat_n(b'a', 5 * 1024 * 1024));
+    bytes.extend(b"\n0612345679,Bob\n");
+    dir.write("big.csv", bytes);
+    let out = dir.run(&["validate", "big.csv"]);
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 1);
+    let report = dir.report("big.report.csv");
+    assert_eq!(
+        triples(&report),
+        vec![(2, "invalid", "ROW_MALFORMED"), (3, "valid", "")]
+    );
+}
+
+#[test]
+fn random_binary_is_a_file_error_not_a_panic() {
+    let dir = Dir::new();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let bytes: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    dir.write("noise.bin", bytes);
+    let out = dir.run(&["validate", "noise.bin"]);
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no phone number column"), "{}", stderr(&out));
+}
+
+#[test]
+fn empty_file_no_phone_column_and_header_only() {
+    let dir = Dir::new();
+    dir.write("empty.csv", "");
+    let out = dir.run(&["validate", "empty.csv"]);
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
+
+    dir.write("nophone.csv", "name,email\nBob,bob@example.com\n");
+    let out = dir.run(&["validate", "nophone.csv"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("no phone number column"));
+
+    dir.write("header.csv", "phone,firstname\n");
+    let out = dir.run(&["validate", "header.csv"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(dir.report("header.report.csv"), vec![]);
+}
+
+#[test]
+fn missing_input_file_is_exit_2() {
+    let dir = Dir::new();
+    let out = dir.run(&["validate", "nope.csv"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("nope.csv"));
+}
+
+#[test]
+fn duplicates_name_the_first_line_and_stdin_works() {
+    let dir = Dir::new();
+    let out = dir
+        .command()
+        .args(["validate", "-", "--report", "-"])
+        .write_stdin("tel,prénom\n0612345678,A\n+33 6 12 34 56 78,B\n0033612345678,C\n")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let report = crate::util::parse_report(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        triples(&report),
+        vec![
+            (2, "valid", ""),
+            (3, "invalid", "DUPLICATE_PHONE"),
+            (4, "invalid", "DUPLICATE_PHONE")
+        ]
+    );
+    assert!(report[1].message.contains("line 2"), "{}", report[1].message);
+}
+
+#[test]
+fn rejects_keep_original_cells_and_summary_json_counts() {
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "Portable;Prénom;Couleur\n0612345678;Anne;bleu\nabc;=cmd;rouge\n",
+    );
+    let out = dir.run(&[
+        "validate",
+        "in.csv",
+        "--rejects",
+        "rejects.csv",
+        "--summary-json",
+        "summary.json",
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("Couleur"), "unknown column named in a warning");
+    let rejects = std::fs::read(dir.path("rejects.csv")).unwrap();
+    assert!(rejects.starts_with(b"\xEF\xBB\xBF"));
+    let text = String::from_utf8(rejects[3..].to_vec()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "Portable;Prénom;Couleur;error_code;error_message");
+    assert!(lines[1].starts_with("abc;=cmd;rouge;PHONE_INVALID;"), "{}", lines[1]);
+    assert_eq!(lines.len(), 2);
+    let summary: serde_json::Value =
+        serde_json::from_str(&dir.read("summary.json")).unwrap();
+    assert_eq!(summary["rows"], 2);
+    assert_eq!(summary["outcomes"]["valid"], 1);
+    assert_eq!(summary["outcomes"]["invalid"], 1);
+    assert_eq!(summary["codes"]["PHONE_INVALID"], 1);
+}
+
+#[test]
+fn map_overrides_the_header_and_formulas_are_neutralised() {
+    let dir = Dir::new();
+    dir.write("in.csv", "Cell B,phone,Note\n0612345678,=HYPERLINK(1),x\n");
+    let out = dir.run(&[
+        "validate",
+        "in.csv",
+        "--map",
+        "phoneNumber=Cell B",
+        "--map",
+        "custom1=Note",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = dir.read("in.report.csv");
+    assert!(text.contains("+33612345678"));
+
+    dir.write("bad.csv", "phone,firstname\n=1+1,x\n");
+    let out = dir.run(&["validate", "bad.csv"]);
+    assert_eq!(code(&out), 1);
+    let report = dir.report("bad.report.csv");
+    assert_eq!(report[0].phone, "'=1+1");
+}
