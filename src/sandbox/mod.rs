@@ -1,1 +1,457 @@
 //! An in-memory emulator of the SMS Partner and Mobivate contact APIs (SPEC §7).
+//!
+//! [`start`] serves both APIs on loopback from memory, with optional stress
+//! behaviour (rate limit, injected 5xx, dropped connections, lost responses,
+//! latency), reproducible from a seed. [`store`] holds the data and rules,
+//! [`faults`] decides what happens to each request, `http` is the wire.
+
+pub mod faults;
+mod http;
+pub mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use faults::{FaultCounts, FaultPlan, FaultSettings, SplitMix64};
+pub use store::{ContactInput, MobivateContact, MobivateInput, SmsPartnerContact};
+use store::{MobivateStore, SmsPartnerStore};
+
+/// Command-line flags of `contact-sync sandbox`.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct SandboxArgs {
+    /// Port to listen on (127.0.0.1); 0 picks a free one.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Requests per second allowed (token bucket); no limit when absent.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Token bucket size; defaults to the rate rounded up (at least 1).
+    #[arg(long, value_name = "N")]
+    pub burst: Option<u32>,
+    /// Share (0..1) of requests answered with an injected 5xx, nothing applied.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Share (0..1) of connections closed before anything is applied, with no response.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub drop_rate: f64,
+    /// Share (0..1) of requests applied, then left without a response (connection closed).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub lose_rate: f64,
+    /// Delay added to every request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Extra random delay of up to this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Seed of every random choice (faults, jitter, ids, tokens).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// HTTP status of SMS Partner coded errors (`{"success": false, "code": …}`).
+    #[arg(long, value_name = "STATUS", default_value_t = 200)]
+    pub error_status: u16,
+    /// The API key both APIs accept.
+    #[arg(long, default_value = "sandbox-key")]
+    pub api_key: String,
+    /// An SMS Partner group that exists (repeatable).
+    #[arg(long = "group", value_name = "ID", default_values_t = [String::from("sandbox")])]
+    pub groups: Vec<String>,
+}
+
+impl Default for SandboxArgs {
+    fn default() -> SandboxArgs {
+        SandboxArgs {
+            port: 8080,
+            rate: None,
+            burst: None,
+            fault_rate: 0.0,
+            drop_rate: 0.0,
+            lose_rate: 0.0,
+            latency_ms: 0,
+            jitter_ms: 0,
+            seed: 1,
+            error_status: 200,
+            api_key: "sandbox-key".into(),
+            groups: vec!["sandbox".into()],
+        }
+    }
+}
+
+/// A checked sandbox configuration, ready for [`start`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxConfig {
+    /// Port on 127.0.0.1; 0 = ephemeral.
+    pub port: u16,
+    /// Rate limit, latency and fault shares.
+    pub stress: FaultSettings,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// HTTP status of SMS Partner coded errors.
+    pub error_status: u16,
+    /// The accepted API key.
+    pub api_key: String,
+    /// SMS Partner groups that exist.
+    pub groups: Vec<String>,
+    /// Log every request on one line (`tracing::info!`).
+    pub log_requests: bool,
+}
+
+impl Default for SandboxConfig {
+    /// Ephemeral port, no stress, key `sandbox-key`, group `sandbox`.
+    fn default() -> SandboxConfig {
+        SandboxConfig {
+            port: 0,
+            stress: FaultSettings {
+                rate: None,
+                burst: 1,
+                fault_rate: 0.0,
+                drop_rate: 0.0,
+                lose_rate: 0.0,
+                latency: Duration::ZERO,
+                jitter: Duration::ZERO,
+            },
+            seed: 1,
+            error_status: 200,
+            api_key: "sandbox-key".into(),
+            groups: vec!["sandbox".into()],
+            log_requests: false,
+        }
+    }
+}
+
+impl TryFrom<SandboxArgs> for SandboxConfig {
+    type Error = SandboxError;
+
+    fn try_from(args: SandboxArgs) -> Result<SandboxConfig, SandboxError> {
+        let rate = match args.rate {
+            Some(r) if !(r.is_finite() && r > 0.0) => {
+                return Err(SandboxError::Config(format!(
+                    "--rate must be a positive number of requests a second, got {r}"
+                )));
+            }
+            other => other,
+        };
+        let burst = match (args.burst, rate) {
+            (Some(0), _) => {
+                return Err(SandboxError::Config("--burst must be at least 1".into()));
+            }
+            (Some(b), _) => b,
+            // Saturating float-to-int cast; the rate is positive and finite here.
+            (None, Some(r)) => (r.ceil() as u32).max(1),
+            (None, None) => 1,
+        };
+        for (flag, p) in [
+            ("--fault-rate", args.fault_rate),
+            ("--drop-rate", args.drop_rate),
+            ("--lose-rate", args.lose_rate),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(SandboxError::Config(format!(
+                    "{flag} must be between 0 and 1, got {p}"
+                )));
+            }
+        }
+        let total = args.fault_rate + args.drop_rate + args.lose_rate;
+        if total > 1.0 + 1e-9 {
+            return Err(SandboxError::Config(format!(
+                "--fault-rate, --drop-rate and --lose-rate add up to {total}, more than 1"
+            )));
+        }
+        if axum::http::StatusCode::from_u16(args.error_status).is_err() {
+            return Err(SandboxError::Config(format!(
+                "--error-status {} is not an HTTP status",
+                args.error_status
+            )));
+        }
+        if args.api_key.is_empty() {
+            return Err(SandboxError::Config("--api-key must not be empty".into()));
+        }
+        let groups = if args.groups.is_empty() {
+            vec!["sandbox".to_string()]
+        } else {
+            args.groups
+        };
+        if groups.iter().any(|g| g.is_empty()) {
+            return Err(SandboxError::Config("--group must not be empty".into()));
+        }
+        Ok(SandboxConfig {
+            port: args.port,
+            stress: FaultSettings {
+                rate,
+                burst,
+                fault_rate: args.fault_rate,
+                drop_rate: args.drop_rate,
+                lose_rate: args.lose_rate,
+                latency: Duration::from_millis(args.latency_ms),
+                jitter: Duration::from_millis(args.jitter_ms),
+            },
+            seed: args.seed,
+            error_status: args.error_status,
+            api_key: args.api_key,
+            groups,
+            log_requests: false,
+        })
+    }
+}
+
+/// Why the sandbox could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// A flag value is out of range.
+    #[error("invalid sandbox configuration: {0}")]
+    Config(String),
+    /// The port could not be bound.
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind {
+        /// The requested port.
+        port: u16,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Ctrl-C could not be awaited.
+    #[error("cannot wait for Ctrl-C: {0}")]
+    Signal(std::io::Error),
+    /// Pre-loaded data was refused (unknown group, invalid number, duplicate…).
+    #[error("cannot pre-load the sandbox: {0}")]
+    Seed(String),
+}
+
+/// Requests counted by endpoint and status, plus injected faults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// `"METHOD /route/template"` → status (`"200"`, `"429"`, … or `"dropped"`,
+    /// `"lost"` when no response was sent) → count.
+    pub requests: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Injected faults by kind.
+    pub faults: FaultCounts,
+}
+
+impl Counters {
+    /// How many requests to `endpoint` (e.g. `"POST /v1/contact/add"`) got `status`.
+    pub fn count(&self, endpoint: &str, status: &str) -> u64 {
+        self.requests
+            .get(endpoint)
+            .and_then(|m| m.get(status))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many requests reached `endpoint`, whatever their fate.
+    pub fn total(&self, endpoint: &str) -> u64 {
+        self.requests
+            .get(endpoint)
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
+    }
+}
+
+/// One SMS Partner group and its contacts, in insertion order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupState {
+    /// The group id.
+    pub id: String,
+    /// Its contacts.
+    pub contacts: Vec<SmsPartnerContact>,
+}
+
+/// Everything the sandbox holds, as served by `GET /_sandbox/state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxState {
+    /// SMS Partner groups in configuration order.
+    pub smspartner: Vec<GroupState>,
+    /// The Mobivate address book in creation order.
+    pub mobivate: Vec<MobivateContact>,
+    /// Request and fault counters.
+    pub counters: Counters,
+}
+
+impl SandboxState {
+    /// The contacts of one SMS Partner group (empty if the group is unknown).
+    pub fn group(&self, id: &str) -> &[SmsPartnerContact] {
+        self.smspartner
+            .iter()
+            .find(|g| g.id == id)
+            .map(|g| g.contacts.as_slice())
+            .unwrap_or(&[])
+    }
+}
+
+/// State shared by the server's tasks.
+#[derive(Debug)]
+struct App {
+    config: SandboxConfig,
+    smspartner: Mutex<SmsPartnerStore>,
+    mobivate: Mutex<MobivateStore>,
+    faults: Mutex<FaultPlan>,
+    counters: Mutex<Counters>,
+}
+
+/// Locks a mutex; a poisoned one is still usable since every update is atomic
+/// under the lock.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl App {
+    fn new(config: SandboxConfig) -> App {
+        // Independent streams, so fault draws never shift ids and vice versa.
+        let mut rng = SplitMix64::new(config.seed);
+        let fault_seed = rng.next_u64();
+        let mobivate_seed = rng.next_u64();
+        let smspartner = SmsPartnerStore::new(&config.groups, &mut rng);
+        let plan = FaultPlan::new(
+            config.stress.clone(),
+            fault_seed,
+            tokio::time::Instant::now(),
+        );
+        App {
+            smspartner: Mutex::new(smspartner),
+            mobivate: Mutex::new(MobivateStore::new(mobivate_seed)),
+            faults: Mutex::new(plan),
+            counters: Mutex::new(Counters::default()),
+            config,
+        }
+    }
+
+    fn snapshot(&self) -> SandboxState {
+        let smspartner = lock(&self.smspartner)
+            .snapshot()
+            .into_iter()
+            .map(|(id, contacts)| GroupState { id, contacts })
+            .collect();
+        SandboxState {
+            smspartner,
+            mobivate: lock(&self.mobivate).snapshot(),
+            counters: lock(&self.counters).clone(),
+        }
+    }
+}
+
+/// A running sandbox; dropping it stops the server.
+#[derive(Debug)]
+pub struct SandboxHandle {
+    addr: SocketAddr,
+    app: Arc<App>,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SandboxHandle {
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL of both APIs, e.g. `http://127.0.0.1:8080`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.app.config
+    }
+
+    /// Everything held and counted so far (the same data as `/_sandbox/state`).
+    pub fn snapshot(&self) -> SandboxState {
+        self.app.snapshot()
+    }
+
+    /// Pre-loads contacts into an SMS Partner group, as if added earlier;
+    /// returns their contact ids. Stops at the first refused contact.
+    pub fn seed_smspartner<I>(&self, group: &str, contacts: I) -> Result<Vec<String>, SandboxError>
+    where
+        I: IntoIterator<Item = ContactInput>,
+    {
+        let mut store = lock(&self.app.smspartner);
+        contacts
+            .into_iter()
+            .map(|c| {
+                store.add(group, &c).map(|c| c.contact_id).map_err(|e| {
+                    SandboxError::Seed(format!(
+                        "{:?} in group {group:?}: {} (code {})",
+                        c.phone_number.unwrap_or_default(),
+                        e.message,
+                        e.code
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Pre-loads contacts into the Mobivate address book; returns their ids.
+    /// Stops at the first refused contact.
+    pub fn seed_mobivate<I>(&self, contacts: I) -> Result<Vec<String>, SandboxError>
+    where
+        I: IntoIterator<Item = MobivateInput>,
+    {
+        let now = http::now();
+        let mut store = lock(&self.app.mobivate);
+        contacts
+            .into_iter()
+            .map(|c| {
+                store
+                    .create(c, &now)
+                    .map(|r| r.id)
+                    .map_err(|e| SandboxError::Seed(e.message().to_string()))
+            })
+            .collect()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (5 s at most), and returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SandboxHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Binds 127.0.0.1 and serves both APIs in a background task.
+pub async fn start(config: SandboxConfig) -> Result<SandboxHandle, SandboxError> {
+    let port = config.port;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|source| SandboxError::Bind { port, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| SandboxError::Bind { port, source })?;
+    let app = Arc::new(App::new(config));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let task = tokio::spawn(http::serve(listener, app.clone(), shutdown_rx));
+    Ok(SandboxHandle {
+        addr,
+        app,
+        shutdown,
+        task: Some(task),
+    })
+}
+
+/// Serves until Ctrl-C, logging each request on one line, then stops cleanly.
+pub async fn run_foreground(mut config: SandboxConfig) -> Result<(), SandboxError> {
+    config.log_requests = true;
+    let handle = start(config).await?;
+    tracing::info!(
+        url = %handle.base_url(),
+        groups = ?handle.config().groups,
+        "sandbox listening; state at {}/_sandbox/state; Ctrl-C to stop",
+        handle.base_url()
+    );
+    let signal = tokio::signal::ctrl_c().await;
+    tracing::info!("sandbox stopping");
+    handle.shutdown().await;
+    signal.map_err(SandboxError::Signal)
+}

@@ -1,0 +1,447 @@
+//! What the sandbox does to a request before serving it: rate limiting, injected
+//! faults and latency, all drawn from one seeded PRNG so a run can be replayed.
+//!
+//! Pure: the clock is passed in, nothing here touches the network.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// A small, fast, seedable PRNG (splitmix64); enough for fault draws and ids.
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    /// A generator whose whole sequence is fixed by `seed`.
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64 { state: seed }
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform draw in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        // 53 random bits: every value is exactly representable.
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A version-4-shaped UUID string (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
+    pub fn uuid(&mut self) -> String {
+        let hi = (self.next_u64() & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000;
+        let lo = (self.next_u64() & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            hi >> 32,
+            (hi >> 16) & 0xFFFF,
+            hi & 0xFFFF,
+            lo >> 48,
+            lo & 0xFFFF_FFFF_FFFF
+        )
+    }
+
+    /// `n` random lower-case hex digits.
+    pub fn hex(&mut self, n: usize) -> String {
+        let mut out = String::with_capacity(n);
+        while out.len() < n {
+            let word = format!("{:016x}", self.next_u64());
+            let take = (n - out.len()).min(word.len());
+            out.push_str(&word[..take]);
+        }
+        out
+    }
+}
+
+/// A token bucket: `burst` tokens at most, refilled at `rate` tokens a second.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket. `rate` must be positive and `burst` at least 1 (the
+    /// configuration checks both before this is built).
+    pub fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token, or says how long until one is available.
+    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now.max(self.last);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            // A tiny rate can mean a wait beyond what Duration holds.
+            let wait = (1.0 - self.tokens) / self.rate;
+            Err(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX))
+        }
+    }
+}
+
+/// The `Retry-After` value for a wait: whole seconds, rounded up, at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0));
+    secs.max(1)
+}
+
+/// What happens to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Served normally.
+    None,
+    /// Answered 429 with `Retry-After: secs`; nothing applied.
+    RateLimited {
+        /// The `Retry-After` value in seconds.
+        retry_after: u64,
+    },
+    /// Answered with an injected 5xx; nothing applied.
+    ServerError,
+    /// Connection closed before anything is applied; no response.
+    Drop,
+    /// Applied, then the connection is closed without a response.
+    Lose,
+}
+
+impl Fault {
+    /// The name used in logs, or `None` for a normal request.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Fault::None => None,
+            Fault::RateLimited { .. } => Some("rate_limited"),
+            Fault::ServerError => Some("server_error"),
+            Fault::Drop => Some("dropped"),
+            Fault::Lose => Some("lost"),
+        }
+    }
+}
+
+/// The fate of one request: a fault (or none) and a delay before answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// What is done to the request.
+    pub fault: Fault,
+    /// How long the server waits before handling it.
+    pub delay: Duration,
+}
+
+/// The stress settings a [`FaultPlan`] applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultSettings {
+    /// Requests a second, `None` for no limit.
+    pub rate: Option<f64>,
+    /// Bucket size.
+    pub burst: u32,
+    /// Share of requests answered with an injected 5xx.
+    pub fault_rate: f64,
+    /// Share of requests whose connection is dropped before anything is applied.
+    pub drop_rate: f64,
+    /// Share of requests applied, then left without a response.
+    pub lose_rate: f64,
+    /// Fixed delay added to every request.
+    pub latency: Duration,
+    /// Upper bound of an extra uniform random delay.
+    pub jitter: Duration,
+}
+
+/// Decides, request by request, which fault (if any) and which delay apply.
+///
+/// Every decision draws exactly two numbers from the PRNG, whatever the outcome,
+/// so the same seed and the same order of requests give the same faults.
+#[derive(Debug, Clone)]
+pub struct FaultPlan {
+    settings: FaultSettings,
+    bucket: Option<TokenBucket>,
+    rng: SplitMix64,
+}
+
+impl FaultPlan {
+    /// A plan starting at `now` with a full bucket.
+    pub fn new(settings: FaultSettings, seed: u64, now: Instant) -> FaultPlan {
+        let bucket = settings
+            .rate
+            .map(|rate| TokenBucket::new(rate, settings.burst, now));
+        FaultPlan {
+            settings,
+            bucket,
+            rng: SplitMix64::new(seed),
+        }
+    }
+
+    /// The fate of the next request, arriving at `now`.
+    pub fn decide(&mut self, now: Instant) -> Decision {
+        let draw = self.rng.next_f64();
+        let jitter_draw = self.rng.next_f64();
+        let s = &self.settings;
+        let delay = s.latency + s.jitter.mul_f64(jitter_draw);
+        let limited = match self.bucket.as_mut() {
+            Some(bucket) => bucket.try_take(now).err(),
+            None => None,
+        };
+        let fault = if let Some(wait) = limited {
+            Fault::RateLimited {
+                retry_after: retry_after_secs(wait),
+            }
+        } else if draw < s.fault_rate {
+            Fault::ServerError
+        } else if draw < s.fault_rate + s.drop_rate {
+            Fault::Drop
+        } else if draw < s.fault_rate + s.drop_rate + s.lose_rate {
+            Fault::Lose
+        } else {
+            Fault::None
+        };
+        Decision { fault, delay }
+    }
+}
+
+/// How many faults of each kind were injected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultCounts {
+    /// Requests answered 429.
+    pub rate_limited: u64,
+    /// Requests answered with an injected 5xx.
+    pub server_error: u64,
+    /// Connections dropped before anything was applied.
+    pub dropped: u64,
+    /// Requests applied whose response was never sent.
+    pub lost: u64,
+    /// Requests that were given a non-zero delay.
+    pub delayed: u64,
+}
+
+impl FaultCounts {
+    /// Counts one decision.
+    pub fn record(&mut self, decision: &Decision) {
+        match decision.fault {
+            Fault::None => {}
+            Fault::RateLimited { .. } => self.rate_limited += 1,
+            Fault::ServerError => self.server_error += 1,
+            Fault::Drop => self.dropped += 1,
+            Fault::Lose => self.lost += 1,
+        }
+        if !decision.delay.is_zero() {
+            self.delayed += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quiet() -> FaultSettings {
+        FaultSettings {
+            rate: None,
+            burst: 1,
+            fault_rate: 0.0,
+            drop_rate: 0.0,
+            lose_rate: 0.0,
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn splitmix_is_reproducible_and_seed_dependent() {
+        let a: Vec<u64> = {
+            let mut r = SplitMix64::new(7);
+            (0..5).map(|_| r.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = SplitMix64::new(7);
+            (0..5).map(|_| r.next_u64()).collect()
+        };
+        let c: Vec<u64> = {
+            let mut r = SplitMix64::new(8);
+            (0..5).map(|_| r.next_u64()).collect()
+        };
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        // Reference value of splitmix64 seeded with 0.
+        assert_eq!(SplitMix64::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
+    }
+
+    #[test]
+    fn next_f64_stays_in_unit_interval() {
+        let mut r = SplitMix64::new(1);
+        for _ in 0..10_000 {
+            let x = r.next_f64();
+            assert!((0.0..1.0).contains(&x), "{x}");
+        }
+    }
+
+    #[test]
+    fn uuid_has_v4_shape() {
+        let mut r = SplitMix64::new(3);
+        let id = r.uuid();
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'), "{id}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
+        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_ne!(r.uuid(), id);
+        assert_eq!(r.hex(20).len(), 20);
+    }
+
+    #[test]
+    fn bucket_allows_burst_then_refuses_then_refills() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(2.0, 3, t0);
+        assert!(b.try_take(t0).is_ok());
+        assert!(b.try_take(t0).is_ok());
+        assert!(b.try_take(t0).is_ok());
+        let wait = b.try_take(t0).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        // Half a second later one token is back, and only one.
+        let t1 = t0 + Duration::from_millis(500);
+        assert!(b.try_take(t1).is_ok());
+        assert!(b.try_take(t1).is_err());
+        // A long pause refills up to the burst, not beyond.
+        let t2 = t1 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert!(b.try_take(t2).is_ok());
+        }
+        assert!(b.try_take(t2).is_err());
+    }
+
+    #[test]
+    fn a_tiny_rate_does_not_overflow() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1e-300, 1, t0);
+        assert!(b.try_take(t0).is_ok());
+        assert_eq!(b.try_take(t0), Err(Duration::MAX));
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(100)), 100);
+        assert_eq!(retry_after_secs(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn plan_rate_limits_past_the_burst() {
+        let t0 = Instant::now();
+        let settings = FaultSettings {
+            rate: Some(0.5),
+            burst: 2,
+            ..quiet()
+        };
+        let mut plan = FaultPlan::new(settings, 1, t0);
+        assert_eq!(plan.decide(t0).fault, Fault::None);
+        assert_eq!(plan.decide(t0).fault, Fault::None);
+        assert_eq!(plan.decide(t0).fault, Fault::RateLimited { retry_after: 2 });
+    }
+
+    #[test]
+    fn plan_faults_follow_rates_and_seed() {
+        let settings = FaultSettings {
+            fault_rate: 0.2,
+            drop_rate: 0.2,
+            lose_rate: 0.2,
+            ..quiet()
+        };
+        let t0 = Instant::now();
+        let run = |seed| {
+            let mut plan = FaultPlan::new(settings.clone(), seed, t0);
+            (0..2000).map(|_| plan.decide(t0).fault).collect::<Vec<_>>()
+        };
+        let a = run(42);
+        assert_eq!(a, run(42), "same seed, same faults");
+        assert_ne!(a, run(43), "another seed, other faults");
+        let count = |f: Fault| a.iter().filter(|x| **x == f).count();
+        for f in [Fault::ServerError, Fault::Drop, Fault::Lose, Fault::None] {
+            let n = count(f);
+            // 20% (40% for None) of 2000, with a wide margin.
+            let expected = if f == Fault::None { 800 } else { 400 };
+            assert!(n.abs_diff(expected) < 120, "{f:?}: {n}");
+        }
+    }
+
+    #[test]
+    fn certain_faults_always_happen() {
+        let t0 = Instant::now();
+        for (settings, fault) in [
+            (
+                FaultSettings {
+                    fault_rate: 1.0,
+                    ..quiet()
+                },
+                Fault::ServerError,
+            ),
+            (
+                FaultSettings {
+                    drop_rate: 1.0,
+                    ..quiet()
+                },
+                Fault::Drop,
+            ),
+            (
+                FaultSettings {
+                    lose_rate: 1.0,
+                    ..quiet()
+                },
+                Fault::Lose,
+            ),
+            (quiet(), Fault::None),
+        ] {
+            let mut plan = FaultPlan::new(settings, 9, t0);
+            for _ in 0..100 {
+                assert_eq!(plan.decide(t0).fault, fault);
+            }
+        }
+    }
+
+    #[test]
+    fn delay_is_latency_plus_bounded_jitter() {
+        let t0 = Instant::now();
+        let settings = FaultSettings {
+            latency: Duration::from_millis(100),
+            jitter: Duration::from_millis(50),
+            ..quiet()
+        };
+        let mut plan = FaultPlan::new(settings, 5, t0);
+        let delays: Vec<Duration> = (0..500).map(|_| plan.decide(t0).delay).collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= Duration::from_millis(100) && *d < Duration::from_millis(150))
+        );
+        assert!(delays.iter().any(|d| *d != delays[0]), "jitter varies");
+        let mut counts = FaultCounts::default();
+        counts.record(&Decision {
+            fault: Fault::Lose,
+            delay: delays[0],
+        });
+        assert_eq!((counts.lost, counts.delayed), (1, 1));
+    }
+}
