@@ -7,6 +7,7 @@
 
 pub mod codes;
 pub mod columns;
+pub mod dispatch;
 pub mod normalize;
 pub mod record;
 #[cfg(feature = "sandbox")]
