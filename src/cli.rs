@@ -26,6 +26,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Add or update every valid row on the provider, rate-limited and retried.
     Sync(SyncArgs),
+    /// Serve the built-in SMS Partner / Mobivate emulator on loopback.
+    #[cfg(feature = "sandbox")]
+    Sandbox(crate::sandbox::SandboxArgs),
 }
 
 /// Log format on stderr.

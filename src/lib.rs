@@ -10,11 +10,14 @@ pub mod cli;
 pub mod codes;
 pub mod columns;
 pub mod config;
+pub mod dispatch;
 pub mod logging;
 pub mod normalize;
 pub mod reader;
 pub mod record;
 pub mod report;
+pub mod plan;
+pub mod progress;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod scan;
@@ -31,6 +34,18 @@ pub fn run(cli: Cli) -> Result<u8, config::Error> {
                 eprint!("{}", result.summary.human());
             }
             Ok(result.exit_code)
+        }
+        Command::Sync(_) => Err(config::Error::Usage("sync is not wired in yet".into())),
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox(args) => {
+            let config = sandbox::SandboxConfig::try_from(args)
+                .map_err(|e| config::Error::Usage(e.to_string()))?;
+            let runtime = tokio::runtime::Runtime::new()
+                .map_err(|e| config::Error::Usage(format!("cannot start the async runtime: {e}")))?;
+            runtime
+                .block_on(sandbox::run_foreground(config))
+                .map_err(|e| config::Error::Usage(e.to_string()))?;
+            Ok(codes::exit::OK)
         }
     }
 }

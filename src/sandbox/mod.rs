@@ -84,6 +84,11 @@ impl Default for SandboxArgs {
     }
 }
 
+/// The API key the sandbox accepts unless told otherwise.
+pub const DEFAULT_API_KEY: &str = "sandbox-key";
+/// The SMS Partner group the sandbox holds unless told otherwise.
+pub const DEFAULT_GROUP: &str = "sandbox";
+
 /// A checked sandbox configuration, ready for [`start`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SandboxConfig {
@@ -119,8 +124,8 @@ impl Default for SandboxConfig {
             },
             seed: 1,
             error_status: 200,
-            api_key: "sandbox-key".into(),
-            groups: vec!["sandbox".into()],
+            api_key: DEFAULT_API_KEY.into(),
+            groups: vec![DEFAULT_GROUP.into()],
             log_requests: false,
         }
     }

@@ -1,0 +1,511 @@
+//! The request dispatcher: sends fully described HTTP calls at no more than
+//! `--rate` requests/s and `--concurrency` in flight, retrying 429, 5xx and
+//! network failures with full-jitter backoff that honours `Retry-After`, and
+//! slowing down by itself on repeated 429s (SPEC §5).
+//!
+//! Providers build [`HttpCall`]s and interpret [`HttpReply`]s; the dispatcher
+//! knows nothing of their APIs. Every attempt, retries included, takes a
+//! concurrency permit and a rate token; the permit is given back while a retry
+//! waits. URLs and bodies may carry the API key, so neither is ever logged nor
+//! put in an error: only the method and path are.
+
+mod aimd;
+mod pacer;
+mod retry;
+
+#[cfg(test)]
+#[cfg(feature = "sandbox")]
+mod tests;
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{self, HeaderValue, InvalidHeaderValue};
+use reqwest::{Method, Url};
+use tokio::sync::{Semaphore, watch};
+
+pub use aimd::Aimd;
+pub use pacer::burst_for;
+pub use retry::{
+    AttemptResult, NetworkKind, RetryDecision, RetryPolicy, backoff, classify, parse_retry_after,
+};
+
+use pacer::Pacer;
+use retry::JitterRng;
+
+/// One request, described fully enough to be sent again on retry.
+#[derive(Clone)]
+pub struct HttpCall {
+    /// The HTTP method.
+    pub method: Method,
+    /// The full URL; may carry the API key in its query, so it is never logged.
+    pub url: Url,
+    /// The `Authorization` header value, marked sensitive.
+    pub authorization: Option<HeaderValue>,
+    /// A JSON body (sent with `Content-Type: application/json`).
+    pub json: Option<Vec<u8>>,
+}
+
+impl HttpCall {
+    /// A call with no body and no authorization.
+    pub fn new(method: Method, url: Url) -> Self {
+        Self {
+            method,
+            url,
+            authorization: None,
+            json: None,
+        }
+    }
+
+    /// A `GET` of `url`.
+    pub fn get(url: Url) -> Self {
+        Self::new(Method::GET, url)
+    }
+
+    /// A `POST` of the serialized JSON `body` to `url`.
+    pub fn post_json(url: Url, body: Vec<u8>) -> Self {
+        Self {
+            json: Some(body),
+            ..Self::new(Method::POST, url)
+        }
+    }
+
+    /// Adds `Authorization: Bearer <token>`, kept out of `Debug` output.
+    pub fn with_bearer(mut self, token: &str) -> Result<Self, InvalidHeaderValue> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
+    }
+
+    /// What may be logged about this call: method and path, no query.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.method, self.url.path())
+    }
+}
+
+impl fmt::Debug for HttpCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Query, authorization and body may all hold the key.
+        f.debug_struct("HttpCall")
+            .field("method", &self.method)
+            .field("path", &self.url.path())
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("json_bytes", &self.json.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// The final answer to a call: any status the dispatcher does not retry, or
+/// the last 429/5xx once retries are used up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The full response body.
+    pub body: Vec<u8>,
+}
+
+/// Why a call produced no reply.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    /// No answer after every retry (or a request that cannot be sent); the
+    /// message names no URL.
+    #[error("network error: {message}")]
+    Network {
+        /// What failed last, without the URL.
+        message: String,
+    },
+    /// The stop signal came before the call's first attempt.
+    #[error("cancelled before sending")]
+    Cancelled,
+}
+
+/// Everything a [`Dispatcher`] needs, validated by [`Dispatcher::new`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchConfig {
+    /// Requests per second, at most (`--rate`).
+    pub rate: f64,
+    /// The adaptive rate never drops below this (clamped to `rate`).
+    pub min_rate: f64,
+    /// A fixed quota burst; `None` picks [`burst_for`] the current rate.
+    pub burst: Option<NonZeroU32>,
+    /// Requests in flight, at most (`--concurrency`).
+    pub concurrency: usize,
+    /// Retry limits and backoff (`--max-retries` is `retry.max_retries`).
+    pub retry: RetryPolicy,
+    /// Time allowed to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole attempt, response body included.
+    pub request_timeout: Duration,
+    /// Seed of the jitter draws, for reproducible runs.
+    pub seed: u64,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            rate: 5.0,
+            min_rate: 0.1,
+            burst: None,
+            concurrency: 4,
+            retry: RetryPolicy {
+                max_retries: 5,
+                base_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(30),
+                max_retry_after: Duration::from_secs(120),
+            },
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            seed: 0x5EED,
+        }
+    }
+}
+
+/// Why a [`DispatchConfig`] was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The rate is not a positive number of requests per second that a
+    /// quota can express.
+    #[error("rate must be a positive number of requests per second up to 1000000, got {0}")]
+    Rate(f64),
+    /// Concurrency must be at least 1.
+    #[error("concurrency must be at least 1")]
+    Concurrency,
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// A snapshot of the dispatcher's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Stats {
+    /// Attempts sent, retries included.
+    pub attempts: u64,
+    /// Attempts that were retries.
+    pub retries: u64,
+    /// 429 responses received.
+    pub throttled: u64,
+    /// 5xx responses received.
+    pub server_errors: u64,
+    /// Attempts that got no complete answer.
+    pub network_errors: u64,
+    /// The rate currently paced at, requests/s.
+    pub rate: f64,
+}
+
+#[derive(Default)]
+struct Counters {
+    attempts: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+    server_errors: AtomicU64,
+    network_errors: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Sends [`HttpCall`]s under the rate, concurrency and retry rules; share it
+/// between tasks (it is `Send + Sync`).
+pub struct Dispatcher {
+    client: reqwest::Client,
+    permits: Semaphore,
+    pacer: Pacer,
+    retry: RetryPolicy,
+    jitter: Mutex<JitterRng>,
+    stop: watch::Receiver<bool>,
+    hold: Hold,
+    counters: Counters,
+}
+
+/// A time before which no attempt starts, set from `Retry-After`.
+#[derive(Default)]
+struct Hold(Mutex<Option<tokio::time::Instant>>);
+
+impl Hold {
+    fn until(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves the hold to `until` unless it already reaches further.
+    fn extend(&self, until: tokio::time::Instant) {
+        let mut hold = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if hold.is_none_or(|h| h < until) {
+            *hold = Some(until);
+        }
+    }
+
+    /// Waits until no hold is in force (a hold may be extended meanwhile).
+    async fn wait(&self) {
+        while let Some(until) = self.until().filter(|u| *u > tokio::time::Instant::now()) {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of one attempt, before the retry decision.
+enum Attempt {
+    Reply {
+        reply: HttpReply,
+        retry_after: Option<Duration>,
+    },
+    Failed {
+        kind: NetworkKind,
+        message: String,
+    },
+}
+
+/// Resolves once `stop` holds `true`; never, if its sender is gone.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|&s| s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sorts a reqwest failure for the retry policy.
+fn network_kind(err: &reqwest::Error) -> NetworkKind {
+    if err.is_builder() {
+        NetworkKind::Invalid
+    } else if err.is_timeout() {
+        NetworkKind::Timeout
+    } else if err.is_connect() {
+        NetworkKind::Connect
+    } else if err.is_body() || err.is_decode() {
+        NetworkKind::Body
+    } else {
+        NetworkKind::Closed
+    }
+}
+
+/// The error and its causes, joined, without the URL reqwest attaches.
+fn error_message(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+impl Dispatcher {
+    /// Validates `config` and builds the HTTP client (rustls, no redirects,
+    /// timeouts). `stop` turning `true` stops new attempts.
+    pub fn new(config: DispatchConfig, stop: watch::Receiver<bool>) -> Result<Self, ConfigError> {
+        if !(config.rate > 0.0 && config.rate <= 1e6) {
+            return Err(ConfigError::Rate(config.rate));
+        }
+        if config.concurrency == 0 {
+            return Err(ConfigError::Concurrency);
+        }
+        let pacer = Pacer::new(config.rate, config.min_rate, config.burst)
+            .ok_or(ConfigError::Rate(config.rate))?;
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            // Requests carry the key: never let a redirect take it elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .user_agent(concat!("contact-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError::Client(error_message(e)))?;
+        Ok(Self {
+            client,
+            permits: Semaphore::new(config.concurrency.min(Semaphore::MAX_PERMITS)),
+            pacer,
+            retry: config.retry,
+            jitter: Mutex::new(JitterRng::new(config.seed)),
+            stop,
+            hold: Hold::default(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The counters so far and the current paced rate.
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            attempts: c.attempts.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            throttled: c.throttled.load(Ordering::Relaxed),
+            server_errors: c.server_errors.load(Ordering::Relaxed),
+            network_errors: c.network_errors.load(Ordering::Relaxed),
+            rate: self.pacer.rate(),
+        }
+    }
+
+    /// Sends `call`, retrying transient failures, and returns the final reply
+    /// whatever its status. Fails with [`SendError::Cancelled`] if stopped
+    /// before the first attempt; a stop between retries returns the last
+    /// attempt's result as final.
+    pub async fn send(&self, call: &HttpCall) -> Result<HttpReply, SendError> {
+        let mut stop = self.stop.clone();
+        let mut retries = 0u32;
+        loop {
+            // Stopped while waiting for a permit or a token: nothing was sent.
+            let Some((attempt, sent_at)) = self.attempt(call, retries > 0, &mut stop).await else {
+                return Err(SendError::Cancelled);
+            };
+            let result = match &attempt {
+                Attempt::Reply { reply, retry_after } => AttemptResult::Status {
+                    status: reply.status,
+                    retry_after: *retry_after,
+                },
+                Attempt::Failed { kind, .. } => AttemptResult::Network(*kind),
+            };
+            self.observe(&result, sent_at);
+            let draw = self
+                .jitter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .next_f64();
+            let Some(delay) = self.retry.next_delay(retries, &result, draw) else {
+                return finish(attempt);
+            };
+            tracing::debug!(
+                call = %call.describe(),
+                ?result,
+                retry = retries + 1,
+                delay_ms = delay.as_millis() as u64,
+                "retrying"
+            );
+            let stopped_early = tokio::select! {
+                biased;
+                () = stopped(&mut stop) => true,
+                () = tokio::time::sleep(delay) => false,
+            };
+            if stopped_early {
+                return finish(attempt);
+            }
+            retries += 1;
+        }
+    }
+
+    /// Feeds one attempt's result to the counters and the adaptive rate.
+    fn observe(&self, result: &AttemptResult, sent_at: Instant) {
+        match *result {
+            AttemptResult::Status {
+                status: 429,
+                retry_after,
+            } => {
+                bump(&self.counters.throttled);
+                self.pacer.on_throttled(sent_at);
+                self.hold_for(retry_after);
+            }
+            AttemptResult::Status {
+                status,
+                retry_after,
+            } if status >= 500 => {
+                bump(&self.counters.server_errors);
+                self.hold_for(retry_after);
+            }
+            AttemptResult::Status { .. } => self.pacer.on_success(),
+            AttemptResult::Network(_) => bump(&self.counters.network_errors),
+        }
+    }
+
+    /// A server's `Retry-After` on a 429/5xx pauses every call, not just the
+    /// one it answered: the others would only be refused too.
+    fn hold_for(&self, retry_after: Option<Duration>) {
+        if let Some(after) = retry_after.filter(|a| *a <= self.retry.max_retry_after) {
+            self.hold.extend(tokio::time::Instant::now() + after);
+        }
+    }
+
+    /// One attempt: waits out any server-requested pause, takes a permit and
+    /// a rate token, then sends the request and reads its whole body. `None`
+    /// if the stop came before sending; once sent, the attempt runs to its end.
+    async fn attempt(
+        &self,
+        call: &HttpCall,
+        is_retry: bool,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<(Attempt, Instant)> {
+        let ready = async {
+            self.hold.wait().await;
+            let permit = self.permits.acquire().await.ok();
+            self.pacer.ready().await;
+            permit
+        };
+        let _permit = tokio::select! {
+            biased;
+            () = stopped(stop) => None,
+            permit = ready => permit,
+        }?;
+        if *stop.borrow() {
+            return None;
+        }
+        bump(&self.counters.attempts);
+        if is_retry {
+            bump(&self.counters.retries);
+        }
+        let sent_at = Instant::now();
+        Some((self.exchange(call).await, sent_at))
+    }
+
+    async fn exchange(&self, call: &HttpCall) -> Attempt {
+        let mut request = self.client.request(call.method.clone(), call.url.clone());
+        if let Some(auth) = &call.authorization {
+            request = request.header(header::AUTHORIZATION, auth.clone());
+        }
+        if let Some(json) = &call.json {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(json.clone());
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => {
+                return Attempt::Failed {
+                    kind: network_kind(&err),
+                    message: error_message(err),
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        match response.bytes().await {
+            Ok(body) => Attempt::Reply {
+                reply: HttpReply {
+                    status,
+                    body: body.to_vec(),
+                },
+                retry_after,
+            },
+            Err(err) => Attempt::Failed {
+                kind: NetworkKind::Body,
+                message: error_message(err),
+            },
+        }
+    }
+}
+
+/// Turns the last attempt into the call's result.
+fn finish(attempt: Attempt) -> Result<HttpReply, SendError> {
+    match attempt {
+        Attempt::Reply { reply, .. } => Ok(reply),
+        Attempt::Failed { message, .. } => Err(SendError::Network { message }),
+    }
+}

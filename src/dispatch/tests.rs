@@ -1,0 +1,511 @@
+//! Dispatcher tests against scripted local servers (axum on 127.0.0.1:0, or
+//! raw TCP for broken connections).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::*;
+
+const SECRET: &str = "SECRET-KEY-123";
+
+/// One scripted answer.
+#[derive(Clone)]
+struct Resp {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: &'static str,
+    /// Wait for the test to open the gate before answering.
+    hold: bool,
+}
+
+fn resp(status: u16) -> Resp {
+    Resp {
+        status,
+        headers: Vec::new(),
+        body: "",
+        hold: false,
+    }
+}
+
+impl Resp {
+    fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+    fn body(mut self, body: &'static str) -> Self {
+        self.body = body;
+        self
+    }
+    fn held(mut self) -> Self {
+        self.hold = true;
+        self
+    }
+}
+
+/// What the server saw of one request.
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    at: Instant,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+struct Server {
+    /// Per path: answers in order; the last one repeats.
+    scripts: Mutex<HashMap<String, VecDeque<Resp>>>,
+    hits: Mutex<Vec<Hit>>,
+    notify: mpsc::UnboundedSender<String>,
+    gate: Semaphore,
+}
+
+struct Running {
+    server: Arc<Server>,
+    base: Url,
+    arrivals: mpsc::UnboundedReceiver<String>,
+}
+
+impl Running {
+    fn url(&self, path_and_query: &str) -> Url {
+        self.base.join(path_and_query).unwrap()
+    }
+    fn hits(&self, path: &str) -> Vec<Hit> {
+        let hits = self.server.hits.lock().unwrap();
+        hits.iter().filter(|h| h.path == path).cloned().collect()
+    }
+    /// Waits for the next request to reach the server; returns its path.
+    async fn arrival(&mut self) -> String {
+        self.arrivals.recv().await.unwrap()
+    }
+}
+
+async fn answer(
+    State(server): State<Arc<Server>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let path = uri.path().to_owned();
+    let header = |name| {
+        headers
+            .get(name)
+            .map(|v: &axum::http::HeaderValue| v.to_str().unwrap().to_owned())
+    };
+    server.hits.lock().unwrap().push(Hit {
+        path: path.clone(),
+        at: Instant::now(),
+        authorization: header("authorization"),
+        content_type: header("content-type"),
+        body: body.to_vec(),
+    });
+    let r = {
+        let mut scripts = server.scripts.lock().unwrap();
+        match scripts.get_mut(&path) {
+            Some(queue) if queue.len() > 1 => queue.pop_front().unwrap(),
+            Some(queue) => queue.front().cloned().unwrap(),
+            None => resp(200).body("ok"),
+        }
+    };
+    let _ = server.notify.send(path);
+    if r.hold {
+        server.gate.acquire().await.unwrap().forget();
+    }
+    let mut out = HeaderMap::new();
+    for (name, value) in r.headers {
+        out.insert(name, value.parse().unwrap());
+    }
+    (
+        StatusCode::from_u16(r.status).unwrap(),
+        out,
+        r.body.as_bytes().to_vec(),
+    )
+}
+
+async fn serve(scripts: &[(&str, Vec<Resp>)]) -> Running {
+    let (notify, arrivals) = mpsc::unbounded_channel();
+    let server = Arc::new(Server {
+        scripts: Mutex::new(
+            scripts
+                .iter()
+                .map(|(p, rs)| ((*p).to_owned(), rs.iter().cloned().collect()))
+                .collect(),
+        ),
+        hits: Mutex::new(Vec::new()),
+        notify,
+        gate: Semaphore::new(0),
+    });
+    let app = Router::new()
+        .fallback(answer)
+        .with_state(Arc::clone(&server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Running {
+        server,
+        base,
+        arrivals,
+    }
+}
+
+fn config() -> DispatchConfig {
+    DispatchConfig {
+        rate: 1000.0,
+        concurrency: 4,
+        retry: RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            max_retry_after: Duration::from_secs(120),
+        },
+        request_timeout: Duration::from_secs(10),
+        ..DispatchConfig::default()
+    }
+}
+
+fn dispatcher(config: DispatchConfig) -> (Arc<Dispatcher>, watch::Sender<bool>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    (Arc::new(Dispatcher::new(config, stop_rx).unwrap()), stop_tx)
+}
+
+/// Fails the test instead of hanging when something waits forever.
+async fn within<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .expect("took far too long")
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_success() {
+    let s = serve(&[("/c", vec![resp(503), resp(503), resp(200).body("done")])]).await;
+    let (d, _stop) = dispatcher(config());
+    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    assert_eq!(
+        reply,
+        HttpReply {
+            status: 200,
+            body: b"done".to_vec()
+        }
+    );
+    assert_eq!(s.hits("/c").len(), 3);
+    let stats = d.stats();
+    assert_eq!(
+        (stats.attempts, stats.retries, stats.server_errors),
+        (3, 2, 2)
+    );
+    assert_eq!((stats.throttled, stats.network_errors), (0, 0));
+}
+
+#[tokio::test]
+async fn the_last_server_error_is_returned_when_retries_run_out() {
+    let s = serve(&[("/c", vec![resp(500).body("boom")])]).await;
+    let (d, _stop) = dispatcher(config());
+    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    assert_eq!(
+        reply,
+        HttpReply {
+            status: 500,
+            body: b"boom".to_vec()
+        }
+    );
+    assert_eq!(s.hits("/c").len(), 4);
+    assert_eq!(d.stats().attempts, 4);
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    for status in [400, 401, 403, 404, 422] {
+        let s = serve(&[("/c", vec![resp(status).body("nope"), resp(200)])]).await;
+        let (d, _stop) = dispatcher(config());
+        let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+        assert_eq!(reply.status, status);
+        assert_eq!(reply.body, b"nope");
+        assert_eq!(s.hits("/c").len(), 1);
+        assert_eq!(d.stats().retries, 0);
+    }
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_and_429_slows_the_rate() {
+    let s = serve(&[("/c", vec![resp(429).header("retry-after", "1"), resp(200)])]).await;
+    let (d, _stop) = dispatcher(config());
+    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let hits = s.hits("/c");
+    assert_eq!(hits.len(), 2);
+    // A lower bound only: the wait can never be shorter than asked.
+    assert!(hits[1].at - hits[0].at >= Duration::from_secs(1));
+    let stats = d.stats();
+    assert_eq!(stats.throttled, 1);
+    assert!(stats.rate < 1000.0 && stats.rate >= 500.0, "{}", stats.rate);
+}
+
+#[tokio::test]
+async fn an_excessive_retry_after_is_returned_not_waited_for() {
+    let s = serve(&[(
+        "/c",
+        vec![resp(429).header("retry-after", "3600"), resp(200)],
+    )])
+    .await;
+    let (d, _stop) = dispatcher(config());
+    let reply = within(d.send(&HttpCall::get(s.url("/c")))).await.unwrap();
+    assert_eq!(reply.status, 429);
+    assert_eq!(s.hits("/c").len(), 1);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let s = serve(&[("/c", vec![resp(302).header("location", "/elsewhere")])]).await;
+    let (d, _stop) = dispatcher(config());
+    let reply = d.send(&HttpCall::get(s.url("/c?apiKey=x"))).await.unwrap();
+    assert_eq!(reply.status, 302);
+    assert_eq!(s.hits("/c").len(), 1);
+    assert!(s.hits("/elsewhere").is_empty());
+}
+
+#[tokio::test]
+async fn bearer_and_json_body_are_sent_on_every_attempt() {
+    let s = serve(&[("/c", vec![resp(502), resp(201)])]).await;
+    let (d, _stop) = dispatcher(config());
+    let call = HttpCall::post_json(s.url("/c"), br#"{"a":1}"#.to_vec())
+        .with_bearer(SECRET)
+        .unwrap();
+    let reply = d.send(&call).await.unwrap();
+    assert_eq!(reply.status, 201);
+    let hits = s.hits("/c");
+    assert_eq!(hits.len(), 2);
+    for hit in hits {
+        assert_eq!(
+            hit.authorization.as_deref(),
+            Some(&*format!("Bearer {SECRET}"))
+        );
+        assert_eq!(hit.content_type.as_deref(), Some("application/json"));
+        assert_eq!(hit.body, br#"{"a":1}"#);
+    }
+}
+
+#[test]
+fn calls_never_show_their_secrets() {
+    let url = Url::parse(&format!(
+        "https://h.test/v1/contact/list?apiKey={SECRET}&page=1"
+    ))
+    .unwrap();
+    let body = format!(r#"{{"apiKey":"{SECRET}"}}"#).into_bytes();
+    let call = HttpCall::post_json(url, body).with_bearer(SECRET).unwrap();
+    let shown = format!("{call:?} {}", call.describe());
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(!shown.contains("apiKey"), "{shown}");
+    assert!(shown.contains("/v1/contact/list"), "{shown}");
+}
+
+/// A raw TCP server that reads each request and then does `respond` (which
+/// may write a partial answer) before closing; returns its URL and a count of
+/// connections.
+async fn broken_server(respond: &'static [u8]) -> (Url, Arc<std::sync::atomic::AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!(
+        "http://{}/v1/contact/list?apiKey={SECRET}",
+        listener.local_addr().unwrap()
+    ))
+    .unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(respond).await;
+            });
+        }
+    });
+    (url, count)
+}
+
+fn assert_no_secret(err: &SendError) {
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(!shown.contains("apiKey"), "{shown}");
+}
+
+#[tokio::test]
+async fn closed_connections_are_retried_then_reported() {
+    let (url, connections) = broken_server(b"").await;
+    let mut cfg = config();
+    cfg.retry.max_retries = 2;
+    let (d, _stop) = dispatcher(cfg);
+    let err = d.send(&HttpCall::get(url)).await.unwrap_err();
+    assert!(matches!(err, SendError::Network { .. }), "{err:?}");
+    assert_no_secret(&err);
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+    let stats = d.stats();
+    assert_eq!(
+        (stats.attempts, stats.retries, stats.network_errors),
+        (3, 2, 3)
+    );
+}
+
+#[tokio::test]
+async fn truncated_bodies_are_retried_then_reported() {
+    let (url, connections) =
+        broken_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial").await;
+    let mut cfg = config();
+    cfg.retry.max_retries = 1;
+    let (d, _stop) = dispatcher(cfg);
+    let err = d.send(&HttpCall::get(url)).await.unwrap_err();
+    assert!(matches!(err, SendError::Network { .. }), "{err:?}");
+    assert_no_secret(&err);
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn refused_connections_are_retried_then_reported() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let url = Url::parse(&format!("http://{addr}/x?apiKey={SECRET}")).unwrap();
+    let mut cfg = config();
+    cfg.retry.max_retries = 2;
+    let (d, _stop) = dispatcher(cfg);
+    let err = d.send(&HttpCall::get(url)).await.unwrap_err();
+    assert_no_secret(&err);
+    assert_eq!(d.stats().network_errors, 3);
+}
+
+#[tokio::test]
+async fn slow_answers_time_out_and_are_retried() {
+    let s = serve(&[("/c", vec![resp(200).held()])]).await;
+    let mut cfg = config();
+    cfg.retry.max_retries = 1;
+    cfg.request_timeout = Duration::from_millis(200);
+    let (d, _stop) = dispatcher(cfg);
+    let err = within(d.send(&HttpCall::get(s.url("/c"))))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::Network { .. }), "{err:?}");
+    assert_eq!(s.hits("/c").len(), 2);
+}
+
+#[tokio::test]
+async fn nothing_is_sent_once_stopped() {
+    let s = serve(&[]).await;
+    let (d, stop) = dispatcher(config());
+    stop.send_replace(true);
+    let err = d.send(&HttpCall::get(s.url("/c"))).await.unwrap_err();
+    assert_eq!(err, SendError::Cancelled);
+    assert!(s.hits("/c").is_empty());
+    assert_eq!(d.stats().attempts, 0);
+}
+
+#[tokio::test]
+async fn a_stop_during_backoff_returns_the_last_answer() {
+    let mut s = serve(&[(
+        "/c",
+        vec![resp(503).header("retry-after", "100").body("later")],
+    )])
+    .await;
+    let (d, stop) = dispatcher(config());
+    let task = {
+        let (d, url) = (Arc::clone(&d), s.url("/c"));
+        tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+    };
+    assert_eq!(s.arrival().await, "/c");
+    stop.send_replace(true);
+    let reply = within(task).await.unwrap().unwrap();
+    assert_eq!(
+        reply,
+        HttpReply {
+            status: 503,
+            body: b"later".to_vec()
+        }
+    );
+    assert_eq!(s.hits("/c").len(), 1);
+}
+
+#[tokio::test]
+async fn in_flight_attempts_finish_and_waiting_calls_are_cancelled() {
+    let mut s = serve(&[("/slow", vec![resp(200).body("slow").held()])]).await;
+    let (d, stop) = dispatcher(DispatchConfig {
+        concurrency: 1,
+        ..config()
+    });
+    let first = {
+        let (d, url) = (Arc::clone(&d), s.url("/slow"));
+        tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+    };
+    assert_eq!(s.arrival().await, "/slow");
+    let second = {
+        let (d, url) = (Arc::clone(&d), s.url("/fast"));
+        tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+    };
+    // Single-threaded runtime: yielding lets `second` run until it blocks,
+    // which must be on the permit `first` holds, before any attempt.
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(d.stats().attempts, 1);
+    stop.send_replace(true);
+    assert_eq!(within(second).await.unwrap(), Err(SendError::Cancelled));
+    s.server.gate.add_permits(1);
+    let reply = within(first).await.unwrap().unwrap();
+    assert_eq!(reply.body, b"slow");
+    assert!(s.hits("/fast").is_empty());
+}
+
+#[tokio::test]
+async fn the_permit_is_released_while_waiting_to_retry() {
+    let mut s = serve(&[("/flaky", vec![resp(503)])]).await;
+    let (d, stop) = dispatcher(DispatchConfig {
+        concurrency: 1,
+        retry: RetryPolicy {
+            max_retries: 3,
+            // Far longer than the test: the retry must not block the other call.
+            base_delay: Duration::from_secs(1000),
+            max_delay: Duration::from_secs(1000),
+            max_retry_after: Duration::from_secs(120),
+        },
+        ..config()
+    });
+    let flaky = {
+        let (d, url) = (Arc::clone(&d), s.url("/flaky"));
+        tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+    };
+    assert_eq!(s.arrival().await, "/flaky");
+    let reply = within(d.send(&HttpCall::get(s.url("/fast"))))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    stop.send_replace(true);
+    assert_eq!(within(flaky).await.unwrap().unwrap().status, 503);
+}
+
+#[test]
+fn bad_configurations_are_refused() {
+    let (_tx, rx) = watch::channel(false);
+    for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e6] {
+        let cfg = DispatchConfig { rate, ..config() };
+        assert!(matches!(
+            Dispatcher::new(cfg, rx.clone()),
+            Err(ConfigError::Rate(_))
+        ));
+    }
+    let cfg = DispatchConfig {
+        concurrency: 0,
+        ..config()
+    };
+    assert!(matches!(
+        Dispatcher::new(cfg, rx),
+        Err(ConfigError::Concurrency)
+    ));
+}
