@@ -121,7 +121,7 @@ pub struct SyncArgs {
     pub output: OutputArgs,
     /// The provider: smspartner, mobivate, or sandbox (the built-in emulator, started in-process).
     #[arg(long, value_enum)]
-    pub provider: crate::sync::ProviderKind,
+    pub provider: ProviderKind,
     /// API base URL [smspartner: https://api.smspartner.fr; mobivate: required].
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
@@ -147,3 +147,15 @@ pub struct SyncArgs {
     #[arg(long)]
     pub allow_insecure_http: bool,
 }
+
+/// Which provider to talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// SMS Partner (bulk add, groups).
+    Smspartner,
+    /// Mobivate address book.
+    Mobivate,
+    /// The built-in emulator, started in-process (SMS Partner API).
+    Sandbox,
+}
+

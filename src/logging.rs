@@ -1,5 +1,7 @@
 //! Log set-up: text or JSON lines on stderr, verbosity from `-q`/`-v`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{LogArgs, LogFormat};
@@ -23,6 +25,7 @@ pub fn init(args: &LogArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match args.log_format {
         LogFormat::Text => builder.without_time().try_init(),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::cli::{LogArgs, SyncArgs};
+use crate::cli::{LogArgs, ProviderKind, SyncArgs};
 use crate::codes::{ErrorCode, Outcome, RowError, exit};
 use crate::config::{Error, InputConfig, OutputConfig, Source};
 use crate::dispatch::{DispatchConfig, Dispatcher, HttpCall, HttpReply, SendError};
@@ -32,17 +32,6 @@ use crate::report::{RejectsWriter, ReportRow, ReportWriter, Summary};
 use crate::scan::{Verdict, scan};
 use crate::secret::ApiKey;
 use crate::validate::{RunResult, default_threads};
-
-/// Which provider to talk to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProviderKind {
-    /// SMS Partner (bulk add, groups).
-    Smspartner,
-    /// Mobivate address book.
-    Mobivate,
-    /// The built-in emulator, started in-process (SMS Partner API).
-    Sandbox,
-}
 
 /// A share or a count of invalid rows beyond which nothing is sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
