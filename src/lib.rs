@@ -12,12 +12,14 @@ pub mod columns;
 pub mod config;
 pub mod logging;
 pub mod normalize;
+pub mod provider;
 pub mod reader;
 pub mod record;
 pub mod report;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod scan;
+pub mod secret;
 pub mod validate;
 
 use cli::{Cli, Command};
