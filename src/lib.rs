@@ -13,6 +13,7 @@ pub mod config;
 pub mod dispatch;
 pub mod logging;
 pub mod normalize;
+pub mod provider;
 pub mod reader;
 pub mod record;
 pub mod report;
@@ -21,6 +22,7 @@ pub mod progress;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod scan;
+pub mod secret;
 pub mod validate;
 
 use cli::{Cli, Command};

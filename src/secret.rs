@@ -1,0 +1,193 @@
+//! The provider API key, held in a type that never prints it (SPEC §2: the key
+//! appears in no log, report, error message or panic).
+//!
+//! There is deliberately no `Serialize`, and `Debug`/`Display` print
+//! `[redacted]`; [`ApiKey::expose`] is the only way to read the value.
+
+use std::ffi::OsString;
+use std::fmt;
+
+/// The environment variable the key is read from.
+pub const ENV_VAR: &str = "CONTACT_SYNC_API_KEY";
+
+/// What `Debug` and `Display` print instead of the key.
+pub const REDACTED: &str = "[redacted]";
+
+/// A provider API key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+/// Why no usable key was found; the message names the variable, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The variable is not set.
+    #[error("the API key is missing: set the environment variable {ENV_VAR}")]
+    Missing,
+    /// The variable is set but empty or blank.
+    #[error("the API key is empty: the environment variable {ENV_VAR} is set but blank")]
+    Empty,
+    /// The variable is not valid UTF-8.
+    #[error("the API key is unreadable: the environment variable {ENV_VAR} is not valid UTF-8")]
+    NotUnicode,
+}
+
+impl ApiKey {
+    /// Wraps a key as given.
+    pub fn new(key: String) -> ApiKey {
+        ApiKey(key)
+    }
+
+    /// Reads the key from `CONTACT_SYNC_API_KEY`, trimmed of surrounding whitespace.
+    pub fn from_env() -> Result<ApiKey, SecretError> {
+        ApiKey::from_var(std::env::var_os(ENV_VAR))
+    }
+
+    /// The rule of [`ApiKey::from_env`] applied to a variable's value (testable
+    /// without touching the process environment).
+    fn from_var(value: Option<OsString>) -> Result<ApiKey, SecretError> {
+        let value = value.ok_or(SecretError::Missing)?;
+        let value = value.into_string().map_err(|_| SecretError::NotUnicode)?;
+        // A key pasted with a trailing newline would otherwise fail as a header value.
+        let key = value.trim();
+        if key.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        Ok(ApiKey(key.to_string()))
+    }
+
+    /// The key itself; call only where it is put on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `text` with every occurrence of the key, plain or URL-encoded as in a
+    /// query string, replaced by `[redacted]`: a last guard for messages that
+    /// came from a server or an HTTP library and might echo it.
+    pub fn redact(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            return text.to_string();
+        }
+        let mut out = text.replace(&self.0, REDACTED);
+        let encoded = form_urlencode(&self.0);
+        if encoded != self.0 {
+            out = out.replace(&encoded, REDACTED);
+        }
+        out
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// `application/x-www-form-urlencoded` serialisation, as `Url::query_pairs_mut` writes it.
+fn form_urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "sk_live_8f3a1c";
+
+    #[test]
+    fn debug_and_display_redact() {
+        let key = ApiKey::new(SECRET.into());
+        assert_eq!(format!("{key:?}"), "[redacted]");
+        assert_eq!(format!("{key}"), "[redacted]");
+        assert_eq!(format!("{key:#?}"), "[redacted]");
+    }
+
+    #[test]
+    fn debug_of_a_containing_struct_redacts() {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Config {
+            key: ApiKey,
+            other: Option<ApiKey>,
+        }
+        let c = Config {
+            key: ApiKey::new(SECRET.into()),
+            other: Some(ApiKey::new(SECRET.into())),
+        };
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn expose_gives_the_key() {
+        assert_eq!(ApiKey::new(SECRET.into()).expose(), SECRET);
+    }
+
+    #[test]
+    fn env_value_is_required_non_empty_and_trimmed() {
+        assert_eq!(ApiKey::from_var(None), Err(SecretError::Missing));
+        assert_eq!(ApiKey::from_var(Some("".into())), Err(SecretError::Empty));
+        assert_eq!(
+            ApiKey::from_var(Some(" \n".into())),
+            Err(SecretError::Empty)
+        );
+        let key = ApiKey::from_var(Some(format!("{SECRET}\n").into())).unwrap();
+        assert_eq!(key.expose(), SECRET);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_unicode_value_is_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        let raw = OsString::from_vec(vec![b'k', 0xff]);
+        assert_eq!(ApiKey::from_var(Some(raw)), Err(SecretError::NotUnicode));
+    }
+
+    #[test]
+    fn error_messages_name_the_variable_and_no_value() {
+        for e in [
+            SecretError::Missing,
+            SecretError::Empty,
+            SecretError::NotUnicode,
+        ] {
+            let msg = e.to_string();
+            assert!(msg.contains(ENV_VAR), "{msg}");
+        }
+    }
+
+    #[test]
+    fn redact_replaces_plain_and_url_encoded_forms() {
+        let key = ApiKey::new("a b/c+d".into());
+        let text = "bad key a b/c+d in url ?apiKey=a+b%2Fc%2Bd&x=1";
+        let out = key.redact(text);
+        assert_eq!(out, "bad key [redacted] in url ?apiKey=[redacted]&x=1");
+        assert_eq!(ApiKey::new(String::new()).redact("abc"), "abc");
+    }
+
+    #[test]
+    fn form_urlencode_matches_url_query_pairs() {
+        let key = "k€y /+?&=%~!";
+        let mut url = reqwest::Url::parse("http://h/").unwrap();
+        url.query_pairs_mut().append_pair("k", key);
+        assert_eq!(
+            url.query(),
+            Some(format!("k={}", form_urlencode(key)).as_str())
+        );
+    }
+}
