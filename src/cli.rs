@@ -158,4 +158,3 @@ pub enum ProviderKind {
     /// The built-in emulator, started in-process (SMS Partner API).
     Sandbox,
 }
-

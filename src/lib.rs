@@ -13,16 +13,17 @@ pub mod config;
 pub mod dispatch;
 pub mod logging;
 pub mod normalize;
+pub mod plan;
+pub mod progress;
 pub mod provider;
 pub mod reader;
 pub mod record;
 pub mod report;
-pub mod plan;
-pub mod progress;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod scan;
 pub mod secret;
+pub mod sync;
 pub mod validate;
 
 use cli::{Cli, Command};
@@ -37,13 +38,20 @@ pub fn run(cli: Cli) -> Result<u8, config::Error> {
             }
             Ok(result.exit_code)
         }
-        Command::Sync(_) => Err(config::Error::Usage("sync is not wired in yet".into())),
+        Command::Sync(args) => {
+            let result = sync::run(&args, &cli.log)?;
+            if !cli.log.quiet {
+                eprint!("{}", result.summary.human());
+            }
+            Ok(result.exit_code)
+        }
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => {
             let config = sandbox::SandboxConfig::try_from(args)
                 .map_err(|e| config::Error::Usage(e.to_string()))?;
-            let runtime = tokio::runtime::Runtime::new()
-                .map_err(|e| config::Error::Usage(format!("cannot start the async runtime: {e}")))?;
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+                config::Error::Usage(format!("cannot start the async runtime: {e}"))
+            })?;
             runtime
                 .block_on(sandbox::run_foreground(config))
                 .map_err(|e| config::Error::Usage(e.to_string()))?;

@@ -104,10 +104,19 @@ mod tests {
             contact_id: "k1".into(),
             fingerprint: Some(7),
         };
-        assert_eq!(plan(&contact(""), Some(&known), 8), Action::Update("k1".into()));
-        assert_eq!(plan(&contact(""), Some(&known), 7), Action::Unchanged("k1".into()));
+        assert_eq!(
+            plan(&contact(""), Some(&known), 8),
+            Action::Update("k1".into())
+        );
+        assert_eq!(
+            plan(&contact(""), Some(&known), 7),
+            Action::Unchanged("k1".into())
+        );
         // The file's id wins over a different remembered id.
-        assert_eq!(plan(&contact("c9"), Some(&known), 7), Action::Update("c9".into()));
+        assert_eq!(
+            plan(&contact("c9"), Some(&known), 7),
+            Action::Update("c9".into())
+        );
     }
 
     #[test]

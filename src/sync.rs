@@ -45,7 +45,11 @@ pub enum MaxInvalid {
 impl MaxInvalid {
     /// `N` or `N%`.
     pub fn parse(s: &str) -> Result<MaxInvalid, Error> {
-        let bad = || Error::Usage(format!("--max-invalid {s:?}: expected a count like 10 or a share like 5%"));
+        let bad = || {
+            Error::Usage(format!(
+                "--max-invalid {s:?}: expected a count like 10 or a share like 5%"
+            ))
+        };
         match s.trim().strip_suffix('%') {
             Some(p) => {
                 let p: f64 = p.trim().parse().map_err(|_| bad())?;
@@ -169,8 +173,9 @@ impl Drop for Ticket {
                 line: self.line,
                 outcome: Outcome::NotAttempted,
                 errors: Vec::new(),
-                note: "stopped while the request was in flight; it may or may not have been applied"
-                    .into(),
+                note:
+                    "stopped while the request was in flight; it may or may not have been applied"
+                        .into(),
                 phone: std::mem::take(&mut self.phone),
                 contact_id: String::new(),
                 record: self.record.take(),
@@ -235,9 +240,11 @@ impl Engine {
         let mut call = HttpCall::new(req.method.clone(), req.url.clone());
         call.json = body;
         if let Some(token) = &req.bearer {
-            call = call.with_bearer(token).map_err(|_| SendError::Network {
-                message: "the API key is not a valid HTTP header value".into(),
-            })?;
+            call = call
+                .with_bearer(token.expose())
+                .map_err(|_| SendError::Network {
+                    message: "the API key is not a valid HTTP header value".into(),
+                })?;
         }
         self.dispatcher.send(&call).await
     }
@@ -245,11 +252,11 @@ impl Engine {
     /// Maps an op-level error to a row error, aborting the run on auth failures.
     fn op_error(&self, e: OpError) -> RowError {
         match e {
-            OpError::Auth(m) => {
-                self.abort(Abort::Auth(m.clone()));
-                RowError::new(ErrorCode::Auth, m)
+            OpError::Auth(r) => {
+                self.abort(Abort::Auth(r.message.clone()));
+                r
             }
-            OpError::Failed(r) => r,
+            OpError::NotFound(r) | OpError::Failed(r) => r,
         }
     }
 
@@ -263,7 +270,8 @@ impl Engine {
     async fn add_batch(self: Arc<Self>, group: String, jobs: Vec<Job>) {
         if self.aborted() {
             for j in jobs {
-                j.ticket.not_attempted("run stopped before this row was sent");
+                j.ticket
+                    .not_attempted("run stopped before this row was sent");
             }
             return;
         }
@@ -278,7 +286,9 @@ impl Engine {
                 for j in jobs {
                     match &err {
                         Ok(row) => j.ticket.fail(row.clone()),
-                        Err(()) => j.ticket.not_attempted("run stopped before this row was sent"),
+                        Err(()) => j
+                            .ticket
+                            .not_attempted("run stopped before this row was sent"),
                     }
                 }
                 return;
@@ -313,23 +323,30 @@ impl Engine {
                     "the provider says the number already exists, but its listing does not show it",
                 )),
                 Err(Some(e)) => job.ticket.fail(e),
-                Err(None) => job.ticket.not_attempted("run stopped before this row was sent"),
+                Err(None) => job
+                    .ticket
+                    .not_attempted("run stopped before this row was sent"),
             }
         }
     }
 
     async fn update(&self, job: Job, id: String, note: &str) {
         if self.aborted() {
-            job.ticket.not_attempted("run stopped before this row was sent");
+            job.ticket
+                .not_attempted("run stopped before this row was sent");
             return;
         }
-        let req = self.provider.update(&self.key, &id, &job.contact);
+        let req = match self.provider.update(&self.key, &id, &job.contact) {
+            Ok(req) => req,
+            Err(e) => {
+                let row = self.op_error(e);
+                job.ticket.fail(row);
+                return;
+            }
+        };
         match self.call(req).await {
-            Ok(r) => match self.provider.parse_update(r.status, &r.body) {
-                Ok(returned) => {
-                    let id = if returned.is_empty() { id } else { returned };
-                    job.ticket.finish(Outcome::Updated, Vec::new(), note, &id);
-                }
+            Ok(r) => match self.provider.parse_update(&id, r.status, &r.body) {
+                Ok(id) => job.ticket.finish(Outcome::Updated, Vec::new(), note, &id),
                 Err(e) => {
                     let row = self.op_error(e);
                     job.ticket.fail(row);
@@ -337,7 +354,9 @@ impl Engine {
             },
             Err(e) => match Self::send_error(e) {
                 Ok(row) => job.ticket.fail(row),
-                Err(()) => job.ticket.not_attempted("run stopped before this row was sent"),
+                Err(()) => job
+                    .ticket
+                    .not_attempted("run stopped before this row was sent"),
             },
         }
     }
@@ -449,7 +468,9 @@ impl SyncConfig {
         }
         let rate = args.rate.unwrap_or_else(|| default_rate(args.provider));
         if !(rate.is_finite() && rate > 0.0) {
-            return Err(Error::Usage(format!("--rate {rate}: must be a positive number")));
+            return Err(Error::Usage(format!(
+                "--rate {rate}: must be a positive number"
+            )));
         }
         if args.concurrency == 0 {
             return Err(Error::Usage("--concurrency must be at least 1".into()));
@@ -460,7 +481,11 @@ impl SyncConfig {
             ..DispatchConfig::default()
         };
         dispatch.retry.max_retries = args.max_retries;
-        let max_invalid = args.max_invalid.as_deref().map(MaxInvalid::parse).transpose()?;
+        let max_invalid = args
+            .max_invalid
+            .as_deref()
+            .map(MaxInvalid::parse)
+            .transpose()?;
         Ok(SyncConfig {
             input,
             output,
@@ -497,11 +522,17 @@ pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
     }
     let has_group_column = opened.map.get(crate::columns::Field::GroupId).is_some();
     let (mut rows, mut invalid) = (0u64, 0u64);
-    scan(opened.reader, &opened.map, &cfg.input.normalizer, threads, |row| {
-        rows += 1;
-        invalid += u64::from(matches!(row.verdict, Verdict::Invalid(_)));
-        ControlFlow::Continue(())
-    })
+    scan(
+        opened.reader,
+        &opened.map,
+        &cfg.input.normalizer,
+        threads,
+        |row| {
+            rows += 1;
+            invalid += u64::from(matches!(row.verdict, Verdict::Invalid(_)));
+            ControlFlow::Continue(())
+        },
+    )
     .map_err(|source| Error::Read {
         path: cfg.input.source.describe(),
         source,
@@ -531,6 +562,9 @@ pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
                 .await
                 .map_err(|e| Error::Usage(format!("cannot start the sandbox: {e}")))?;
             tracing::info!("sandbox listening on {}", handle.base_url());
+            if std::env::var_os(crate::secret::ENV_VAR).is_some() {
+                tracing::warn!("ignoring {} for the sandbox", crate::secret::ENV_VAR);
+            }
             Some(handle)
         } else {
             None
@@ -549,8 +583,12 @@ pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
         #[cfg(feature = "sandbox")]
         if let Some(handle) = sandbox {
             let state = handle.snapshot();
-            for (group, g) in &state.smspartner {
-                tracing::info!("sandbox group {group:?} now holds {} contacts", g.contacts.len());
+            for g in &state.smspartner {
+                tracing::info!(
+                    "sandbox group {:?} now holds {} contacts",
+                    g.id,
+                    g.contacts.len()
+                );
             }
             handle.shutdown().await;
         }
@@ -572,13 +610,14 @@ pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
     Ok(RunResult { summary, exit_code })
 }
 
+/// The key from the environment; the sandbox brings its own, a dry run needs none.
 fn api_key(kind: ProviderKind, dry_run: bool) -> Result<ApiKey, Error> {
+    #[cfg(feature = "sandbox")]
+    if kind == ProviderKind::Sandbox {
+        return Ok(ApiKey::new(crate::sandbox::DEFAULT_API_KEY.to_string()));
+    }
     match ApiKey::from_env() {
         Ok(k) => Ok(k),
-        #[cfg(feature = "sandbox")]
-        Err(_) if kind == ProviderKind::Sandbox => {
-            Ok(ApiKey::new(crate::sandbox::DEFAULT_API_KEY.to_string()))
-        }
         Err(_) if dry_run => Ok(ApiKey::new(String::new())),
         Err(e) => Err(Error::Usage(e.to_string())),
     }
@@ -592,23 +631,24 @@ async fn sync_rows(
     mode: progress::Mode,
 ) -> Result<(Summary, bool), Error> {
     let key = api_key(cfg.kind, cfg.dry_run || refuse)?;
+    let bad_url = |e: crate::provider::BaseUrlError| Error::Usage(format!("--base-url: {e}"));
+    let base = |default: &str| match &cfg.base_url {
+        Some(u) => Ok(u.clone()),
+        None => reqwest::Url::parse(default).map_err(|e| Error::Usage(e.to_string())),
+    };
     let provider: Box<dyn Provider> = match cfg.kind {
+        // Only a dry run gets here without a Mobivate base URL, and it sends nothing.
         ProviderKind::Mobivate => {
-            // Only a dry run gets here without a base URL, and it sends nothing.
-            let base = match &cfg.base_url {
-                Some(u) => u.clone(),
-                None => reqwest::Url::parse("https://mobivate.invalid/")
-                    .map_err(|e| Error::Usage(e.to_string()))?,
-            };
-            Box::new(Mobivate::new(base))
+            Box::new(Mobivate::new(base("https://mobivate.invalid/")?).map_err(bad_url)?)
         }
-        ProviderKind::Smspartner | ProviderKind::Sandbox => {
-            Box::new(SmsPartner::new(cfg.base_url.clone()))
-        }
+        ProviderKind::Smspartner | ProviderKind::Sandbox => Box::new(
+            SmsPartner::new(base(crate::provider::smspartner::DEFAULT_BASE_URL)?)
+                .map_err(bad_url)?,
+        ),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dispatcher = Dispatcher::new(cfg.dispatch.clone(), stop_rx)
-        .map_err(|e| Error::Usage(e.to_string()))?;
+    let dispatcher =
+        Dispatcher::new(cfg.dispatch.clone(), stop_rx).map_err(|e| Error::Usage(e.to_string()))?;
     let engine = Arc::new(Engine {
         provider,
         dispatcher,
@@ -638,7 +678,14 @@ async fn sync_rows(
     let counts = Arc::clone(&progress.counts);
     let writer_permits = Arc::clone(&permits);
     let writer = tokio::spawn(async move {
-        let result = write_in_order(&mut done_rx, &mut report, &mut rejects, &writer_permits, &counts).await;
+        let result = write_in_order(
+            &mut done_rx,
+            &mut report,
+            &mut rejects,
+            &writer_permits,
+            &counts,
+        )
+        .await;
         if result.is_err() {
             // Unblock the reader side: nothing more can be written.
             writer_permits.close();
@@ -656,13 +703,19 @@ async fn sync_rows(
     let threads = default_threads();
     let reader = tokio::task::spawn_blocking(move || -> Result<(), Error> {
         let opened = scan_input.open()?;
-        scan(opened.reader, &opened.map, &scan_input.normalizer, threads, |row| {
-            if row_tx.blocking_send(row).is_err() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        scan(
+            opened.reader,
+            &opened.map,
+            &scan_input.normalizer,
+            threads,
+            |row| {
+                if row_tx.blocking_send(row).is_err() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
         .map_err(|source| Error::Read {
             path: scan_input.source.describe(),
             source,

@@ -83,7 +83,9 @@ pub fn parse_report(text: &str) -> Vec<Line> {
 }
 
 pub fn code(out: &Output) -> i32 {
-    out.status.code().expect("exit code (not killed by a signal)")
+    out.status
+        .code()
+        .expect("exit code (not killed by a signal)")
 }
 
 pub fn stderr(out: &Output) -> String {

@@ -78,7 +78,11 @@ fn quoted_newlines_blank_lines_and_a_ragged_row_keep_line_numbers() {
             (11, "valid", ""),
         ]
     );
-    assert!(report[2].message.contains("2 fields"), "{}", report[2].message);
+    assert!(
+        report[2].message.contains("2 fields"),
+        "{}",
+        report[2].message
+    );
 }
 
 #[test]
@@ -114,7 +118,11 @@ fn random_binary_is_a_file_error_not_a_panic() {
     let out = dir.run(&["validate", "noise.bin"]);
     assert_no_panic(&out);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(stderr(&out).contains("no phone number column"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no phone number column"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -164,7 +172,11 @@ fn duplicates_name_the_first_line_and_stdin_works() {
             (4, "invalid", "DUPLICATE_PHONE")
         ]
     );
-    assert!(report[1].message.contains("line 2"), "{}", report[1].message);
+    assert!(
+        report[1].message.contains("line 2"),
+        "{}",
+        report[1].message
+    );
 }
 
 #[test]
@@ -183,16 +195,22 @@ fn rejects_keep_original_cells_and_summary_json_counts() {
         "summary.json",
     ]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("Couleur"), "unknown column named in a warning");
+    assert!(
+        stderr(&out).contains("Couleur"),
+        "unknown column named in a warning"
+    );
     let rejects = std::fs::read(dir.path("rejects.csv")).unwrap();
     assert!(rejects.starts_with(b"\xEF\xBB\xBF"));
     let text = String::from_utf8(rejects[3..].to_vec()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "Portable;Prénom;Couleur;error_code;error_message");
-    assert!(lines[1].starts_with("abc;=cmd;rouge;PHONE_INVALID;"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with("abc;=cmd;rouge;PHONE_INVALID;"),
+        "{}",
+        lines[1]
+    );
     assert_eq!(lines.len(), 2);
-    let summary: serde_json::Value =
-        serde_json::from_str(&dir.read("summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&dir.read("summary.json")).unwrap();
     assert_eq!(summary["rows"], 2);
     assert_eq!(summary["outcomes"]["valid"], 1);
     assert_eq!(summary["outcomes"]["invalid"], 1);

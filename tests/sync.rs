@@ -1,0 +1,553 @@
+//! `contact-sync sync` against the built-in sandbox on an ephemeral loopback
+//! port: the report, the exit code and the sandbox's final contents.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use contact_sync::sandbox::faults::FaultSettings;
+use contact_sync::sandbox::{
+    ContactInput, MobivateInput, SandboxConfig, SandboxHandle, SandboxState,
+};
+
+use crate::util::{Dir, Line, code, stderr};
+
+const KEY: &str = "test-key-5f2b9c";
+
+/// A sandbox served by its own runtime while the test runs the binary.
+struct Sandbox {
+    rt: tokio::runtime::Runtime,
+    handle: Option<SandboxHandle>,
+}
+
+impl Sandbox {
+    fn start(stress: FaultSettings) -> Sandbox {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let config = SandboxConfig {
+            api_key: KEY.into(),
+            groups: vec!["g1".into(), "g2".into()],
+            stress,
+            ..SandboxConfig::default()
+        };
+        let handle = rt.block_on(contact_sync::sandbox::start(config)).unwrap();
+        Sandbox {
+            rt,
+            handle: Some(handle),
+        }
+    }
+
+    fn calm() -> Sandbox {
+        Sandbox::start(SandboxConfig::default().stress)
+    }
+
+    fn handle(&self) -> &SandboxHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    fn url(&self) -> String {
+        self.handle().base_url()
+    }
+
+    fn state(&self) -> SandboxState {
+        self.handle().snapshot()
+    }
+
+    /// Phones held in an SMS Partner group, each with how many times it appears.
+    fn group_phones(&self, group: &str) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for c in self.state().group(group) {
+            *m.entry(c.phone.clone()).or_default() += 1;
+        }
+        m
+    }
+
+    fn seed_group(&self, group: &str, phones: &[&str]) -> Vec<String> {
+        let contacts = phones.iter().map(|p| ContactInput {
+            phone_number: Some(p.to_string()),
+            firstname: Some("Old".into()),
+            ..ContactInput::default()
+        });
+        self.handle().seed_smspartner(group, contacts).unwrap()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+fn sync(dir: &Dir, args: &[&str]) -> std::process::Output {
+    dir.command()
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .arg("sync")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn outcomes(report: &[Line]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for l in report {
+        *m.entry(l.outcome.clone()).or_default() += 1;
+    }
+    m
+}
+
+/// `n` distinct valid French mobile numbers in E.164.
+fn numbers(n: usize, offset: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("+336{:08}", 10_000_000 + offset + i * 7))
+        .collect()
+}
+
+fn csv_of(phones: &[String]) -> String {
+    let mut s = String::from("phone,firstname,lastname\n");
+    for (i, p) in phones.iter().enumerate() {
+        s.push_str(&format!("{p},First{i},Last{i}\n"));
+    }
+    s
+}
+
+fn fresh_faults() -> FaultSettings {
+    SandboxConfig::default().stress
+}
+
+#[test]
+fn mixed_file_ends_with_exactly_the_right_contacts_and_outcomes() {
+    let sb = Sandbox::calm();
+    let ids = sb.seed_group("g1", &["+33611111111", "+33622222222"]);
+    let dir = Dir::new();
+    let file = format!(
+        "phone,firstname,contactId\n\
+         06 33 33 33 33,New,\n\
+         06 11 11 11 11,Known,\n\
+         06 44 44 44 44,ById,{}\n\
+         06 12,Bad,\n\
+         +33 6 33 33 33 33,Dup,\n\
+         0655555555,New2,\n",
+        ids[1]
+    );
+    dir.write("in.csv", file);
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "smspartner",
+            "--base-url",
+            &sb.url(),
+            "--group-id",
+            "g1",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    let got: Vec<(u64, &str, &str)> = report
+        .iter()
+        .map(|l| (l.line, l.outcome.as_str(), l.code.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (2, "added", ""),
+            (3, "updated", ""),
+            (4, "updated", ""),
+            (5, "invalid", "PHONE_INVALID"),
+            (6, "invalid", "DUPLICATE_PHONE"),
+            (7, "added", ""),
+        ]
+    );
+    assert_eq!(report[1].contact_id, ids[0], "found through the listing");
+    assert_eq!(report[2].contact_id, ids[1]);
+    let group = sb.state().group("g1").to_vec();
+    let by_phone: BTreeMap<&str, &str> = group
+        .iter()
+        .map(|c| (c.phone.as_str(), c.firstname.as_str()))
+        .collect();
+    assert_eq!(
+        by_phone,
+        BTreeMap::from([
+            ("+33611111111", "Known"),
+            // Updating by id rewrites the number too.
+            ("+33644444444", "ById"),
+            ("+33633333333", "New"),
+            ("+33655555555", "New2"),
+        ])
+    );
+    // Two new rows, one bulk add.
+    assert_eq!(sb.state().counters.total("POST /v1/contact/add"), 1);
+}
+
+#[test]
+fn faults_lose_nothing_and_duplicate_nothing() {
+    let sb = Sandbox::start(FaultSettings {
+        fault_rate: 0.10,
+        drop_rate: 0.05,
+        lose_rate: 0.05,
+        ..fresh_faults()
+    });
+    // 200 new numbers, 200 already in the group (50 of them with their id in
+    // the file): one bulk add, a paged listing and 200 updates, all under faults.
+    let phones = numbers(400, 0);
+    let seeded: Vec<&str> = phones[200..].iter().map(String::as_str).collect();
+    let ids = sb.seed_group("g2", &seeded);
+    let dir = Dir::new();
+    let mut file = String::from("phone,firstname,contactId\n");
+    for (i, p) in phones.iter().enumerate() {
+        let id = if i >= 350 { ids[i - 200].as_str() } else { "" };
+        file.push_str(&format!("{p},New{i},{id}\n"));
+    }
+    dir.write("in.csv", file);
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "smspartner",
+            "--base-url",
+            &sb.url(),
+            "--group-id",
+            "g2",
+            "--rate",
+            "1000",
+            "--max-retries",
+            "10",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let state = sb.state();
+    let faults = &state.counters.faults;
+    assert!(
+        faults.server_error + faults.dropped + faults.lost > 5,
+        "faults were injected: {faults:?}"
+    );
+    let held = sb.group_phones("g2");
+    assert!(held.values().all(|n| *n == 1), "none duplicated");
+    assert_eq!(
+        held.keys().cloned().collect::<BTreeSet<_>>(),
+        phones.iter().cloned().collect(),
+        "none missing"
+    );
+    let names: BTreeSet<String> = state
+        .group("g2")
+        .iter()
+        .map(|c| c.firstname.clone())
+        .collect();
+    assert_eq!(
+        names,
+        (0..400).map(|i| format!("New{i}")).collect(),
+        "every row's data applied"
+    );
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 400);
+    assert!(
+        report[..200]
+            .iter()
+            .all(|l| l.outcome == "added" || l.outcome == "updated")
+    );
+    assert!(
+        report[200..].iter().all(|l| l.outcome == "updated"),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn wrong_key_aborts_with_exit_3_and_lists_every_row() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(30, 0)));
+    let out = dir
+        .command()
+        .env("CONTACT_SYNC_API_KEY", "wrong-key-e81d")
+        .args([
+            "sync",
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &sb.url(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 30);
+    assert!(report.iter().any(|l| l.code == "AUTH"));
+    assert!(
+        report
+            .iter()
+            .all(|l| l.outcome == "failed" || l.outcome == "not_attempted")
+    );
+    let requests = sb.state().counters.total("POST /addressbook/contacts");
+    assert!(requests <= 5, "a handful of requests, not {requests}");
+    assert!(sb.state().mobivate.is_empty());
+}
+
+#[test]
+fn the_key_never_appears_in_any_output_at_maximum_verbosity() {
+    let sb = Sandbox::calm();
+    sb.seed_group("g1", &["+33611111111"]);
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "phone,firstname\n0611111111,A\n0622222222,B\n06 12,C\n",
+    );
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "-vv",
+            "--provider",
+            "smspartner",
+            "--base-url",
+            &sb.url(),
+            "--group-id",
+            "g1",
+            "--rejects",
+            "rejects.csv",
+            "--summary-json",
+            "s.json",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // The listing (key in the query) and the update ran.
+    assert_eq!(sb.state().counters.total("GET /v1/contact/list"), 1);
+    let everything = [
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(&out),
+        dir.read("in.report.csv"),
+        dir.read("rejects.csv"),
+        dir.read("s.json"),
+    ]
+    .join("\n");
+    assert!(
+        everything.contains("DEBUG") || everything.contains("TRACE"),
+        "-vv logged"
+    );
+    assert!(!everything.contains(KEY), "the key leaked");
+}
+
+#[test]
+fn client_at_the_server_rate_sees_no_429() {
+    let sb = Sandbox::start(FaultSettings {
+        rate: Some(20.0),
+        burst: 20,
+        ..fresh_faults()
+    });
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(50, 0)));
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &sb.url(),
+            "--rate",
+            "20",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let state = sb.state();
+    assert_eq!(state.counters.faults.rate_limited, 0);
+    assert_eq!(state.mobivate.len(), 50);
+}
+
+#[test]
+fn client_far_above_the_server_limit_converges_and_loses_nothing() {
+    let sb = Sandbox::start(FaultSettings {
+        rate: Some(25.0),
+        burst: 5,
+        ..fresh_faults()
+    });
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(60, 0)));
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &sb.url(),
+            "--rate",
+            "500",
+            "--max-retries",
+            "10",
+            "--summary-json",
+            "s.json",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let state = sb.state();
+    assert_eq!(state.mobivate.len(), 60, "nothing lost");
+    let throttled = state.counters.faults.rate_limited;
+    assert!(throttled > 0, "the test must actually provoke 429s");
+    assert!(
+        throttled < 30,
+        "the sender slowed down: {throttled} 429s for 60 rows"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&dir.read("s.json")).unwrap();
+    assert_eq!(summary["throttled"], throttled);
+}
+
+#[test]
+fn mobivate_mixed_and_faulty_ends_exact() {
+    let sb = Sandbox::start(FaultSettings {
+        fault_rate: 0.10,
+        drop_rate: 0.05,
+        lose_rate: 0.05,
+        ..fresh_faults()
+    });
+    let existing = sb
+        .handle()
+        .seed_mobivate([MobivateInput {
+            alias: Some("+33611111111".into()),
+            msisdn: Some("33611111111".into()),
+            meta: None,
+        }])
+        .unwrap();
+    let mut phones = numbers(150, 0);
+    phones.push("+33611111111".into());
+    let dir = Dir::new();
+    let mut file = csv_of(&phones);
+    file.push_str("not a number,X,Y\n");
+    dir.write("in.csv", file);
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &sb.url(),
+            "--rate",
+            "1000",
+            "--max-retries",
+            "10",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let state = sb.state();
+    let mut held: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &state.mobivate {
+        *held.entry(format!("+{}", c.msisdn)).or_default() += 1;
+    }
+    assert_eq!(held.len(), 151);
+    assert!(held.values().all(|n| *n == 1), "none duplicated");
+    let known = state.mobivate.iter().find(|c| c.id == existing[0]).unwrap();
+    assert_eq!(
+        known.meta.get("FIRSTNAME").and_then(|v| v.as_str()),
+        Some("First150")
+    );
+    let report = dir.report("in.report.csv");
+    let counts = outcomes(&report);
+    assert_eq!(counts.get("invalid"), Some(&1));
+    assert_eq!(counts.get("failed"), None, "{report:?}");
+    assert_eq!(report[150].outcome, "updated");
+    assert_eq!(report[150].contact_id, existing[0]);
+}
+
+#[test]
+fn dry_run_and_max_invalid_send_nothing() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "phone,contactId\n0611111111,\n0622222222,c7\n06 12,\n06 13,\n",
+    );
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "smspartner",
+            "--base-url",
+            &sb.url(),
+            "--group-id",
+            "g1",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    let got: Vec<&str> = report.iter().map(|l| l.outcome.as_str()).collect();
+    assert_eq!(got, vec!["would_add", "would_update", "invalid", "invalid"]);
+    assert_eq!(report[1].contact_id, "c7");
+
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "smspartner",
+            "--base-url",
+            &sb.url(),
+            "--group-id",
+            "g1",
+            "--max-invalid",
+            "25%",
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--max-invalid"));
+    let got: Vec<String> = dir
+        .report("in.report.csv")
+        .into_iter()
+        .map(|l| l.outcome)
+        .collect();
+    assert_eq!(
+        got,
+        vec!["not_attempted", "not_attempted", "invalid", "invalid"]
+    );
+    assert!(sb.state().counters.requests.is_empty(), "nothing was sent");
+}
+
+#[test]
+fn the_readme_command_runs_the_sample_through_the_sandbox() {
+    let dir = Dir::new();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/contacts.csv");
+    let out = dir
+        .command()
+        .args(["sync", sample.to_str().unwrap(), "--provider", "sandbox"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        1,
+        "the sample has invalid rows: {}",
+        stderr(&out)
+    );
+    let report = dir.report("contacts.report.csv");
+    let counts = outcomes(&report);
+    assert!(
+        counts.get("added").copied().unwrap_or(0) >= 40,
+        "{counts:?}"
+    );
+    assert!(counts.get("failed").is_none(), "{report:?}");
+    assert!(stderr(&out).contains("added"));
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_refused() {
+    let dir = Dir::new();
+    dir.write("in.csv", "phone\n0611111111\n");
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "smspartner",
+            "--base-url",
+            "http://api.example.com",
+            "--group-id",
+            "1",
+        ],
+    );
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--allow-insecure-http"));
+}
