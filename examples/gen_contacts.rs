@@ -37,7 +37,7 @@ fn main() -> std::io::Result<()> {
         x ^= x >> 7;
         x ^= x << 17;
         // Unique subscriber numbers: 6 or 7 prefix, then 8 digits derived from i.
-        let prefix = if i % 2 == 0 { 6 } else { 7 };
+        let prefix = if i.is_multiple_of(2) { 6 } else { 7 };
         let sub = (i * 7_919 + 12_345_678) % 100_000_000;
         let phone = match x % 4 {
             0 => format!("0{prefix}{sub:08}"),
@@ -62,7 +62,7 @@ fn main() -> std::io::Result<()> {
         } else {
             phone
         };
-        let date = if x % 3 == 0 {
+        let date = if x.is_multiple_of(3) {
             format!("{}-{:02}-{:02}", 1950 + x % 55, 1 + x % 12, 1 + x % 28)
         } else {
             String::new()
