@@ -509,3 +509,98 @@ fn bad_configurations_are_refused() {
         Err(ConfigError::Concurrency)
     ));
 }
+
+/// Achieved vs configured rate for several bursts: run with
+/// `cargo test --release --lib dispatch::tests::pacing_accuracy -- --ignored --nocapture`.
+/// Measures the time between the first and the last request the server saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, takes about 75 s"]
+async fn pacing_accuracy() {
+    const SECS: f64 = 5.0;
+    println!("rate  burst  requests  achieved/s  vs rate   (HTTP, concurrency 16)");
+    for rate in [10.0, 30.0, 50.0, 200.0, 1000.0] {
+        for burst in [Some(1), Some(2), None] {
+            let s = serve(&[]).await;
+            let (d, _stop) = dispatcher(DispatchConfig {
+                rate,
+                burst: burst.and_then(NonZeroU32::new),
+                concurrency: 16,
+                ..config()
+            });
+            let n = (rate * SECS) as usize;
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let (d, url) = (Arc::clone(&d), s.url("/m"));
+                    tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+                })
+                .collect();
+            for t in tasks {
+                assert_eq!(t.await.unwrap().unwrap().status, 200);
+            }
+            let hits = s.hits("/m");
+            let span = (hits[n - 1].at - hits[0].at).as_secs_f64();
+            let achieved = (n - 1) as f64 / span;
+            let shown = burst.map_or(format!("auto={}", burst_for(rate)), |b| b.to_string());
+            println!(
+                "{rate:>5} {shown:>7} {n:>8} {achieved:>10.1} {:>+8.1}%",
+                (achieved / rate - 1.0) * 100.0
+            );
+        }
+    }
+}
+
+/// How AIMD converges when the client is set far above the server: a server
+/// allowing 10 requests/s (burst 10) and a client at 100/s. Run with
+/// `cargo test --release --lib dispatch::tests::convergence -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, takes about 40 s"]
+async fn convergence() {
+    use governor::{Quota, RateLimiter};
+    let limit = Arc::new(RateLimiter::direct(Quota::per_second(
+        NonZeroU32::new(10).unwrap(),
+    )));
+    let app = Router::new().fallback(move || {
+        let limit = Arc::clone(&limit);
+        async move {
+            if limit.check().is_ok() {
+                StatusCode::OK
+            } else {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}/c", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (d, _stop) = dispatcher(DispatchConfig {
+        rate: 100.0,
+        retry: RetryPolicy {
+            max_retries: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(120),
+        },
+        ..config()
+    });
+    let n = 300;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (d, url) = (Arc::clone(&d), url.clone());
+            tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap().unwrap().status == 200);
+    }
+    let stats = d.stats();
+    println!(
+        "{ok}/{n} ok in {:.1} s ({:.1}/s), {} attempts, {} 429s, final rate {:.1}/s",
+        start.elapsed().as_secs_f64(),
+        n as f64 / start.elapsed().as_secs_f64(),
+        stats.attempts,
+        stats.throttled,
+        stats.rate
+    );
+}
