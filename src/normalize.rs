@@ -222,6 +222,13 @@ impl Normalizer {
     }
 
     /// The E.164 form of a trimmed phone cell.
+    /// The row's number in E.164 when its phone cell alone is valid (for
+    /// reporting rows that other fields made invalid).
+    pub fn phone_of(&self, map: &ColumnMap, record: &Record) -> Option<String> {
+        let raw = record.get(map.get(Field::PhoneNumber)?)?.trim();
+        self.phone(raw).ok()
+    }
+
     fn phone(&self, raw: &str) -> Result<String, RowError> {
         if raw.is_empty() {
             return Err(RowError::new(

@@ -37,6 +37,8 @@ pub struct CheckedRow {
     pub record: Record,
     /// What validation made of it.
     pub verdict: Verdict,
+    /// The E.164 number of an invalid row whose phone cell itself is valid.
+    pub phone: Option<String>,
 }
 
 impl CheckedRow {
@@ -44,10 +46,13 @@ impl CheckedRow {
     pub fn phone<'a>(&'a self, map: &ColumnMap) -> &'a str {
         match &self.verdict {
             Verdict::Valid(c) => &c.phone,
-            Verdict::Invalid(_) => map
-                .get(Field::PhoneNumber)
-                .and_then(|i| self.record.get(i))
-                .unwrap_or(""),
+            Verdict::Invalid(_) => match &self.phone {
+                Some(p) => p,
+                None => map
+                    .get(Field::PhoneNumber)
+                    .and_then(|i| self.record.get(i))
+                    .unwrap_or(""),
+            },
         }
     }
 }
@@ -193,6 +198,7 @@ pub fn scan<R: Read + Send>(
                             "{} already appears on line {first}; the first row wins",
                             contact.phone
                         );
+                        row.phone = Some(contact.phone.clone());
                         row.verdict = Verdict::Invalid(vec![RowError::new(
                             ErrorCode::DuplicatePhone,
                             message,
@@ -225,16 +231,21 @@ pub fn check(
     map: &ColumnMap,
     normalizer: &Normalizer,
 ) -> CheckedRow {
-    let verdict = match status {
-        RecordStatus::Malformed(why) => {
-            Verdict::Invalid(vec![RowError::new(ErrorCode::RowMalformed, why)])
-        }
+    let (verdict, phone) = match status {
+        RecordStatus::Malformed(why) => (
+            Verdict::Invalid(vec![RowError::new(ErrorCode::RowMalformed, why)]),
+            None,
+        ),
         RecordStatus::Ok => match normalizer.normalize(map, &record) {
-            Ok(contact) => Verdict::Valid(Box::new(contact)),
-            Err(errors) => Verdict::Invalid(errors),
+            Ok(contact) => (Verdict::Valid(Box::new(contact)), None),
+            Err(errors) => (Verdict::Invalid(errors), normalizer.phone_of(map, &record)),
         },
     };
-    CheckedRow { record, verdict }
+    CheckedRow {
+        record,
+        verdict,
+        phone,
+    }
 }
 
 #[cfg(test)]
