@@ -384,7 +384,29 @@ fn iso_date_fast(s: &str) -> Option<NaiveDate> {
 
 /// `YYYY-MM-DD`.
 fn iso(date: NaiveDate) -> String {
-    date.format(ISO_DATE).to_string()
+    use chrono::Datelike as _;
+    let (y, m, d) = (date.year(), date.month(), date.day());
+    if (0..=9999).contains(&y) {
+        // Cheaper than going through the strftime machinery for every row.
+        let mut out = String::with_capacity(10);
+        for n in [y / 1000, y / 100 % 10, y / 10 % 10, y % 10] {
+            out.push(digit(n.unsigned_abs()));
+        }
+        out.push('-');
+        out.push(digit(m / 10));
+        out.push(digit(m % 10));
+        out.push('-');
+        out.push(digit(d / 10));
+        out.push(digit(d % 10));
+        out
+    } else {
+        date.format(ISO_DATE).to_string()
+    }
+}
+
+/// The ASCII digit for `n` (0–9).
+fn digit(n: u32) -> char {
+    char::from_digit(n, 10).unwrap_or('0')
 }
 
 /// A trimmed URL cell, normalised, if absolute http(s) with a host.
@@ -824,6 +846,18 @@ mod tests {
             let errors = date_with(&n, raw).expect_err(raw);
             assert_eq!(codes(&errors), [ErrorCode::DateInvalid], "{raw:?}");
             assert!(errors[0].message.contains("YYYY-MM-DD"), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn iso_output_pads_every_part() {
+        for (y, m, d, want) in [
+            (2024, 2, 9, "2024-02-09"),
+            (999, 12, 31, "0999-12-31"),
+            (1, 1, 1, "0001-01-01"),
+            (10000, 1, 1, "+10000-01-01"),
+        ] {
+            assert_eq!(iso(NaiveDate::from_ymd_opt(y, m, d).unwrap()), want);
         }
     }
 
