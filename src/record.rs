@@ -22,6 +22,20 @@ impl Record {
         r
     }
 
+    /// An empty record with room for `bytes` of text in `cells` cells.
+    pub fn with_capacity(bytes: usize, cells: usize) -> Record {
+        Record {
+            line: 0,
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(cells),
+        }
+    }
+
+    /// Bytes of text held.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// Empties the record, keeping its allocations.
     pub fn clear(&mut self) {
         self.text.clear();

@@ -149,7 +149,11 @@ pub fn scan<R: Read + Send>(
                 let mut at_end = false;
                 while batch.len() < BATCH {
                     match reader.next_record(&mut rec)? {
-                        Some(status) => batch.push((std::mem::take(&mut rec), status)),
+                        Some(status) => {
+                            // The next record is sized like this one: no regrowth per row.
+                            let next = Record::with_capacity(rec.text_len() + 16, rec.len());
+                            batch.push((std::mem::replace(&mut rec, next), status));
+                        }
                         None => {
                             at_end = true;
                             break;
