@@ -36,9 +36,10 @@ fn main() -> std::io::Result<()> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        // Unique subscriber numbers: 6 or 7 prefix, then 8 digits derived from i.
+        // Unique numbers in allocated mobile ranges: 061xxxxxxx and 075xxxxxxx.
         let prefix = if i.is_multiple_of(2) { 6 } else { 7 };
-        let sub = (i * 7_919 + 12_345_678) % 100_000_000;
+        let sub =
+            (if prefix == 6 { 10_000_000 } else { 50_000_000 }) + (i / 2 * 7_919) % 10_000_000;
         let phone = match x % 4 {
             0 => format!("0{prefix}{sub:08}"),
             1 => format!(

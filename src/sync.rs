@@ -744,17 +744,27 @@ async fn sync_rows(
             }
         };
         let Some(row) = row else { break };
-        // Admit the row into the window; flush partial batches rather than wait on them.
-        let permit = match Arc::clone(&permits).try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
+        // Admit the row into the window. While requests are in flight their
+        // completion frees room; once none are, only the partial batches can
+        // be holding the window, so send them rather than wait forever.
+        let permit = loop {
+            if let Ok(p) = Arc::clone(&permits).try_acquire_owned() {
+                break p;
+            }
+            if tasks.is_empty() {
                 for (group, jobs) in batcher.drain() {
                     tasks.spawn(Arc::clone(&engine).add_batch(group, jobs));
                 }
-                Arc::clone(&permits)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Error::Usage("internal: report window closed".into()))?
+            }
+            tokio::select! {
+                p = Arc::clone(&permits).acquire_owned() => {
+                    break p.map_err(|_| Error::Usage("internal: report window closed".into()))?;
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = ticker.tick() => {
+                    let stats = engine.dispatcher.stats();
+                    progress.tick(stats.attempts, stats.rate);
+                }
             }
         };
         permit.forget();
