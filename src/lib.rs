@@ -31,20 +31,8 @@ use cli::{Cli, Command};
 /// Runs one command; `Ok` carries the exit code, `Err` means nothing was sent (exit 2).
 pub fn run(cli: Cli) -> Result<u8, config::Error> {
     match cli.command {
-        Command::Validate(args) => {
-            let result = validate::run(&args)?;
-            if !cli.log.quiet {
-                eprint!("{}", result.summary.human());
-            }
-            Ok(result.exit_code)
-        }
-        Command::Sync(args) => {
-            let result = sync::run(&args, &cli.log)?;
-            if !cli.log.quiet {
-                eprint!("{}", result.summary.human());
-            }
-            Ok(result.exit_code)
-        }
+        Command::Validate(args) => Ok(finish(validate::run(&args)?, &cli.log)),
+        Command::Sync(args) => Ok(finish(sync::run(&args, &cli.log)?, &cli.log)),
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => {
             let config = sandbox::SandboxConfig::try_from(args)
@@ -58,4 +46,13 @@ pub fn run(cli: Cli) -> Result<u8, config::Error> {
             Ok(codes::exit::OK)
         }
     }
+}
+
+/// Prints the end-of-run summary (unless quiet) and returns the exit code.
+fn finish(result: validate::RunResult, log: &cli::LogArgs) -> u8 {
+    if !log.quiet {
+        eprint!("{}", result.summary.human());
+        eprintln!("report: {}", result.report);
+    }
+    result.exit_code
 }

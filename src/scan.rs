@@ -199,7 +199,7 @@ pub fn scan<R: Read + Send>(
                         && let Some(first) = dedup.check(contact, row.record.line)
                     {
                         let message = format!(
-                            "{} already appears on line {first}; the first row wins",
+                            "the number {} already appears on line {first}; the first row wins",
                             contact.phone
                         );
                         row.phone = Some(contact.phone.clone());

@@ -607,7 +607,11 @@ pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
     } else {
         exit::OK
     };
-    Ok(RunResult { summary, exit_code })
+    Ok(RunResult {
+        summary,
+        exit_code,
+        report: cfg.output.report.describe(),
+    })
 }
 
 /// The key from the environment; the sandbox brings its own, a dry run needs none.

@@ -17,6 +17,8 @@ pub struct RunResult {
     pub summary: Summary,
     /// The process exit code (SPEC §2).
     pub exit_code: u8,
+    /// Where the report went, for the closing line.
+    pub report: String,
 }
 
 /// Worker threads to use when not told.
@@ -101,5 +103,9 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     } else {
         exit::OK
     };
-    Ok(RunResult { summary, exit_code })
+    Ok(RunResult {
+        summary,
+        exit_code,
+        report: output.report.describe(),
+    })
 }
