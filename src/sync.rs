@@ -111,7 +111,12 @@ pub fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result<(), Er
 enum Abort {
     Auth(String),
     Interrupted,
+    Unreachable,
 }
+
+/// Calls in a row that got no answer even after their retries before the
+/// run gives up on the provider (exit 3).
+const MAX_CONSECUTIVE_NETWORK_FAILURES: u32 = 10;
 
 /// One row waiting for its fate; reports `not_attempted` if dropped unfinished
 /// (an aborted task), so the report always lists every row.
@@ -198,6 +203,8 @@ struct Engine {
     directory: Directory,
     abort: Mutex<Option<Abort>>,
     stop: watch::Sender<bool>,
+    /// Calls in a row that ended in a network failure.
+    unanswered: std::sync::atomic::AtomicU32,
 }
 
 /// Per-target listing of existing contacts, fetched on first need.
@@ -224,6 +231,9 @@ impl Engine {
             match &why {
                 Abort::Auth(m) => tracing::error!("credentials rejected: {m}; stopping"),
                 Abort::Interrupted => tracing::warn!("interrupted; finishing in-flight requests"),
+                Abort::Unreachable => tracing::error!(
+                    "{MAX_CONSECUTIVE_NETWORK_FAILURES} calls in a row got no answer after their retries; stopping"
+                ),
             }
             *a = Some(why);
         }
@@ -246,7 +256,19 @@ impl Engine {
                     message: "the API key is not a valid HTTP header value".into(),
                 })?;
         }
-        self.dispatcher.send(&call).await
+        let result = self.dispatcher.send(&call).await;
+        use std::sync::atomic::Ordering;
+        match &result {
+            Ok(_) => self.unanswered.store(0, Ordering::Relaxed),
+            Err(SendError::Network { .. }) => {
+                let n = self.unanswered.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= MAX_CONSECUTIVE_NETWORK_FAILURES {
+                    self.abort(Abort::Unreachable);
+                }
+            }
+            Err(SendError::Cancelled) => {}
+        }
+        result
     }
 
     /// Maps an op-level error to a row error, aborting the run on auth failures.
@@ -276,6 +298,7 @@ impl Engine {
             return;
         }
         let contacts: Vec<&Contact> = jobs.iter().map(|j| j.contact.as_ref()).collect();
+        tracing::debug!("adding {} rows to target {group:?}", contacts.len());
         let req = self.provider.add(&self.key, &group, &contacts);
         let reply = self.call(req).await;
         let answered = Instant::now();
@@ -660,6 +683,7 @@ async fn sync_rows(
         directory: Directory::default(),
         abort: Mutex::new(None),
         stop: stop_tx,
+        unanswered: std::sync::atomic::AtomicU32::new(0),
     });
 
     let opened = cfg.input.open()?;

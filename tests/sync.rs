@@ -551,3 +551,95 @@ fn plain_http_to_a_remote_host_is_refused() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("--allow-insecure-http"));
 }
+
+#[test]
+fn an_unreachable_provider_aborts_after_ten_unanswered_calls() {
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(40, 0)));
+    // Port 1 on loopback: connection refused at once.
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            "http://127.0.0.1:1",
+            "--rate",
+            "1000",
+            "--max-retries",
+            "0",
+            "--concurrency",
+            "1",
+        ],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 40);
+    let counts = outcomes(&report);
+    assert_eq!(counts.get("failed"), Some(&10), "{counts:?}");
+    assert_eq!(counts.get("not_attempted"), Some(&30));
+    assert!(report[0].code == "NETWORK");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_finishes_in_flight_work_reports_every_row_and_exits_3() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let sb = Sandbox::start(FaultSettings {
+        latency: Duration::from_millis(1_500),
+        ..fresh_faults()
+    });
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(20, 0)));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
+        .current_dir(dir.path(""))
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .args([
+            "-v",
+            "sync",
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &sb.url(),
+            "--concurrency",
+            "1",
+            "--rate",
+            "1000",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait (by reading, not sleeping) until the first request is on its way.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("adding 1 rows") {
+            break;
+        }
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{rest:?}");
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 20, "every row is reported");
+    let counts = outcomes(&report);
+    assert!(
+        counts.get("not_attempted").copied().unwrap_or(0) >= 15,
+        "{counts:?}"
+    );
+    assert!(!counts.contains_key("failed"), "{counts:?}");
+    let added = counts.get("added").copied().unwrap_or(0);
+    assert_eq!(
+        sb.state().mobivate.len(),
+        added,
+        "the report matches the provider"
+    );
+}
