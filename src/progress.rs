@@ -93,7 +93,7 @@ impl Progress {
                 if let Some(bar) = &self.bar {
                     bar.set_position(done);
                     bar.set_message(format!(
-                        "ok {ok}  failed {failed}  requests {requests}  {rate:.1} req/s"
+                        "ok {ok}  invalid/failed {failed}  requests {requests}  {rate:.1} req/s"
                     ));
                 }
             }

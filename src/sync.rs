@@ -578,7 +578,7 @@ pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
     let mode = progress::mode(std::io::stderr().is_terminal(), log.quiet);
-    let (mut summary, aborted) = runtime.block_on(async {
+    let (summary, aborted) = runtime.block_on(async {
         #[cfg(feature = "sandbox")]
         let sandbox = if cfg.kind == ProviderKind::Sandbox && !cfg.dry_run && !refuse {
             let handle = crate::sandbox::start(crate::sandbox::SandboxConfig::default())
@@ -617,24 +617,14 @@ pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
         }
         result
     })?;
-    summary.duration = started.elapsed();
-    if let Some(path) = &cfg.output.summary_json {
-        summary.write_json(path)?;
-    }
-    let exit_code = if refuse {
-        exit::NOTHING_SENT
+    let stopped = if refuse {
+        Some(exit::NOTHING_SENT)
     } else if aborted {
-        exit::ABORTED
-    } else if summary.has_problems() {
-        exit::ROWS_FAILED
+        Some(exit::ABORTED)
     } else {
-        exit::OK
+        None
     };
-    Ok(RunResult {
-        summary,
-        exit_code,
-        report: cfg.output.report.describe(),
-    })
+    RunResult::conclude(summary, started, &cfg.output, stopped)
 }
 
 /// The key from the environment; the sandbox brings its own, a dry run needs none.

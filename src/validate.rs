@@ -21,6 +21,33 @@ pub struct RunResult {
     pub report: String,
 }
 
+impl RunResult {
+    /// Stamps the duration, writes the JSON summary when asked, and picks the
+    /// exit code: `stopped` (2 or 3) when the run did not go through, else
+    /// 1 when some rows are not fine, else 0.
+    pub fn conclude(
+        mut summary: Summary,
+        started: Instant,
+        output: &OutputConfig,
+        stopped: Option<u8>,
+    ) -> Result<RunResult, Error> {
+        summary.duration = started.elapsed();
+        if let Some(path) = &output.summary_json {
+            summary.write_json(path)?;
+        }
+        let exit_code = match stopped {
+            Some(code) => code,
+            None if summary.has_problems() => exit::ROWS_FAILED,
+            None => exit::OK,
+        };
+        Ok(RunResult {
+            summary,
+            exit_code,
+            report: output.report.describe(),
+        })
+    }
+}
+
 /// Worker threads to use when not told.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -94,18 +121,5 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     if let Some(r) = rejects {
         r.finish()?;
     }
-    summary.duration = started.elapsed();
-    if let Some(path) = &output.summary_json {
-        summary.write_json(path)?;
-    }
-    let exit_code = if summary.has_problems() {
-        exit::ROWS_FAILED
-    } else {
-        exit::OK
-    };
-    Ok(RunResult {
-        summary,
-        exit_code,
-        report: output.report.describe(),
-    })
+    RunResult::conclude(summary, started, &output, None)
 }

@@ -166,6 +166,21 @@ pub struct FaultSettings {
     pub jitter: Duration,
 }
 
+impl Default for FaultSettings {
+    /// A calm server: no limit, no faults, no latency.
+    fn default() -> FaultSettings {
+        FaultSettings {
+            rate: None,
+            burst: 1,
+            fault_rate: 0.0,
+            drop_rate: 0.0,
+            lose_rate: 0.0,
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+        }
+    }
+}
+
 /// Decides, request by request, which fault (if any) and which delay apply.
 ///
 /// Every decision draws exactly two numbers from the PRNG, whatever the outcome,
@@ -253,15 +268,7 @@ mod tests {
     use super::*;
 
     fn quiet() -> FaultSettings {
-        FaultSettings {
-            rate: None,
-            burst: 1,
-            fault_rate: 0.0,
-            drop_rate: 0.0,
-            lose_rate: 0.0,
-            latency: Duration::ZERO,
-            jitter: Duration::ZERO,
-        }
+        FaultSettings::default()
     }
 
     #[test]

@@ -113,15 +113,7 @@ impl Default for SandboxConfig {
     fn default() -> SandboxConfig {
         SandboxConfig {
             port: 0,
-            stress: FaultSettings {
-                rate: None,
-                burst: 1,
-                fault_rate: 0.0,
-                drop_rate: 0.0,
-                lose_rate: 0.0,
-                latency: Duration::ZERO,
-                jitter: Duration::ZERO,
-            },
+            stress: FaultSettings::default(),
             seed: 1,
             error_status: 200,
             api_key: DEFAULT_API_KEY.into(),
