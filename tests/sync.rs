@@ -649,3 +649,71 @@ fn sigint_finishes_in_flight_work_reports_every_row_and_exits_3() {
         "the report matches the provider"
     );
 }
+
+#[test]
+fn smspartner_wrong_key_in_a_200_body_aborts_too() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    // Rows with ids: one update request each, so the abort must stop the rest.
+    let mut file = String::from("phone,contactId\n");
+    for (i, p) in numbers(30, 0).iter().enumerate() {
+        file.push_str(&format!("{p},{i}\n"));
+    }
+    dir.write("in.csv", file);
+    let out = dir
+        .command()
+        .env("CONTACT_SYNC_API_KEY", "wrong-key-e81d")
+        .args([
+            "sync",
+            "in.csv",
+            "--provider",
+            "smspartner",
+            "--base-url",
+            &sb.url(),
+            "--group-id",
+            "g1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 30);
+    assert!(report.iter().any(|l| l.code == "AUTH"));
+    let requests = sb.state().counters.total("POST /v1/contact/update");
+    assert!(requests <= 5, "a handful of requests, not {requests}");
+    assert!(!stderr(&out).contains("wrong-key-e81d"));
+}
+
+#[test]
+fn mobivate_key_never_appears_at_maximum_verbosity() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    dir.write("in.csv", "phone,firstname\n0611111111,A\n06 12,C\n");
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "-vv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &sb.url(),
+            "--rejects",
+            "rejects.csv",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(sb.state().mobivate.len(), 1);
+    let everything = [
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(&out),
+        dir.read("in.report.csv"),
+        dir.read("rejects.csv"),
+    ]
+    .join("\n");
+    assert!(
+        everything.contains("DEBUG") || everything.contains("TRACE"),
+        "-vv logged"
+    );
+    assert!(!everything.contains(KEY), "the key leaked");
+}

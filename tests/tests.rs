@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod sandbox;
 mod sync;
 mod util;
 mod validate;
