@@ -149,6 +149,22 @@ fn strip_accent(c: char) -> char {
     }
 }
 
+/// A set of fields, e.g. those the input file has a column for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FieldSet(u16);
+
+impl FieldSet {
+    /// Whether `field` is in the set.
+    pub fn contains(self, field: Field) -> bool {
+        self.0 & (1 << field as u16) != 0
+    }
+
+    /// Adds `field`.
+    pub fn insert(&mut self, field: Field) {
+        self.0 |= 1 << field as u16;
+    }
+}
+
 /// Which input column holds each field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ColumnMap {
@@ -230,6 +246,17 @@ impl ColumnMap {
         map
     }
 
+    /// The fields that have a column.
+    pub fn fields(&self) -> FieldSet {
+        let mut set = FieldSet::default();
+        for f in Field::ALL {
+            if self.get(f).is_some() {
+                set.insert(f);
+            }
+        }
+        set
+    }
+
     /// The column holding `field`, if any.
     pub fn get(&self, field: Field) -> Option<usize> {
         self.index[field as usize]
@@ -260,6 +287,8 @@ mod tests {
         assert_eq!(map.get(Field::PhoneNumber), Some(2));
         assert_eq!(map.get(Field::Lastname), Some(0));
         assert_eq!(ignored, vec!["Couleur".to_string()]);
+        assert!(map.fields().contains(Field::Firstname));
+        assert!(!map.fields().contains(Field::Url));
         assert_eq!(
             ColumnMap::resolve(&["name", "colour"], &[]),
             Err(MapError::NoPhoneColumn)

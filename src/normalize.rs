@@ -13,7 +13,7 @@ use chrono::format::{Item, Parsed, StrftimeItems};
 use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberFormat, PhoneNumberType, Region};
 
 use crate::codes::{ErrorCode, RowError};
-use crate::columns::{ColumnMap, Field};
+use crate::columns::{ColumnMap, Field, FieldSet};
 use crate::record::Record;
 
 /// Most characters (Unicode scalar values) a first or last name may have.
@@ -74,6 +74,9 @@ pub struct Contact {
     pub group_id: String,
     /// Mobivate alias from the file (empty when absent).
     pub alias: String,
+    /// The fields the file has a column for: an empty cell in one of them
+    /// means "clear it" on update, a missing column means "leave it".
+    pub present: FieldSet,
 }
 
 /// A configuration problem found before any row is read.
@@ -155,7 +158,10 @@ impl Normalizer {
         };
         let text = |field: Field| cell(field).map_or_else(String::new, |(_, s)| s.to_string());
 
-        let mut contact = Contact::default();
+        let mut contact = Contact {
+            present: map.fields(),
+            ..Contact::default()
+        };
 
         match cell(Field::PhoneNumber) {
             Some((col, raw)) => match self.phone(raw) {
@@ -986,9 +992,12 @@ mod tests {
                 contact_id: "42".into(),
                 group_id: "g1".into(),
                 alias: "Bob".into(),
+                present: layout.fields(),
                 ..Contact::default()
             }
         );
+        assert!(c.present.contains(Field::Custom1));
+        assert!(!c.present.contains(Field::Url));
     }
 
     #[test]

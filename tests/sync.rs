@@ -717,3 +717,41 @@ fn mobivate_key_never_appears_at_maximum_verbosity() {
     );
     assert!(!everything.contains(KEY), "the key leaked");
 }
+
+#[test]
+fn an_empty_cell_clears_the_field_and_a_missing_column_leaves_it() {
+    let sb = Sandbox::calm();
+    let ids = sb
+        .handle()
+        .seed_smspartner(
+            "g1",
+            [ContactInput {
+                phone_number: Some("+33611111111".into()),
+                firstname: Some("Old".into()),
+                lastname: Some("Keep".into()),
+                ..ContactInput::default()
+            }],
+        )
+        .unwrap();
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        format!("phone,firstname,contactId\n0611111111,,{}\n", ids[0]),
+    );
+    let out = sync(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "smspartner",
+            "--base-url",
+            &sb.url(),
+            "--group-id",
+            "g1",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let state = sb.state();
+    let c = &state.group("g1")[0];
+    assert_eq!((c.firstname.as_str(), c.lastname.as_str()), ("", "Keep"));
+}

@@ -374,6 +374,7 @@ mod tests {
             contact_id: "ignored".into(),
             group_id: "ignored".into(),
             alias: String::new(),
+            ..Contact::default()
         }
     }
 

@@ -11,6 +11,7 @@ use super::{
     server_message, status_text,
 };
 use crate::codes::{ErrorCode, RowError};
+use crate::columns::Field;
 use crate::normalize::Contact;
 use crate::secret::ApiKey;
 
@@ -61,25 +62,32 @@ impl SmsPartner {
 }
 
 /// The contact fields SMS Partner takes, in the order they are sent and hashed.
-fn contact_fields(c: &Contact) -> [(&'static str, &str); 9] {
+fn contact_fields(c: &Contact) -> [(Field, &'static str, &str); 9] {
     [
-        ("phoneNumber", &c.phone),
-        ("firstname", &c.firstname),
-        ("lastname", &c.lastname),
-        ("date", &c.date),
-        ("url", &c.url),
-        ("custom1", &c.custom[0]),
-        ("custom2", &c.custom[1]),
-        ("custom3", &c.custom[2]),
-        ("custom4", &c.custom[3]),
+        (Field::PhoneNumber, "phoneNumber", &c.phone),
+        (Field::Firstname, "firstname", &c.firstname),
+        (Field::Lastname, "lastname", &c.lastname),
+        (Field::Date, "date", &c.date),
+        (Field::Url, "url", &c.url),
+        (Field::Custom1, "custom1", &c.custom[0]),
+        (Field::Custom2, "custom2", &c.custom[1]),
+        (Field::Custom3, "custom3", &c.custom[2]),
+        (Field::Custom4, "custom4", &c.custom[3]),
     ]
 }
 
-/// The `contact` object: every non-empty field.
-fn contact_json(c: &Contact) -> Value {
-    let map: Map<String, Value> = contact_fields(c)
+/// What to send of a field: its value; `""` when the file has the column but
+/// the cell is empty and `clear` is set (an update clearing it); else nothing.
+fn sent_fields(c: &Contact, clear: bool) -> impl Iterator<Item = (&'static str, &str)> {
+    contact_fields(c)
         .into_iter()
-        .filter(|(_, v)| !v.is_empty())
+        .filter(move |(field, _, v)| !v.is_empty() || (clear && c.present.contains(*field)))
+        .map(|(_, name, v)| (name, v))
+}
+
+/// The `contact` object: every non-empty field, plus empty ones to clear when `clear`.
+fn contact_json(c: &Contact, clear: bool) -> Value {
+    let map: Map<String, Value> = sent_fields(c, clear)
         .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect();
     Value::Object(map)
@@ -255,12 +263,12 @@ impl Provider for SmsPartner {
             [one] => json!({
                 "apiKey": key.expose(),
                 "groupId": group,
-                "contact": contact_json(one),
+                "contact": contact_json(one, false),
             }),
             many => json!({
                 "apiKey": key.expose(),
                 "groupId": group,
-                "contactsList": many.iter().map(|c| contact_json(c)).collect::<Vec<_>>(),
+                "contactsList": many.iter().map(|c| contact_json(c, false)).collect::<Vec<_>>(),
             }),
         };
         self.post(&["v1", "contact", "add"], body)
@@ -320,7 +328,7 @@ impl Provider for SmsPartner {
         let body = json!({
             "apiKey": key.expose(),
             "contactId": contact_id,
-            "contact": contact_json(contact),
+            "contact": contact_json(contact, true),
         });
         Ok(self.post(&["v1", "contact", "update"], body))
     }
@@ -409,10 +417,9 @@ impl Provider for SmsPartner {
 
     fn payload_fingerprint(&self, contact: &Contact) -> u64 {
         let mut f = Fingerprint::new("smspartner/contact/1");
-        for (name, value) in contact_fields(contact) {
-            if !value.is_empty() {
-                f.field(name, value);
-            }
+        // The update form: clearing a field changes what is sent.
+        for (name, value) in sent_fields(contact, true) {
+            f.field(name, value);
         }
         f.finish()
     }
@@ -454,6 +461,7 @@ mod tests {
             contact_id: "ignored-id".into(),
             group_id: "ignored-group".into(),
             alias: "ignored-alias".into(),
+            ..Contact::default()
         }
     }
 
@@ -466,6 +474,32 @@ mod tests {
     }
 
     // ---- requests ----
+
+    #[test]
+    fn updates_clear_empty_cells_of_present_columns_adds_do_not_send_them() {
+        let mut c = Contact {
+            phone: "+33612345678".into(),
+            firstname: "Zoé".into(),
+            ..Contact::default()
+        };
+        c.present.insert(Field::PhoneNumber);
+        c.present.insert(Field::Firstname);
+        c.present.insert(Field::Url);
+        assert_eq!(
+            contact_json(&c, true),
+            json!({"phoneNumber": "+33612345678", "firstname": "Zoé", "url": ""})
+        );
+        assert_eq!(
+            contact_json(&c, false),
+            json!({"phoneNumber": "+33612345678", "firstname": "Zoé"})
+        );
+        let mut cleared = c.clone();
+        cleared.firstname.clear();
+        assert_ne!(
+            sp().payload_fingerprint(&c),
+            sp().payload_fingerprint(&cleared)
+        );
+    }
 
     #[test]
     fn single_add_sends_contact_with_non_empty_fields() {
@@ -531,7 +565,7 @@ mod tests {
         let body = req.body.unwrap();
         assert_eq!(body["apiKey"], SECRET);
         assert_eq!(body["contactId"], "C42");
-        assert_eq!(body["contact"], contact_json(&full()));
+        assert_eq!(body["contact"], contact_json(&full(), false));
         assert!(body.get("groupId").is_none());
     }
 
