@@ -11,7 +11,17 @@ fn main() -> ExitCode {
     match contact_sync::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("contact-sync: error: {:#}", anyhow::Error::from(err));
+            let err = anyhow::Error::from(err);
+            // `… --report - | head`: the reader went away, which is not an error.
+            let broken_pipe = err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
+            // Every error's message already names its cause.
+            eprintln!("contact-sync: error: {err}");
             ExitCode::from(contact_sync::codes::exit::NOTHING_SENT)
         }
     }

@@ -65,6 +65,19 @@ impl WriteError {
             source: source.into(),
         }
     }
+
+    fn csv(what: &'static str, target: &Target, e: csv::Error) -> WriteError {
+        // Keep the I/O error itself, so its kind (e.g. a broken pipe) is visible.
+        let source = if e.is_io_error() {
+            match e.into_kind() {
+                csv::ErrorKind::Io(io) => io,
+                _ => io::Error::other("CSV write failed"),
+            }
+        } else {
+            io::Error::other(e)
+        };
+        WriteError::new(what, target, source)
+    }
 }
 
 /// One line of the report.
@@ -150,7 +163,7 @@ impl ReportWriter {
     ) -> Result<ReportWriter, WriteError> {
         let mut out = csv::Writer::from_writer(sink);
         out.write_record(COLUMNS)
-            .map_err(|e| WriteError::new("report", &target, e))?;
+            .map_err(|e| WriteError::csv("report", &target, e))?;
         Ok(ReportWriter {
             out,
             target,
@@ -186,7 +199,7 @@ impl ReportWriter {
         ];
         self.out
             .write_record(fields)
-            .map_err(|e| WriteError::new("report", &self.target, e))?;
+            .map_err(|e| WriteError::csv("report", &self.target, e))?;
         Ok(())
     }
 
@@ -225,7 +238,7 @@ impl RejectsWriter {
         let mut cells: Vec<&str> = header.iter().map(String::as_str).collect();
         cells.extend(["error_code", "error_message"]);
         out.write_record(&cells)
-            .map_err(|e| WriteError::new("rejects file", target, e))?;
+            .map_err(|e| WriteError::csv("rejects file", target, e))?;
         Ok(RejectsWriter {
             out,
             target: target.clone(),
@@ -244,7 +257,7 @@ impl RejectsWriter {
         cells.push(&messages);
         self.out
             .write_record(&cells)
-            .map_err(|e| WriteError::new("rejects file", &self.target, e))
+            .map_err(|e| WriteError::csv("rejects file", &self.target, e))
     }
 
     /// Flushes the file.

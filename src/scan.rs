@@ -185,6 +185,8 @@ pub fn scan<R: Read + Send>(
                 }
             });
         }
+        // Only the workers hold these now: when they stop, the reader's send fails.
+        drop(work_rx);
         drop(done_tx);
 
         let mut dedup = Dedup::default();

@@ -239,3 +239,32 @@ fn map_overrides_the_header_and_formulas_are_neutralised() {
     let report = dir.report("bad.report.csv");
     assert_eq!(report[0].phone, "'=1+1");
 }
+
+/// Regression: a report piped into `head` used to hang the run (the reader
+/// thread waited forever on a channel no one read).
+#[test]
+fn report_to_a_closed_pipe_ends_quietly() {
+    let dir = Dir::new();
+    let mut text = String::from("phone,firstname\n");
+    for i in 0..30_000 {
+        text.push_str(&format!("+336{:08},Name{i}\n", 10_000_000 + i));
+    }
+    dir.write("big.csv", text);
+    let bin = assert_cmd::cargo::cargo_bin("contact-sync");
+    let out = assert_cmd::Command::new("bash")
+        .current_dir(dir.path(""))
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{}' validate big.csv --report - | head -n 1",
+            bin.display()
+        ))
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line,outcome,code,message,phone,contact_id\n"
+    );
+    assert!(!stderr(&out).contains("error"), "{}", stderr(&out));
+}
