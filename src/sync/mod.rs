@@ -7,7 +7,6 @@
 //! results come back out of order and a writer puts them back in input order.
 //! A window of admitted-but-unwritten rows bounds memory.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -18,20 +17,22 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::cli::{LogArgs, ProviderKind, SyncArgs};
-use crate::codes::{ErrorCode, Outcome, RowError, exit};
+use crate::codes::{Outcome, exit};
 use crate::config::{Error, InputConfig, OutputConfig, Source};
-use crate::dispatch::{DispatchConfig, Dispatcher, HttpCall, HttpReply, SendError};
-use crate::normalize::Contact;
+use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::plan::{Action, Batcher, plan};
 use crate::progress::{self, Progress};
+use crate::provider::Provider;
 use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
-use crate::provider::{AddResult, ApiRequest, OpError, Provider};
-use crate::record::Record;
-use crate::report::{RejectsWriter, ReportRow, ReportWriter, Summary};
+use crate::report::{RejectsWriter, ReportWriter, Summary};
 use crate::scan::{Verdict, scan};
 use crate::secret::ApiKey;
 use crate::validate::{RunResult, default_threads};
+
+mod engine;
+
+use engine::{Abort, Directory, Done, Engine, Job, Ticket, write_in_order};
 
 /// A share or a count of invalid rows beyond which nothing is sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,327 +104,6 @@ pub fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result<(), Er
         other => Err(Error::Usage(format!(
             "--base-url {url}: unsupported scheme {other:?} (expected https)"
         ))),
-    }
-}
-
-/// Why a run stopped early.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Abort {
-    Auth(String),
-    Interrupted,
-    Unreachable,
-}
-
-/// Calls in a row that got no answer even after their retries before the
-/// run gives up on the provider (exit 3).
-const MAX_CONSECUTIVE_NETWORK_FAILURES: u32 = 10;
-
-/// One row waiting for its fate; reports `not_attempted` if dropped unfinished
-/// (an aborted task), so the report always lists every row.
-struct Ticket {
-    seq: u64,
-    line: u64,
-    phone: String,
-    record: Option<Record>,
-    tx: mpsc::UnboundedSender<Done>,
-    finished: bool,
-}
-
-/// The fate of one row, on its way to the report writer.
-struct Done {
-    seq: u64,
-    line: u64,
-    outcome: Outcome,
-    errors: Vec<RowError>,
-    note: String,
-    phone: String,
-    contact_id: String,
-    record: Option<Record>,
-}
-
-impl Ticket {
-    fn finish(mut self, outcome: Outcome, errors: Vec<RowError>, note: &str, contact_id: &str) {
-        self.finished = true;
-        let record = if outcome.is_problem() {
-            self.record.take()
-        } else {
-            None
-        };
-        let _ = self.tx.send(Done {
-            seq: self.seq,
-            line: self.line,
-            outcome,
-            errors,
-            note: note.to_string(),
-            phone: std::mem::take(&mut self.phone),
-            contact_id: contact_id.to_string(),
-            record,
-        });
-    }
-
-    fn fail(self, error: RowError) {
-        self.finish(Outcome::Failed, vec![error], "", "");
-    }
-
-    fn not_attempted(self, why: &str) {
-        self.finish(Outcome::NotAttempted, Vec::new(), why, "");
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = self.tx.send(Done {
-                seq: self.seq,
-                line: self.line,
-                outcome: Outcome::NotAttempted,
-                errors: Vec::new(),
-                note:
-                    "stopped while the request was in flight; it may or may not have been applied"
-                        .into(),
-                phone: std::mem::take(&mut self.phone),
-                contact_id: String::new(),
-                record: self.record.take(),
-            });
-        }
-    }
-}
-
-/// A valid row on its way to the provider.
-struct Job {
-    ticket: Ticket,
-    contact: Box<Contact>,
-}
-
-/// Everything the sending tasks share.
-struct Engine {
-    provider: Box<dyn Provider>,
-    dispatcher: Dispatcher,
-    key: ApiKey,
-    directory: Directory,
-    abort: Mutex<Option<Abort>>,
-    stop: watch::Sender<bool>,
-    /// Calls in a row that ended in a network failure.
-    unanswered: std::sync::atomic::AtomicU32,
-}
-
-/// Per-target listing of existing contacts, fetched on first need.
-#[derive(Default)]
-struct Directory {
-    targets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Listing>>>>,
-}
-
-#[derive(Default)]
-struct Listing {
-    loaded_at: Option<Instant>,
-    ids: HashMap<String, String>,
-}
-
-impl Engine {
-    fn aborted(&self) -> bool {
-        self.abort.lock().map(|a| a.is_some()).unwrap_or(true)
-    }
-
-    fn abort(&self, why: Abort) {
-        if let Ok(mut a) = self.abort.lock()
-            && a.is_none()
-        {
-            match &why {
-                Abort::Auth(m) => tracing::error!("credentials rejected: {m}; stopping"),
-                Abort::Interrupted => tracing::warn!("interrupted; finishing in-flight requests"),
-                Abort::Unreachable => tracing::error!(
-                    "{MAX_CONSECUTIVE_NETWORK_FAILURES} calls in a row got no answer after their retries; stopping"
-                ),
-            }
-            *a = Some(why);
-        }
-        let _ = self.stop.send(true);
-    }
-
-    async fn call(&self, req: ApiRequest) -> Result<HttpReply, SendError> {
-        let body = match &req.body {
-            Some(v) => Some(serde_json::to_vec(v).map_err(|e| SendError::Network {
-                message: format!("cannot encode request: {e}"),
-            })?),
-            None => None,
-        };
-        let mut call = HttpCall::new(req.method.clone(), req.url.clone());
-        call.json = body;
-        if let Some(token) = &req.bearer {
-            call = call
-                .with_bearer(token.expose())
-                .map_err(|_| SendError::Network {
-                    message: "the API key is not a valid HTTP header value".into(),
-                })?;
-        }
-        let result = self.dispatcher.send(&call).await;
-        use std::sync::atomic::Ordering;
-        match &result {
-            Ok(_) => self.unanswered.store(0, Ordering::Relaxed),
-            Err(SendError::Network { .. }) => {
-                let n = self.unanswered.fetch_add(1, Ordering::Relaxed) + 1;
-                if n >= MAX_CONSECUTIVE_NETWORK_FAILURES {
-                    self.abort(Abort::Unreachable);
-                }
-            }
-            Err(SendError::Cancelled) => {}
-        }
-        result
-    }
-
-    /// Maps an op-level error to a row error, aborting the run on auth failures.
-    fn op_error(&self, e: OpError) -> RowError {
-        match e {
-            OpError::Auth(r) => {
-                self.abort(Abort::Auth(r.message.clone()));
-                r
-            }
-            OpError::NotFound(r) | OpError::Failed(r) => r,
-        }
-    }
-
-    fn send_error(e: SendError) -> Result<RowError, ()> {
-        match e {
-            SendError::Network { message } => Ok(RowError::new(ErrorCode::Network, message)),
-            SendError::Cancelled => Err(()),
-        }
-    }
-
-    async fn add_batch(self: Arc<Self>, group: String, jobs: Vec<Job>) {
-        if self.aborted() {
-            for j in jobs {
-                j.ticket
-                    .not_attempted("run stopped before this row was sent");
-            }
-            return;
-        }
-        let contacts: Vec<&Contact> = jobs.iter().map(|j| j.contact.as_ref()).collect();
-        tracing::debug!("adding {} rows to target {group:?}", contacts.len());
-        let req = self.provider.add(&self.key, &group, &contacts);
-        let reply = self.call(req).await;
-        let answered = Instant::now();
-        let results = match reply {
-            Ok(r) => self.provider.parse_add(jobs.len(), r.status, &r.body),
-            Err(e) => {
-                let err = Self::send_error(e);
-                for j in jobs {
-                    match &err {
-                        Ok(row) => j.ticket.fail(row.clone()),
-                        Err(()) => j
-                            .ticket
-                            .not_attempted("run stopped before this row was sent"),
-                    }
-                }
-                return;
-            }
-        };
-        let results = match results {
-            Ok(r) => r,
-            Err(e) => {
-                let row = self.op_error(e);
-                for j in jobs {
-                    j.ticket.fail(row.clone());
-                }
-                return;
-            }
-        };
-        let mut existing = Vec::new();
-        for (job, result) in jobs.into_iter().zip(results) {
-            match result {
-                AddResult::Added { contact_id } => {
-                    let id = contact_id.unwrap_or_default();
-                    job.ticket.finish(Outcome::Added, Vec::new(), "", &id);
-                }
-                AddResult::Rejected(e) => job.ticket.fail(e),
-                AddResult::AlreadyExists => existing.push(job),
-            }
-        }
-        for job in existing {
-            match self.find(&group, &job.contact.phone, answered).await {
-                Ok(Some(id)) => self.update(job, id, "already in the target; updated").await,
-                Ok(None) => job.ticket.fail(RowError::new(
-                    ErrorCode::Api(15),
-                    "the provider says the number already exists, but its listing does not show it",
-                )),
-                Err(Some(e)) => job.ticket.fail(e),
-                Err(None) => job
-                    .ticket
-                    .not_attempted("run stopped before this row was sent"),
-            }
-        }
-    }
-
-    async fn update(&self, job: Job, id: String, note: &str) {
-        if self.aborted() {
-            job.ticket
-                .not_attempted("run stopped before this row was sent");
-            return;
-        }
-        let req = match self.provider.update(&self.key, &id, &job.contact) {
-            Ok(req) => req,
-            Err(e) => {
-                let row = self.op_error(e);
-                job.ticket.fail(row);
-                return;
-            }
-        };
-        match self.call(req).await {
-            Ok(r) => match self.provider.parse_update(&id, r.status, &r.body) {
-                Ok(id) => job.ticket.finish(Outcome::Updated, Vec::new(), note, &id),
-                Err(e) => {
-                    let row = self.op_error(e);
-                    job.ticket.fail(row);
-                }
-            },
-            Err(e) => match Self::send_error(e) {
-                Ok(row) => job.ticket.fail(row),
-                Err(()) => job
-                    .ticket
-                    .not_attempted("run stopped before this row was sent"),
-            },
-        }
-    }
-
-    /// The id of `phone` in `group`'s listing, fetched once and fetched again
-    /// only when it predates the answer that said the number exists.
-    async fn find(
-        &self,
-        group: &str,
-        phone: &str,
-        answered: Instant,
-    ) -> Result<Option<String>, Option<RowError>> {
-        let listing = {
-            let Ok(mut targets) = self.directory.targets.lock() else {
-                return Err(None);
-            };
-            Arc::clone(targets.entry(group.to_string()).or_default())
-        };
-        let mut listing = listing.lock().await;
-        if let Some(id) = listing.ids.get(phone) {
-            return Ok(Some(id.clone()));
-        }
-        if listing.loaded_at.is_some_and(|t| t > answered) {
-            return Ok(None);
-        }
-        let started = Instant::now();
-        let mut ids = HashMap::new();
-        let mut cursor = Some(0);
-        while let Some(c) = cursor {
-            let req = self.provider.list(&self.key, group, c);
-            let reply = self.call(req).await.map_err(|e| Self::send_error(e).ok())?;
-            let page = self
-                .provider
-                .parse_list(c, reply.status, &reply.body)
-                .map_err(|e| Some(self.op_error(e)))?;
-            for entry in page.entries {
-                ids.insert(entry.phone, entry.contact_id);
-            }
-            cursor = page.next;
-        }
-        tracing::debug!("listed {} contacts of target {group:?}", ids.len());
-        listing.ids = ids;
-        listing.loaded_at = Some(started);
-        Ok(listing.ids.get(phone).cloned())
     }
 }
 
@@ -885,42 +565,6 @@ async fn sync_rows(
     summary.throttled = stats.throttled;
     let aborted = engine.aborted();
     Ok((summary, aborted))
-}
-
-/// Writes results in input order as they arrive, returning each row's window slot.
-async fn write_in_order(
-    done_rx: &mut mpsc::UnboundedReceiver<Done>,
-    report: &mut ReportWriter,
-    rejects: &mut Option<RejectsWriter>,
-    permits: &Semaphore,
-    counts: &progress::Counts,
-) -> Result<Summary, Error> {
-    let mut summary = Summary::default();
-    let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
-    let mut next = 0u64;
-    while let Some(done) = done_rx.recv().await {
-        pending.insert(done.seq, done);
-        while let Some(d) = pending.remove(&next) {
-            next += 1;
-            summary.record(d.outcome, &d.errors);
-            counts.record(d.outcome);
-            report.write(&ReportRow {
-                line: d.line,
-                outcome: d.outcome,
-                errors: &d.errors,
-                note: &d.note,
-                phone: &d.phone,
-                contact_id: &d.contact_id,
-            })?;
-            if let (Some(r), Some(rec)) = (rejects.as_mut(), &d.record)
-                && matches!(d.outcome, Outcome::Invalid | Outcome::Failed)
-            {
-                r.write(rec, &d.errors)?;
-            }
-            permits.add_permits(1);
-        }
-    }
-    Ok(summary)
 }
 
 async fn wait_for_stop_signal() {
