@@ -256,18 +256,29 @@ impl Engine {
                 AddResult::AlreadyExists => existing.push(job),
             }
         }
+        // The rows already there are updated concurrently (each still waits for
+        // the dispatcher's permits); aborting this task aborts them too.
+        let mut updates = tokio::task::JoinSet::new();
         for job in existing {
-            match self.find(&group, &job.contact.phone, answered).await {
-                Ok(Some(id)) => self.update(job, id, "already in the target; updated").await,
-                Ok(None) => job.ticket.fail(RowError::new(
-                    ErrorCode::Api(15),
-                    "the provider says the number already exists, but its listing does not show it",
-                )),
-                Err(Some(e)) => job.ticket.fail(e),
-                Err(None) => job
-                    .ticket
-                    .not_attempted("run stopped before this row was sent"),
-            }
+            let engine = Arc::clone(&self);
+            let group = group.clone();
+            updates.spawn(async move { engine.update_existing(&group, job, answered).await });
+        }
+        while updates.join_next().await.is_some() {}
+    }
+
+    /// Finds the id of a row the provider already holds, then updates it.
+    async fn update_existing(&self, group: &str, job: Job, answered: Instant) {
+        match self.find(group, &job.contact.phone, answered).await {
+            Ok(Some(id)) => self.update(job, id, "already in the target; updated").await,
+            Ok(None) => job.ticket.fail(RowError::new(
+                ErrorCode::Api(15),
+                "the provider says the number already exists, but its listing does not show it",
+            )),
+            Err(Some(e)) => job.ticket.fail(e),
+            Err(None) => job
+                .ticket
+                .not_attempted("run stopped before this row was sent"),
         }
     }
 
