@@ -32,6 +32,8 @@ pub fn mode(stderr_is_terminal: bool, quiet: bool) -> Mode {
 /// Counters shared with the workers.
 #[derive(Debug, Default)]
 pub struct Counts {
+    /// Rows read from the file so far.
+    pub read: AtomicU64,
     /// Rows whose fate is decided.
     pub done: AtomicU64,
     /// Rows added, updated or unchanged.
@@ -85,6 +87,7 @@ impl Progress {
 
     /// Refreshes the display with the dispatcher's figures.
     pub fn tick(&mut self, requests: u64, rate: f64) {
+        let read = self.counts.read.load(Ordering::Relaxed);
         let done = self.counts.done.load(Ordering::Relaxed);
         let ok = self.counts.ok.load(Ordering::Relaxed);
         let failed = self.counts.failed.load(Ordering::Relaxed);
@@ -93,7 +96,7 @@ impl Progress {
                 if let Some(bar) = &self.bar {
                     bar.set_position(done);
                     bar.set_message(format!(
-                        "ok {ok}  invalid/failed {failed}  requests {requests}  {rate:.1} req/s"
+                        "read {read}  ok {ok}  invalid/failed {failed}  requests {requests}  {rate:.1} req/s"
                     ));
                 }
             }
@@ -101,7 +104,7 @@ impl Progress {
                 if self.last_line.elapsed() >= Duration::from_secs(10) {
                     self.last_line = Instant::now();
                     tracing::info!(
-                        "progress: {done}/{} rows, ok {ok}, failed {failed}, {requests} requests, {rate:.1} req/s, {:.0}s elapsed",
+                        "progress: {done}/{} rows done, {read} read, ok {ok}, invalid/failed {failed}, {requests} requests, {rate:.1} req/s, {:.0}s elapsed",
                         self.total,
                         self.started.elapsed().as_secs_f64()
                     );

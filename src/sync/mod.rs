@@ -466,6 +466,10 @@ async fn sync_rows(
             }
         };
         permit.forget();
+        progress
+            .counts
+            .read
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ticket = Ticket {
             seq,
             line: row.record.line,
