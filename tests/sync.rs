@@ -755,3 +755,41 @@ fn an_empty_cell_clears_the_field_and_a_missing_column_leaves_it() {
     let c = &state.group("g1")[0];
     assert_eq!((c.firstname.as_str(), c.lastname.as_str()), ("", "Keep"));
 }
+
+#[test]
+fn mobivate_alias_taken_by_another_number_fails_the_row_and_changes_nothing() {
+    let sb = Sandbox::calm();
+    sb.handle()
+        .seed_mobivate([MobivateInput {
+            alias: Some("vip".into()),
+            msisdn: Some("33622222222".into()),
+            meta: None,
+        }])
+        .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", "phone,alias\n0611111111,vip\n0633333333,other\n");
+    let out = sync(
+        &dir,
+        &["in.csv", "--provider", "mobivate", "--base-url", &sb.url()],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_eq!(
+        (report[0].outcome.as_str(), report[0].code.as_str()),
+        ("failed", "HTTP_400")
+    );
+    assert_eq!(report[1].outcome, "added");
+    let held: BTreeSet<(String, String)> = sb
+        .state()
+        .mobivate
+        .iter()
+        .map(|c| (c.alias.clone(), c.msisdn.clone()))
+        .collect();
+    assert_eq!(
+        held,
+        BTreeSet::from([
+            ("vip".to_string(), "33622222222".to_string()),
+            ("other".to_string(), "33633333333".to_string()),
+        ])
+    );
+}

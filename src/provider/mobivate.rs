@@ -218,6 +218,11 @@ impl Provider for Mobivate {
         1
     }
 
+    /// A 400 for a unique alias (or number) already taken.
+    fn already_exists_code(&self) -> ErrorCode {
+        ErrorCode::Http(400)
+    }
+
     /// `POST /addressbook/contacts` for the first contact (Mobivate takes one a
     /// request; `group` is unused: the key names the address book).
     fn add(&self, key: &ApiKey, _group: &str, contacts: &[&Contact]) -> ApiRequest {

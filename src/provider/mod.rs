@@ -130,6 +130,10 @@ pub trait Provider: Send + Sync {
     /// The most contacts one add request may carry.
     fn max_batch(&self) -> usize;
 
+    /// The report code of this provider's "already exists" answer, for a row
+    /// whose contact cannot then be found in the listing.
+    fn already_exists_code(&self) -> ErrorCode;
+
     /// The request adding `contacts` (1 to [`Provider::max_batch`] of them) to `group`.
     fn add(&self, key: &ApiKey, group: &str, contacts: &[&Contact]) -> ApiRequest;
 

@@ -256,6 +256,11 @@ impl Provider for SmsPartner {
         MAX_BATCH
     }
 
+    /// Code 15, the number is already in the group.
+    fn already_exists_code(&self) -> ErrorCode {
+        ErrorCode::Api(15)
+    }
+
     /// One contact: `{apiKey, groupId, contact}` (the answer carries the new
     /// id); several: bulk `{apiKey, groupId, contactsList}` (it does not).
     fn add(&self, key: &ApiKey, group: &str, contacts: &[&Contact]) -> ApiRequest {

@@ -272,8 +272,8 @@ impl Engine {
         match self.find(group, &job.contact.phone, answered).await {
             Ok(Some(id)) => self.update(job, id, "already in the target; updated").await,
             Ok(None) => job.ticket.fail(RowError::new(
-                ErrorCode::Api(15),
-                "the provider says the number already exists, but its listing does not show it",
+                self.provider.already_exists_code(),
+                "the provider says this contact already exists, but its listing shows no contact with this number (on Mobivate, the alias may belong to another number)",
             )),
             Err(Some(e)) => job.ticket.fail(e),
             Err(None) => job
