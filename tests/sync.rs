@@ -325,69 +325,96 @@ fn the_key_never_appears_in_any_output_at_maximum_verbosity() {
     assert!(!everything.contains(KEY), "the key leaked");
 }
 
+/// One request per row for either provider: Mobivate adds new numbers; SMS
+/// Partner updates contacts already in the group by id. Returns the run, the
+/// sandbox's final state, and the number of contacts now holding the file's data.
+fn one_request_per_row(
+    provider: &str,
+    server: FaultSettings,
+    rows: usize,
+    extra: &[&str],
+) -> (std::process::Output, SandboxState, usize, Dir) {
+    let sb = Sandbox::start(server);
+    let phones = numbers(rows, 0);
+    let dir = Dir::new();
+    let mut file = String::from("phone,firstname,contactId\n");
+    let mut args = vec!["in.csv", "--provider", provider];
+    if provider == "smspartner" {
+        let seeded: Vec<&str> = phones.iter().map(String::as_str).collect();
+        let ids = sb.seed_group("g1", &seeded);
+        for (p, id) in phones.iter().zip(&ids) {
+            file.push_str(&format!("{p},Fresh,{id}\n"));
+        }
+        args.extend(["--group-id", "g1"]);
+    } else {
+        for p in &phones {
+            file.push_str(&format!("{p},Fresh,\n"));
+        }
+    }
+    dir.write("in.csv", file);
+    let url = sb.url();
+    args.extend(["--base-url", &url]);
+    args.extend(extra);
+    let out = sync(&dir, &args);
+    let state = sb.state();
+    let fresh = if provider == "smspartner" {
+        state
+            .group("g1")
+            .iter()
+            .filter(|c| c.firstname == "Fresh")
+            .count()
+    } else {
+        state.mobivate.len()
+    };
+    (out, state, fresh, dir)
+}
+
 #[test]
 fn client_at_the_server_rate_sees_no_429() {
-    let sb = Sandbox::start(FaultSettings {
-        rate: Some(20.0),
-        burst: 20,
-        ..FaultSettings::default()
-    });
-    let dir = Dir::new();
-    dir.write("in.csv", csv_of(&numbers(50, 0)));
-    let out = sync(
-        &dir,
-        &[
-            "in.csv",
-            "--provider",
-            "mobivate",
-            "--base-url",
-            &sb.url(),
-            "--rate",
-            "20",
-        ],
-    );
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let state = sb.state();
-    assert_eq!(state.counters.faults.rate_limited, 0);
-    assert_eq!(state.mobivate.len(), 50);
+    for provider in ["mobivate", "smspartner"] {
+        let server = FaultSettings {
+            rate: Some(20.0),
+            burst: 20,
+            ..FaultSettings::default()
+        };
+        let (out, state, fresh, _) = one_request_per_row(provider, server, 50, &["--rate", "20"]);
+        assert_eq!(code(&out), 0, "{provider}: {}", stderr(&out));
+        assert_eq!(state.counters.faults.rate_limited, 0, "{provider}");
+        assert_eq!(fresh, 50, "{provider}");
+    }
 }
 
 #[test]
 fn client_far_above_the_server_limit_converges_and_loses_nothing() {
-    let sb = Sandbox::start(FaultSettings {
-        rate: Some(25.0),
-        burst: 5,
-        ..FaultSettings::default()
-    });
-    let dir = Dir::new();
-    dir.write("in.csv", csv_of(&numbers(60, 0)));
-    let out = sync(
-        &dir,
-        &[
-            "in.csv",
-            "--provider",
-            "mobivate",
-            "--base-url",
-            &sb.url(),
+    for provider in ["mobivate", "smspartner"] {
+        let server = FaultSettings {
+            rate: Some(25.0),
+            burst: 5,
+            ..FaultSettings::default()
+        };
+        let extra = [
             "--rate",
             "500",
             "--max-retries",
             "10",
             "--summary-json",
             "s.json",
-        ],
-    );
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let state = sb.state();
-    assert_eq!(state.mobivate.len(), 60, "nothing lost");
-    let throttled = state.counters.faults.rate_limited;
-    assert!(throttled > 0, "the test must actually provoke 429s");
-    assert!(
-        throttled < 30,
-        "the sender slowed down: {throttled} 429s for 60 rows"
-    );
-    let summary: serde_json::Value = serde_json::from_str(&dir.read("s.json")).unwrap();
-    assert_eq!(summary["throttled"], throttled);
+        ];
+        let (out, state, fresh, dir) = one_request_per_row(provider, server, 60, &extra);
+        assert_eq!(code(&out), 0, "{provider}: {}", stderr(&out));
+        assert_eq!(fresh, 60, "{provider}: nothing lost");
+        let throttled = state.counters.faults.rate_limited;
+        assert!(
+            throttled > 0,
+            "{provider}: the test must actually provoke 429s"
+        );
+        assert!(
+            throttled < 30,
+            "{provider}: the sender slowed down: {throttled} 429s for 60 rows"
+        );
+        let summary: serde_json::Value = serde_json::from_str(&dir.read("s.json")).unwrap();
+        assert_eq!(summary["throttled"], throttled, "{provider}");
+    }
 }
 
 #[test]
