@@ -50,6 +50,9 @@ pub enum Error {
     /// An output cannot be written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The run's own machinery failed (runtime, sandbox, a worker).
+    #[error("{0}")]
+    Runtime(String),
 }
 
 /// Where the input comes from.

@@ -38,11 +38,11 @@ pub fn run(cli: Cli) -> Result<u8, config::Error> {
             let config = sandbox::SandboxConfig::try_from(args)
                 .map_err(|e| config::Error::Usage(e.to_string()))?;
             let runtime = tokio::runtime::Runtime::new().map_err(|e| {
-                config::Error::Usage(format!("cannot start the async runtime: {e}"))
+                config::Error::Runtime(format!("cannot start the async runtime: {e}"))
             })?;
             runtime
                 .block_on(sandbox::run_foreground(config))
-                .map_err(|e| config::Error::Usage(e.to_string()))?;
+                .map_err(|e| config::Error::Runtime(e.to_string()))?;
             Ok(codes::exit::OK)
         }
     }

@@ -256,14 +256,14 @@ pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
         .enable_all()
         .worker_threads(threads.max(2))
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
     let mode = progress::mode(std::io::stderr().is_terminal(), log.quiet);
     let (summary, aborted) = runtime.block_on(async {
         #[cfg(feature = "sandbox")]
         let sandbox = if cfg.kind == ProviderKind::Sandbox && !cfg.dry_run && !refuse {
             let handle = crate::sandbox::start(crate::sandbox::SandboxConfig::default())
                 .await
-                .map_err(|e| Error::Usage(format!("cannot start the sandbox: {e}")))?;
+                .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
             tracing::info!("sandbox listening on {}", handle.base_url());
             if std::env::var_os(crate::secret::ENV_VAR).is_some() {
                 tracing::warn!("ignoring {} for the sandbox", crate::secret::ENV_VAR);
@@ -276,7 +276,7 @@ pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
         if let Some(handle) = &sandbox {
             cfg.base_url = Some(
                 reqwest::Url::parse(&handle.base_url())
-                    .map_err(|e| Error::Usage(format!("sandbox address: {e}")))?,
+                    .map_err(|e| Error::Runtime(format!("sandbox address: {e}")))?,
             );
             if cfg.group.is_none() {
                 cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
@@ -456,7 +456,7 @@ async fn sync_rows(
             }
             tokio::select! {
                 p = Arc::clone(&permits).acquire_owned() => {
-                    break p.map_err(|_| Error::Usage("internal: report window closed".into()))?;
+                    break p.map_err(|_| Error::Runtime("internal: report window closed".into()))?;
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = ticker.tick() => {
@@ -557,10 +557,10 @@ async fn sync_rows(
     drop(done_tx);
     let read_result = reader
         .await
-        .map_err(|e| Error::Usage(format!("internal: reader failed: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("internal: reader failed: {e}")))?;
     let mut summary = writer
         .await
-        .map_err(|e| Error::Usage(format!("internal: report writer failed: {e}")))??;
+        .map_err(|e| Error::Runtime(format!("internal: report writer failed: {e}")))??;
     read_result?;
     progress.finish();
     let stats = engine.dispatcher.stats();
