@@ -70,6 +70,20 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// Runs `sync in.csv` in `dir` against this sandbox with `provider`
+    /// (SMS Partner into group `g1` unless `extra` names another) and `extra` flags.
+    fn sync(&self, dir: &Dir, provider: &str, extra: &[&str]) -> std::process::Output {
+        let url = self.url();
+        let mut args = vec!["in.csv", "--provider", provider, "--base-url", &url];
+        if provider == "smspartner" && !extra.contains(&"--group-id") {
+            args.extend(["--group-id", "g1"]);
+        }
+        args.extend(extra);
+        sync(dir, &args)
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
@@ -126,18 +140,7 @@ fn mixed_file_ends_with_exactly_the_right_contacts_and_outcomes() {
         ids[1]
     );
     dir.write("in.csv", file);
-    let out = sync(
-        &dir,
-        &[
-            "in.csv",
-            "--provider",
-            "smspartner",
-            "--base-url",
-            &sb.url(),
-            "--group-id",
-            "g1",
-        ],
-    );
+    let out = sb.sync(&dir, "smspartner", &[]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let report = dir.report("in.report.csv");
     let got: Vec<(u64, &str, &str)> = report
@@ -196,21 +199,10 @@ fn faults_lose_nothing_and_duplicate_nothing() {
         file.push_str(&format!("{p},New{i},{id}\n"));
     }
     dir.write("in.csv", file);
-    let out = sync(
+    let out = sb.sync(
         &dir,
-        &[
-            "in.csv",
-            "--provider",
-            "smspartner",
-            "--base-url",
-            &sb.url(),
-            "--group-id",
-            "g2",
-            "--rate",
-            "1000",
-            "--max-retries",
-            "10",
-        ],
+        "smspartner",
+        &["--group-id", "g2", "--rate", "1000", "--max-retries", "10"],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let state = sb.state();
@@ -290,15 +282,11 @@ fn the_key_never_appears_in_any_output_at_maximum_verbosity() {
         "in.csv",
         "phone,firstname\n0611111111,A\n0622222222,B\n06 12,C\n",
     );
-    let out = sync(
+    let out = sb.sync(
         &dir,
+        "smspartner",
         &[
-            "in.csv",
             "-vv",
-            "--provider",
-            "smspartner",
-            "--base-url",
-            &sb.url(),
             "--group-id",
             "g1",
             "--rejects",
@@ -338,24 +326,19 @@ fn one_request_per_row(
     let phones = numbers(rows, 0);
     let dir = Dir::new();
     let mut file = String::from("phone,firstname,contactId\n");
-    let mut args = vec!["in.csv", "--provider", provider];
     if provider == "smspartner" {
         let seeded: Vec<&str> = phones.iter().map(String::as_str).collect();
         let ids = sb.seed_group("g1", &seeded);
         for (p, id) in phones.iter().zip(&ids) {
             file.push_str(&format!("{p},Fresh,{id}\n"));
         }
-        args.extend(["--group-id", "g1"]);
     } else {
         for p in &phones {
             file.push_str(&format!("{p},Fresh,\n"));
         }
     }
     dir.write("in.csv", file);
-    let url = sb.url();
-    args.extend(["--base-url", &url]);
-    args.extend(extra);
-    let out = sync(&dir, &args);
+    let out = sb.sync(&dir, provider, extra);
     let state = sb.state();
     let fresh = if provider == "smspartner" {
         state
@@ -439,20 +422,7 @@ fn mobivate_mixed_and_faulty_ends_exact() {
     let mut file = csv_of(&phones);
     file.push_str("not a number,X,Y\n");
     dir.write("in.csv", file);
-    let out = sync(
-        &dir,
-        &[
-            "in.csv",
-            "--provider",
-            "mobivate",
-            "--base-url",
-            &sb.url(),
-            "--rate",
-            "1000",
-            "--max-retries",
-            "10",
-        ],
-    );
+    let out = sb.sync(&dir, "mobivate", &["--rate", "1000", "--max-retries", "10"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let state = sb.state();
     let mut held: BTreeMap<String, usize> = BTreeMap::new();
@@ -482,38 +452,17 @@ fn dry_run_and_max_invalid_send_nothing() {
         "in.csv",
         "phone,contactId\n0611111111,\n0622222222,c7\n06 12,\n06 13,\n",
     );
-    let out = sync(
-        &dir,
-        &[
-            "in.csv",
-            "--provider",
-            "smspartner",
-            "--base-url",
-            &sb.url(),
-            "--group-id",
-            "g1",
-            "--dry-run",
-        ],
-    );
+    let out = sb.sync(&dir, "smspartner", &["--dry-run"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let report = dir.report("in.report.csv");
     let got: Vec<&str> = report.iter().map(|l| l.outcome.as_str()).collect();
     assert_eq!(got, vec!["would_add", "would_update", "invalid", "invalid"]);
     assert_eq!(report[1].contact_id, "c7");
 
-    let out = sync(
+    let out = sb.sync(
         &dir,
-        &[
-            "in.csv",
-            "--provider",
-            "smspartner",
-            "--base-url",
-            &sb.url(),
-            "--group-id",
-            "g1",
-            "--max-invalid",
-            "25%",
-        ],
+        "smspartner",
+        &["--group-id", "g1", "--max-invalid", "25%"],
     );
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("--max-invalid"));
@@ -716,19 +665,7 @@ fn mobivate_key_never_appears_at_maximum_verbosity() {
     let sb = Sandbox::calm();
     let dir = Dir::new();
     dir.write("in.csv", "phone,firstname\n0611111111,A\n06 12,C\n");
-    let out = sync(
-        &dir,
-        &[
-            "in.csv",
-            "-vv",
-            "--provider",
-            "mobivate",
-            "--base-url",
-            &sb.url(),
-            "--rejects",
-            "rejects.csv",
-        ],
-    );
+    let out = sb.sync(&dir, "mobivate", &["-vv", "--rejects", "rejects.csv"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(sb.state().mobivate.len(), 1);
     let everything = [
@@ -765,18 +702,7 @@ fn an_empty_cell_clears_the_field_and_a_missing_column_leaves_it() {
         "in.csv",
         format!("phone,firstname,contactId\n0611111111,,{}\n", ids[0]),
     );
-    let out = sync(
-        &dir,
-        &[
-            "in.csv",
-            "--provider",
-            "smspartner",
-            "--base-url",
-            &sb.url(),
-            "--group-id",
-            "g1",
-        ],
-    );
+    let out = sb.sync(&dir, "smspartner", &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let state = sb.state();
     let c = &state.group("g1")[0];
@@ -795,10 +721,7 @@ fn mobivate_alias_taken_by_another_number_fails_the_row_and_changes_nothing() {
         .unwrap();
     let dir = Dir::new();
     dir.write("in.csv", "phone,alias\n0611111111,vip\n0633333333,other\n");
-    let out = sync(
-        &dir,
-        &["in.csv", "--provider", "mobivate", "--base-url", &sb.url()],
-    );
+    let out = sb.sync(&dir, "mobivate", &[]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let report = dir.report("in.report.csv");
     assert_eq!(
