@@ -400,7 +400,6 @@ async fn sync_rows(
     let scan_input = cfg.input.clone();
     let threads = default_threads();
     let reader = tokio::task::spawn_blocking(move || -> Result<(), Error> {
-        let opened = scan_input.open()?;
         scan(
             opened.reader,
             &opened.map,
