@@ -271,7 +271,7 @@ impl<R: Read> CsvReader<R> {
                     Ok(s) => Cow::Borrowed(s),
                     Err(e) => {
                         return RecordStatus::Malformed(format!(
-                            "the row is not valid UTF-8 (byte {})",
+                            "the row is not valid UTF-8 (byte {}); a file saved by Excel may need --encoding windows-1252",
                             e.valid_up_to() + 1
                         ));
                     }
