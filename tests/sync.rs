@@ -101,6 +101,21 @@ fn sync(dir: &Dir, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A `-vv` run's stdout, stderr and the named output files hold no trace of the key.
+fn assert_key_absent(out: &std::process::Output, dir: &Dir, files: &[&str]) {
+    let mut everything = vec![
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(out),
+    ];
+    everything.extend(files.iter().map(|f| dir.read(f)));
+    let everything = everything.join("\n");
+    assert!(
+        everything.contains("DEBUG") || everything.contains("TRACE"),
+        "-vv logged"
+    );
+    assert!(!everything.contains(KEY), "the key leaked");
+}
+
 fn outcomes(report: &[Line]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for l in report {
@@ -298,19 +313,7 @@ fn the_key_never_appears_in_any_output_at_maximum_verbosity() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     // The listing (key in the query) and the update ran.
     assert_eq!(sb.state().counters.total("GET /v1/contact/list"), 1);
-    let everything = [
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr(&out),
-        dir.read("in.report.csv"),
-        dir.read("rejects.csv"),
-        dir.read("s.json"),
-    ]
-    .join("\n");
-    assert!(
-        everything.contains("DEBUG") || everything.contains("TRACE"),
-        "-vv logged"
-    );
-    assert!(!everything.contains(KEY), "the key leaked");
+    assert_key_absent(&out, &dir, &["in.report.csv", "rejects.csv", "s.json"]);
 }
 
 /// One request per row for either provider: Mobivate adds new numbers; SMS
@@ -668,18 +671,7 @@ fn mobivate_key_never_appears_at_maximum_verbosity() {
     let out = sb.sync(&dir, "mobivate", &["-vv", "--rejects", "rejects.csv"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(sb.state().mobivate.len(), 1);
-    let everything = [
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr(&out),
-        dir.read("in.report.csv"),
-        dir.read("rejects.csv"),
-    ]
-    .join("\n");
-    assert!(
-        everything.contains("DEBUG") || everything.contains("TRACE"),
-        "-vv logged"
-    );
-    assert!(!everything.contains(KEY), "the key leaked");
+    assert_key_absent(&out, &dir, &["in.report.csv", "rejects.csv"]);
 }
 
 #[test]

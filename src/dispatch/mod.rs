@@ -354,15 +354,17 @@ impl Dispatcher {
 
     /// Sends `call`, retrying transient failures, and returns the final reply
     /// whatever its status. Fails with [`SendError::Cancelled`] if stopped
-    /// before the first attempt; a stop between retries returns the last
+    /// before the first attempt; a stop after that returns the last sent
     /// attempt's result as final.
     pub async fn send(&self, call: &HttpCall) -> Result<HttpReply, SendError> {
         let mut stop = self.stop.clone();
         let mut retries = 0u32;
+        let mut last: Option<Attempt> = None;
         loop {
-            // Stopped while waiting for a permit or a token: nothing was sent.
+            // Stopped while waiting for a permit or a token: this attempt was
+            // not sent, so the answer is the previous one's, if any.
             let Some((attempt, sent_at)) = self.attempt(call, retries > 0, &mut stop).await else {
-                return Err(SendError::Cancelled);
+                return last.map_or(Err(SendError::Cancelled), finish);
             };
             let result = match &attempt {
                 Attempt::Reply { reply, retry_after } => AttemptResult::Status {
@@ -395,6 +397,7 @@ impl Dispatcher {
             if stopped_early {
                 return finish(attempt);
             }
+            last = Some(attempt);
             retries += 1;
         }
     }
