@@ -71,11 +71,6 @@ impl<T> Batcher<T> {
         None
     }
 
-    /// Items waiting in partial batches.
-    pub fn pending(&self) -> usize {
-        self.open.values().map(Vec::len).sum()
-    }
-
     /// Every partial batch, emptied.
     pub fn drain(&mut self) -> Vec<(String, Vec<T>)> {
         let mut all: Vec<_> = self.open.drain().filter(|(_, b)| !b.is_empty()).collect();
@@ -125,8 +120,7 @@ mod tests {
         assert_eq!(b.push("g1", 1), None);
         assert_eq!(b.push("g2", 2), None);
         assert_eq!(b.push("g1", 3), Some(("g1".into(), vec![1, 3])));
-        assert_eq!(b.pending(), 1);
         assert_eq!(b.drain(), vec![("g2".into(), vec![2])]);
-        assert_eq!(b.pending(), 0);
+        assert_eq!(b.drain(), vec![]);
     }
 }
