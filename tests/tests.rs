@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod columns_safety;
+mod normalize_rules;
 mod sandbox;
 mod sync;
 mod util;

@@ -1,10 +1,13 @@
 //! A temporary directory, a way to run the real binary in it, and readers
 //! for what it leaves behind.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Output;
 
 use assert_cmd::Command;
+use contact_sync::sandbox::faults::FaultSettings;
+use contact_sync::sandbox::{ContactInput, SandboxConfig, SandboxHandle, SandboxState};
 
 /// A scratch directory that is the working directory of every command run in it.
 pub struct Dir {
@@ -98,4 +101,132 @@ pub fn triples(lines: &[Line]) -> Vec<(u64, &str, &str)> {
         .iter()
         .map(|l| (l.line, l.outcome.as_str(), l.code.as_str()))
         .collect()
+}
+
+pub const KEY: &str = "test-key-5f2b9c";
+
+/// A sandbox served by its own runtime while the test runs the binary.
+pub struct Sandbox {
+    rt: tokio::runtime::Runtime,
+    handle: Option<SandboxHandle>,
+}
+
+impl Sandbox {
+    pub fn start(stress: FaultSettings) -> Sandbox {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let config = SandboxConfig {
+            api_key: KEY.into(),
+            groups: vec!["g1".into(), "g2".into()],
+            stress,
+            ..SandboxConfig::default()
+        };
+        let handle = rt.block_on(contact_sync::sandbox::start(config)).unwrap();
+        Sandbox {
+            rt,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn calm() -> Sandbox {
+        Sandbox::start(FaultSettings::default())
+    }
+
+    pub fn handle(&self) -> &SandboxHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        self.handle().base_url()
+    }
+
+    pub fn state(&self) -> SandboxState {
+        self.handle().snapshot()
+    }
+
+    /// Phones held in an SMS Partner group, each with how many times it appears.
+    pub fn group_phones(&self, group: &str) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for c in self.state().group(group) {
+            *m.entry(c.phone.clone()).or_default() += 1;
+        }
+        m
+    }
+
+    pub fn seed_group(&self, group: &str, phones: &[&str]) -> Vec<String> {
+        let contacts = phones.iter().map(|p| ContactInput {
+            phone_number: Some(p.to_string()),
+            firstname: Some("Old".into()),
+            ..ContactInput::default()
+        });
+        self.handle().seed_smspartner(group, contacts).unwrap()
+    }
+}
+
+impl Sandbox {
+    /// Runs `sync in.csv` in `dir` against this sandbox with `provider`
+    /// (SMS Partner into group `g1` unless `extra` names another) and `extra` flags.
+    pub fn sync(&self, dir: &Dir, provider: &str, extra: &[&str]) -> std::process::Output {
+        let url = self.url();
+        let mut args = vec!["in.csv", "--provider", provider, "--base-url", &url];
+        if provider == "smspartner" && !extra.contains(&"--group-id") {
+            args.extend(["--group-id", "g1"]);
+        }
+        args.extend(extra);
+        sync(dir, &args)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+pub fn sync(dir: &Dir, args: &[&str]) -> std::process::Output {
+    dir.command()
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .arg("sync")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A `-vv` run's stdout, stderr and the named output files hold no trace of the key.
+pub fn assert_key_absent(out: &std::process::Output, dir: &Dir, files: &[&str]) {
+    let mut everything = vec![
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(out),
+    ];
+    everything.extend(files.iter().map(|f| dir.read(f)));
+    let everything = everything.join("\n");
+    assert!(
+        everything.contains("DEBUG") || everything.contains("TRACE"),
+        "-vv logged"
+    );
+    assert!(!everything.contains(KEY), "the key leaked");
+}
+
+pub fn outcomes(report: &[Line]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for l in report {
+        *m.entry(l.outcome.clone()).or_default() += 1;
+    }
+    m
+}
+
+/// `n` distinct valid French mobile numbers in E.164.
+pub fn numbers(n: usize, offset: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("+336{:08}", 10_000_000 + offset + i * 7))
+        .collect()
+}
+
+pub fn csv_of(phones: &[String]) -> String {
+    let mut s = String::from("phone,firstname,lastname\n");
+    for (i, p) in phones.iter().enumerate() {
+        s.push_str(&format!("{p},First{i},Last{i}\n"));
+    }
+    s
 }
