@@ -99,6 +99,8 @@ pub enum ErrorCode {
     Network,
     /// Credentials rejected.
     Auth,
+    /// Sent, but no answer came (interrupted, or lost on every retry): it may have been applied.
+    Unconfirmed,
 }
 
 impl fmt::Display for ErrorCode {
@@ -117,6 +119,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::Http(s) => write!(f, "HTTP_{s}"),
             ErrorCode::Network => f.write_str("NETWORK"),
             ErrorCode::Auth => f.write_str("AUTH"),
+            ErrorCode::Unconfirmed => f.write_str("UNCONFIRMED"),
         }
     }
 }

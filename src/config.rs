@@ -50,9 +50,26 @@ pub enum Error {
     /// An output cannot be written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The input's bytes cannot be had (unreadable, too large to spool, not CSV).
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     /// The run's own machinery failed (runtime, sandbox, a worker).
     #[error("{0}")]
     Runtime(String),
+    /// The run stopped after sending had begun (exit 3).
+    #[error("{0}")]
+    Aborted(String),
+}
+
+impl Error {
+    /// The process exit code for this error (SPEC §2): 3 once anything may
+    /// have been sent, else 2.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Aborted(_) => crate::codes::exit::ABORTED,
+            _ => crate::codes::exit::NOTHING_SENT,
+        }
+    }
 }
 
 /// Where the input comes from.
@@ -155,7 +172,11 @@ impl InputConfig {
 
     /// Opens the source, reads the header and maps its columns.
     pub fn open(&self) -> Result<OpenInput, Error> {
-        let stream = self.source.open()?;
+        self.open_stream(self.source.open()?)
+    }
+
+    /// Reads the header of `stream` (this input's bytes) and maps its columns.
+    pub fn open_stream(&self, stream: Box<dyn Read + Send>) -> Result<OpenInput, Error> {
         let reader = CsvReader::new(stream, self.reader).map_err(|source| Error::Read {
             path: self.source.describe(),
             source,
@@ -186,7 +207,8 @@ pub struct OutputConfig {
 }
 
 impl OutputConfig {
-    /// Resolves output paths against the input's defaults.
+    /// Resolves output paths against the input's defaults, and refuses any
+    /// that is the input file (however reached) or another output.
     pub fn from_args(args: &OutputArgs, source: &Source) -> Result<OutputConfig, Error> {
         let report = args
             .report
@@ -199,11 +221,93 @@ impl OutputConfig {
                 "--report and --rejects cannot both go to standard output".into(),
             ));
         }
-        Ok(OutputConfig {
+        let config = OutputConfig {
             report,
             rejects,
             summary_json: args.summary_json.clone(),
-        })
+        };
+        config.check_paths(source)?;
+        Ok(config)
+    }
+
+    /// Every file output with its flag, final and partial paths included.
+    fn files(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut files = Vec::new();
+        let mut add = |flag: &'static str, path: &Path| {
+            files.push((flag, path.to_path_buf()));
+            files.push((flag, crate::report::partial_path(path)));
+        };
+        if let Target::File(p) = &self.report {
+            add("--report", p);
+        }
+        if let Some(Target::File(p)) = &self.rejects {
+            add("--rejects", p);
+        }
+        if let Some(p) = &self.summary_json {
+            add("--summary-json", p);
+        }
+        files
+    }
+
+    /// Refuses an output that is the input or another output: writing it
+    /// would destroy the other.
+    fn check_paths(&self, source: &Source) -> Result<(), Error> {
+        let files = self.files();
+        let keys: Vec<Option<FileKey>> = files.iter().map(|(_, p)| FileKey::of(p)).collect();
+        if let Source::File(input) = source
+            && let Some(input_key) = FileKey::of(input)
+        {
+            for ((flag, path), key) in files.iter().zip(&keys) {
+                if key.as_ref() == Some(&input_key) {
+                    return Err(Error::Usage(format!(
+                        "{flag} {} is the input file {} (the same file, however named): writing it would destroy the input; choose another path",
+                        path.display(),
+                        input.display()
+                    )));
+                }
+            }
+        }
+        for (i, ((flag_a, path_a), key_a)) in files.iter().zip(&keys).enumerate() {
+            for ((flag_b, path_b), key_b) in files.iter().zip(&keys).skip(i + 1) {
+                if flag_a != flag_b && key_a.is_some() && key_a == key_b {
+                    return Err(Error::Usage(format!(
+                        "{flag_a} {} and {flag_b} {} are the same file: give each output its own path",
+                        path_a.display(),
+                        path_b.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What makes two paths the same file: its device and inode when it exists
+/// (symlinks and hard links agree), else its resolved directory and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FileKey {
+    #[cfg(unix)]
+    Node(u64, u64),
+    Path(PathBuf),
+}
+
+impl FileKey {
+    fn of(path: &Path) -> Option<FileKey> {
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::MetadataExt;
+            return Some(FileKey::Node(meta.dev(), meta.ino()));
+        }
+        if let Ok(real) = std::fs::canonicalize(path) {
+            return Some(FileKey::Path(real));
+        }
+        let name = path.file_name()?;
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = std::fs::canonicalize(parent).ok()?;
+        Some(FileKey::Path(dir.join(name)))
     }
 }
 

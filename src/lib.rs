@@ -11,6 +11,7 @@ pub mod codes;
 pub mod columns;
 pub mod config;
 pub mod dispatch;
+pub mod input;
 pub mod logging;
 pub mod normalize;
 pub mod plan;
@@ -19,6 +20,7 @@ pub mod provider;
 pub mod reader;
 pub mod record;
 pub mod report;
+pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod scan;
@@ -49,10 +51,13 @@ pub fn run(cli: Cli) -> Result<u8, config::Error> {
 }
 
 /// Prints the end-of-run summary (unless quiet) and returns the exit code.
-fn finish(result: validate::RunResult, log: &cli::LogArgs) -> u8 {
+fn finish(result: run::RunResult, log: &cli::LogArgs) -> u8 {
     if !log.quiet {
         eprint!("{}", result.summary.human());
         eprintln!("report: {}", result.report);
+    }
+    if let Some(error) = &result.error {
+        eprintln!("contact-sync: error: {error}");
     }
     result.exit_code
 }

@@ -11,18 +11,20 @@ fn main() -> ExitCode {
     match contact_sync::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            let err = anyhow::Error::from(err);
-            // `… --report - | head`: the reader went away, which is not an error.
-            let broken_pipe = err.chain().any(|e| {
-                e.downcast_ref::<std::io::Error>()
+            // `validate … --report - | head`: the reader went away, which is not an error.
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+            while let Some(e) = cause {
+                if e.downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            });
-            if broken_pipe {
-                return ExitCode::SUCCESS;
+                {
+                    return ExitCode::SUCCESS;
+                }
+                cause = e.source();
             }
+            let code = err.exit_code();
             // Every error's message already names its cause.
-            eprintln!("contact-sync: error: {err}");
-            ExitCode::from(contact_sync::codes::exit::NOTHING_SENT)
+            eprintln!("contact-sync: error: {}", anyhow::Error::from(err));
+            ExitCode::from(code)
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::codes::{Outcome, RowError};
 use crate::record::Record;
@@ -31,10 +31,10 @@ impl Target {
         }
     }
 
-    fn open(&self) -> io::Result<Box<dyn Write + Send>> {
+    fn open(&self) -> io::Result<Sink> {
         Ok(match self {
-            Target::Stdout => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
-            Target::File(p) => Box::new(BufWriter::with_capacity(1 << 16, File::create(p)?)),
+            Target::Stdout => Sink::Stdout(io::stdout()),
+            Target::File(p) => Sink::File(PartialFile::create(p)?),
         })
     }
 
@@ -43,6 +43,181 @@ impl Target {
         match self {
             Target::Stdout => "standard output".into(),
             Target::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// A name for messages about the file while the run lasts (`<path>.partial`).
+    pub fn describe_partial(&self) -> String {
+        match self {
+            Target::Stdout => "standard output".into(),
+            Target::File(p) => partial_path(p).display().to_string(),
+        }
+    }
+}
+
+/// The path a file output is written to while the run lasts.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".partial");
+    PathBuf::from(p)
+}
+
+/// A file written as `<path>.partial` and moved to `<path>` when the run
+/// ends, so the final path always holds a whole file; a killed run leaves
+/// the `.partial` with everything flushed so far.
+#[derive(Debug)]
+pub struct PartialFile {
+    path: PathBuf,
+    partial: PathBuf,
+    file: File,
+}
+
+impl PartialFile {
+    /// Creates (or replaces) `<path>.partial`, naming one left by an earlier run.
+    pub fn create(path: &Path) -> io::Result<PartialFile> {
+        let partial = partial_path(path);
+        if partial.exists() {
+            tracing::warn!(
+                "{} was left by a run that did not finish; it holds the rows that run finished, and this run replaces it",
+                partial.display()
+            );
+        }
+        let file = File::create(&partial)?;
+        Ok(PartialFile {
+            path: path.to_path_buf(),
+            partial,
+            file,
+        })
+    }
+
+    /// Flushes to disk and moves the file to its final path.
+    pub fn commit(self) -> io::Result<()> {
+        self.file.sync_all()?;
+        drop(self.file);
+        std::fs::rename(&self.partial, &self.path)
+    }
+
+    /// Removes the partial file: the run stopped before writing anything worth keeping.
+    pub fn discard(self) {
+        drop(self.file);
+        let _ = std::fs::remove_file(&self.partial);
+    }
+}
+
+/// Where a writer's bytes go.
+#[derive(Debug)]
+enum Sink {
+    Stdout(io::Stdout),
+    File(PartialFile),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Stdout(s) => s.write(buf),
+            Sink::File(f) => f.file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Stdout(s) => s.flush(),
+            Sink::File(f) => f.file.flush(),
+        }
+    }
+}
+
+impl Sink {
+    fn commit(self) -> io::Result<()> {
+        match self {
+            Sink::Stdout(mut s) => s.flush(),
+            Sink::File(f) => f.commit(),
+        }
+    }
+
+    fn discard(self) {
+        if let Sink::File(f) = self {
+            f.discard();
+        }
+    }
+}
+
+/// Buffer of the CSV writers; flushed when full and at least once a second.
+const BUFFER: usize = 1 << 16;
+
+/// How often buffered rows reach the file while a run lasts.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// A CSV writer over a [`Sink`] that flushes at least once a second.
+struct CsvOut {
+    out: csv::Writer<Sink>,
+    target: Target,
+    what: &'static str,
+    flushed: Instant,
+    since_check: u32,
+}
+
+impl CsvOut {
+    fn new(target: &Target, what: &'static str, sink: Sink, delimiter: u8) -> CsvOut {
+        let out = csv::WriterBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .buffer_capacity(BUFFER)
+            .from_writer(sink);
+        CsvOut {
+            out,
+            target: target.clone(),
+            what,
+            flushed: Instant::now(),
+            since_check: 0,
+        }
+    }
+
+    fn error(&self, source: impl Into<io::Error>) -> WriteError {
+        WriteError::new(self.what, &self.target, source)
+    }
+
+    fn write<I, T>(&mut self, record: I) -> Result<(), WriteError>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        self.out
+            .write_record(record)
+            .map_err(|e| WriteError::csv(self.what, &self.target, e))?;
+        // Looking at the clock every row would cost more than the row.
+        self.since_check += 1;
+        if self.since_check >= 256 {
+            self.since_check = 0;
+            self.flush_if_due()?;
+        }
+        Ok(())
+    }
+
+    fn flush_if_due(&mut self) -> Result<(), WriteError> {
+        if self.flushed.elapsed() >= FLUSH_EVERY {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), WriteError> {
+        self.flushed = Instant::now();
+        self.out.flush().map_err(|e| self.error(e))
+    }
+
+    fn commit(self) -> Result<(), WriteError> {
+        let (target, what) = (self.target.clone(), self.what);
+        let sink = self
+            .out
+            .into_inner()
+            .map_err(|e| WriteError::new(what, &target, e.into_error()))?;
+        sink.commit().map_err(|e| WriteError::new(what, &target, e))
+    }
+
+    fn discard(self) {
+        if let Ok(sink) = self.out.into_inner() {
+            sink.discard();
         }
     }
 }
@@ -141,32 +316,21 @@ fn neutralise_phone(cell: &str) -> std::borrow::Cow<'_, str> {
 
 /// Writes report rows as CSV.
 pub struct ReportWriter {
-    out: csv::Writer<Box<dyn Write + Send>>,
-    target: Target,
+    out: CsvOut,
     codes: String,
     message: String,
 }
 
 impl ReportWriter {
-    /// Creates the report and writes its header.
+    /// Creates the report (as `<path>.partial` until [`ReportWriter::finish`]) and writes its header.
     pub fn create(target: &Target) -> Result<ReportWriter, WriteError> {
         let sink = target
             .open()
             .map_err(|e| WriteError::new("report", target, e))?;
-        ReportWriter::from_writer(sink, target.clone())
-    }
-
-    /// A report over any writer (for tests).
-    pub fn from_writer(
-        sink: Box<dyn Write + Send>,
-        target: Target,
-    ) -> Result<ReportWriter, WriteError> {
-        let mut out = csv::Writer::from_writer(sink);
-        out.write_record(COLUMNS)
-            .map_err(|e| WriteError::csv("report", &target, e))?;
+        let mut out = CsvOut::new(target, "report", sink, b',');
+        out.write(COLUMNS)?;
         Ok(ReportWriter {
             out,
-            target,
             codes: String::new(),
             message: String::new(),
         })
@@ -197,25 +361,34 @@ impl ReportWriter {
             &neutralise_phone(row.phone),
             &neutralise(row.contact_id),
         ];
-        self.out
-            .write_record(fields)
-            .map_err(|e| WriteError::csv("report", &self.target, e))?;
-        Ok(())
+        self.out.write(fields)
     }
 
-    /// Flushes the report.
-    pub fn finish(mut self) -> Result<(), WriteError> {
-        self.out
-            .flush()
-            .map_err(|e| WriteError::new("report", &self.target, e))
+    /// Writes out what is buffered if the last flush is a second old.
+    pub fn flush_if_due(&mut self) -> Result<(), WriteError> {
+        self.out.flush_if_due()
+    }
+
+    /// Writes out what is buffered; the file stays at its `.partial` path.
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        self.out.flush()
+    }
+
+    /// Flushes the report and moves it to its final path.
+    pub fn finish(self) -> Result<(), WriteError> {
+        self.out.commit()
+    }
+
+    /// Removes the report: the run stopped before any row was written.
+    pub fn discard(self) {
+        self.out.discard();
     }
 }
 
 /// Writes the input rows that ended `invalid` or `failed`, as they were read,
 /// plus `error_code` and `error_message`: fix them and feed the file back.
 pub struct RejectsWriter {
-    out: csv::Writer<Box<dyn Write + Send>>,
-    target: Target,
+    out: CsvOut,
     width: usize,
 }
 
@@ -231,17 +404,12 @@ impl RejectsWriter {
             .map_err(|e| WriteError::new("rejects file", target, e))?;
         sink.write_all(b"\xEF\xBB\xBF")
             .map_err(|e| WriteError::new("rejects file", target, e))?;
-        let mut out = csv::WriterBuilder::new()
-            .delimiter(delimiter)
-            .flexible(true)
-            .from_writer(sink);
+        let mut out = CsvOut::new(target, "rejects file", sink, delimiter);
         let mut cells: Vec<&str> = header.iter().map(String::as_str).collect();
         cells.extend(["error_code", "error_message"]);
-        out.write_record(&cells)
-            .map_err(|e| WriteError::csv("rejects file", target, e))?;
+        out.write(&cells)?;
         Ok(RejectsWriter {
             out,
-            target: target.clone(),
             width: header.len(),
         })
     }
@@ -255,16 +423,116 @@ impl RejectsWriter {
         let messages = joined_messages(errors);
         cells.push(&codes);
         cells.push(&messages);
-        self.out
-            .write_record(&cells)
-            .map_err(|e| WriteError::csv("rejects file", &self.target, e))
+        self.out.write(&cells)
     }
 
-    /// Flushes the file.
-    pub fn finish(mut self) -> Result<(), WriteError> {
-        self.out
-            .flush()
-            .map_err(|e| WriteError::new("rejects file", &self.target, e))
+    /// Writes out what is buffered if the last flush is a second old.
+    pub fn flush_if_due(&mut self) -> Result<(), WriteError> {
+        self.out.flush_if_due()
+    }
+
+    /// Writes out what is buffered; the file stays at its `.partial` path.
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        self.out.flush()
+    }
+
+    /// Flushes the file and moves it to its final path.
+    pub fn finish(self) -> Result<(), WriteError> {
+        self.out.commit()
+    }
+
+    /// Removes the file: the run stopped before any row was written.
+    pub fn discard(self) {
+        self.out.discard();
+    }
+}
+
+/// The JSON summary's file, created before the run starts and written at its end.
+#[derive(Debug)]
+pub struct SummaryFile {
+    file: PartialFile,
+    target: Target,
+}
+
+impl SummaryFile {
+    /// Creates `<path>.partial`, so an unwritable path stops the run before it starts.
+    pub fn create(path: &Path) -> Result<SummaryFile, WriteError> {
+        let target = Target::File(path.to_path_buf());
+        let file = PartialFile::create(path).map_err(|e| WriteError::new("summary", &target, e))?;
+        Ok(SummaryFile { file, target })
+    }
+
+    /// Writes `summary` and moves the file to its final path.
+    pub fn write(mut self, summary: &Summary) -> Result<(), WriteError> {
+        let text = serde_json::to_string_pretty(&summary.to_json())
+            .map_err(|e| WriteError::new("summary", &self.target, e))?;
+        let written = self
+            .file
+            .file
+            .write_all((text + "\n").as_bytes())
+            .and_then(|()| self.file.commit());
+        written.map_err(|e| WriteError::new("summary", &self.target, e))
+    }
+
+    /// Removes the file: the run stopped before it started.
+    pub fn discard(self) {
+        self.file.discard();
+    }
+}
+
+/// Every output of a run, created together before anything is sent.
+pub struct Outputs {
+    /// The per-row report.
+    pub report: ReportWriter,
+    /// The rejects file, if asked for.
+    pub rejects: Option<RejectsWriter>,
+    /// The JSON summary, if asked for.
+    pub summary: Option<SummaryFile>,
+}
+
+impl Outputs {
+    /// Creates every output; if one cannot be created, none is left behind.
+    pub fn create(
+        report: &Target,
+        rejects: Option<&Target>,
+        summary: Option<&Path>,
+        header: &[String],
+        delimiter: u8,
+    ) -> Result<Outputs, WriteError> {
+        let report = ReportWriter::create(report)?;
+        let rejects = match rejects.map(|t| RejectsWriter::create(t, header, delimiter)) {
+            Some(Err(e)) => {
+                report.discard();
+                return Err(e);
+            }
+            other => other.transpose()?,
+        };
+        let summary = match summary.map(SummaryFile::create) {
+            Some(Err(e)) => {
+                report.discard();
+                if let Some(r) = rejects {
+                    r.discard();
+                }
+                return Err(e);
+            }
+            other => other.transpose()?,
+        };
+        Ok(Outputs {
+            report,
+            rejects,
+            summary,
+        })
+    }
+
+    /// Removes every output: the run stopped before any row was written.
+    pub fn discard(self) {
+        self.report.discard();
+        if let Some(r) = self.rejects {
+            r.discard();
+        }
+        if let Some(s) = self.summary {
+            s.discard();
+        }
     }
 }
 
@@ -362,38 +630,19 @@ impl Summary {
             "rows_per_second": self.rows_per_second(),
         })
     }
-
-    /// Writes [`Summary::to_json`] to `path`.
-    pub fn write_json(&self, path: &Path) -> Result<(), WriteError> {
-        let target = Target::File(path.to_path_buf());
-        let text = serde_json::to_string_pretty(&self.to_json())
-            .map_err(|e| WriteError::new("summary", &target, e))?;
-        std::fs::write(path, text + "\n").map_err(|e| WriteError::new("summary", &target, e))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codes::ErrorCode;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn report_joins_codes_and_neutralises_formulas() {
-        let buf = Shared::default();
-        let mut w = ReportWriter::from_writer(Box::new(buf.clone()), Target::Stdout).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let target = Target::File(path.clone());
+        let mut w = ReportWriter::create(&target).unwrap();
         let errors = [
             RowError::new(ErrorCode::PhoneInvalid, "=HYPERLINK(x) is not a number"),
             RowError::new(ErrorCode::DateInvalid, "bad date"),
@@ -416,8 +665,15 @@ mod tests {
             contact_id: "@x",
         })
         .unwrap();
+        w.flush().unwrap();
+        assert!(
+            !path.exists(),
+            "the report stays .partial until the run ends"
+        );
+        assert!(partial_path(&path).exists());
         w.finish().unwrap();
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(!partial_path(&path).exists());
+        let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "line,outcome,code,message,phone,contact_id");
         assert_eq!(

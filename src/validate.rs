@@ -4,54 +4,12 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use crate::cli::ValidateArgs;
-use crate::codes::{Outcome, exit};
+use crate::codes::Outcome;
 use crate::columns::Field;
 use crate::config::{Error, InputConfig, OutputConfig};
-use crate::report::{RejectsWriter, ReportRow, ReportWriter, Summary};
+use crate::report::{Outputs, ReportRow, Summary};
+use crate::run::{Ending, RunResult, default_threads};
 use crate::scan::{Verdict, scan};
-
-/// What a finished run leaves behind.
-#[derive(Debug, Clone)]
-pub struct RunResult {
-    /// The end-of-run counts.
-    pub summary: Summary,
-    /// The process exit code (SPEC §2).
-    pub exit_code: u8,
-    /// Where the report went, for the closing line.
-    pub report: String,
-}
-
-impl RunResult {
-    /// Stamps the duration, writes the JSON summary when asked, and picks the
-    /// exit code: `stopped` (2 or 3) when the run did not go through, else
-    /// 1 when some rows are not fine, else 0.
-    pub fn conclude(
-        mut summary: Summary,
-        started: Instant,
-        output: &OutputConfig,
-        stopped: Option<u8>,
-    ) -> Result<RunResult, Error> {
-        summary.duration = started.elapsed();
-        if let Some(path) = &output.summary_json {
-            summary.write_json(path)?;
-        }
-        let exit_code = match stopped {
-            Some(code) => code,
-            None if summary.has_problems() => exit::ROWS_FAILED,
-            None => exit::OK,
-        };
-        Ok(RunResult {
-            summary,
-            exit_code,
-            report: output.report.describe(),
-        })
-    }
-}
-
-/// Worker threads to use when not told.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
 
 /// Runs `validate`.
 pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
@@ -66,15 +24,17 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
         );
     }
     let map = opened.map.clone();
-    let mut report = ReportWriter::create(&output.report)?;
-    let mut rejects = match &output.rejects {
-        Some(t) => Some(RejectsWriter::create(
-            t,
-            opened.reader.header(),
-            opened.reader.delimiter(),
-        )?),
-        None => None,
-    };
+    let Outputs {
+        mut report,
+        mut rejects,
+        summary: summary_file,
+    } = Outputs::create(
+        &output.report,
+        output.rejects.as_ref(),
+        output.summary_json.as_deref(),
+        opened.reader.header(),
+        opened.reader.delimiter(),
+    )?;
     let mut summary = Summary::default();
     let mut failure = None;
     let threads = args.threads.unwrap_or_else(default_threads);
@@ -121,5 +81,12 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     if let Some(r) = rejects {
         r.finish()?;
     }
-    RunResult::conclude(summary, started, &output, None)
+    RunResult::conclude(
+        summary,
+        started,
+        summary_file,
+        &output.report,
+        Ending::Finished,
+        false,
+    )
 }

@@ -398,7 +398,7 @@ fn plain_http_to_a_remote_host_is_refused() {
 }
 
 #[test]
-fn an_unreachable_provider_aborts_after_ten_unanswered_calls() {
+fn an_unreachable_provider_stops_the_run_after_three_refused_calls() {
     let dir = Dir::new();
     dir.write("in.csv", csv_of(&numbers(40, 0)));
     // Port 1 on loopback: connection refused at once.
@@ -419,12 +419,17 @@ fn an_unreachable_provider_aborts_after_ten_unanswered_calls() {
         ],
     );
     assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("ERROR") && err.contains("cannot reach 127.0.0.1"),
+        "names the host: {err}"
+    );
     let report = dir.report("in.report.csv");
-    assert_eq!(report.len(), 40);
+    assert_eq!(report.len(), 40, "every row is reported");
     let counts = outcomes(&report);
-    // The tenth failure stops the run; one more call may have started meanwhile.
+    // The third refusal stops the run; one more call may have started meanwhile.
     let failed = counts.get("failed").copied().unwrap_or(0);
-    assert!((10..=11).contains(&failed), "{counts:?}");
+    assert!((3..=4).contains(&failed), "{counts:?}");
     assert_eq!(
         counts.get("not_attempted").copied().unwrap_or(0),
         40 - failed
@@ -433,7 +438,8 @@ fn an_unreachable_provider_aborts_after_ten_unanswered_calls() {
         report
             .iter()
             .filter(|l| l.outcome == "failed")
-            .all(|l| l.code == "NETWORK")
+            .all(|l| l.code == "NETWORK"),
+        "a refused connection never reached the provider: NETWORK, not UNCONFIRMED"
     );
 }
 

@@ -19,7 +19,7 @@ mod tests;
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,10 @@ pub enum SendError {
     Network {
         /// What failed last, without the URL.
         message: String,
+        /// Whether an attempt reached the server, so the request may have
+        /// been applied (a timeout or a connection lost after sending, as
+        /// opposed to one never established).
+        maybe_applied: bool,
     },
     /// The stop signal came before the call's first attempt.
     #[error("cancelled before sending")]
@@ -357,15 +361,30 @@ impl Dispatcher {
     /// before the first attempt; a stop after that returns the last sent
     /// attempt's result as final.
     pub async fn send(&self, call: &HttpCall) -> Result<HttpReply, SendError> {
+        self.send_marked(call, &AtomicBool::new(false)).await
+    }
+
+    /// [`Dispatcher::send`], raising `sent` when the first attempt leaves,
+    /// so a caller abandoned mid-call knows the request may have been applied.
+    pub async fn send_marked(
+        &self,
+        call: &HttpCall,
+        sent: &AtomicBool,
+    ) -> Result<HttpReply, SendError> {
         let mut stop = self.stop.clone();
         let mut retries = 0u32;
         let mut last: Option<Attempt> = None;
+        let mut reached = false;
         loop {
             // Stopped while waiting for a permit or a token: this attempt was
             // not sent, so the answer is the previous one's, if any.
-            let Some((attempt, sent_at)) = self.attempt(call, retries > 0, &mut stop).await else {
-                return last.map_or(Err(SendError::Cancelled), finish);
+            let Some((attempt, sent_at)) = self.attempt(call, retries > 0, &mut stop, sent).await
+            else {
+                return last.map_or(Err(SendError::Cancelled), |a| finish(a, reached));
             };
+            if let Attempt::Failed { kind, .. } = &attempt {
+                reached |= !matches!(kind, NetworkKind::Connect | NetworkKind::Invalid);
+            }
             let result = match &attempt {
                 Attempt::Reply { reply, retry_after } => AttemptResult::Status {
                     status: reply.status,
@@ -380,7 +399,7 @@ impl Dispatcher {
                 .unwrap_or_else(PoisonError::into_inner)
                 .next_f64();
             let Some(delay) = self.retry.next_delay(retries, &result, draw) else {
-                return finish(attempt);
+                return finish(attempt, reached);
             };
             tracing::debug!(
                 call = %call.describe(),
@@ -395,7 +414,7 @@ impl Dispatcher {
                 () = tokio::time::sleep(delay) => false,
             };
             if stopped_early {
-                return finish(attempt);
+                return finish(attempt, reached);
             }
             last = Some(attempt);
             retries += 1;
@@ -441,6 +460,7 @@ impl Dispatcher {
         call: &HttpCall,
         is_retry: bool,
         stop: &mut watch::Receiver<bool>,
+        sent: &AtomicBool,
     ) -> Option<(Attempt, Instant)> {
         let ready = async {
             self.hold.wait().await;
@@ -456,6 +476,7 @@ impl Dispatcher {
         if *stop.borrow() {
             return None;
         }
+        sent.store(true, Ordering::SeqCst);
         bump(&self.counters.attempts);
         if is_retry {
             bump(&self.counters.retries);
@@ -505,10 +526,14 @@ impl Dispatcher {
     }
 }
 
-/// Turns the last attempt into the call's result.
-fn finish(attempt: Attempt) -> Result<HttpReply, SendError> {
+/// Turns the last attempt into the call's result; `reached` says whether
+/// any attempt may have reached the server.
+fn finish(attempt: Attempt, reached: bool) -> Result<HttpReply, SendError> {
     match attempt {
         Attempt::Reply { reply, .. } => Ok(reply),
-        Attempt::Failed { message, .. } => Err(SendError::Network { message }),
+        Attempt::Failed { message, .. } => Err(SendError::Network {
+            message,
+            maybe_applied: reached,
+        }),
     }
 }

@@ -3,20 +3,19 @@
 //! writer that puts results back in input order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::codes::{ErrorCode, Outcome, RowError};
-use crate::config::Error;
 use crate::dispatch::{Dispatcher, HttpCall, HttpReply, SendError};
 use crate::normalize::Contact;
 use crate::progress;
 use crate::provider::{AddResult, ApiRequest, OpError, Provider};
 use crate::record::Record;
-use crate::report::{RejectsWriter, ReportRow, ReportWriter, Summary};
+use crate::report::{RejectsWriter, ReportRow, ReportWriter, Summary, WriteError};
 use crate::secret::ApiKey;
 
 /// Why a run stopped early.
@@ -24,12 +23,21 @@ use crate::secret::ApiKey;
 pub(super) enum Abort {
     Auth(String),
     Interrupted,
-    Unreachable,
+    Unanswered,
+    Unreachable { host: String, cause: String },
+    Output(String),
 }
 
 /// Calls in a row that got no answer even after their retries before the
 /// run gives up on the provider (exit 3).
 const MAX_CONSECUTIVE_NETWORK_FAILURES: u32 = 10;
+
+/// Calls in a row whose every attempt failed to connect (refused, DNS, TLS)
+/// before the run gives up: the provider cannot be reached at all.
+const MAX_CONSECUTIVE_CONNECT_FAILURES: u32 = 3;
+
+/// What a row's report says when the run stopped before its request left.
+pub(super) const NOT_SENT: &str = "run stopped before this row was sent";
 
 /// One row waiting for its fate; reports `not_attempted` if dropped unfinished
 /// (an aborted task), so the report always lists every row.
@@ -40,6 +48,8 @@ pub(super) struct Ticket {
     pub(super) record: Option<Record>,
     pub(super) tx: mpsc::UnboundedSender<Done>,
     pub(super) finished: bool,
+    /// Raised while a request carrying this row is out without an answer.
+    pub(super) sent: Arc<AtomicBool>,
 }
 
 /// The fate of one row, on its way to the report writer.
@@ -90,21 +100,31 @@ impl Ticket {
 }
 
 impl Drop for Ticket {
+    /// A ticket dropped unfinished belongs to an abandoned task: its row was
+    /// either never sent, or sent and never answered.
     fn drop(&mut self) {
-        if !self.finished {
-            let _ = self.tx.send(Done {
-                seq: self.seq,
-                line: self.line,
-                outcome: Outcome::NotAttempted,
-                errors: Vec::new(),
-                note:
-                    "stopped while the request was in flight; it may or may not have been applied"
-                        .into(),
-                phone: std::mem::take(&mut self.phone),
-                contact_id: String::new(),
-                record: self.record.take(),
-            });
+        if self.finished {
+            return;
         }
+        let (outcome, errors, note) = if self.sent.load(Ordering::SeqCst) {
+            let error = RowError::new(
+                ErrorCode::Unconfirmed,
+                "the request was sent but the run stopped before its answer came; it may have been applied, and the next run settles it",
+            );
+            (Outcome::Failed, vec![error], String::new())
+        } else {
+            (Outcome::NotAttempted, Vec::new(), NOT_SENT.to_string())
+        };
+        let _ = self.tx.send(Done {
+            seq: self.seq,
+            line: self.line,
+            outcome,
+            errors,
+            note,
+            phone: std::mem::take(&mut self.phone),
+            contact_id: String::new(),
+            record: self.record.take(),
+        });
     }
 }
 
@@ -122,8 +142,14 @@ pub(super) struct Engine {
     pub(super) directory: Directory,
     pub(super) abort: Mutex<Option<Abort>>,
     pub(super) stop: watch::Sender<bool>,
+    /// Raised to abandon every task still running (the grace after a stop is over).
+    pub(super) cancel: watch::Sender<bool>,
     /// Calls in a row that ended in a network failure.
     pub(super) unanswered: AtomicU32,
+    /// Calls in a row that never got a connection.
+    pub(super) unreachable: AtomicU32,
+    /// The provider's host, for messages.
+    pub(super) host: String,
 }
 
 /// Per-target listing of existing contacts, fetched on first need.
@@ -149,39 +175,82 @@ impl Engine {
         {
             match &why {
                 Abort::Auth(m) => tracing::error!("credentials rejected: {m}; stopping"),
-                Abort::Interrupted => tracing::warn!("interrupted; finishing in-flight requests"),
-                Abort::Unreachable => tracing::error!(
-                    "{MAX_CONSECUTIVE_NETWORK_FAILURES} calls in a row got no answer after their retries; stopping"
+                Abort::Interrupted => tracing::warn!(
+                    "interrupted: sending nothing more; requests in flight get 5 s to finish (interrupt again to stop at once)"
                 ),
+                Abort::Unanswered => tracing::error!(
+                    "{MAX_CONSECUTIVE_NETWORK_FAILURES} calls in a row to {} got no answer after their retries; stopping",
+                    self.host
+                ),
+                Abort::Unreachable { host, cause } => {
+                    tracing::error!("cannot reach {host}: {cause}; stopping")
+                }
+                Abort::Output(m) => tracing::error!("{m}; stopping"),
             }
             *a = Some(why);
         }
         let _ = self.stop.send(true);
     }
 
-    pub(super) async fn call(&self, req: ApiRequest) -> Result<HttpReply, SendError> {
+    /// Whether the tasks still running must be abandoned now.
+    pub(super) fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Sends `req`; `sent` is raised while it is out unanswered.
+    pub(super) async fn call(
+        &self,
+        req: ApiRequest,
+        sent: &AtomicBool,
+    ) -> Result<HttpReply, SendError> {
+        let unsendable = |message: String| SendError::Network {
+            message,
+            maybe_applied: false,
+        };
         let body = match &req.body {
-            Some(v) => Some(serde_json::to_vec(v).map_err(|e| SendError::Network {
-                message: format!("cannot encode request: {e}"),
-            })?),
+            Some(v) => Some(
+                serde_json::to_vec(v)
+                    .map_err(|e| unsendable(format!("cannot encode request: {e}")))?,
+            ),
             None => None,
         };
         let mut call = HttpCall::new(req.method.clone(), req.url.clone());
         call.json = body;
         if let Some(token) = &req.bearer {
-            call = call
-                .with_bearer(token.expose())
-                .map_err(|_| SendError::Network {
-                    message: "the API key is not a valid HTTP header value".into(),
-                })?;
+            call = call.with_bearer(token.expose()).map_err(|_| {
+                // No request can ever carry this key: stop instead of failing every row.
+                self.abort(Abort::Auth(
+                    "the API key holds a character that is not allowed in an HTTP header".into(),
+                ));
+                unsendable("the API key is not a valid HTTP header value".into())
+            })?;
         }
-        let result = self.dispatcher.send(&call).await;
+        let result = self.dispatcher.send_marked(&call, sent).await;
+        // Answered, or given up on: either way nothing of it is pending any more.
+        sent.store(false, Ordering::SeqCst);
         match &result {
-            Ok(_) => self.unanswered.store(0, Ordering::Relaxed),
-            Err(SendError::Network { .. }) => {
+            Ok(_) => {
+                self.unanswered.store(0, Ordering::Relaxed);
+                self.unreachable.store(0, Ordering::Relaxed);
+            }
+            Err(SendError::Network {
+                message,
+                maybe_applied,
+            }) => {
                 let n = self.unanswered.fetch_add(1, Ordering::Relaxed) + 1;
-                if n >= MAX_CONSECUTIVE_NETWORK_FAILURES {
-                    self.abort(Abort::Unreachable);
+                let unreachable = if *maybe_applied {
+                    self.unreachable.store(0, Ordering::Relaxed);
+                    0
+                } else {
+                    self.unreachable.fetch_add(1, Ordering::Relaxed) + 1
+                };
+                if unreachable >= MAX_CONSECUTIVE_CONNECT_FAILURES {
+                    self.abort(Abort::Unreachable {
+                        host: self.host.clone(),
+                        cause: message.clone(),
+                    });
+                } else if n >= MAX_CONSECUTIVE_NETWORK_FAILURES {
+                    self.abort(Abort::Unanswered);
                 }
             }
             Err(SendError::Cancelled) => {}
@@ -200,9 +269,19 @@ impl Engine {
         }
     }
 
+    /// The row error for a call that got no answer; `Err` when it was never sent.
     pub(super) fn send_error(e: SendError) -> Result<RowError, ()> {
         match e {
-            SendError::Network { message } => Ok(RowError::new(ErrorCode::Network, message)),
+            SendError::Network {
+                message,
+                maybe_applied: true,
+            } => Ok(RowError::new(
+                ErrorCode::Unconfirmed,
+                format!(
+                    "no answer came after every retry ({message}); the request may have been applied, and the next run settles it"
+                ),
+            )),
+            SendError::Network { message, .. } => Ok(RowError::new(ErrorCode::Network, message)),
             SendError::Cancelled => Err(()),
         }
     }
@@ -210,15 +289,19 @@ impl Engine {
     pub(super) async fn add_batch(self: Arc<Self>, group: String, jobs: Vec<Job>) {
         if self.aborted() {
             for j in jobs {
-                j.ticket
-                    .not_attempted("run stopped before this row was sent");
+                j.ticket.not_attempted(NOT_SENT);
             }
             return;
+        }
+        let sent = Arc::new(AtomicBool::new(false));
+        let mut jobs = jobs;
+        for j in &mut jobs {
+            j.ticket.sent = Arc::clone(&sent);
         }
         let contacts: Vec<&Contact> = jobs.iter().map(|j| j.contact.as_ref()).collect();
         tracing::debug!("adding {} rows to target {group:?}", contacts.len());
         let req = self.provider.add(&self.key, &group, &contacts);
-        let reply = self.call(req).await;
+        let reply = self.call(req, &sent).await;
         let answered = Instant::now();
         let results = match reply {
             Ok(r) => self.provider.parse_add(jobs.len(), r.status, &r.body),
@@ -227,9 +310,7 @@ impl Engine {
                 for j in jobs {
                     match &err {
                         Ok(row) => j.ticket.fail(row.clone()),
-                        Err(()) => j
-                            .ticket
-                            .not_attempted("run stopped before this row was sent"),
+                        Err(()) => j.ticket.not_attempted(NOT_SENT),
                     }
                 }
                 return;
@@ -278,14 +359,13 @@ impl Engine {
             Err(Some(e)) => job.ticket.fail(e),
             Err(None) => job
                 .ticket
-                .not_attempted("run stopped before this row was sent"),
+                .not_attempted(NOT_SENT),
         }
     }
 
     pub(super) async fn update(&self, job: Job, id: String, note: &str) {
         if self.aborted() {
-            job.ticket
-                .not_attempted("run stopped before this row was sent");
+            job.ticket.not_attempted(NOT_SENT);
             return;
         }
         let req = match self.provider.update(&self.key, &id, &job.contact) {
@@ -296,7 +376,7 @@ impl Engine {
                 return;
             }
         };
-        match self.call(req).await {
+        match self.call(req, &job.ticket.sent).await {
             Ok(r) => match self.provider.parse_update(&id, r.status, &r.body) {
                 Ok(id) => job.ticket.finish(Outcome::Updated, Vec::new(), note, &id),
                 Err(e) => {
@@ -306,9 +386,7 @@ impl Engine {
             },
             Err(e) => match Self::send_error(e) {
                 Ok(row) => job.ticket.fail(row),
-                Err(()) => job
-                    .ticket
-                    .not_attempted("run stopped before this row was sent"),
+                Err(()) => job.ticket.not_attempted(NOT_SENT),
             },
         }
     }
@@ -339,7 +417,10 @@ impl Engine {
         let mut cursor = Some(0);
         while let Some(c) = cursor {
             let req = self.provider.list(&self.key, group, c);
-            let reply = self.call(req).await.map_err(|e| Self::send_error(e).ok())?;
+            let reply = self
+                .call(req, &AtomicBool::new(false))
+                .await
+                .map_err(|e| Self::send_error(e).ok())?;
             let page = self
                 .provider
                 .parse_list(c, reply.status, &reply.body)
@@ -356,38 +437,71 @@ impl Engine {
     }
 }
 
-/// Writes results in input order as they arrive, returning each row's window slot.
+/// Writes results in input order as they arrive, returning each row's
+/// window slot, and flushes at least once a second. A write error stops the
+/// sending (exit 3); rows keep being counted and their slots returned, so
+/// the run still winds down in order.
 pub(super) async fn write_in_order(
     done_rx: &mut mpsc::UnboundedReceiver<Done>,
     report: &mut ReportWriter,
     rejects: &mut Option<RejectsWriter>,
     permits: &Semaphore,
     counts: &progress::Counts,
-) -> Result<Summary, Error> {
+    engine: &Engine,
+) -> (Summary, Option<WriteError>) {
     let mut summary = Summary::default();
+    let mut failed: Option<WriteError> = None;
     let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
     let mut next = 0u64;
-    while let Some(done) = done_rx.recv().await {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        let done = tokio::select! {
+            done = done_rx.recv() => done,
+            _ = tick.tick() => {
+                if failed.is_none() {
+                    let flushed = report.flush_if_due().and_then(|()| match rejects {
+                        Some(r) => r.flush_if_due(),
+                        None => Ok(()),
+                    });
+                    if let Err(e) = flushed {
+                        engine.abort(Abort::Output(e.to_string()));
+                        failed = Some(e);
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(done) = done else { break };
         pending.insert(done.seq, done);
         while let Some(d) = pending.remove(&next) {
             next += 1;
             summary.record(d.outcome, &d.errors);
             counts.record(d.outcome);
-            report.write(&ReportRow {
+            permits.add_permits(1);
+            if failed.is_some() {
+                continue;
+            }
+            let written = report.write(&ReportRow {
                 line: d.line,
                 outcome: d.outcome,
                 errors: &d.errors,
                 note: &d.note,
                 phone: &d.phone,
                 contact_id: &d.contact_id,
-            })?;
-            if let (Some(r), Some(rec)) = (rejects.as_mut(), &d.record)
-                && matches!(d.outcome, Outcome::Invalid | Outcome::Failed)
-            {
-                r.write(rec, &d.errors)?;
+            });
+            let written = match (written, rejects.as_mut(), &d.record) {
+                (Ok(()), Some(r), Some(rec))
+                    if matches!(d.outcome, Outcome::Invalid | Outcome::Failed) =>
+                {
+                    r.write(rec, &d.errors)
+                }
+                (result, _, _) => result,
+            };
+            if let Err(e) = written {
+                engine.abort(Abort::Output(e.to_string()));
+                failed = Some(e);
             }
-            permits.add_permits(1);
         }
     }
-    Ok(summary)
+    (summary, failed)
 }

@@ -1,15 +1,18 @@
 //! `contact-sync sync`: validated rows become add or update calls, sent under
 //! the rate, concurrency and retry rules, with every row's fate in the report.
 //!
-//! Flow: a pre-pass validates the whole file (exact total, `--max-invalid`);
-//! the second pass streams checked rows into the planner; adds are batched
-//! per target, each batch or update runs as a task through the dispatcher;
-//! results come back out of order and a writer puts them back in input order.
-//! A window of admitted-but-unwritten rows bounds memory.
+//! Flow: signal handlers first; output paths checked; the input opened once
+//! (or a stream spooled); every output created; a first pass validates the
+//! whole file (exact total, `--max-invalid`); the second pass streams checked
+//! rows into the planner; adds are batched per target, each batch or update
+//! runs as a task through the dispatcher; results come back out of order and
+//! a writer puts them back in input order. A window of admitted-but-unwritten
+//! rows bounds memory.
 
+use std::future::Future;
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,22 +20,29 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::cli::{LogArgs, ProviderKind, SyncArgs};
-use crate::codes::{Outcome, exit};
+use crate::codes::Outcome;
+use crate::columns::Field;
 use crate::config::{Error, InputConfig, OutputConfig, Source};
 use crate::dispatch::{DispatchConfig, Dispatcher};
+use crate::input::{InputBytes, Opened, SpoolEnd, Spooling};
 use crate::plan::{Action, Batcher, plan};
 use crate::progress::{self, Progress};
 use crate::provider::Provider;
 use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
-use crate::report::{RejectsWriter, ReportWriter, Summary};
+use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
+use crate::run::{Ending, RunResult, default_threads};
 use crate::scan::{Verdict, scan};
 use crate::secret::ApiKey;
-use crate::validate::{RunResult, default_threads};
 
 mod engine;
+mod signals;
 
-use engine::{Abort, Directory, Done, Engine, Job, Ticket, write_in_order};
+use engine::{Abort, Directory, Done, Engine, Job, NOT_SENT, Ticket, write_in_order};
+use signals::Signals;
+
+/// How long requests in flight may still run once the run is stopping.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// A share or a count of invalid rows beyond which nothing is sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,38 +117,6 @@ pub fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result<(), Er
     }
 }
 
-/// A copy of standard input on disk, removed when dropped.
-struct Spool(PathBuf);
-
-impl Spool {
-    fn stdin() -> Result<Spool, Error> {
-        let path = std::env::temp_dir().join(format!(
-            "contact-sync-stdin-{}-{}.csv",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        let mut file = std::fs::File::create(&path).map_err(|source| Error::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let spool = Spool(path);
-        std::io::copy(&mut std::io::stdin().lock(), &mut file).map_err(|source| Error::Open {
-            path: "<stdin>".into(),
-            source,
-        })?;
-        Ok(spool)
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Validated sync settings.
 struct SyncConfig {
     input: InputConfig,
@@ -149,6 +127,7 @@ struct SyncConfig {
     dispatch: DispatchConfig,
     dry_run: bool,
     max_invalid: Option<MaxInvalid>,
+    key: ApiKey,
 }
 
 impl SyncConfig {
@@ -189,6 +168,7 @@ impl SyncConfig {
             .as_deref()
             .map(MaxInvalid::parse)
             .transpose()?;
+        let key = api_key(args.provider, args.dry_run)?;
         Ok(SyncConfig {
             input,
             output,
@@ -198,113 +178,244 @@ impl SyncConfig {
             dispatch,
             dry_run: args.dry_run,
             max_invalid,
+            key,
         })
     }
+}
+
+/// What the second pass does with valid rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// Send them.
+    Send,
+    /// Report what would be sent.
+    DryRun,
+    /// Send nothing: `--max-invalid` was exceeded.
+    Refused,
+    /// Send nothing: interrupted before sending began.
+    Interrupted,
+}
+
+/// What the first pass learnt.
+#[derive(Debug, Default)]
+struct FirstPass {
+    rows: u64,
+    invalid: u64,
+    interrupted: bool,
 }
 
 /// Runs `sync`.
 pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
     let started = Instant::now();
-    let mut cfg = SyncConfig::from_args(args)?;
-    let _spool = if cfg.input.source == Source::Stdin {
-        let spool = Spool::stdin()?;
-        cfg.input.source = Source::File(spool.0.clone());
-        Some(spool)
-    } else {
-        None
-    };
-    let threads = default_threads();
+    let cfg = SyncConfig::from_args(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(default_threads().max(2))
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
+    let mode = progress::mode(std::io::stderr().is_terminal(), log.quiet);
+    let result = runtime.block_on(run_async(cfg, started, mode));
+    // A reader stopped by a second interrupt may still be winding down: do not wait for it.
+    runtime.shutdown_background();
+    result
+}
 
-    // Pass 1: validate everything before the first request.
-    let opened = cfg.input.open()?;
+async fn run_async(
+    mut cfg: SyncConfig,
+    started: Instant,
+    mode: progress::Mode,
+) -> Result<RunResult, Error> {
+    // Before the input is touched, so no signal ever finds the run without a report.
+    let signals = Signals::install()?;
+    let (bytes, spool_end) = open_input(&cfg.input.source, &signals).await?;
+    if spool_end == SpoolEnd::Stopped {
+        tracing::warn!("interrupted while reading the input: nothing was sent");
+    }
+    let opened = match cfg.input.open_stream(Box::new(bytes.reader())) {
+        Err(e) if spool_end == SpoolEnd::Stopped => {
+            return Err(Error::Aborted(format!(
+                "interrupted before the input could be read ({e})"
+            )));
+        }
+        other => other?,
+    };
     if !opened.ignored.is_empty() {
         tracing::warn!(
             "ignoring columns with no matching field: {}",
             opened.ignored.join(", ")
         );
     }
-    let has_group_column = opened.map.get(crate::columns::Field::GroupId).is_some();
-    let (mut rows, mut invalid) = (0u64, 0u64);
-    scan(
-        opened.reader,
-        &opened.map,
-        &cfg.input.normalizer,
-        threads,
-        |row| {
-            rows += 1;
-            invalid += u64::from(matches!(row.verdict, Verdict::Invalid(_)));
-            ControlFlow::Continue(())
-        },
-    )
-    .map_err(|source| Error::Read {
-        path: cfg.input.source.describe(),
-        source,
-    })?;
-    let refuse = cfg.max_invalid.is_some_and(|m| m.exceeded(invalid, rows));
-    if refuse {
-        tracing::error!(
-            "{invalid} of {rows} rows are invalid, more than --max-invalid allows: sending nothing"
-        );
-    }
+    let has_group_column = opened.map.get(Field::GroupId).is_some();
     if matches!(cfg.kind, ProviderKind::Smspartner) && cfg.group.is_none() && !has_group_column {
         return Err(Error::Usage(
             "--provider smspartner needs --group-id (or a groupId column)".into(),
         ));
     }
+    let outputs = Outputs::create(
+        &cfg.output.report,
+        cfg.output.rejects.as_ref(),
+        cfg.output.summary_json.as_deref(),
+        opened.reader.header(),
+        opened.reader.delimiter(),
+    )?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(threads.max(2))
-        .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
-    let mode = progress::mode(std::io::stderr().is_terminal(), log.quiet);
-    let (summary, aborted) = runtime.block_on(async {
-        #[cfg(feature = "sandbox")]
-        let sandbox = if cfg.kind == ProviderKind::Sandbox && !cfg.dry_run && !refuse {
-            let handle = crate::sandbox::start(crate::sandbox::SandboxConfig::default())
-                .await
-                .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
-            tracing::info!("sandbox listening on {}", handle.base_url());
-            if std::env::var_os(crate::secret::ENV_VAR).is_some() {
-                tracing::warn!("ignoring {} for the sandbox", crate::secret::ENV_VAR);
-            }
-            Some(handle)
-        } else {
-            None
-        };
-        #[cfg(feature = "sandbox")]
-        if let Some(handle) = &sandbox {
-            cfg.base_url = Some(
-                reqwest::Url::parse(&handle.base_url())
-                    .map_err(|e| Error::Runtime(format!("sandbox address: {e}")))?,
-            );
-            if cfg.group.is_none() {
-                cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
+    // Pass 1: validate everything before the first request.
+    let first = if spool_end == SpoolEnd::Stopped {
+        FirstPass {
+            interrupted: true,
+            ..FirstPass::default()
+        }
+    } else {
+        let input = cfg.input.clone();
+        let raised = signals.raised();
+        let pass = tokio::task::spawn_blocking(move || first_pass(opened, &input, &raised))
+            .await
+            .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")));
+        match pass.and_then(|p| p) {
+            Ok(p) => p,
+            Err(e) => {
+                outputs.discard();
+                return Err(e);
             }
         }
-        let result = sync_rows(&cfg, rows, refuse, mode).await;
-        #[cfg(feature = "sandbox")]
-        if let Some(handle) = sandbox {
-            let state = handle.snapshot();
-            for g in &state.smspartner {
-                tracing::info!(
-                    "sandbox group {:?} now holds {} contacts",
-                    g.id,
-                    g.contacts.len()
-                );
-            }
-            handle.shutdown().await;
+    };
+    let sending = if first.interrupted {
+        if spool_end != SpoolEnd::Stopped {
+            tracing::warn!("interrupted while checking the file: nothing was sent");
         }
-        result
-    })?;
-    let stopped = if refuse {
-        Some(exit::NOTHING_SENT)
-    } else if aborted {
-        Some(exit::ABORTED)
+        Sending::Interrupted
+    } else if cfg
+        .max_invalid
+        .is_some_and(|m| m.exceeded(first.invalid, first.rows))
+    {
+        tracing::error!(
+            "{} of {} rows are invalid, more than --max-invalid allows: sending nothing",
+            first.invalid,
+            first.rows
+        );
+        Sending::Refused
+    } else if cfg.dry_run {
+        Sending::DryRun
+    } else {
+        Sending::Send
+    };
+
+    #[cfg(feature = "sandbox")]
+    let sandbox = if cfg.kind == ProviderKind::Sandbox && sending == Sending::Send {
+        let handle = crate::sandbox::start(crate::sandbox::SandboxConfig::default())
+            .await
+            .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
+        tracing::info!("sandbox listening on {}", handle.base_url());
+        if std::env::var_os(crate::secret::ENV_VAR).is_some() {
+            tracing::warn!("ignoring {} for the sandbox", crate::secret::ENV_VAR);
+        }
+        cfg.base_url = Some(
+            reqwest::Url::parse(&handle.base_url())
+                .map_err(|e| Error::Runtime(format!("sandbox address: {e}")))?,
+        );
+        if cfg.group.is_none() {
+            cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
+        }
+        Some(handle)
     } else {
         None
     };
-    RunResult::conclude(summary, started, &cfg.output, stopped)
+    let engine = Arc::new(build_engine(&cfg)?);
+    let pass = sync_rows(
+        &cfg,
+        &engine,
+        &bytes,
+        outputs.report,
+        outputs.rejects,
+        first.rows,
+        sending,
+        mode,
+        &signals,
+    )
+    .await;
+    #[cfg(feature = "sandbox")]
+    if let Some(handle) = sandbox {
+        for g in &handle.snapshot().smspartner {
+            tracing::info!(
+                "sandbox group {:?} now holds {} contacts",
+                g.id,
+                g.contacts.len()
+            );
+        }
+        handle.shutdown().await;
+    }
+    let stats = engine.dispatcher.stats();
+    let sent = stats.attempts > 0;
+    let mut pass = match pass {
+        Ok(p) => p,
+        Err(e) if sent => return Err(Error::Aborted(e.to_string())),
+        Err(e) => return Err(e),
+    };
+    pass.summary.requests = stats.attempts;
+    pass.summary.retries = stats.retries;
+    pass.summary.throttled = stats.throttled;
+    let ending = if let Some(why) = pass.stopped_early {
+        Ending::Aborted(Some(why))
+    } else {
+        match sending {
+            Sending::Refused => Ending::NothingSent,
+            Sending::Interrupted => Ending::Aborted(None),
+            Sending::Send | Sending::DryRun if engine.aborted() => Ending::Aborted(None),
+            Sending::Send | Sending::DryRun => Ending::Finished,
+        }
+    };
+    RunResult::conclude(
+        pass.summary,
+        started,
+        outputs.summary,
+        &cfg.output.report,
+        ending,
+        sent,
+    )
+}
+
+/// The input's bytes: a regular file opened once, anything else spooled
+/// (stopped by the first signal, with what came so far).
+async fn open_input(source: &Source, signals: &Signals) -> Result<(InputBytes, SpoolEnd), Error> {
+    let spooling = match source {
+        Source::Stdin => Spooling::start(std::io::stdin(), "standard input")?,
+        Source::File(path) => match InputBytes::open(path)? {
+            Opened::File(bytes) => return Ok((bytes, SpoolEnd::Complete)),
+            Opened::Stream(file) => Spooling::start(file, &path.display().to_string())?,
+        },
+    };
+    Ok(spooling.finish(signals.at_least(1)).await?)
+}
+
+/// Counts rows and invalid rows, stopping early when `raised` is.
+fn first_pass(
+    opened: crate::config::OpenInput,
+    input: &InputConfig,
+    raised: &AtomicBool,
+) -> Result<FirstPass, Error> {
+    let mut first = FirstPass::default();
+    scan(
+        opened.reader,
+        &opened.map,
+        &input.normalizer,
+        default_threads(),
+        |row| {
+            if raised.load(Ordering::Relaxed) {
+                first.interrupted = true;
+                return ControlFlow::Break(());
+            }
+            first.rows += 1;
+            first.invalid += u64::from(matches!(row.verdict, Verdict::Invalid(_)));
+            ControlFlow::Continue(())
+        },
+    )
+    .map_err(|source| Error::Read {
+        path: input.source.describe(),
+        source,
+    })?;
+    // A signal after the last row still means the run was interrupted.
+    first.interrupted |= raised.load(Ordering::Relaxed);
+    Ok(first)
 }
 
 /// The key from the environment; the sandbox brings its own, a dry run needs none.
@@ -320,51 +431,90 @@ fn api_key(kind: ProviderKind, dry_run: bool) -> Result<ApiKey, Error> {
     }
 }
 
-/// Pass 2: stream rows through planner, dispatcher and report.
-async fn sync_rows(
-    cfg: &SyncConfig,
-    total: u64,
-    refuse: bool,
-    mode: progress::Mode,
-) -> Result<(Summary, bool), Error> {
-    let key = api_key(cfg.kind, cfg.dry_run || refuse)?;
+/// The provider, dispatcher and shared state of the sending tasks.
+fn build_engine(cfg: &SyncConfig) -> Result<Engine, Error> {
     let bad_url = |e: crate::provider::BaseUrlError| Error::Usage(format!("--base-url: {e}"));
     let base = |default: &str| match &cfg.base_url {
         Some(u) => Ok(u.clone()),
         None => reqwest::Url::parse(default).map_err(|e| Error::Usage(e.to_string())),
     };
-    let provider: Box<dyn Provider> = match cfg.kind {
+    let (url, provider): (reqwest::Url, Box<dyn Provider>) = match cfg.kind {
         // Only a dry run gets here without a Mobivate base URL, and it sends nothing.
         ProviderKind::Mobivate => {
-            Box::new(Mobivate::new(base("https://mobivate.invalid/")?).map_err(bad_url)?)
+            let url = base("https://mobivate.invalid/")?;
+            (url.clone(), Box::new(Mobivate::new(url).map_err(bad_url)?))
         }
-        ProviderKind::Smspartner | ProviderKind::Sandbox => Box::new(
-            SmsPartner::new(base(crate::provider::smspartner::DEFAULT_BASE_URL)?)
-                .map_err(bad_url)?,
-        ),
+        ProviderKind::Smspartner | ProviderKind::Sandbox => {
+            let url = base(crate::provider::smspartner::DEFAULT_BASE_URL)?;
+            (
+                url.clone(),
+                Box::new(SmsPartner::new(url).map_err(bad_url)?),
+            )
+        }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let dispatcher =
         Dispatcher::new(cfg.dispatch.clone(), stop_rx).map_err(|e| Error::Usage(e.to_string()))?;
-    let engine = Arc::new(Engine {
+    Ok(Engine {
         provider,
         dispatcher,
-        key,
+        key: cfg.key.clone(),
         directory: Directory::default(),
         abort: Mutex::new(None),
         stop: stop_tx,
+        cancel: watch::channel(false).0,
         unanswered: std::sync::atomic::AtomicU32::new(0),
-    });
+        unreachable: std::sync::atomic::AtomicU32::new(0),
+        host: url.host_str().unwrap_or("the provider").to_string(),
+    })
+}
 
-    let opened = cfg.input.open()?;
-    let header = opened.reader.header().to_vec();
-    let delimiter = opened.reader.delimiter();
+/// What the second pass leaves.
+struct SecondPass {
+    summary: Summary,
+    /// Why the run ended early, when the log has not said it yet.
+    stopped_early: Option<String>,
+}
+
+/// Resolves once `rx` holds `true`; never, if its sender is gone.
+async fn raised(mut rx: watch::Receiver<bool>) {
+    if rx.wait_for(|&v| v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Runs `job` as a task that is abandoned (its tickets dropped) once the
+/// engine cancels the work in flight.
+fn spawn_job(
+    tasks: &mut JoinSet<()>,
+    engine: &Engine,
+    job: impl Future<Output = ()> + Send + 'static,
+) {
+    let cancel = engine.cancel.subscribe();
+    tasks.spawn(async move {
+        tokio::select! {
+            biased;
+            () = raised(cancel) => {}
+            () = job => {}
+        }
+    });
+}
+
+/// Pass 2: stream rows through planner, dispatcher and report.
+#[allow(clippy::too_many_arguments)]
+async fn sync_rows(
+    cfg: &SyncConfig,
+    engine: &Arc<Engine>,
+    bytes: &InputBytes,
+    mut report: ReportWriter,
+    mut rejects: Option<RejectsWriter>,
+    total: u64,
+    sending: Sending,
+    mode: progress::Mode,
+    signals: &Signals,
+) -> Result<SecondPass, Error> {
+    let opened = cfg.input.open_stream(Box::new(bytes.reader()))?;
     let map = opened.map.clone();
-    let mut report = ReportWriter::create(&cfg.output.report)?;
-    let mut rejects = match &cfg.output.rejects {
-        Some(t) => Some(RejectsWriter::create(t, &header, delimiter)?),
-        None => None,
-    };
 
     // Rows admitted but not yet written: bounds memory whatever the file size.
     let batch = engine.provider.max_batch();
@@ -375,36 +525,28 @@ async fn sync_rows(
     let mut progress = Progress::new(mode, total);
     let counts = Arc::clone(&progress.counts);
     let writer_permits = Arc::clone(&permits);
+    let writer_engine = Arc::clone(engine);
     let writer = tokio::spawn(async move {
-        let result = write_in_order(
+        let (summary, failed) = write_in_order(
             &mut done_rx,
             &mut report,
             &mut rejects,
             &writer_permits,
             &counts,
+            &writer_engine,
         )
         .await;
-        if result.is_err() {
-            // Unblock the reader side: nothing more can be written.
-            writer_permits.close();
-        }
-        let summary = result?;
-        report.finish()?;
-        if let Some(r) = rejects {
-            r.finish()?;
-        }
-        Ok::<Summary, Error>(summary)
+        (summary, failed, report, rejects)
     });
     // The reader runs on its own threads and feeds rows in order.
     let (row_tx, mut row_rx) = mpsc::channel(1024);
     let scan_input = cfg.input.clone();
-    let threads = default_threads();
     let reader = tokio::task::spawn_blocking(move || -> Result<(), Error> {
         scan(
             opened.reader,
             &opened.map,
             &scan_input.normalizer,
-            threads,
+            default_threads(),
             |row| {
                 if row_tx.blocking_send(row).is_err() {
                     ControlFlow::Break(())
@@ -420,20 +562,41 @@ async fn sync_rows(
         Ok(())
     });
 
-    let signal_engine = Arc::clone(&engine);
-    let signals = tokio::spawn(async move {
-        wait_for_stop_signal().await;
-        signal_engine.abort(Abort::Interrupted);
-    });
+    // A signal stops new requests; the grace ends early on a second one.
+    let watcher = {
+        let engine = Arc::clone(engine);
+        let signals = signals.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = signals.at_least(1) => engine.abort(Abort::Interrupted),
+                () = raised(engine.stop.subscribe()) => {}
+            }
+            tokio::select! {
+                () = signals.at_least(2) => {}
+                () = tokio::time::sleep(GRACE) => {}
+            }
+            if !engine.cancelled() {
+                tracing::warn!("abandoning the requests still in flight");
+            }
+            engine.cancel.send_replace(true);
+        })
+    };
+    let hurry = signals.at_least(2);
+    tokio::pin!(hurry);
+    let mut hurried = false;
 
     let mut tasks = JoinSet::new();
     let mut batcher: Batcher<Job> = Batcher::new(batch);
     let default_group = cfg.group.clone().unwrap_or_default();
     let mut seq = 0u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
-    loop {
+    'rows: loop {
         let row = tokio::select! {
             row = row_rx.recv() => row,
+            () = &mut hurry, if !hurried => {
+                hurried = true;
+                break 'rows;
+            }
             _ = ticker.tick() => {
                 let stats = engine.dispatcher.stats();
                 progress.tick(stats.attempts, stats.rate);
@@ -450,12 +613,20 @@ async fn sync_rows(
             }
             if tasks.is_empty() {
                 for (group, jobs) in batcher.drain() {
-                    tasks.spawn(Arc::clone(&engine).add_batch(group, jobs));
+                    spawn_job(
+                        &mut tasks,
+                        engine,
+                        Arc::clone(engine).add_batch(group, jobs),
+                    );
                 }
             }
             tokio::select! {
                 p = Arc::clone(&permits).acquire_owned() => {
                     break p.map_err(|_| Error::Runtime("internal: report window closed".into()))?;
+                }
+                () = &mut hurry, if !hurried => {
+                    hurried = true;
+                    break 'rows;
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = ticker.tick() => {
@@ -465,10 +636,7 @@ async fn sync_rows(
             }
         };
         permit.forget();
-        progress
-            .counts
-            .read
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        progress.counts.read.fetch_add(1, Ordering::Relaxed);
         let ticket = Ticket {
             seq,
             line: row.record.line,
@@ -476,6 +644,7 @@ async fn sync_rows(
             record: Some(row.record),
             tx: done_tx.clone(),
             finished: false,
+            sent: Arc::new(AtomicBool::new(false)),
         };
         seq += 1;
         let contact = match row.verdict {
@@ -485,12 +654,19 @@ async fn sync_rows(
             }
             Verdict::Valid(c) => c,
         };
-        if refuse {
-            ticket.not_attempted("not sent: more invalid rows than --max-invalid allows");
-            continue;
+        match sending {
+            Sending::Refused => {
+                ticket.not_attempted("not sent: more invalid rows than --max-invalid allows");
+                continue;
+            }
+            Sending::Interrupted => {
+                ticket.not_attempted("not sent: the run was interrupted before sending began");
+                continue;
+            }
+            Sending::Send | Sending::DryRun => {}
         }
         if engine.aborted() {
-            ticket.not_attempted("run stopped before this row was sent");
+            ticket.not_attempted(NOT_SENT);
             continue;
         }
         let group = if contact.group_id.is_empty() {
@@ -499,7 +675,7 @@ async fn sync_rows(
             contact.group_id.clone()
         };
         let action = plan(&contact, None, 0);
-        if cfg.dry_run {
+        if sending == Sending::DryRun {
             let (outcome, id) = match &action {
                 Action::Add => (Outcome::WouldAdd, String::new()),
                 Action::Update(id) | Action::Unchanged(id) => (Outcome::WouldUpdate, id.clone()),
@@ -511,85 +687,108 @@ async fn sync_rows(
         match action {
             Action::Add => {
                 if let Some((group, jobs)) = batcher.push(&group, job) {
-                    tasks.spawn(Arc::clone(&engine).add_batch(group, jobs));
+                    spawn_job(
+                        &mut tasks,
+                        engine,
+                        Arc::clone(engine).add_batch(group, jobs),
+                    );
                 }
             }
             Action::Update(id) | Action::Unchanged(id) => {
-                let engine = Arc::clone(&engine);
-                tasks.spawn(async move { engine.update(job, id, "").await });
+                let worker = Arc::clone(engine);
+                spawn_job(&mut tasks, engine, async move {
+                    worker.update(job, id, "").await
+                });
             }
         }
         // Reap finished tasks so the set does not grow with the file.
         while tasks.try_join_next().is_some() {}
     }
-    for (group, jobs) in batcher.drain() {
-        tasks.spawn(Arc::clone(&engine).add_batch(group, jobs));
-    }
-    // Wait for in-flight work; once stopped, give it a few seconds, then abandon it.
-    loop {
-        let stopped = engine.aborted();
-        let next = if stopped {
-            match tokio::time::timeout(Duration::from_secs(5), tasks.join_next()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    tracing::warn!("abandoning {} in-flight requests", tasks.len());
-                    tasks.abort_all();
-                    while tasks.join_next().await.is_some() {}
-                    None
-                }
-            }
-        } else {
-            tokio::select! {
-                n = tasks.join_next() => n,
-                _ = ticker.tick() => {
-                    let stats = engine.dispatcher.stats();
-                    progress.tick(stats.attempts, stats.rate);
-                    continue;
-                }
-            }
-        };
-        if next.is_none() {
-            break;
+    if hurried {
+        // Second interrupt: abandon everything now; rows not yet read stay unreported.
+        engine.abort(Abort::Interrupted);
+        engine.cancel.send_replace(true);
+        drop(row_rx);
+        drop(batcher);
+    } else {
+        for (group, jobs) in batcher.drain() {
+            spawn_job(
+                &mut tasks,
+                engine,
+                Arc::clone(engine).add_batch(group, jobs),
+            );
         }
     }
-    signals.abort();
+    // Wait for the work in flight; once stopping, the watcher cancels it after the grace.
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { break },
+            () = &mut hurry, if !hurried => {
+                hurried = true;
+                engine.cancel.send_replace(true);
+            }
+            _ = ticker.tick() => {
+                let stats = engine.dispatcher.stats();
+                progress.tick(stats.attempts, stats.rate);
+            }
+        }
+    }
+    watcher.abort();
     drop(done_tx);
+    let (summary, failed, report, rejects) = writer
+        .await
+        .map_err(|e| Error::Runtime(format!("internal: report writer failed: {e}")))?;
+    progress.finish();
+    if hurried {
+        let left = finish_outputs(report, rejects, false);
+        let why = format!(
+            "interrupted twice: stopped at once; {} holds the {} rows that had finished, the rest were not sent",
+            cfg.output.report.describe_partial(),
+            summary.rows()
+        );
+        return Ok(SecondPass {
+            summary,
+            stopped_early: Some(left.err().map_or(why, |e| e.to_string())),
+        });
+    }
     let read_result = reader
         .await
         .map_err(|e| Error::Runtime(format!("internal: reader failed: {e}")))?;
-    let mut summary = writer
-        .await
-        .map_err(|e| Error::Runtime(format!("internal: report writer failed: {e}")))??;
+    if let Some(e) = failed {
+        // The partial report keeps what could be written.
+        let _ = finish_outputs(report, rejects, false);
+        return Ok(SecondPass {
+            summary,
+            stopped_early: Some(format!("{e}; stopped sending")),
+        });
+    }
     read_result?;
-    progress.finish();
-    let stats = engine.dispatcher.stats();
-    summary.requests = stats.attempts;
-    summary.retries = stats.retries;
-    summary.throttled = stats.throttled;
-    let aborted = engine.aborted();
-    Ok((summary, aborted))
+    finish_outputs(report, rejects, true)?;
+    Ok(SecondPass {
+        summary,
+        stopped_early: None,
+    })
 }
 
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// Moves the report and rejects file to their final paths (`commit`), or
+/// only flushes them, leaving each at its `.partial` path.
+fn finish_outputs(
+    mut report: ReportWriter,
+    rejects: Option<RejectsWriter>,
+    commit: bool,
+) -> Result<(), WriteError> {
+    if !commit {
+        report.flush()?;
+        if let Some(mut r) = rejects {
+            r.flush()?;
         }
+        return Ok(());
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    report.finish()?;
+    if let Some(r) = rejects {
+        r.finish()?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,74 @@
+//! What a finished run leaves behind, shared by `validate` and `sync`.
+
+use std::time::Instant;
+
+use crate::codes::exit;
+use crate::config::Error;
+use crate::report::{Summary, SummaryFile, Target};
+
+/// What a finished run leaves behind.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The end-of-run counts.
+    pub summary: Summary,
+    /// The process exit code (SPEC §2).
+    pub exit_code: u8,
+    /// Where the report went, for the closing line.
+    pub report: String,
+    /// Why the run stopped early, printed after the summary.
+    pub error: Option<String>,
+}
+
+/// How a run ended, before the JSON summary is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Every row went through its course.
+    Finished,
+    /// Nothing was sent on purpose (e.g. `--max-invalid`): exit 2.
+    NothingSent,
+    /// Stopped after sending may have begun: exit 3, with the reason when
+    /// the log has not said it already.
+    Aborted(Option<String>),
+}
+
+impl RunResult {
+    /// Stamps the duration, writes the JSON summary when asked, and picks the
+    /// exit code. `sent` says whether any request may have gone out, which
+    /// turns a failure to write the summary into exit 3 rather than 2.
+    pub fn conclude(
+        mut summary: Summary,
+        started: Instant,
+        summary_file: Option<SummaryFile>,
+        report: &Target,
+        ending: Ending,
+        sent: bool,
+    ) -> Result<RunResult, Error> {
+        summary.duration = started.elapsed();
+        let (mut exit_code, mut error) = match ending {
+            Ending::Finished if summary.has_problems() => (exit::ROWS_FAILED, None),
+            Ending::Finished => (exit::OK, None),
+            Ending::NothingSent => (exit::NOTHING_SENT, None),
+            Ending::Aborted(why) => (exit::ABORTED, why),
+        };
+        if let Some(file) = summary_file
+            && let Err(e) = file.write(&summary)
+        {
+            if !sent {
+                return Err(e.into());
+            }
+            exit_code = exit::ABORTED;
+            error.get_or_insert_with(|| e.to_string());
+        }
+        Ok(RunResult {
+            summary,
+            exit_code,
+            report: report.describe(),
+            error,
+        })
+    }
+}
+
+/// Worker threads to use when not told.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
