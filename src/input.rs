@@ -248,6 +248,9 @@ fn copy(mut stream: impl Read, name: &str, shared: &SpoolShared) -> Result<(), I
                 io_err(e)
             }
         })?;
+        if *copied == 0 {
+            tracing::debug!("spooled the first {n} bytes of {name}");
+        }
         *copied += n as u64;
     }
 }

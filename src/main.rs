@@ -3,17 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use contact_sync::cli::Cli;
+use contact_sync::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     contact_sync::logging::init(&cli.log);
+    // `validate … --report - | head`: the reader went away, which is not an
+    // error. A sync that cannot write its report is one.
+    let pipe_may_close = matches!(cli.command, Command::Validate(_));
     match contact_sync::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            // `validate … --report - | head`: the reader went away, which is not an error.
             let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-            while let Some(e) = cause {
+            while let Some(e) = cause.filter(|_| pipe_may_close) {
                 if e.downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
                 {

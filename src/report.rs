@@ -329,6 +329,8 @@ impl ReportWriter {
             .map_err(|e| WriteError::new("report", target, e))?;
         let mut out = CsvOut::new(target, "report", sink, b',');
         out.write(COLUMNS)?;
+        // A run killed at once still leaves a report with its header, never 0 bytes.
+        out.flush()?;
         Ok(ReportWriter {
             out,
             codes: String::new(),

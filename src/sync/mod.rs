@@ -227,6 +227,7 @@ async fn run_async(
 ) -> Result<RunResult, Error> {
     // Before the input is touched, so no signal ever finds the run without a report.
     let signals = Signals::install()?;
+    tracing::debug!("reading {}", cfg.input.source.describe());
     let (bytes, spool_end) = open_input(&cfg.input.source, &signals).await?;
     if spool_end == SpoolEnd::Stopped {
         tracing::warn!("interrupted while reading the input: nothing was sent");
@@ -266,6 +267,7 @@ async fn run_async(
             ..FirstPass::default()
         }
     } else {
+        tracing::debug!("checking every row before sending anything");
         let input = cfg.input.clone();
         let raised = signals.raised();
         let pass = tokio::task::spawn_blocking(move || first_pass(opened, &input, &raised))
@@ -562,7 +564,8 @@ async fn sync_rows(
         Ok(())
     });
 
-    // A signal stops new requests; the grace ends early on a second one.
+    // A signal stops new requests; the grace ends early on a second one, and
+    // the rest of the file is then only listed, so the report stays whole.
     let watcher = {
         let engine = Arc::clone(engine);
         let signals = signals.clone();
@@ -581,22 +584,14 @@ async fn sync_rows(
             engine.cancel.send_replace(true);
         })
     };
-    let hurry = signals.at_least(2);
-    tokio::pin!(hurry);
-    let mut hurried = false;
-
     let mut tasks = JoinSet::new();
     let mut batcher: Batcher<Job> = Batcher::new(batch);
     let default_group = cfg.group.clone().unwrap_or_default();
     let mut seq = 0u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
-    'rows: loop {
+    loop {
         let row = tokio::select! {
             row = row_rx.recv() => row,
-            () = &mut hurry, if !hurried => {
-                hurried = true;
-                break 'rows;
-            }
             _ = ticker.tick() => {
                 let stats = engine.dispatcher.stats();
                 progress.tick(stats.attempts, stats.rate);
@@ -623,10 +618,6 @@ async fn sync_rows(
             tokio::select! {
                 p = Arc::clone(&permits).acquire_owned() => {
                     break p.map_err(|_| Error::Runtime("internal: report window closed".into()))?;
-                }
-                () = &mut hurry, if !hurried => {
-                    hurried = true;
-                    break 'rows;
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = ticker.tick() => {
@@ -704,29 +695,17 @@ async fn sync_rows(
         // Reap finished tasks so the set does not grow with the file.
         while tasks.try_join_next().is_some() {}
     }
-    if hurried {
-        // Second interrupt: abandon everything now; rows not yet read stay unreported.
-        engine.abort(Abort::Interrupted);
-        engine.cancel.send_replace(true);
-        drop(row_rx);
-        drop(batcher);
-    } else {
-        for (group, jobs) in batcher.drain() {
-            spawn_job(
-                &mut tasks,
-                engine,
-                Arc::clone(engine).add_batch(group, jobs),
-            );
-        }
+    for (group, jobs) in batcher.drain() {
+        spawn_job(
+            &mut tasks,
+            engine,
+            Arc::clone(engine).add_batch(group, jobs),
+        );
     }
     // Wait for the work in flight; once stopping, the watcher cancels it after the grace.
     loop {
         tokio::select! {
             next = tasks.join_next() => if next.is_none() { break },
-            () = &mut hurry, if !hurried => {
-                hurried = true;
-                engine.cancel.send_replace(true);
-            }
             _ = ticker.tick() => {
                 let stats = engine.dispatcher.stats();
                 progress.tick(stats.attempts, stats.rate);
@@ -739,18 +718,6 @@ async fn sync_rows(
         .await
         .map_err(|e| Error::Runtime(format!("internal: report writer failed: {e}")))?;
     progress.finish();
-    if hurried {
-        let left = finish_outputs(report, rejects, false);
-        let why = format!(
-            "interrupted twice: stopped at once; {} holds the {} rows that had finished, the rest were not sent",
-            cfg.output.report.describe_partial(),
-            summary.rows()
-        );
-        return Ok(SecondPass {
-            summary,
-            stopped_early: Some(left.err().map_or(why, |e| e.to_string())),
-        });
-    }
     let read_result = reader
         .await
         .map_err(|e| Error::Runtime(format!("internal: reader failed: {e}")))?;
