@@ -376,6 +376,102 @@ async fn sp_update_delete_and_detail() {
     assert_eq!(state.counters.count("GET /v1/contact/detail", "200"), 3);
 }
 
+/// Sends what `SmsPartner::detail` builds and reads the answer with its `parse_detail`.
+async fn provider_detail(
+    client: &Client,
+    h: &SandboxHandle,
+    key: &str,
+    contact_id: &str,
+) -> Result<Option<String>, crate::provider::OpError> {
+    use crate::provider::{Provider, SmsPartner};
+    let provider = SmsPartner::new(reqwest::Url::parse(&h.base_url()).unwrap()).unwrap();
+    let key = crate::secret::ApiKey::new(key.into());
+    let req = provider
+        .detail(&key, contact_id)
+        .expect("SMS Partner reads by id");
+    let r = client.request(req.method, req.url).send().await.unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    provider.parse_detail(status, &body)
+}
+
+#[tokio::test]
+async fn sp_detail_answers_what_the_client_reads() {
+    // API-NOTES: `{success, code, contact: {contactId, phone, firstname, …, groupId}}`
+    // (the seed pages document add and update only). The client's parser and
+    // the sandbox must agree, under every configured error status.
+    for error_status in [200, 400, 404] {
+        let (h, c) = serve(SandboxConfig {
+            error_status,
+            ..SandboxConfig::default()
+        })
+        .await;
+        let ids = h
+            .seed_smspartner("sandbox", [input("06 11 11 11 11"), input("0622222222")])
+            .unwrap();
+        let (status, body) = get(
+            &c,
+            &h,
+            &format!("/v1/contact/detail?apiKey={KEY}&contactId={}", ids[0]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let contact = body["contact"].as_object().unwrap();
+        let mut fields: Vec<&str> = contact.keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "contactId",
+                "custom1",
+                "custom2",
+                "custom3",
+                "custom4",
+                "date",
+                "firstname",
+                "groupId",
+                "lastname",
+                "phone",
+                "shortUrlPartnr",
+                "url"
+            ]
+        );
+        assert_eq!(contact["contactId"], ids[0].as_str());
+
+        let read = |id: String, key: &'static str| {
+            let (c, h) = (&c, &h);
+            async move { provider_detail(c, h, key, &id).await }
+        };
+        assert_eq!(
+            read(ids[0].clone(), KEY).await,
+            Ok(Some("+33611111111".into()))
+        );
+        assert_eq!(read("999".into(), KEY).await, Ok(None), "{error_status}");
+        post(
+            &c,
+            &h,
+            "/v1/contact/delete",
+            json!({"apiKey": KEY, "contactId": ids[1]}),
+        )
+        .await;
+        assert_eq!(read(ids[1].clone(), KEY).await, Ok(None), "deleted");
+        assert!(
+            matches!(
+                read(ids[0].clone(), "wrong").await,
+                Err(crate::provider::OpError::Auth(_))
+            ),
+            "{error_status}"
+        );
+        assert!(
+            matches!(
+                read(String::new(), KEY).await,
+                Err(crate::provider::OpError::Failed(e)) if e.code == crate::codes::ErrorCode::Api(1)
+            ),
+            "{error_status}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn sp_list_pages_by_twenty_with_total_as_string() {
     let (h, c) = plain().await;
