@@ -62,6 +62,22 @@ fn mixed_file_ends_with_exactly_the_right_contacts_and_outcomes() {
     );
     // Two new rows, one bulk add.
     assert_eq!(sb.state().counters.total("POST /v1/contact/add"), 1);
+    // Each number sent as an add exactly once: the known one too (refused with
+    // 15, then updated); the row with an id is only updated. Each contact is
+    // updated once.
+    let received = sb.state().counters.received;
+    assert_eq!(
+        received.smspartner_adds_in("g1"),
+        BTreeMap::from([
+            ("+33611111111".to_string(), 1),
+            ("+33633333333".to_string(), 1),
+            ("+33655555555".to_string(), 1),
+        ])
+    );
+    assert_eq!(
+        received.smspartner_updates,
+        BTreeMap::from([(ids[0].clone(), 1), (ids[1].clone(), 1)])
+    );
 }
 
 #[test]
@@ -103,6 +119,24 @@ fn faults_lose_nothing_and_duplicate_nothing() {
         phones.iter().cloned().collect(),
         "none missing"
     );
+    // None sent twice. An add whose response was lost is legitimately sent
+    // again (the sandbox applied it; the retry is refused as existing), so a
+    // number may be received more than once here. What a client must never do
+    // is send an add of a number again once an answer came back: for every
+    // number, received − unanswered ≤ 1. The new numbers got in by an add;
+    // the rows with an id are only updated; nothing outside the file is added.
+    let received = state.counters.received.smspartner_adds_in("g2");
+    let unanswered = state.counters.unanswered.smspartner_adds_in("g2");
+    for (phone, n) in &received {
+        let lost = unanswered.get(phone).copied().unwrap_or(0);
+        assert!(
+            *n <= lost + 1,
+            "{phone}: {n} adds received, only {lost} of them unanswered"
+        );
+    }
+    assert!(phones[..200].iter().all(|p| received.contains_key(p)));
+    assert!(phones[350..].iter().all(|p| !received.contains_key(p)));
+    assert!(received.keys().all(|p| phones.contains(p)), "{received:?}");
     let names: BTreeSet<String> = state
         .group("g2")
         .iter()
@@ -237,6 +271,15 @@ fn client_at_the_server_rate_sees_no_429() {
         assert_eq!(code(&out), 0, "{provider}: {}", stderr(&out));
         assert_eq!(state.counters.faults.rate_limited, 0, "{provider}");
         assert_eq!(fresh, 50, "{provider}");
+        // Each row reached the provider once: a create, or an update by id.
+        let received = &state.counters.received;
+        let sent: Vec<u64> = if provider == "mobivate" {
+            received.mobivate_adds.values().copied().collect()
+        } else {
+            assert!(received.smspartner_adds.is_empty(), "{received:?}");
+            received.smspartner_updates.values().copied().collect()
+        };
+        assert_eq!(sent, vec![1; 50], "{provider}");
     }
 }
 
@@ -259,6 +302,16 @@ fn client_far_above_the_server_limit_converges_and_loses_nothing() {
         let (out, state, fresh, dir) = one_request_per_row(provider, server, 60, &extra);
         assert_eq!(code(&out), 0, "{provider}: {}", stderr(&out));
         assert_eq!(fresh, 60, "{provider}: nothing lost");
+        // Nothing sent twice: a 429 applies nothing, so its retry is the one
+        // that counts, once per row (a create, or an update by id).
+        let received = &state.counters.received;
+        let sent: Vec<u64> = if provider == "mobivate" {
+            received.mobivate_adds.values().copied().collect()
+        } else {
+            assert!(received.smspartner_adds.is_empty(), "{received:?}");
+            received.smspartner_updates.values().copied().collect()
+        };
+        assert_eq!(sent, vec![1; 60], "{provider}: nothing sent twice");
         let throttled = state.counters.faults.rate_limited;
         assert!(
             throttled > 0,
@@ -304,6 +357,22 @@ fn mobivate_mixed_and_faulty_ends_exact() {
     }
     assert_eq!(held.len(), 151);
     assert!(held.values().all(|n| *n == 1), "none duplicated");
+    // None sent twice once answered (see faults_lose_nothing_and_duplicate_nothing:
+    // a create whose response was lost may be sent again, nothing else).
+    let received = &state.counters.received.mobivate_adds;
+    let unanswered = &state.counters.unanswered.mobivate_adds;
+    for (msisdn, n) in received {
+        let lost = unanswered.get(msisdn).copied().unwrap_or(0);
+        assert!(
+            *n <= lost + 1,
+            "{msisdn}: {n} creates received, only {lost} of them unanswered"
+        );
+        assert!(
+            phones.contains(&format!("+{msisdn}")),
+            "{msisdn} is not in the file"
+        );
+    }
+    assert!(phones.iter().all(|p| received.contains_key(&p[1..])));
     let known = state.mobivate.iter().find(|c| c.id == existing[0]).unwrap();
     assert_eq!(
         known.meta.get("FIRSTNAME").and_then(|v| v.as_str()),
@@ -610,4 +679,14 @@ fn mobivate_alias_taken_by_another_number_fails_the_row_and_changes_nothing() {
             ("other".to_string(), "33633333333".to_string()),
         ])
     );
+    // One create per row, the refused one not retried, and no update.
+    let received = sb.state().counters.received;
+    assert_eq!(
+        received.mobivate_adds,
+        BTreeMap::from([
+            ("33611111111".to_string(), 1),
+            ("33633333333".to_string(), 1),
+        ])
+    );
+    assert!(received.mobivate_updates.is_empty(), "{received:?}");
 }

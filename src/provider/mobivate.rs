@@ -337,6 +337,19 @@ impl Provider for Mobivate {
         Ok(ListPage { entries, next })
     }
 
+    /// Mobivate has no read by id (API-NOTES): `None`.
+    fn detail(&self, _key: &ApiKey, _contact_id: &str) -> Option<ApiRequest> {
+        None
+    }
+
+    /// Never a request of ours to parse ([`Mobivate::detail`] builds none): a failure.
+    fn parse_detail(&self, status: u16, _body: &[u8]) -> Result<Option<String>, OpError> {
+        Err(http_failure(
+            status,
+            "Mobivate has no read by contact id: no detail answer to read",
+        ))
+    }
+
     fn payload_fingerprint(&self, contact: &Contact) -> u64 {
         let p = Payload::of(contact);
         let mut f = Fingerprint::new("mobivate/contact/1");
@@ -763,6 +776,16 @@ mod tests {
     }
 
     // ---- fingerprint ----
+
+    #[test]
+    fn there_is_no_read_by_id() {
+        assert!(mv().detail(&key(), "3392287d-7a79").is_none());
+        let body = r#"{"success": true, "record": {"id": "x", "msisdn": "33611111111"}}"#;
+        match mv().parse_detail(200, body.as_bytes()) {
+            Err(OpError::Failed(e)) => assert!(e.message.contains("no read by contact id")),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn fingerprint_follows_exactly_the_sent_fields() {

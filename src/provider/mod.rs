@@ -160,6 +160,17 @@ pub trait Provider: Send + Sync {
     /// The page answered to `list(.., cursor)`.
     fn parse_list(&self, cursor: u64, status: u16, body: &[u8]) -> Result<ListPage, OpError>;
 
+    /// The request reading back contact `contact_id`, to check that an id
+    /// given by the file holds the row's number before updating through it;
+    /// `None` when the provider has no read by id (Mobivate).
+    fn detail(&self, key: &ApiKey, contact_id: &str) -> Option<ApiRequest>;
+
+    /// The number (E.164 with `+`, normalised as [`Listed::phone`]) of the
+    /// contact answered to `detail`; `Ok(None)` when the provider says it does
+    /// not exist; `Err(OpError::Auth)` for rejected credentials (or a refused
+    /// account), `Err(OpError::Failed)` for anything else.
+    fn parse_detail(&self, status: u16, body: &[u8]) -> Result<Option<String>, OpError>;
+
     /// A stable hash of exactly the contact fields an add or update would send
     /// (key, group and contact id excluded); equal across runs and platforms.
     fn payload_fingerprint(&self, contact: &Contact) -> u64;

@@ -51,6 +51,24 @@ impl SmsPartner {
         })
     }
 
+    /// A GET whose query carries the key, then `params`, in this order.
+    fn get(&self, path: &[&str], key: &ApiKey, params: &[(&str, &str)]) -> ApiRequest {
+        let mut url = endpoint(&self.base, path);
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("apiKey", key.expose());
+            for (name, value) in params {
+                query.append_pair(name, value);
+            }
+        }
+        ApiRequest {
+            method: Method::GET,
+            url,
+            body: None,
+            bearer: None,
+        }
+    }
+
     fn post(&self, path: &[&str], body: Value) -> ApiRequest {
         ApiRequest {
             method: Method::POST,
@@ -359,17 +377,12 @@ impl Provider for SmsPartner {
 
     /// `GET /v1/contact/list?apiKey&groupId&page`, page = cursor + 1.
     fn list(&self, key: &ApiKey, group: &str, cursor: u64) -> ApiRequest {
-        let mut url = endpoint(&self.base, &["v1", "contact", "list"]);
-        url.query_pairs_mut()
-            .append_pair("apiKey", key.expose())
-            .append_pair("groupId", group)
-            .append_pair("page", &cursor.saturating_add(1).to_string());
-        ApiRequest {
-            method: Method::GET,
-            url,
-            body: None,
-            bearer: None,
-        }
+        let page = cursor.saturating_add(1).to_string();
+        self.get(
+            &["v1", "contact", "list"],
+            key,
+            &[("groupId", group), ("page", &page)],
+        )
     }
 
     /// The listing ends at a short page, at `total`, or when the server
@@ -418,6 +431,52 @@ impl Provider for SmsPartner {
             Some(page)
         };
         Ok(ListPage { entries, next })
+    }
+
+    /// `GET /v1/contact/detail?apiKey&contactId`.
+    fn detail(&self, key: &ApiKey, contact_id: &str) -> Option<ApiRequest> {
+        Some(self.get(
+            &["v1", "contact", "detail"],
+            key,
+            &[("contactId", contact_id)],
+        ))
+    }
+
+    /// The contact's `phone` (documented; `phoneNumber` accepted too), made
+    /// E.164 like a listed one. Not found: code 404 in the body whatever the
+    /// status, or HTTP 404 whose body carries no other code (a body's own
+    /// code wins: a 404 saying code 10 is a rejected key).
+    fn parse_detail(&self, status: u16, body: &[u8]) -> Result<Option<String>, OpError> {
+        let obj = match read(status, body) {
+            Ok(Reply::Refused {
+                code: Some(CODE_NOT_FOUND),
+                ..
+            }) => return Ok(None),
+            Ok(Reply::Refused { code: None, .. }) | Err(OpError::Failed(_)) if status == 404 => {
+                return Ok(None);
+            }
+            Ok(Reply::Refused { code, message }) => return Err(refusal(status, code, &message)),
+            Err(e) => return Err(e),
+            Ok(Reply::Body(obj)) => obj,
+        };
+        if !succeeded(&obj) {
+            return Err(http_failure(
+                status,
+                "malformed SMS Partner detail response: no success flag",
+            ));
+        }
+        obj.get("contact")
+            .and_then(|c| c.get("phone").or_else(|| c.get("phoneNumber")))
+            .and_then(Value::as_str)
+            .map(listed_e164)
+            .filter(|phone| !phone.is_empty())
+            .map(Some)
+            .ok_or_else(|| {
+                http_failure(
+                    status,
+                    "malformed SMS Partner detail response: no contact phone",
+                )
+            })
     }
 
     fn payload_fingerprint(&self, contact: &Contact) -> u64 {
@@ -600,6 +659,24 @@ mod tests {
     }
 
     #[test]
+    fn detail_is_a_get_with_key_and_contact_id() {
+        let req = sp()
+            .detail(&key(), "C 42&x")
+            .expect("SMS Partner reads by id");
+        assert_eq!(req.method, Method::GET);
+        assert!(req.body.is_none() && req.bearer.is_none());
+        assert_eq!(req.url.path(), "/v1/contact/detail");
+        let q: Vec<(String, String)> = req.url.query_pairs().into_owned().collect();
+        assert_eq!(
+            q,
+            vec![
+                ("apiKey".into(), SECRET.into()),
+                ("contactId".into(), "C 42&x".into()),
+            ]
+        );
+    }
+
+    #[test]
     fn base_url_path_prefix_is_kept() {
         for base in ["http://127.0.0.1:9/mock/", "http://127.0.0.1:9/mock"] {
             let p = provider(base);
@@ -612,6 +689,10 @@ mod tests {
                 "http://127.0.0.1:9/mock/v1/contact/update"
             );
             assert_eq!(p.list(&key(), "G", 0).url.path(), "/mock/v1/contact/list");
+            assert_eq!(
+                p.detail(&key(), "C").unwrap().url.path(),
+                "/mock/v1/contact/detail"
+            );
         }
     }
 
@@ -621,6 +702,7 @@ mod tests {
             sp().add(&key(), "G", &[&full()]),
             sp().update(&key(), "C", &full()).unwrap(),
             sp().list(&key(), "G", 0),
+            sp().detail(&key(), "C").unwrap(),
         ];
         for req in reqs {
             let shown = format!("{req:?}");
@@ -734,6 +816,7 @@ mod tests {
                 add(3, status, body).map(|_| ()),
                 sp().parse_update("C", status, body.as_bytes()).map(|_| ()),
                 sp().parse_list(0, status, body.as_bytes()).map(|_| ()),
+                sp().parse_detail(status, body.as_bytes()).map(|_| ()),
             ] {
                 match result {
                     Err(OpError::Auth(e)) => {
@@ -842,6 +925,7 @@ mod tests {
         assert!(sp().parse_add(1, 200, &bad).is_err());
         assert!(sp().parse_update("C", 200, &bad).is_err());
         assert!(sp().parse_list(0, 200, &bad).is_err());
+        assert!(sp().parse_detail(200, &bad).is_err());
     }
 
     #[test]
@@ -991,6 +1075,126 @@ mod tests {
             sp().parse_list(0, 500, b"oops"),
             Err(OpError::Failed(e)) if e.code == ErrorCode::Http(500)
         ));
+    }
+
+    // ---- detail ----
+
+    fn detail(status: u16, body: &str) -> Result<Option<String>, OpError> {
+        sp().parse_detail(status, body.as_bytes())
+    }
+
+    #[test]
+    fn detail_gives_the_contacts_phone_in_e164() {
+        // The documented shape (API-NOTES): `phone`, not `phoneNumber`.
+        let body = r#"{"success": true, "code": 200, "contact": {"contactId": "C42",
+            "phone": "+33612345678", "firstname": "Zoé", "lastname": "Martin",
+            "groupId": "G1"}}"#;
+        assert_eq!(detail(200, body).unwrap().as_deref(), Some("+33612345678"));
+        // Normalised as a listed number: separators, `00`, bare digits.
+        for (phone, want) in [
+            ("+33 6 12 34 56 78", "+33612345678"),
+            ("0033612345678", "+33612345678"),
+            ("33612345678", "+33612345678"),
+        ] {
+            let body = json!({"success": true, "code": 200, "contact": {"phone": phone}});
+            assert_eq!(
+                detail(200, &body.to_string()).unwrap().as_deref(),
+                Some(want),
+                "{phone}"
+            );
+        }
+        // What add and update echo is accepted too; `phone` wins.
+        let body = r#"{"success": true, "contact": {"phoneNumber": "+33611111111"}}"#;
+        assert_eq!(detail(200, body).unwrap().as_deref(), Some("+33611111111"));
+        let body =
+            r#"{"code": 200, "contact": {"phone": "+33622222222", "phoneNumber": "+33611111111"}}"#;
+        assert_eq!(detail(200, body).unwrap().as_deref(), Some("+33622222222"));
+    }
+
+    #[test]
+    fn detail_of_a_missing_contact_is_none() {
+        let coded = r#"{"success": false, "code": 404, "message": "Contact introuvable"}"#;
+        // Code 404 in the body, whatever the status.
+        for status in [200, 400, 404] {
+            assert_eq!(detail(status, coded), Ok(None), "{status}");
+        }
+        // HTTP 404 with nothing readable, or a refusal without a code.
+        for body in [
+            "Not Found",
+            "",
+            r#"{"success": false}"#,
+            r#"{"error": "x"}"#,
+        ] {
+            assert_eq!(detail(404, body), Ok(None), "{body}");
+        }
+    }
+
+    #[test]
+    fn detail_with_a_rejected_key_is_auth() {
+        let body = r#"{"success": false, "code": 10, "message": "Clef API incorrecte"}"#;
+        // The body's code wins over a 404 status.
+        for status in [200, 400, 404] {
+            match detail(status, body) {
+                Err(OpError::Auth(e)) => {
+                    assert_eq!(e.code, ErrorCode::Auth, "{status}");
+                    assert!(!e.message.contains(SECRET));
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        for status in [401, 403] {
+            assert!(
+                matches!(detail(status, "nope"), Err(OpError::Auth(_))),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            detail(200, r#"{"success": false, "code": 30}"#),
+            Err(OpError::Auth(e)) if e.code == ErrorCode::Api(30)
+        ));
+    }
+
+    #[test]
+    fn detail_failures_are_failed_not_missing() {
+        let failed = |status: u16, body: &str| match detail(status, body) {
+            Err(OpError::Failed(e)) => e,
+            other => panic!("{status} {body}: {other:?}"),
+        };
+        assert_eq!(
+            failed(
+                200,
+                r#"{"success": false, "code": 1, "message": "contactId requis"}"#
+            )
+            .code,
+            ErrorCode::Api(1)
+        );
+        assert_eq!(
+            failed(404, r#"{"success": false, "code": 1}"#).code,
+            ErrorCode::Api(1),
+            "a body's own code wins over the status"
+        );
+        for body in [
+            "garbage",
+            "",
+            "[]",
+            "{}",
+            r#"{"success": "yes"}"#,
+            r#"{"success": true}"#,
+            r#"{"success": true, "contact": null}"#,
+            r#"{"success": true, "contact": {"contactId": "C"}}"#,
+            r#"{"success": true, "contact": {"phone": 33612345678}}"#,
+            r#"{"success": true, "contact": {"phone": "  "}}"#,
+        ] {
+            let e = failed(200, body);
+            assert_eq!(e.code, ErrorCode::Http(200), "{body}");
+            assert!(e.message.contains("malformed"), "{body}: {}", e.message);
+        }
+        for status in [429, 500, 502] {
+            assert_eq!(
+                failed(status, "<html>oops</html>").code,
+                ErrorCode::Http(status)
+            );
+        }
     }
 
     // ---- fingerprint ----

@@ -25,8 +25,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::faults::Fault;
-use super::store::{BulkOutcome, ContactInput, MobivateInput, MvError, SortField, SpError};
-use super::{App, lock};
+use super::store::{
+    BulkOutcome, ContactInput, MobivateInput, MvError, SortField, SpError, parse_phone,
+};
+use super::{App, Received, lock};
 
 /// Default and largest `limit` of a Mobivate listing.
 const MV_DEFAULT_LIMIT: usize = 25;
@@ -182,16 +184,20 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         tokio::time::sleep(decision.delay).await;
     }
     let abort = req.extensions().get::<ConnAbort>().cloned();
+    // What the handler put in the store, as it tagged its response.
+    let mut received = None;
     let (status, response) = match decision.fault {
         Fault::None => {
-            let r = next.run(req).await;
+            let mut r = next.run(req).await;
+            received = r.extensions_mut().remove::<Received>();
             (r.status().as_u16().to_string(), Some(r))
         }
         Fault::RateLimited { retry_after } => ("429".into(), Some(rate_limited(api, retry_after))),
         Fault::ServerError => ("500".into(), Some(server_error(api))),
         Fault::Drop => ("dropped".into(), None),
         Fault::Lose => {
-            let _applied = next.run(req).await;
+            let mut applied = next.run(req).await;
+            received = applied.extensions_mut().remove::<Received>();
             ("lost".into(), None)
         }
     };
@@ -204,6 +210,12 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
             .entry(status.clone())
             .or_default() += 1;
         counters.faults.record(&decision);
+        if let Some(received) = &received {
+            counters.received.merge(received);
+            if response.is_none() {
+                counters.unanswered.merge(received);
+            }
+        }
     }
     if app.config.log_requests {
         // The path only: the query string carries the API key.
@@ -266,6 +278,15 @@ async fn not_found(req: Request) -> Response {
         Api::Mobivate => mv_error(StatusCode::NOT_FOUND, "NotFoundError", "Route not found"),
         _ => (StatusCode::NOT_FOUND, "Not Found").into_response(),
     }
+}
+
+/// `response`, tagged with what its handler counted, for the edge to tally
+/// (the tag never reaches the wire).
+fn tagged(mut response: Response, received: Received) -> Response {
+    if !received.is_empty() {
+        response.extensions_mut().insert(received);
+    }
+    response
 }
 
 async fn inspect(State(app): State<Arc<App>>) -> Json<super::SandboxState> {
@@ -350,6 +371,7 @@ fn bulk_json(out: BulkOutcome) -> Value {
 }
 
 async fn sp_add(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let mut received = Received::default();
     let result = (|| {
         let obj = sp_body(&app, &body)?;
         let group = text(obj.get("groupId")).unwrap_or_default();
@@ -363,19 +385,36 @@ async fn sp_add(State(app): State<Arc<App>>, body: Bytes) -> Response {
             let inputs: Vec<Option<ContactInput>> =
                 items.iter().map(ContactInput::from_json).collect();
             let out = lock(&app.smspartner).add_bulk(&group, &inputs)?;
+            for row in &out.results {
+                // Applied (200) or already in the group (15): the number as stored.
+                if row.success || row.code == SpError::ALREADY_IN_GROUP.code {
+                    received.smspartner_add(&group, &row.phone_number);
+                }
+            }
             return Ok(bulk_json(out));
         }
         let input = obj
             .get("contact")
             .and_then(ContactInput::from_json)
             .unwrap_or_default();
-        let contact = lock(&app.smspartner).add(&group, &input)?;
+        let added = lock(&app.smspartner).add(&group, &input);
+        match &added {
+            Ok(contact) => received.smspartner_add(&group, &contact.phone),
+            Err(e) if *e == SpError::ALREADY_IN_GROUP => {
+                if let Some(phone) = input.phone_number.as_deref().and_then(parse_phone) {
+                    received.smspartner_add(&group, &phone);
+                }
+            }
+            Err(_) => {}
+        }
+        let contact = added?;
         Ok(json!({"success": true, "code": 200, "contact": sp_echo(&contact)}))
     })();
-    sp_respond(&app, result)
+    tagged(sp_respond(&app, result), received)
 }
 
 async fn sp_update(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let mut received = Received::default();
     let result = (|| {
         let obj = sp_body(&app, &body)?;
         let id = text(obj.get("contactId")).unwrap_or_default();
@@ -387,9 +426,10 @@ async fn sp_update(State(app): State<Arc<App>>, body: Bytes) -> Response {
             .and_then(ContactInput::from_json)
             .ok_or(SpError::CONTACT_REQUIRED)?;
         let contact = lock(&app.smspartner).update(&id, &input)?;
+        received.smspartner_update(&contact.contact_id);
         Ok(json!({"success": true, "code": 200, "contact": sp_echo(&contact)}))
     })();
-    sp_respond(&app, result)
+    tagged(sp_respond(&app, result), received)
 }
 
 async fn sp_delete(State(app): State<Arc<App>>, body: Bytes) -> Response {
@@ -493,12 +533,21 @@ async fn mv_create(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
     if let Some(r) = mv_unauthorized(&app, &headers) {
         return r;
     }
-    let result =
-        MobivateInput::from_json(&body).and_then(|input| lock(&app.mobivate).create(input, &now()));
-    match result {
+    let mut received = Received::default();
+    let result = MobivateInput::from_json(&body).and_then(|input| {
+        let msisdn = input.msisdn.clone().unwrap_or_default();
+        let created = lock(&app.mobivate).create(input, &now());
+        // Applied, or refused as already there (the msisdn was valid then).
+        if matches!(created, Ok(_) | Err(MvError::AliasTaken(_))) {
+            received.mobivate_add(&msisdn);
+        }
+        created
+    });
+    let response = match result {
         Ok(record) => Json(json!({"success": true, "record": record})).into_response(),
         Err(e) => mv_fail(&e),
-    }
+    };
+    tagged(response, received)
 }
 
 async fn mv_update(
@@ -512,10 +561,15 @@ async fn mv_update(
     }
     let result = MobivateInput::from_json(&body)
         .and_then(|input| lock(&app.mobivate).update(&id, input, &now()));
-    match result {
-        Ok(record) => Json(json!({"success": true, "record": record})).into_response(),
+    let mut received = Received::default();
+    let response = match result {
+        Ok(record) => {
+            received.mobivate_update(&record.id);
+            Json(json!({"success": true, "record": record})).into_response()
+        }
         Err(e) => mv_fail(&e),
-    }
+    };
+    tagged(response, received)
 }
 
 async fn mv_delete(

@@ -228,6 +228,13 @@ pub struct Counters {
     pub requests: BTreeMap<String, BTreeMap<String, u64>>,
     /// Injected faults by kind.
     pub faults: FaultCounts,
+    /// Adds and updates that reached the store, by target and number or id.
+    #[serde(default)]
+    pub received: Received,
+    /// The part of `received` whose response was lost (fault `lost`): applied
+    /// or refused, but the client never heard, so sending it again is fair.
+    #[serde(default)]
+    pub unanswered: Received,
 }
 
 impl Counters {
@@ -246,6 +253,103 @@ impl Counters {
             .get(endpoint)
             .map(|m| m.values().sum())
             .unwrap_or(0)
+    }
+}
+
+/// What reached the store, counted per target and number (adds) or contact id
+/// (updates), so a test can tell a client that sends a number twice from one
+/// that sends it once: the store itself refuses the second add, so its
+/// contents alone cannot.
+///
+/// An add counts when it was applied or refused as already there (SMS Partner
+/// code 15, a Mobivate alias taken); one refused for another reason (bad key,
+/// invalid number, unknown group) does not, nor one that never reached the
+/// store (429, injected 5xx, dropped connection). An update counts when applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    /// SMS Partner add items (a single add, or each item of a bulk add): group →
+    /// E.164 number → count.
+    #[serde(default)]
+    pub smspartner_adds: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Mobivate creates: `msisdn` → count.
+    #[serde(default)]
+    pub mobivate_adds: BTreeMap<String, u64>,
+    /// SMS Partner updates applied: `contactId` → count.
+    #[serde(default)]
+    pub smspartner_updates: BTreeMap<String, u64>,
+    /// Mobivate updates applied: record id → count.
+    #[serde(default)]
+    pub mobivate_updates: BTreeMap<String, u64>,
+}
+
+impl Received {
+    /// The SMS Partner adds received for `group`, by E.164 number (empty if none).
+    pub fn smspartner_adds_in(&self, group: &str) -> BTreeMap<String, u64> {
+        self.smspartner_adds.get(group).cloned().unwrap_or_default()
+    }
+
+    /// How many add items for `phone` (E.164) reached SMS Partner group `group`.
+    pub fn smspartner_add_count(&self, group: &str, phone: &str) -> u64 {
+        self.smspartner_adds
+            .get(group)
+            .and_then(|m| m.get(phone))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many Mobivate creates carried `msisdn` (digits, no `+`).
+    pub fn mobivate_add_count(&self, msisdn: &str) -> u64 {
+        self.mobivate_adds.get(msisdn).copied().unwrap_or(0)
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.smspartner_adds.values().all(BTreeMap::is_empty)
+            && self.mobivate_adds.is_empty()
+            && self.smspartner_updates.is_empty()
+            && self.mobivate_updates.is_empty()
+    }
+
+    fn smspartner_add(&mut self, group: &str, phone: &str) {
+        *self
+            .smspartner_adds
+            .entry(group.to_string())
+            .or_default()
+            .entry(phone.to_string())
+            .or_default() += 1;
+    }
+
+    fn mobivate_add(&mut self, msisdn: &str) {
+        *self.mobivate_adds.entry(msisdn.to_string()).or_default() += 1;
+    }
+
+    fn smspartner_update(&mut self, contact_id: &str) {
+        *self
+            .smspartner_updates
+            .entry(contact_id.to_string())
+            .or_default() += 1;
+    }
+
+    fn mobivate_update(&mut self, id: &str) {
+        *self.mobivate_updates.entry(id.to_string()).or_default() += 1;
+    }
+
+    /// Adds `other`'s counts to these.
+    fn merge(&mut self, other: &Received) {
+        for (group, phones) in &other.smspartner_adds {
+            let mine = self.smspartner_adds.entry(group.clone()).or_default();
+            for (phone, n) in phones {
+                *mine.entry(phone.clone()).or_default() += n;
+            }
+        }
+        let sum = |mine: &mut BTreeMap<String, u64>, theirs: &BTreeMap<String, u64>| {
+            for (k, n) in theirs {
+                *mine.entry(k.clone()).or_default() += n;
+            }
+        };
+        sum(&mut self.mobivate_adds, &other.mobivate_adds);
+        sum(&mut self.smspartner_updates, &other.smspartner_updates);
+        sum(&mut self.mobivate_updates, &other.mobivate_updates);
     }
 }
 

@@ -466,6 +466,8 @@ impl SmsPartnerStore {
 pub enum MvError {
     /// 400 `ValidationError`.
     Validation(String),
+    /// 400 `ValidationError`: the alias belongs to another contact already.
+    AliasTaken(String),
     /// 404 `NotFoundError`.
     NotFound,
 }
@@ -474,7 +476,7 @@ impl MvError {
     /// The error `name` in the body.
     pub fn name(&self) -> &'static str {
         match self {
-            MvError::Validation(_) => "ValidationError",
+            MvError::Validation(_) | MvError::AliasTaken(_) => "ValidationError",
             MvError::NotFound => "NotFoundError",
         }
     }
@@ -482,7 +484,7 @@ impl MvError {
     /// The HTTP status (also the body's `statusCode`).
     pub fn status(&self) -> u16 {
         match self {
-            MvError::Validation(_) => 400,
+            MvError::Validation(_) | MvError::AliasTaken(_) => 400,
             MvError::NotFound => 404,
         }
     }
@@ -490,7 +492,7 @@ impl MvError {
     /// The human-readable message.
     pub fn message(&self) -> &str {
         match self {
-            MvError::Validation(m) => m,
+            MvError::Validation(m) | MvError::AliasTaken(m) => m,
             MvError::NotFound => "Contact not found",
         }
     }
@@ -629,7 +631,7 @@ impl MobivateStore {
         let msisdn = input.msisdn.unwrap_or_default();
         check_msisdn(&msisdn)?;
         if self.aliases.contains_key(&alias) {
-            return Err(MvError::Validation(format!(
+            return Err(MvError::AliasTaken(format!(
                 "alias {alias:?} already exists"
             )));
         }
@@ -665,7 +667,7 @@ impl MobivateStore {
             check_alias(alias)?;
             match self.aliases.get(alias) {
                 Some(owner) if owner != id => {
-                    return Err(MvError::Validation(format!(
+                    return Err(MvError::AliasTaken(format!(
                         "alias {alias:?} already exists"
                     )));
                 }
@@ -945,6 +947,7 @@ mod tests {
         assert_eq!(a.created_on, "t0");
         let err = m.create(mv_input("ada", "33622222222"), "t1").unwrap_err();
         assert_eq!((err.name(), err.status()), ("ValidationError", 400));
+        assert!(matches!(err, MvError::AliasTaken(_)), "{err:?}");
         assert!(m.create(mv_input("", "33622222222"), "t").is_err());
         assert!(m.create(mv_input("bob", ""), "t").is_err());
         assert!(m.create(mv_input("bob", "+33622222222"), "t").is_err());
@@ -983,10 +986,10 @@ mod tests {
         assert_eq!(u.msisdn, "33633333333");
         assert_eq!(u.meta["FIRSTNAME"], "Ada");
         assert_eq!(u.updated_on.as_deref(), Some("t1"));
-        assert!(
-            m.update(&b.id, mv_input("ada", "33622222222"), "t")
-                .is_err()
-        );
+        assert!(matches!(
+            m.update(&b.id, mv_input("ada", "33622222222"), "t"),
+            Err(MvError::AliasTaken(_))
+        ));
         assert!(m.update(&a.id, mv_input("ada", "33611111111"), "t").is_ok());
         assert_eq!(
             m.update("nope", MobivateInput::default(), "t"),

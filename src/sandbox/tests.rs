@@ -1,6 +1,7 @@
 //! End-to-end tests of the sandbox over HTTP: a real server on an ephemeral
 //! loopback port, driven with reqwest (and raw TCP where "no response" matters).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Parser;
@@ -375,6 +376,102 @@ async fn sp_update_delete_and_detail() {
     assert_eq!(state.counters.count("GET /v1/contact/detail", "200"), 3);
 }
 
+/// Sends what `SmsPartner::detail` builds and reads the answer with its `parse_detail`.
+async fn provider_detail(
+    client: &Client,
+    h: &SandboxHandle,
+    key: &str,
+    contact_id: &str,
+) -> Result<Option<String>, crate::provider::OpError> {
+    use crate::provider::{Provider, SmsPartner};
+    let provider = SmsPartner::new(reqwest::Url::parse(&h.base_url()).unwrap()).unwrap();
+    let key = crate::secret::ApiKey::new(key.into());
+    let req = provider
+        .detail(&key, contact_id)
+        .expect("SMS Partner reads by id");
+    let r = client.request(req.method, req.url).send().await.unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    provider.parse_detail(status, &body)
+}
+
+#[tokio::test]
+async fn sp_detail_answers_what_the_client_reads() {
+    // API-NOTES: `{success, code, contact: {contactId, phone, firstname, …, groupId}}`
+    // (the seed pages document add and update only). The client's parser and
+    // the sandbox must agree, under every configured error status.
+    for error_status in [200, 400, 404] {
+        let (h, c) = serve(SandboxConfig {
+            error_status,
+            ..SandboxConfig::default()
+        })
+        .await;
+        let ids = h
+            .seed_smspartner("sandbox", [input("06 11 11 11 11"), input("0622222222")])
+            .unwrap();
+        let (status, body) = get(
+            &c,
+            &h,
+            &format!("/v1/contact/detail?apiKey={KEY}&contactId={}", ids[0]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let contact = body["contact"].as_object().unwrap();
+        let mut fields: Vec<&str> = contact.keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "contactId",
+                "custom1",
+                "custom2",
+                "custom3",
+                "custom4",
+                "date",
+                "firstname",
+                "groupId",
+                "lastname",
+                "phone",
+                "shortUrlPartnr",
+                "url"
+            ]
+        );
+        assert_eq!(contact["contactId"], ids[0].as_str());
+
+        let read = |id: String, key: &'static str| {
+            let (c, h) = (&c, &h);
+            async move { provider_detail(c, h, key, &id).await }
+        };
+        assert_eq!(
+            read(ids[0].clone(), KEY).await,
+            Ok(Some("+33611111111".into()))
+        );
+        assert_eq!(read("999".into(), KEY).await, Ok(None), "{error_status}");
+        post(
+            &c,
+            &h,
+            "/v1/contact/delete",
+            json!({"apiKey": KEY, "contactId": ids[1]}),
+        )
+        .await;
+        assert_eq!(read(ids[1].clone(), KEY).await, Ok(None), "deleted");
+        assert!(
+            matches!(
+                read(ids[0].clone(), "wrong").await,
+                Err(crate::provider::OpError::Auth(_))
+            ),
+            "{error_status}"
+        );
+        assert!(
+            matches!(
+                read(String::new(), KEY).await,
+                Err(crate::provider::OpError::Failed(e)) if e.code == crate::codes::ErrorCode::Api(1)
+            ),
+            "{error_status}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn sp_list_pages_by_twenty_with_total_as_string() {
     let (h, c) = plain().await;
@@ -637,6 +734,152 @@ async fn mv_update_list_and_delete() {
     );
 }
 
+// ------------------------------------------------------------ what is received
+
+#[tokio::test]
+async fn adds_are_counted_per_target_and_number_applied_or_refused_as_existing() {
+    let (h, c) = serve(SandboxConfig {
+        groups: vec!["g1".into(), "g2".into()],
+        ..SandboxConfig::default()
+    })
+    .await;
+    // Pre-loaded contacts were never sent: not counted.
+    let ids = h.seed_smspartner("g1", [input("0611111111")]).unwrap();
+    let add =
+        |group: &str, contact: Value| json!({"apiKey": KEY, "groupId": group, "contact": contact});
+    let sp = |body: Value| {
+        let (c, h) = (&c, &h);
+        async move { post(c, h, "/v1/contact/add", body).await.1 }
+    };
+    // Applied, then refused as already in the group: one add each.
+    assert_eq!(
+        sp(add("g1", json!({"phoneNumber": "0622222222"}))).await["success"],
+        true
+    );
+    assert_code(
+        &sp(add("g1", json!({"phoneNumber": "06 11 11 11 11"}))).await,
+        15,
+        "The number is already in the group",
+    );
+    // Refused for other reasons: not an add of that number.
+    sp(add("g1", json!({"phoneNumber": "0612"}))).await;
+    sp(add("nope", json!({"phoneNumber": "0644444444"}))).await;
+    sp(json!({"apiKey": "wrong", "groupId": "g1", "contact": {"phoneNumber": "0644444444"}})).await;
+    // Bulk: every item counts on its own, including a repeat within the list.
+    let bulk = sp(json!({"apiKey": KEY, "groupId": "g1", "contactsList": [
+        {"phoneNumber": "+33622222222"},
+        {"phoneNumber": "0633333333"},
+        {"phoneNumber": "0033633333333"},
+        {"phoneNumber": "12ab"},
+        {"firstname": "no number"},
+    ]}))
+    .await;
+    let codes: Vec<&Value> = bulk["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["code"])
+        .collect();
+    assert_eq!(
+        codes,
+        [&json!(15), &json!(200), &json!(15), &json!(9), &json!(2)]
+    );
+    // Another group is another target.
+    sp(add("g2", json!({"phoneNumber": "0622222222"}))).await;
+    // Updates count by contact id when applied.
+    let update = |id: &str| json!({"apiKey": KEY, "contactId": id, "contact": {"firstname": "x"}});
+    post(&c, &h, "/v1/contact/update", update(&ids[0])).await;
+    post(&c, &h, "/v1/contact/update", update(&ids[0])).await;
+    post(&c, &h, "/v1/contact/update", update("999")).await;
+
+    // Mobivate: a create counts by msisdn, applied or refused for its alias.
+    let create =
+        |body: Value| mv(&c, &h, reqwest::Method::POST, "/addressbook/contacts").json(&body);
+    let (_, b) = answer(create(json!({"alias": "ada", "msisdn": "33611111111"}))).await;
+    let mv_id = b["record"]["id"].as_str().unwrap().to_string();
+    let (s, b) = answer(create(json!({"alias": "ada", "msisdn": "33622222222"}))).await;
+    assert_mv_error(s, &b, StatusCode::BAD_REQUEST, "ValidationError");
+    let (s, _) = answer(create(json!({"alias": "bob", "msisdn": "+33633333333"}))).await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "an invalid msisdn is not counted"
+    );
+    let (s, _) = answer(
+        c.post(format!("{}/addressbook/contacts", h.base_url()))
+            .bearer_auth("wrong")
+            .json(&json!({"alias": "eve", "msisdn": "33644444444"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let path = format!("/addressbook/contacts/{mv_id}");
+    let (s, _) = answer(mv(&c, &h, reqwest::Method::POST, &path).json(&json!({"meta": {}}))).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let state = h.snapshot();
+    let received = &state.counters.received;
+    assert_eq!(
+        received.smspartner_adds_in("g1"),
+        BTreeMap::from([
+            ("+33611111111".to_string(), 1),
+            ("+33622222222".to_string(), 2),
+            ("+33633333333".to_string(), 2),
+        ])
+    );
+    assert_eq!(
+        received.smspartner_adds_in("g2"),
+        BTreeMap::from([("+33622222222".to_string(), 1)])
+    );
+    assert_eq!(received.smspartner_add_count("nope", "+33644444444"), 0);
+    assert_eq!(received.smspartner_add_count("g1", "+33644444444"), 0);
+    assert_eq!(
+        received.smspartner_updates,
+        BTreeMap::from([(ids[0].clone(), 2)])
+    );
+    assert_eq!(
+        received.mobivate_adds,
+        BTreeMap::from([
+            ("33611111111".to_string(), 1),
+            ("33622222222".to_string(), 1)
+        ])
+    );
+    assert_eq!(received.mobivate_updates, BTreeMap::from([(mv_id, 1)]));
+    assert_eq!(
+        state.counters.unanswered,
+        Received::default(),
+        "every answer was sent"
+    );
+
+    // The inspection endpoint serves the same counts.
+    let (_, served) = get(&c, &h, "/_sandbox/state").await;
+    assert_eq!(
+        served["counters"]["received"]["smspartner_adds"]["g1"]["+33622222222"],
+        2
+    );
+    assert_eq!(
+        served["counters"]["received"]["mobivate_adds"]["33622222222"],
+        1
+    );
+    let served: SandboxState = serde_json::from_value(served).unwrap();
+    assert_eq!(served, state);
+}
+
+#[test]
+fn state_json_without_the_received_counts_still_reads() {
+    // What /_sandbox/state served before the counts were added.
+    let old = json!({
+        "smspartner": [{"id": "g1", "contacts": []}],
+        "mobivate": [],
+        "counters": {
+            "requests": {"POST /v1/contact/add": {"200": 1}},
+            "faults": {"rate_limited": 0, "server_error": 0, "dropped": 0, "lost": 0, "delayed": 0}
+        }
+    });
+    let state: SandboxState = serde_json::from_value(old).unwrap();
+    assert_eq!(state.counters.count("POST /v1/contact/add", "200"), 1);
+    assert!(state.counters.received.is_empty() && state.counters.unanswered.is_empty());
+}
+
 // -------------------------------------------------------------------- faults
 
 fn stressed(f: impl FnOnce(&mut faults::FaultSettings)) -> SandboxConfig {
@@ -733,6 +976,11 @@ async fn injected_5xx_applies_nothing() {
     assert!(state.mobivate.is_empty());
     assert_eq!(state.counters.faults.server_error, 2);
     assert_eq!(state.counters.count("POST /v1/contact/add", "500"), 1);
+    assert_eq!(
+        state.counters.received,
+        Received::default(),
+        "never received"
+    );
 }
 
 /// Sends a raw HTTP/1.1 request and returns every byte the server sent before
@@ -777,6 +1025,11 @@ async fn dropped_connection_applies_nothing_and_sends_nothing() {
     assert!(state.mobivate.is_empty());
     assert_eq!(state.counters.faults.dropped, 2);
     assert_eq!(state.counters.count("POST /v1/contact/add", "dropped"), 1);
+    assert_eq!(
+        state.counters.received,
+        Received::default(),
+        "never received"
+    );
 }
 
 #[tokio::test]
@@ -812,6 +1065,11 @@ async fn lost_response_applies_the_change_but_sends_nothing() {
         state.counters.count("POST /addressbook/contacts", "lost"),
         1
     );
+    // Received, and known to have gone unanswered: a retry would be fair.
+    let received = &state.counters.received;
+    assert_eq!(received.smspartner_add_count("sandbox", "+33611111111"), 1);
+    assert_eq!(received.mobivate_add_count("33611111111"), 1);
+    assert_eq!(&state.counters.unanswered, received);
 }
 
 #[tokio::test]
