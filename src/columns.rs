@@ -1,4 +1,7 @@
 //! Contact fields and the mapping from an input file's header to them (SPEC §3).
+//!
+//! A contact id is only taken from a header that names it without doubt
+//! (never a CRM's own `Id`): a wrong column would rewrite unrelated contacts.
 
 use std::fmt;
 
@@ -105,7 +108,12 @@ impl Field {
             ],
             Field::Date => &["birthday", "birth date", "date de naissance", "dob"],
             Field::Url => &["website", "site", "lien", "link", "web"],
-            Field::ContactId => &["id", "contact id"],
+            // Never a bare `id`: CRMs (Salesforce, HubSpot, Mobivate's own
+            // records) export their ids under it, and taking one for the
+            // provider's id would rewrite unrelated contacts. `contact_id` and
+            // `contactId` (SMS Partner's name, and the report's column) fold
+            // to the same key.
+            Field::ContactId => &["contact id"],
             Field::GroupId => &["group", "group id", "groupe"],
             Field::Custom1 | Field::Custom2 | Field::Custom3 | Field::Custom4 | Field::Alias => &[],
         }
@@ -169,6 +177,8 @@ impl FieldSet {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ColumnMap {
     index: [Option<usize>; Field::COUNT],
+    /// The fields whose column `--map` named.
+    explicit: FieldSet,
 }
 
 /// Why a header cannot be used.
@@ -176,7 +186,7 @@ pub struct ColumnMap {
 pub enum MapError {
     /// No column maps to phoneNumber.
     #[error(
-        "no phone number column: the header has none of phoneNumber, phone, mobile, msisdn, tel, telephone, portable, gsm, numero (use --map phoneNumber=HEADER)"
+        "no phone number column: the header has none of phoneNumber, phone, mobile, msisdn, tel, telephone, portable, gsm, cell, numero (use --map phoneNumber=HEADER)"
     )]
     NoPhoneColumn,
     /// `--map` names a header that is not in the file.
@@ -193,32 +203,45 @@ pub enum MapError {
 pub type Ignored = Vec<String>;
 
 impl ColumnMap {
-    /// Maps `headers` to fields: explicit `overrides` first, then aliases; the
-    /// first column matching a field wins.
+    /// Maps `headers` to fields.
+    ///
+    /// Explicit `overrides` (`--map`) come first; the last one for a field
+    /// wins, and an empty header unmaps the field: it is then never
+    /// auto-mapped. Every other field takes the first column whose name
+    /// matches it.
     pub fn resolve(
         headers: &[&str],
         overrides: &[(Field, String)],
     ) -> Result<(ColumnMap, Ignored), MapError> {
+        // None: not named by --map; Some(None): unmapped; Some(Some(pos)): named.
+        let mut named: [Option<Option<usize>>; Field::COUNT] = [None; Field::COUNT];
+        for (field, header) in overrides {
+            named[*field as usize] = if header.trim().is_empty() {
+                Some(None)
+            } else {
+                Some(Some(find_header(headers, header).ok_or_else(|| {
+                    MapError::UnknownHeader {
+                        field: *field,
+                        header: header.clone(),
+                    }
+                })?))
+            };
+        }
         let mut map = ColumnMap::default();
         let mut used = vec![false; headers.len()];
-        for (field, header) in overrides {
-            let wanted = fold(header);
-            let pos = headers
-                .iter()
-                .position(|h| h.trim() == header.trim())
-                .or_else(|| headers.iter().position(|h| fold(h) == wanted))
-                .ok_or_else(|| MapError::UnknownHeader {
-                    field: *field,
-                    header: header.clone(),
-                })?;
-            map.index[*field as usize] = Some(pos);
-            used[pos] = true;
+        for field in Field::ALL {
+            if let Some(Some(pos)) = named[field as usize] {
+                map.index[field as usize] = Some(pos);
+                map.explicit.insert(field);
+                used[pos] = true;
+            }
         }
         for (pos, header) in headers.iter().enumerate() {
             if used[pos] {
                 continue;
             }
             if let Some(field) = Field::from_header(header)
+                && named[field as usize].is_none()
                 && map.index[field as usize].is_none()
             {
                 map.index[field as usize] = Some(pos);
@@ -235,6 +258,12 @@ impl ColumnMap {
             .map(|(h, _)| h.to_string())
             .collect();
         Ok((map, ignored))
+    }
+
+    /// Whether `field`'s column was named by `--map` (false when it has none):
+    /// a contact id the user pointed at, rather than one found by name.
+    pub fn explicit(&self, field: Field) -> bool {
+        self.explicit.contains(field) && self.get(field).is_some()
     }
 
     /// A map from explicit positions, for tests and callers that know the layout.
@@ -261,6 +290,16 @@ impl ColumnMap {
     pub fn get(&self, field: Field) -> Option<usize> {
         self.index[field as usize]
     }
+}
+
+/// The position of `wanted` among `headers`: an exact match (trimmed) first,
+/// else one equal after folding.
+fn find_header(headers: &[&str], wanted: &str) -> Option<usize> {
+    let key = fold(wanted);
+    headers
+        .iter()
+        .position(|h| h.trim() == wanted.trim())
+        .or_else(|| headers.iter().position(|h| fold(h) == key))
 }
 
 #[cfg(test)]
@@ -307,5 +346,84 @@ mod tests {
             ColumnMap::resolve(&["phone"], &[(Field::Url, "web".into())]),
             Err(MapError::UnknownHeader { .. })
         ));
+    }
+
+    fn resolve(
+        headers: &[&str],
+        overrides: &[(Field, &str)],
+    ) -> Result<(ColumnMap, Ignored), MapError> {
+        let overrides: Vec<(Field, String)> =
+            overrides.iter().map(|(f, h)| (*f, h.to_string())).collect();
+        ColumnMap::resolve(headers, &overrides)
+    }
+
+    #[test]
+    fn contact_id_comes_only_from_a_header_that_says_so() {
+        for h in [
+            "contactId",
+            "contact_id",
+            "Contact ID",
+            "CONTACT-ID",
+            "contact id",
+            "Contact.Id",
+        ] {
+            assert_eq!(Field::from_header(h), Some(Field::ContactId), "{h:?}");
+        }
+        for h in [
+            "Id",
+            "ID",
+            "id",
+            "#",
+            "Record ID",
+            "Customer ID",
+            "Contact",
+            "Mobivate ID",
+            "uid",
+        ] {
+            assert_eq!(Field::from_header(h), None, "{h:?}");
+        }
+        // A CRM export: its own `Id` first, then the data.
+        let (map, ignored) = resolve(&["Id", "First Name", "Phone"], &[]).unwrap();
+        assert_eq!(map.get(Field::ContactId), None);
+        assert_eq!(map.get(Field::PhoneNumber), Some(2));
+        assert_eq!(ignored, vec!["Id".to_string()]);
+        let (map, _) = resolve(&["Id", "Phone", "contact_id"], &[]).unwrap();
+        assert_eq!(map.get(Field::ContactId), Some(2));
+        assert!(!map.explicit(Field::ContactId), "found by name, not --map");
+        // `--map contactId=Id` takes it on purpose, and says so.
+        let (map, ignored) = resolve(&["Id", "Phone"], &[(Field::ContactId, "Id")]).unwrap();
+        assert_eq!(map.get(Field::ContactId), Some(0));
+        assert!(map.explicit(Field::ContactId));
+        assert!(!map.explicit(Field::PhoneNumber));
+        assert!(ignored.is_empty());
+    }
+
+    #[test]
+    fn an_empty_map_unmaps_the_field() {
+        let (map, ignored) = resolve(&["phone", "website"], &[(Field::Url, "")]).unwrap();
+        assert_eq!(map.get(Field::Url), None);
+        assert!(!map.explicit(Field::Url));
+        assert_eq!(ignored, vec!["website".to_string()]);
+        // Blank counts as empty.
+        let (map, _) = resolve(&["phone", "website"], &[(Field::Url, "  ")]).unwrap();
+        assert_eq!(map.get(Field::Url), None);
+        assert_eq!(
+            resolve(&["phone", "name"], &[(Field::PhoneNumber, "")]),
+            Err(MapError::NoPhoneColumn)
+        );
+        // The last --map of a field wins.
+        let (map, _) = resolve(
+            &["phone", "website"],
+            &[(Field::Url, "website"), (Field::Url, "")],
+        )
+        .unwrap();
+        assert_eq!(map.get(Field::Url), None);
+        let (map, _) = resolve(
+            &["phone", "website"],
+            &[(Field::Url, ""), (Field::Url, "website")],
+        )
+        .unwrap();
+        assert_eq!(map.get(Field::Url), Some(1));
+        assert!(map.explicit(Field::Url));
     }
 }
