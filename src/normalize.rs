@@ -64,7 +64,7 @@ pub struct Contact {
     pub lastname: String,
     /// `YYYY-MM-DD` (empty when absent).
     pub date: String,
-    /// Absolute http(s) URL (empty when absent).
+    /// Absolute http(s) URL exactly as written, trimmed (empty when absent).
     pub url: String,
     /// custom1..custom4, trimmed (empty when absent).
     pub custom: [String; 4],
@@ -415,7 +415,8 @@ fn digit(n: u32) -> char {
     char::from_digit(n, 10).unwrap_or('0')
 }
 
-/// A trimmed URL cell, normalised, if absolute http(s) with a host.
+/// A trimmed URL cell, checked to be an absolute http(s) URL with a host and
+/// returned exactly as written: the provider stores what the user wrote.
 fn url(raw: &str) -> Result<String, RowError> {
     if raw.is_empty() {
         return Ok(String::new());
@@ -429,6 +430,15 @@ fn url(raw: &str) -> Result<String, RowError> {
             ),
         )
     };
+    // The parser forgives what a browser would repair (it drops tabs and
+    // newlines, encodes spaces, reads `\` as `/`); the cell is sent as
+    // written, so such a cell would pass a check it does not meet.
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains a space or a control character"));
+    }
+    if raw.contains('\\') {
+        return Err(bad("it contains a backslash"));
+    }
     let parsed = match reqwest::Url::parse(raw) {
         Ok(u) => u,
         Err(_) if !raw.contains(':') => return Err(bad("it has no scheme")),
@@ -441,10 +451,17 @@ fn url(raw: &str) -> Result<String, RowError> {
             parsed.scheme()
         )));
     }
+    // `http:x.fr`, `http:/x.fr` and `http:///x.fr` parse too, but only
+    // because the parser adds or drops slashes.
+    let after_scheme = raw.split_once(':').map_or("", |(_, rest)| rest);
+    match after_scheme.strip_prefix("//") {
+        Some(authority) if !authority.starts_with('/') => {}
+        _ => return Err(bad("the scheme must be followed by // and the host")),
+    }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad("it has no host"));
     }
-    Ok(parsed.into())
+    Ok(raw.to_string())
 }
 
 /// Copies a trimmed phone cell into `buf` without separators, with a `00`
@@ -916,15 +933,22 @@ mod tests {
 
     #[test]
     fn urls_must_be_absolute_http_or_https() {
-        for (raw, want) in [
-            ("http://x.fr", "http://x.fr/"),
-            ("HTTP://x.fr", "http://x.fr/"),
-            ("HttpS://Example.COM/a?b=c#d", "https://example.com/a?b=c#d"),
-            (" https://x.fr/page ", "https://x.fr/page"),
-            ("", ""),
+        for raw in [
+            "http://x.fr",
+            "HTTP://x.fr",
+            "HTTP://EXAMPLE.COM/Path",
+            "HttpS://Example.COM/a?b=c#d",
+            "https://x.fr:8443/a/../b?q=%41",
+            "https://café.fr/été",
+            "http://[::1]:8080",
         ] {
-            assert_eq!(url_with(raw).as_deref(), Ok(want), "{raw:?}");
+            assert_eq!(url_with(raw).as_deref(), Ok(raw), "{raw:?}");
         }
+        assert_eq!(
+            url_with(" https://x.fr/page\t").as_deref(),
+            Ok("https://x.fr/page")
+        );
+        assert_eq!(url_with("").as_deref(), Ok(""));
         for raw in [
             "ftp://x.fr",
             "mailto:a@x.fr",
@@ -935,10 +959,19 @@ mod tests {
             "http://",
             "https://",
             "http://exa mple.fr",
+            // The parser would repair these; they are not sent repaired.
+            "http:x.fr",
+            "http:/x.fr",
+            "http:///x.fr",
+            "http:\\\\x.fr",
+            "https://x.fr\\page",
+            "https://x.fr/my page",
+            "https://x.fr/a\tb",
+            "https://x.fr/a\nb",
         ] {
             let errors = url_with(raw).expect_err(raw);
             assert_eq!(codes(&errors), [ErrorCode::UrlInvalid], "{raw:?}");
-            assert!(errors[0].message.contains(raw.trim()), "{errors:?}");
+            assert!(errors[0].message.contains(&quote(raw.trim())), "{errors:?}");
         }
     }
 
