@@ -1,5 +1,5 @@
 //! Issue 8, normalisation points: a URL reaches the provider exactly as the
-//! user wrote it.
+//! user wrote it, and a date's year has four digits and lies in 1900–2100.
 
 use crate::util::*;
 
@@ -94,4 +94,96 @@ fn a_url_the_parser_would_repair_is_url_invalid() {
             (4, "valid", "")
         ]
     );
+}
+
+#[test]
+fn a_two_digit_year_read_by_percent_capital_y_is_date_invalid() {
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "phone,birthday\n\
+         0622222222,31/12/1999\n\
+         0633333333,31/12/99\n\
+         0644444444,31/12/0099\n\
+         0655555555,01/01/2101\n",
+    );
+    let out = dir.run(&[
+        "validate",
+        "in.csv",
+        "--date-format",
+        "%d/%m/%Y",
+        "--report",
+        "-",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = parse_report(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        triples(&report),
+        vec![
+            (2, "valid", ""),
+            (3, "invalid", "DATE_INVALID"),
+            (4, "invalid", "DATE_INVALID"),
+            (5, "invalid", "DATE_INVALID"),
+        ]
+    );
+    assert!(
+        report[1].message.contains("fewer than four digits")
+            && report[1].message.contains("--date-format %d/%m/%y"),
+        "{:?}",
+        report[1].message
+    );
+    assert!(
+        report[2]
+            .message
+            .contains("the year 99 is outside 1900–2100"),
+        "{:?}",
+        report[2].message
+    );
+    assert!(
+        report[3]
+            .message
+            .contains("the year 2101 is outside 1900–2100"),
+        "{:?}",
+        report[3].message
+    );
+}
+
+#[test]
+fn nothing_of_a_row_with_a_two_digit_year_is_sent() {
+    let sb = Sandbox::calm();
+    let ids = sb.seed_group("g1", &["+33611111111"]);
+    let before = sb.state().group("g1").to_vec();
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        format!(
+            "phone,firstname,birthday,contactId\n\
+             0622222222,Good,31/12/1999,\n\
+             0633333333,New,31/12/99,\n\
+             0611111111,Changed,31/12/99,{}\n",
+            ids[0]
+        ),
+    );
+    let out = sb.sync(&dir, "smspartner", &["--date-format", "%d/%m/%Y"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(
+        triples(&dir.report("in.report.csv")),
+        vec![
+            (2, "added", ""),
+            (3, "invalid", "DATE_INVALID"),
+            (4, "invalid", "DATE_INVALID"),
+        ]
+    );
+    let state = sb.state();
+    let group = state.group("g1");
+    assert_eq!(group.len(), 2, "{group:?}");
+    assert_eq!(
+        group[0], before[0],
+        "the contact behind the bad row changed"
+    );
+    assert_eq!(
+        (group[1].phone.as_str(), group[1].date.as_str()),
+        ("+33622222222", "1999-12-31")
+    );
+    assert_eq!(state.counters.total("POST /v1/contact/update"), 0);
 }
