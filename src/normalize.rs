@@ -233,7 +233,6 @@ impl Normalizer {
         Ok(contact)
     }
 
-    /// The E.164 form of a trimmed phone cell.
     /// The row's number in E.164 when its phone cell alone is valid (for
     /// reporting rows that other fields made invalid).
     pub fn phone_of(&self, map: &ColumnMap, record: &Record) -> Option<String> {
@@ -241,6 +240,7 @@ impl Normalizer {
         self.phone(raw).ok()
     }
 
+    /// The E.164 form of a trimmed phone cell.
     fn phone(&self, raw: &str) -> Result<String, RowError> {
         if raw.is_empty() {
             return Err(RowError::new(
