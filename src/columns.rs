@@ -1,4 +1,9 @@
 //! Contact fields and the mapping from an input file's header to them (SPEC §3).
+//!
+//! Two rules guard the provider's address book against a wrong column: a
+//! contact id is only taken from a header that names it without doubt (never
+//! a CRM's own `Id`), and when several headers could be the phone number a
+//! mobile-labelled one must stand out, else the run stops and asks for `--map`.
 
 use std::fmt;
 
@@ -105,7 +110,12 @@ impl Field {
             ],
             Field::Date => &["birthday", "birth date", "date de naissance", "dob"],
             Field::Url => &["website", "site", "lien", "link", "web"],
-            Field::ContactId => &["id", "contact id"],
+            // Never a bare `id`: CRMs (Salesforce, HubSpot, Mobivate's own
+            // records) export their ids under it, and taking one for the
+            // provider's id would rewrite unrelated contacts. `contact_id` and
+            // `contactId` (SMS Partner's name, and the report's column) fold
+            // to the same key.
+            Field::ContactId => &["contact id"],
             Field::GroupId => &["group", "group id", "groupe"],
             Field::Custom1 | Field::Custom2 | Field::Custom3 | Field::Custom4 | Field::Alias => &[],
         }
@@ -169,6 +179,8 @@ impl FieldSet {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ColumnMap {
     index: [Option<usize>; Field::COUNT],
+    /// The fields whose column `--map` named.
+    explicit: FieldSet,
 }
 
 /// Why a header cannot be used.
@@ -176,9 +188,18 @@ pub struct ColumnMap {
 pub enum MapError {
     /// No column maps to phoneNumber.
     #[error(
-        "no phone number column: the header has none of phoneNumber, phone, mobile, msisdn, tel, telephone, portable, gsm, numero (use --map phoneNumber=HEADER)"
+        "no phone number column: the header has none of phoneNumber, phone, mobile, msisdn, tel, telephone, portable, gsm, cell, numero (use --map phoneNumber=HEADER)"
     )]
     NoPhoneColumn,
+    /// Several headers could be the phone number and none stands out as the
+    /// mobile one (or more than one does).
+    #[error("{}", ambiguous_phone_message(candidates, *mobile))]
+    AmbiguousPhone {
+        /// The headers in question, in file order.
+        candidates: Vec<String>,
+        /// Whether they are all labelled mobile (else none is).
+        mobile: bool,
+    },
     /// `--map` names a header that is not in the file.
     #[error("--map {field}={header}: the file has no column named {header:?}")]
     UnknownHeader {
@@ -193,32 +214,79 @@ pub enum MapError {
 pub type Ignored = Vec<String>;
 
 impl ColumnMap {
-    /// Maps `headers` to fields: explicit `overrides` first, then aliases; the
-    /// first column matching a field wins.
+    /// Maps `headers` to fields.
+    ///
+    /// Explicit `overrides` (`--map`) come first; the last one for a field
+    /// wins, and an empty header unmaps the field: it is then never
+    /// auto-mapped. The phone column is chosen among every header that could
+    /// be one ([`choose_phone`]); the choice is logged when there was one to
+    /// make. Every other field takes the first column whose name matches it.
     pub fn resolve(
         headers: &[&str],
         overrides: &[(Field, String)],
     ) -> Result<(ColumnMap, Ignored), MapError> {
+        // None: not named by --map; Some(None): unmapped; Some(Some(pos)): named.
+        let mut named: [Option<Option<usize>>; Field::COUNT] = [None; Field::COUNT];
+        for (field, header) in overrides {
+            named[*field as usize] = if header.trim().is_empty() {
+                Some(None)
+            } else {
+                Some(Some(find_header(headers, header).ok_or_else(|| {
+                    MapError::UnknownHeader {
+                        field: *field,
+                        header: header.clone(),
+                    }
+                })?))
+            };
+        }
         let mut map = ColumnMap::default();
         let mut used = vec![false; headers.len()];
-        for (field, header) in overrides {
-            let wanted = fold(header);
-            let pos = headers
+        for field in Field::ALL {
+            if let Some(Some(pos)) = named[field as usize] {
+                map.index[field as usize] = Some(pos);
+                map.explicit.insert(field);
+                used[pos] = true;
+            }
+        }
+        if named[Field::PhoneNumber as usize].is_none() {
+            let free: Vec<(usize, &str)> = headers
                 .iter()
-                .position(|h| h.trim() == header.trim())
-                .or_else(|| headers.iter().position(|h| fold(h) == wanted))
-                .ok_or_else(|| MapError::UnknownHeader {
-                    field: *field,
-                    header: header.clone(),
-                })?;
-            map.index[*field as usize] = Some(pos);
-            used[pos] = true;
+                .enumerate()
+                .filter(|(pos, _)| !used[*pos])
+                .map(|(pos, h)| (pos, *h))
+                .collect();
+            match choose_phone(&free)? {
+                PhoneChoice::None => {}
+                PhoneChoice::Only(pos) => {
+                    map.index[Field::PhoneNumber as usize] = Some(pos);
+                    used[pos] = true;
+                }
+                PhoneChoice::Mobile {
+                    chosen,
+                    passed_over,
+                } => {
+                    tracing::info!(
+                        "phone numbers are read from column {:?}, the one labelled mobile; \
+                         passed over: {} (--map phoneNumber=HEADER picks another)",
+                        headers[chosen].trim(),
+                        quoted_list(passed_over.iter().map(|&p| headers[p]))
+                    );
+                    map.index[Field::PhoneNumber as usize] = Some(chosen);
+                    // Passed-over candidates are explained by that line, not
+                    // named again as columns with no matching field.
+                    for pos in std::iter::once(chosen).chain(passed_over) {
+                        used[pos] = true;
+                    }
+                }
+            }
         }
         for (pos, header) in headers.iter().enumerate() {
             if used[pos] {
                 continue;
             }
             if let Some(field) = Field::from_header(header)
+                && field != Field::PhoneNumber
+                && named[field as usize].is_none()
                 && map.index[field as usize].is_none()
             {
                 map.index[field as usize] = Some(pos);
@@ -235,6 +303,12 @@ impl ColumnMap {
             .map(|(h, _)| h.to_string())
             .collect();
         Ok((map, ignored))
+    }
+
+    /// Whether `field`'s column was named by `--map` (false when it has none):
+    /// a contact id the user pointed at, rather than one found by name.
+    pub fn explicit(&self, field: Field) -> bool {
+        self.explicit.contains(field) && self.get(field).is_some()
     }
 
     /// A map from explicit positions, for tests and callers that know the layout.
@@ -260,6 +334,254 @@ impl ColumnMap {
     /// The column holding `field`, if any.
     pub fn get(&self, field: Field) -> Option<usize> {
         self.index[field as usize]
+    }
+}
+
+/// The position of `wanted` among `headers`: an exact match (trimmed) first,
+/// else one equal after folding.
+fn find_header(headers: &[&str], wanted: &str) -> Option<usize> {
+    let key = fold(wanted);
+    headers
+        .iter()
+        .position(|h| h.trim() == wanted.trim())
+        .or_else(|| headers.iter().position(|h| fold(h) == key))
+}
+
+/// Longest folded header (bytes) that is looked at as a possible phone column.
+const MAX_PHONE_HEADER: usize = 80;
+
+/// Words that make a header a phone number column (folded).
+const PHONE_WORDS: &[&str] = &[
+    "phone",
+    "telephone",
+    "tel",
+    "numero",
+    "mobile",
+    "portable",
+    "cell",
+    "cellphone",
+    "gsm",
+    "msisdn",
+];
+
+/// Phone words that say the number is a mobile one. MSISDN is the number of
+/// a SIM card, so it counts as mobile.
+const MOBILE_WORDS: &[&str] = &["mobile", "portable", "cell", "cellphone", "gsm", "msisdn"];
+
+/// Words that may stand beside a phone word in a compound header (`Home
+/// Phone`, `Numéro de téléphone`, `Tel. fixe`) without making it something
+/// else. A header with any other word (`Phone Type`, `Phone Extension`,
+/// `Numéro client`) is not a phone column.
+const PHONE_QUALIFIERS: &[&str] = &[
+    "number",
+    "no",
+    "num",
+    "nr",
+    "de",
+    "du",
+    "contact",
+    "main",
+    "primary",
+    "secondary",
+    "other",
+    "alternate",
+    "alt",
+    "home",
+    "work",
+    "office",
+    "business",
+    "company",
+    "personal",
+    "private",
+    "direct",
+    "landline",
+    "fixed",
+    "fixe",
+    "domicile",
+    "maison",
+    "bureau",
+    "travail",
+    "pro",
+    "professionnel",
+    "professionnelle",
+    "perso",
+    "personnel",
+    "personnelle",
+    "principal",
+    "principale",
+    "secondaire",
+    "autre",
+];
+
+/// What a header says about being the phone number column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneLabel {
+    /// It is not a phone number column.
+    NotPhone,
+    /// A phone column with nothing saying it is a mobile.
+    Phone,
+    /// A phone column labelled mobile (`Mobile Phone`, `Téléphone portable`).
+    Mobile,
+}
+
+/// Whether `header` could be the phone number column, and whether it is
+/// labelled mobile.
+///
+/// A candidate is an alias of `phoneNumber`, or a header made only of phone
+/// words (phone, tel, telephone, numero, mobile, portable, cell, gsm,
+/// msisdn …), words that qualify them (number, home, work, fixe, de …) and
+/// digits, with at least one phone word. Words are found after folding and
+/// dropping punctuation, so `MobilePhone`, `mobile_phone`, `Mobile Phone` and
+/// `Phone (Mobile)` read alike.
+pub fn phone_label(header: &str) -> PhoneLabel {
+    // Punctuation separates words like a space does: `Phone (Mobile)`, `Tel.`.
+    let key: String = fold(header)
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect();
+    let alias = Field::from_header(header) == Some(Field::PhoneNumber);
+    match segment(&key) {
+        Some(words) if words.iter().any(|w| PHONE_WORDS.contains(w)) => {
+            if words.iter().any(|w| MOBILE_WORDS.contains(w)) {
+                PhoneLabel::Mobile
+            } else {
+                PhoneLabel::Phone
+            }
+        }
+        _ if alias => PhoneLabel::Phone,
+        _ => PhoneLabel::NotPhone,
+    }
+}
+
+/// Splits a folded header into phone words, qualifiers and digit runs, or
+/// `None` when some part of it is none of those.
+fn segment(key: &str) -> Option<Vec<&str>> {
+    // The split is quadratic in the length; no phone header is this long.
+    if key.is_empty() || key.len() > MAX_PHONE_HEADER {
+        return None;
+    }
+    // best[i]: the start of the last word of a split of key[..i], if any.
+    let mut best: Vec<Option<usize>> = vec![None; key.len() + 1];
+    best[0] = Some(0);
+    for end in 1..=key.len() {
+        if !key.is_char_boundary(end) {
+            continue;
+        }
+        best[end] = (0..end).rev().find(|&start| {
+            best[start].is_some() && key.is_char_boundary(start) && is_phone_token(&key[start..end])
+        });
+    }
+    let mut words = Vec::new();
+    let mut end = key.len();
+    while end > 0 {
+        let start = best[end]?;
+        words.push(&key[start..end]);
+        end = start;
+    }
+    words.reverse();
+    Some(words)
+}
+
+/// A phone word, a qualifier, or a run of digits.
+fn is_phone_token(s: &str) -> bool {
+    PHONE_WORDS.contains(&s)
+        || PHONE_QUALIFIERS.contains(&s)
+        || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// How the phone number column was found among the headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhoneChoice {
+    /// No header could be the phone number.
+    None,
+    /// Exactly one header could be: this position.
+    Only(usize),
+    /// Several could; the one labelled mobile was chosen.
+    Mobile {
+        /// The chosen position.
+        chosen: usize,
+        /// The other candidates' positions, in file order.
+        passed_over: Vec<usize>,
+    },
+}
+
+/// Chooses the phone number column among `(position, header)` pairs: the
+/// only candidate, else the only mobile-labelled one; several candidates with
+/// no single mobile one is [`MapError::AmbiguousPhone`].
+pub fn choose_phone(headers: &[(usize, &str)]) -> Result<PhoneChoice, MapError> {
+    let candidates: Vec<(usize, &str, PhoneLabel)> = headers
+        .iter()
+        .map(|&(pos, h)| (pos, h, phone_label(h)))
+        .filter(|(_, _, label)| *label != PhoneLabel::NotPhone)
+        .collect();
+    let mobile: Vec<&(usize, &str, PhoneLabel)> = candidates
+        .iter()
+        .filter(|(_, _, label)| *label == PhoneLabel::Mobile)
+        .collect();
+    let names = |list: Vec<&str>| list.into_iter().map(|h| h.trim().to_string()).collect();
+    match (candidates.as_slice(), mobile.as_slice()) {
+        ([], _) => Ok(PhoneChoice::None),
+        ([(pos, _, _)], _) => Ok(PhoneChoice::Only(*pos)),
+        (_, [(chosen, _, _)]) => Ok(PhoneChoice::Mobile {
+            chosen: *chosen,
+            passed_over: candidates
+                .iter()
+                .map(|(pos, _, _)| *pos)
+                .filter(|pos| pos != chosen)
+                .collect(),
+        }),
+        (_, []) => Err(MapError::AmbiguousPhone {
+            candidates: names(candidates.iter().map(|(_, h, _)| *h).collect()),
+            mobile: false,
+        }),
+        (_, _) => Err(MapError::AmbiguousPhone {
+            candidates: names(mobile.iter().map(|(_, h, _)| *h).collect()),
+            mobile: true,
+        }),
+    }
+}
+
+/// The message of [`MapError::AmbiguousPhone`].
+fn ambiguous_phone_message(candidates: &[String], mobile: bool) -> String {
+    let what = if mobile {
+        "several columns labelled mobile could be the phone number"
+    } else {
+        "several columns could be the phone number and none is labelled mobile"
+    };
+    let maps: Vec<String> = candidates
+        .iter()
+        .map(|h| format!("--map phoneNumber={}", shell_quote(h)))
+        .collect();
+    format!(
+        "{what}: {}; pick one with {}",
+        quoted_list(candidates.iter().map(String::as_str)),
+        or_list(&maps)
+    )
+}
+
+/// `"A", "B", "C"`.
+fn quoted_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items
+        .map(|h| format!("{:?}", h.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn or_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [only] => only.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// `header` quoted so that a POSIX shell passes it through unchanged.
+fn shell_quote(header: &str) -> String {
+    if header.contains(['"', '$', '`', '\\', '!']) {
+        format!("'{}'", header.replace('\'', r"'\''"))
+    } else {
+        format!("\"{header}\"")
     }
 }
 
@@ -307,5 +629,246 @@ mod tests {
             ColumnMap::resolve(&["phone"], &[(Field::Url, "web".into())]),
             Err(MapError::UnknownHeader { .. })
         ));
+    }
+
+    fn resolve(
+        headers: &[&str],
+        overrides: &[(Field, &str)],
+    ) -> Result<(ColumnMap, Ignored), MapError> {
+        let overrides: Vec<(Field, String)> =
+            overrides.iter().map(|(f, h)| (*f, h.to_string())).collect();
+        ColumnMap::resolve(headers, &overrides)
+    }
+
+    #[test]
+    fn contact_id_comes_only_from_a_header_that_says_so() {
+        for h in [
+            "contactId",
+            "contact_id",
+            "Contact ID",
+            "CONTACT-ID",
+            "contact id",
+            "Contact.Id",
+        ] {
+            assert_eq!(Field::from_header(h), Some(Field::ContactId), "{h:?}");
+        }
+        for h in [
+            "Id",
+            "ID",
+            "id",
+            "#",
+            "Record ID",
+            "Customer ID",
+            "Contact",
+            "Mobivate ID",
+            "uid",
+        ] {
+            assert_eq!(Field::from_header(h), None, "{h:?}");
+        }
+        // A CRM export: its own `Id` first, then the data.
+        let (map, ignored) = resolve(&["Id", "First Name", "Phone"], &[]).unwrap();
+        assert_eq!(map.get(Field::ContactId), None);
+        assert_eq!(map.get(Field::PhoneNumber), Some(2));
+        assert_eq!(ignored, vec!["Id".to_string()]);
+        let (map, _) = resolve(&["Id", "Phone", "contact_id"], &[]).unwrap();
+        assert_eq!(map.get(Field::ContactId), Some(2));
+        assert!(!map.explicit(Field::ContactId), "found by name, not --map");
+        // `--map contactId=Id` takes it on purpose, and says so.
+        let (map, ignored) = resolve(&["Id", "Phone"], &[(Field::ContactId, "Id")]).unwrap();
+        assert_eq!(map.get(Field::ContactId), Some(0));
+        assert!(map.explicit(Field::ContactId));
+        assert!(!map.explicit(Field::PhoneNumber));
+        assert!(ignored.is_empty());
+    }
+
+    #[test]
+    fn an_empty_map_unmaps_the_field() {
+        let (map, ignored) = resolve(&["phone", "website"], &[(Field::Url, "")]).unwrap();
+        assert_eq!(map.get(Field::Url), None);
+        assert!(!map.explicit(Field::Url));
+        assert_eq!(ignored, vec!["website".to_string()]);
+        // Blank counts as empty.
+        let (map, _) = resolve(&["phone", "website"], &[(Field::Url, "  ")]).unwrap();
+        assert_eq!(map.get(Field::Url), None);
+        assert_eq!(
+            resolve(&["phone", "name"], &[(Field::PhoneNumber, "")]),
+            Err(MapError::NoPhoneColumn)
+        );
+        // The last --map of a field wins.
+        let (map, _) = resolve(
+            &["phone", "website"],
+            &[(Field::Url, "website"), (Field::Url, "")],
+        )
+        .unwrap();
+        assert_eq!(map.get(Field::Url), None);
+        let (map, _) = resolve(
+            &["phone", "website"],
+            &[(Field::Url, ""), (Field::Url, "website")],
+        )
+        .unwrap();
+        assert_eq!(map.get(Field::Url), Some(1));
+        assert!(map.explicit(Field::Url));
+    }
+
+    #[test]
+    fn phone_labels() {
+        use PhoneLabel::*;
+        for (h, want) in [
+            ("Phone", Phone),
+            ("phoneNumber", Phone),
+            ("Phone Number", Phone),
+            ("Tel", Phone),
+            ("Tél. domicile", Phone),
+            ("Téléphone", Phone),
+            ("Téléphone fixe", Phone),
+            ("Numéro", Phone),
+            ("Numéro de téléphone", Phone),
+            ("Home Phone", Phone),
+            ("HomePhone", Phone),
+            ("Work phone 2", Phone),
+            ("Phone No.", Phone),
+            ("phone_2", Phone),
+            ("Mobile", Mobile),
+            ("Mobile Phone", Mobile),
+            ("MobilePhone", Mobile),
+            ("mobilephone", Mobile),
+            ("Mobile Phone Number", Mobile),
+            ("Téléphone portable", Mobile),
+            ("Tél. portable", Mobile),
+            ("Numéro de mobile", Mobile),
+            ("Portable", Mobile),
+            ("Cell", Mobile),
+            ("Cell Phone", Mobile),
+            ("Cellphone", Mobile),
+            ("GSM", Mobile),
+            ("MSISDN", Mobile),
+            ("Phone (Mobile)", Mobile),
+            ("Phone Type", NotPhone),
+            ("Phone Extension", NotPhone),
+            ("Fax", NotPhone),
+            ("Fax Number", NotPhone),
+            ("Phone/Fax", NotPhone),
+            ("AssistantPhone", NotPhone),
+            ("Mobile Opt-In", NotPhone),
+            ("Numéro client", NotPhone),
+            ("Customer Number", NotPhone),
+            ("Cell B", NotPhone),
+            ("Hotel", NotPhone),
+            ("Number", NotPhone),
+            ("Contact", NotPhone),
+            ("Id", NotPhone),
+            ("", NotPhone),
+            ("2", NotPhone),
+            (&"phone ".repeat(100), NotPhone),
+        ] {
+            assert_eq!(phone_label(h), want, "{h:?}");
+        }
+    }
+
+    fn phone_column(headers: &[&str]) -> Result<Option<usize>, MapError> {
+        match resolve(headers, &[]) {
+            Ok((map, _)) => Ok(map.get(Field::PhoneNumber)),
+            Err(MapError::NoPhoneColumn) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[test]
+    fn the_mobile_column_wins_in_real_export_layouts() {
+        for (headers, want) in [
+            // HubSpot.
+            (
+                &["First Name", "Phone Number", "Mobile Phone Number"][..],
+                2,
+            ),
+            // Salesforce.
+            (&["Id", "Phone", "Fax", "MobilePhone", "HomePhone"][..], 3),
+            // French Excel.
+            (&["Nom", "Téléphone", "Téléphone portable"][..], 2),
+            (&["Cell Phone", "Home Phone", "Work Phone"][..], 0),
+            (&["Tel", "GSM"][..], 1),
+            (&["msisdn", "landline"][..], 0),
+            (&["Téléphone fixe", "Portable", "Fax"][..], 1),
+        ] {
+            assert_eq!(phone_column(headers), Ok(Some(want)), "{headers:?}");
+        }
+        assert_eq!(
+            choose_phone(&[(0, "Phone"), (1, "Fax"), (2, "Mobile"), (3, "Home Phone")]),
+            Ok(PhoneChoice::Mobile {
+                chosen: 2,
+                passed_over: vec![0, 3]
+            })
+        );
+        assert_eq!(
+            choose_phone(&[(4, "Tel"), (5, "Fax")]),
+            Ok(PhoneChoice::Only(4))
+        );
+        assert_eq!(choose_phone(&[(0, "Fax")]), Ok(PhoneChoice::None));
+    }
+
+    #[test]
+    fn passed_over_phone_columns_are_not_reported_as_unknown() {
+        let (_, ignored) =
+            resolve(&["Phone Number", "Mobile Phone Number", "Colour"], &[]).unwrap();
+        assert_eq!(ignored, vec!["Colour".to_string()]);
+    }
+
+    #[test]
+    fn several_phone_columns_with_no_single_mobile_one_are_an_error() {
+        let err = resolve(&["Name", "Phone", "Home Phone"], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            MapError::AmbiguousPhone {
+                candidates: vec!["Phone".into(), "Home Phone".into()],
+                mobile: false
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "several columns could be the phone number and none is labelled mobile: \
+             \"Phone\", \"Home Phone\"; pick one with --map phoneNumber=\"Phone\" or \
+             --map phoneNumber=\"Home Phone\""
+        );
+        assert!(matches!(
+            resolve(&["Téléphone 1", "Téléphone 2", "Téléphone 3"], &[]),
+            Err(MapError::AmbiguousPhone { mobile: false, .. })
+        ));
+        let err = resolve(&["Phone", "Mobile", "Cell Phone"], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            MapError::AmbiguousPhone {
+                candidates: vec!["Mobile".into(), "Cell Phone".into()],
+                mobile: true
+            }
+        );
+        assert!(
+            err.to_string()
+                .starts_with("several columns labelled mobile"),
+            "{err}"
+        );
+        // An explicit choice always wins, with no error.
+        let (map, ignored) = resolve(
+            &["Phone", "Home Phone"],
+            &[(Field::PhoneNumber, "Home Phone")],
+        )
+        .unwrap();
+        assert_eq!(map.get(Field::PhoneNumber), Some(1));
+        assert!(map.explicit(Field::PhoneNumber));
+        assert_eq!(ignored, vec!["Phone".to_string()]);
+        let (map, _) = resolve(
+            &["Phone Number", "Mobile Phone Number"],
+            &[(Field::PhoneNumber, "Phone Number")],
+        )
+        .unwrap();
+        assert_eq!(map.get(Field::PhoneNumber), Some(0));
+    }
+
+    #[test]
+    fn map_suggestions_survive_a_shell() {
+        assert_eq!(shell_quote("Home Phone"), "\"Home Phone\"");
+        assert_eq!(shell_quote("Tél. \"pro\""), "'Tél. \"pro\"'");
+        assert_eq!(shell_quote("it's $HOME"), r"'it'\''s $HOME'");
+        assert_eq!(or_list(&["a".into()]), "a");
+        assert_eq!(or_list(&["a".into(), "b".into(), "c".into()]), "a, b or c");
     }
 }

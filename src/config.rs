@@ -322,11 +322,14 @@ pub fn parse_delimiter(s: &str) -> Result<u8, Error> {
     }
 }
 
-/// `FIELD=HEADER`, FIELD one of the canonical names.
+/// `FIELD=HEADER`, FIELD one of the canonical names; `FIELD=` (empty HEADER)
+/// unmaps FIELD, which [`ColumnMap::resolve`] then never auto-maps.
 pub fn parse_map(s: &str) -> Result<(Field, String), Error> {
-    let (field, header) = s
-        .split_once('=')
-        .ok_or_else(|| Error::Usage(format!("--map {s:?}: expected FIELD=HEADER")))?;
+    let (field, header) = s.split_once('=').ok_or_else(|| {
+        Error::Usage(format!(
+            "--map {s:?}: expected FIELD=HEADER (or FIELD= to leave FIELD unmapped)"
+        ))
+    })?;
     let field = Field::from_name(field).ok_or_else(|| {
         let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
         Error::Usage(format!(
@@ -352,6 +355,11 @@ mod tests {
         );
         assert!(parse_map("colour=x").is_err());
         assert!(parse_map("phoneNumber").is_err());
+        assert_eq!(parse_map("url=").unwrap(), (Field::Url, String::new()));
+        assert_eq!(
+            parse_map("contactId=Id").unwrap(),
+            (Field::ContactId, "Id".into())
+        );
     }
 
     #[test]

@@ -26,6 +26,12 @@ const MAX_PHONE_DIGITS: usize = 20;
 /// How much of a raw cell an error message quotes.
 const MAX_QUOTED_CHARS: usize = 40;
 
+/// The earliest year a date may have.
+const MIN_YEAR: i32 = 1900;
+
+/// The latest year a date may have.
+const MAX_YEAR: i32 = 2100;
+
 /// The input date format that is always accepted.
 const ISO_DATE: &str = "%Y-%m-%d";
 
@@ -64,7 +70,7 @@ pub struct Contact {
     pub lastname: String,
     /// `YYYY-MM-DD` (empty when absent).
     pub date: String,
-    /// Absolute http(s) URL (empty when absent).
+    /// Absolute http(s) URL exactly as written, trimmed (empty when absent).
     pub url: String,
     /// custom1..custom4, trimmed (empty when absent).
     pub custom: [String; 4],
@@ -227,7 +233,6 @@ impl Normalizer {
         Ok(contact)
     }
 
-    /// The E.164 form of a trimmed phone cell.
     /// The row's number in E.164 when its phone cell alone is valid (for
     /// reporting rows that other fields made invalid).
     pub fn phone_of(&self, map: &ColumnMap, record: &Record) -> Option<String> {
@@ -235,6 +240,7 @@ impl Normalizer {
         self.phone(raw).ok()
     }
 
+    /// The E.164 form of a trimmed phone cell.
     fn phone(&self, raw: &str) -> Result<String, RowError> {
         if raw.is_empty() {
             return Err(RowError::new(
@@ -315,30 +321,73 @@ impl Normalizer {
         }
     }
 
-    /// A trimmed date cell as `YYYY-MM-DD` (empty stays empty).
+    /// A trimmed date cell as `YYYY-MM-DD` (empty stays empty); the year
+    /// must lie in 1900–2100.
     fn date(&self, raw: &str) -> Result<String, RowError> {
         if raw.is_empty() {
             return Ok(String::new());
         }
-        if let Some(date) = iso_date_fast(raw) {
+        if let Some(date) = iso_date_fast(raw)
+            && year_in_range(date)
+        {
             return Ok(iso(date));
         }
+        // The first format that read a date whose year is out of range: a
+        // later format may still read the cell well (`%Y`, then `%y`).
+        let mut out_of_range: Option<(NaiveDate, &DateFormat)> = None;
         for f in &self.date_formats {
             let mut parsed = Parsed::new();
             if chrono::format::parse(&mut parsed, raw, f.items.iter()).is_ok()
                 && let Ok(date) = parsed.to_naive_date()
             {
-                return Ok(iso(date));
+                if year_in_range(date) {
+                    return Ok(iso(date));
+                }
+                out_of_range.get_or_insert((date, f));
             }
         }
-        Err(RowError::new(
-            ErrorCode::DateInvalid,
-            format!(
+        let message = match out_of_range {
+            Some((date, f)) => year_message(raw, date, &f.pattern),
+            None => format!(
                 "{} is not a real calendar date in an accepted format ({})",
                 quote(raw),
                 self.date_formats_shown
             ),
-        ))
+        };
+        Err(RowError::new(ErrorCode::DateInvalid, message))
+    }
+}
+
+/// Whether a date's year lies in 1900–2100, the years a contact's date can
+/// have (a birthday, a renewal): anything else is a misread cell.
+fn year_in_range(date: NaiveDate) -> bool {
+    use chrono::Datelike as _;
+    (MIN_YEAR..=MAX_YEAR).contains(&date.year())
+}
+
+/// Why a date read with `pattern` has an unacceptable year.
+fn year_message(raw: &str, date: NaiveDate, pattern: &str) -> String {
+    use chrono::Datelike as _;
+    let year = date.year();
+    // `%Y` reads `99` as the year 99; `0099` is written with four digits.
+    if (0..1000).contains(&year) && !raw.contains(&format!("{year:04}")) {
+        let hint = if pattern.contains("%Y") {
+            format!(
+                ", or pass --date-format {} for two-digit years",
+                pattern.replace("%Y", "%y")
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{} has a year with fewer than four digits: write it with four digits{hint}",
+            quote(raw)
+        )
+    } else {
+        format!(
+            "{}: the year {year} is outside {MIN_YEAR}–{MAX_YEAR}",
+            quote(raw)
+        )
     }
 }
 
@@ -415,7 +464,8 @@ fn digit(n: u32) -> char {
     char::from_digit(n, 10).unwrap_or('0')
 }
 
-/// A trimmed URL cell, normalised, if absolute http(s) with a host.
+/// A trimmed URL cell, checked to be an absolute http(s) URL with a host and
+/// returned exactly as written: the provider stores what the user wrote.
 fn url(raw: &str) -> Result<String, RowError> {
     if raw.is_empty() {
         return Ok(String::new());
@@ -429,6 +479,15 @@ fn url(raw: &str) -> Result<String, RowError> {
             ),
         )
     };
+    // The parser forgives what a browser would repair (it drops tabs and
+    // newlines, encodes spaces, reads `\` as `/`); the cell is sent as
+    // written, so such a cell would pass a check it does not meet.
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains a space or a control character"));
+    }
+    if raw.contains('\\') {
+        return Err(bad("it contains a backslash"));
+    }
     let parsed = match reqwest::Url::parse(raw) {
         Ok(u) => u,
         Err(_) if !raw.contains(':') => return Err(bad("it has no scheme")),
@@ -441,10 +500,17 @@ fn url(raw: &str) -> Result<String, RowError> {
             parsed.scheme()
         )));
     }
+    // `http:x.fr`, `http:/x.fr` and `http:///x.fr` parse too, but only
+    // because the parser adds or drops slashes.
+    let after_scheme = raw.split_once(':').map_or("", |(_, rest)| rest);
+    match after_scheme.strip_prefix("//") {
+        Some(authority) if !authority.starts_with('/') => {}
+        _ => return Err(bad("the scheme must be followed by // and the host")),
+    }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad("it has no host"));
     }
-    Ok(parsed.into())
+    Ok(raw.to_string())
 }
 
 /// Copies a trimmed phone cell into `buf` without separators, with a `00`
@@ -856,6 +922,84 @@ mod tests {
     }
 
     #[test]
+    fn years_lie_in_1900_to_2100() {
+        let n = fr();
+        for raw in ["1900-01-01", "2100-12-31", "1999-12-31"] {
+            assert_eq!(date_with(&n, raw).as_deref(), Ok(raw));
+        }
+        for (raw, year) in [
+            ("0099-12-31", "0099"),
+            ("1899-12-31", "1899"),
+            ("2101-01-01", "2101"),
+            ("0001-01-01", "0001"),
+            ("9999-12-31", "9999"),
+        ] {
+            let errors = date_with(&n, raw).expect_err(raw);
+            assert_eq!(codes(&errors), [ErrorCode::DateInvalid], "{raw:?}");
+            assert_eq!(
+                errors[0].message,
+                format!(
+                    "\"{raw}\": the year {} is outside 1900–2100",
+                    year.trim_start_matches('0')
+                ),
+            );
+        }
+        // chrono reads `%Y` from one to four digits: 99 is the year 99.
+        let errors = date_with(&n, "99-12-31").unwrap_err();
+        assert_eq!(codes(&errors), [ErrorCode::DateInvalid]);
+        assert!(errors[0].message.contains("four digits"), "{errors:?}");
+        assert!(errors[0].message.contains("%y-%m-%d"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_two_digit_year_read_by_percent_capital_y_is_refused() {
+        let n = norm(NormalizeOptions {
+            date_formats: vec!["%d/%m/%Y".into()],
+            ..NormalizeOptions::default()
+        });
+        assert_eq!(date_with(&n, "31/12/1999").as_deref(), Ok("1999-12-31"));
+        for raw in ["31/12/99", "1/1/5", "31/12/999"] {
+            let errors = date_with(&n, raw).expect_err(raw);
+            assert_eq!(codes(&errors), [ErrorCode::DateInvalid], "{raw:?}");
+            assert_eq!(
+                errors[0].message,
+                format!(
+                    "\"{raw}\" has a year with fewer than four digits: write it with four \
+                     digits, or pass --date-format %d/%m/%y for two-digit years"
+                )
+            );
+        }
+        for (raw, year) in [
+            ("31/12/0099", 99),
+            ("31/12/1899", 1899),
+            ("01/01/2101", 2101),
+        ] {
+            let errors = date_with(&n, raw).expect_err(raw);
+            assert_eq!(codes(&errors), [ErrorCode::DateInvalid], "{raw:?}");
+            assert!(
+                errors[0]
+                    .message
+                    .contains(&format!("the year {year} is outside 1900–2100")),
+                "{errors:?}"
+            );
+        }
+        // A later format can still read the cell well.
+        let n = norm(NormalizeOptions {
+            date_formats: vec!["%d/%m/%Y".into(), "%d/%m/%y".into()],
+            ..NormalizeOptions::default()
+        });
+        assert_eq!(date_with(&n, "31/12/99").as_deref(), Ok("1999-12-31"));
+        assert_eq!(date_with(&n, "31/12/1999").as_deref(), Ok("1999-12-31"));
+        // `%y` puts 00–69 in 2000–2069, 70–99 in 1970–1999: always in range.
+        let n = norm(NormalizeOptions {
+            date_formats: vec!["%d.%m.%y".into()],
+            ..NormalizeOptions::default()
+        });
+        assert_eq!(date_with(&n, "01.01.69").as_deref(), Ok("2069-01-01"));
+        assert_eq!(date_with(&n, "01.01.70").as_deref(), Ok("1970-01-01"));
+    }
+
+    #[test]
     fn iso_output_pads_every_part() {
         for (y, m, d, want) in [
             (2024, 2, 9, "2024-02-09"),
@@ -916,15 +1060,22 @@ mod tests {
 
     #[test]
     fn urls_must_be_absolute_http_or_https() {
-        for (raw, want) in [
-            ("http://x.fr", "http://x.fr/"),
-            ("HTTP://x.fr", "http://x.fr/"),
-            ("HttpS://Example.COM/a?b=c#d", "https://example.com/a?b=c#d"),
-            (" https://x.fr/page ", "https://x.fr/page"),
-            ("", ""),
+        for raw in [
+            "http://x.fr",
+            "HTTP://x.fr",
+            "HTTP://EXAMPLE.COM/Path",
+            "HttpS://Example.COM/a?b=c#d",
+            "https://x.fr:8443/a/../b?q=%41",
+            "https://café.fr/été",
+            "http://[::1]:8080",
         ] {
-            assert_eq!(url_with(raw).as_deref(), Ok(want), "{raw:?}");
+            assert_eq!(url_with(raw).as_deref(), Ok(raw), "{raw:?}");
         }
+        assert_eq!(
+            url_with(" https://x.fr/page\t").as_deref(),
+            Ok("https://x.fr/page")
+        );
+        assert_eq!(url_with("").as_deref(), Ok(""));
         for raw in [
             "ftp://x.fr",
             "mailto:a@x.fr",
@@ -935,10 +1086,19 @@ mod tests {
             "http://",
             "https://",
             "http://exa mple.fr",
+            // The parser would repair these; they are not sent repaired.
+            "http:x.fr",
+            "http:/x.fr",
+            "http:///x.fr",
+            "http:\\\\x.fr",
+            "https://x.fr\\page",
+            "https://x.fr/my page",
+            "https://x.fr/a\tb",
+            "https://x.fr/a\nb",
         ] {
             let errors = url_with(raw).expect_err(raw);
             assert_eq!(codes(&errors), [ErrorCode::UrlInvalid], "{raw:?}");
-            assert!(errors[0].message.contains(raw.trim()), "{errors:?}");
+            assert!(errors[0].message.contains(&quote(raw.trim())), "{errors:?}");
         }
     }
 
