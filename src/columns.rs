@@ -181,6 +181,8 @@ pub struct ColumnMap {
     index: [Option<usize>; Field::COUNT],
     /// The fields whose column `--map` named.
     explicit: FieldSet,
+    /// How the phone column was chosen among several, for the log.
+    phone_choice: Option<String>,
 }
 
 /// Why a header cannot be used.
@@ -265,12 +267,12 @@ impl ColumnMap {
                     chosen,
                     passed_over,
                 } => {
-                    tracing::info!(
+                    map.phone_choice = Some(format!(
                         "phone numbers are read from column {:?}, the one labelled mobile; \
                          passed over: {} (--map phoneNumber=HEADER picks another)",
                         headers[chosen].trim(),
                         quoted_list(passed_over.iter().map(|&p| headers[p]))
-                    );
+                    ));
                     map.index[Field::PhoneNumber as usize] = Some(chosen);
                     // Passed-over candidates are explained by that line, not
                     // named again as columns with no matching field.
@@ -303,6 +305,11 @@ impl ColumnMap {
             .map(|(h, _)| h.to_string())
             .collect();
         Ok((map, ignored))
+    }
+
+    /// How the phone column was chosen among several candidates, when it was.
+    pub fn phone_choice(&self) -> Option<&str> {
+        self.phone_choice.as_deref()
     }
 
     /// Whether `field`'s column was named by `--map` (false when it has none):

@@ -17,6 +17,9 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     let input = InputConfig::from_args(&args.input)?;
     let output = OutputConfig::from_args(&args.output, &input.source)?;
     let opened = input.open()?;
+    if let Some(choice) = opened.map.phone_choice() {
+        tracing::info!("{choice}");
+    }
     if !opened.ignored.is_empty() {
         tracing::warn!(
             "ignoring columns with no matching field: {}",

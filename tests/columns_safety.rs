@@ -109,7 +109,7 @@ fn map_contact_id_still_updates_by_id_when_asked() {
     let dir = Dir::new();
     dir.write(
         "in.csv",
-        format!("Id,Phone,First Name\n{},+33644444444,Renamed\n", ids[0]),
+        format!("Id,Phone,First Name\n{},+33611111111,Renamed\n", ids[0]),
     );
     let out = sb.sync(&dir, "smspartner", &["--map", "contactId=Id"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -117,7 +117,7 @@ fn map_contact_id_still_updates_by_id_when_asked() {
     assert_eq!(triples(&report), vec![(2, "updated", "")]);
     assert_eq!(
         group_rows(&sb, "g1"),
-        vec![(ids[0].clone(), "+33644444444".into(), "Renamed".into())]
+        vec![(ids[0].clone(), "+33611111111".into(), "Renamed".into())]
     );
 }
 

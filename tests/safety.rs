@@ -2,6 +2,7 @@
 //! an unusable output stops the run before anything is sent, a stopped run
 //! still reports every row truthfully, and streams are read safely.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
@@ -509,4 +510,93 @@ fn an_endless_stream_is_refused_within_bounded_disk() {
         .unwrap();
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("not a CSV file"), "{}", stderr(&out));
+}
+
+/// A sandbox group `g1` holding ten numbers, and their ids.
+fn ten_seeded(sb: &Sandbox) -> (Vec<String>, Vec<String>) {
+    let held = numbers(10, 0);
+    let refs: Vec<&str> = held.iter().map(String::as_str).collect();
+    let ids = sb.seed_group("g1", &refs);
+    (held, ids)
+}
+
+#[test]
+fn file_ids_that_hold_other_numbers_stop_the_run_before_any_update() {
+    let sb = Sandbox::calm();
+    let (held, ids) = ten_seeded(&sb);
+    let others = numbers(10, 500);
+    let dir = Dir::new();
+    let mut file = String::from("phone,firstname,contactId\n");
+    for (p, id) in others.iter().zip(&ids) {
+        file.push_str(&format!("{p},New,{id}\n"));
+    }
+    dir.write("in.csv", file);
+    let out = sb.sync(&dir, "smspartner", &[]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(
+        err.contains("column \"contactId\""),
+        "names the column: {err}"
+    );
+    let state = sb.state();
+    assert!(
+        state.counters.received.smspartner_updates.is_empty(),
+        "no update was sent"
+    );
+    let now: Vec<(String, String)> = state
+        .group("g1")
+        .iter()
+        .map(|c| (c.phone.clone(), c.firstname.clone()))
+        .collect();
+    assert_eq!(now.len(), 10);
+    assert!(
+        now.iter().all(|(p, n)| held.contains(p) && n == "Old"),
+        "{now:?}"
+    );
+}
+
+#[test]
+fn a_few_numbers_changed_by_id_on_purpose_go_through() {
+    let sb = Sandbox::calm();
+    let (mut phones, ids) = ten_seeded(&sb);
+    // Two of ten contacts get a new number through their id.
+    phones[3] = numbers(1, 900)[0].clone();
+    phones[7] = numbers(1, 950)[0].clone();
+    let dir = Dir::new();
+    let mut file = String::from("phone,firstname,contactId\n");
+    for (p, id) in phones.iter().zip(&ids) {
+        file.push_str(&format!("{p},New,{id}\n"));
+    }
+    dir.write("in.csv", file);
+    let out = sb.sync(&dir, "smspartner", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert!(report.iter().all(|l| l.outcome == "updated"), "{report:?}");
+    let now: BTreeSet<String> = sb
+        .state()
+        .group("g1")
+        .iter()
+        .map(|c| c.phone.clone())
+        .collect();
+    assert_eq!(now, phones.iter().cloned().collect::<BTreeSet<_>>());
+}
+
+#[test]
+fn mobivate_ignores_an_auto_mapped_id_column_it_cannot_check() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let mut file = String::from("phone,contact_id\n");
+    for p in numbers(5, 0) {
+        file.push_str(&format!("{p},some-crm-id\n"));
+    }
+    dir.write("in.csv", file);
+    let out = sb.sync(&dir, "mobivate", &[]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(err.contains("--map contactId=\"contact_id\""), "{err}");
+    assert_eq!(
+        sb.state().mobivate.len(),
+        5,
+        "rows were matched by number and added"
+    );
 }

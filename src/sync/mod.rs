@@ -202,7 +202,12 @@ struct FirstPass {
     rows: u64,
     invalid: u64,
     interrupted: bool,
+    /// The first valid rows whose contact id comes from the file: (id, phone).
+    file_ids: Vec<(String, String)>,
 }
+
+/// How many file-given contact ids are read back before any update through them.
+const ID_SAMPLE: usize = 10;
 
 /// Runs `sync`.
 pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
@@ -240,12 +245,33 @@ async fn run_async(
         }
         other => other?,
     };
+    if let Some(choice) = opened.map.phone_choice() {
+        tracing::info!("{choice}");
+    }
     if !opened.ignored.is_empty() {
         tracing::warn!(
             "ignoring columns with no matching field: {}",
             opened.ignored.join(", ")
         );
     }
+    let mut opened = opened;
+    if let Some(col) = opened.map.get(Field::ContactId)
+        && cfg.kind == ProviderKind::Mobivate
+        && !opened.map.explicit(Field::ContactId)
+    {
+        // Mobivate has no read by id, so a file's ids cannot be checked first:
+        // only a column the user pointed at is trusted.
+        let header = opened.reader.header().get(col).cloned().unwrap_or_default();
+        tracing::warn!(
+            "not using column {header:?} as Mobivate contact ids (they cannot be checked before updating); --map contactId={header:?} uses it"
+        );
+        cfg.input.overrides.push((Field::ContactId, String::new()));
+        opened = cfg.input.open_stream(Box::new(bytes.reader()))?;
+    }
+    let id_column = opened
+        .map
+        .get(Field::ContactId)
+        .and_then(|c| opened.reader.header().get(c).cloned());
     let has_group_column = opened.map.get(Field::GroupId).is_some();
     if matches!(cfg.kind, ProviderKind::Smspartner) && cfg.group.is_none() && !has_group_column {
         return Err(Error::Usage(
@@ -323,6 +349,13 @@ async fn run_async(
         None
     };
     let engine = Arc::new(build_engine(&cfg)?);
+    if sending == Sending::Send
+        && let Some(column) = &id_column
+        && let Err(e) = check_file_ids(&engine, &first.file_ids, column).await
+    {
+        outputs.discard();
+        return Err(e);
+    }
     let pass = sync_rows(
         &cfg,
         &engine,
@@ -389,6 +422,62 @@ async fn open_input(source: &Source, signals: &Signals) -> Result<(InputBytes, S
     Ok(spooling.finish(signals.at_least(1)).await?)
 }
 
+/// Reads back a sample of the contact ids the file gives and refuses the run
+/// when most of them do not exist or hold another number: a CRM's own id
+/// column taken for the provider's would rewrite unrelated contacts. A few
+/// changed numbers pass, so a file can still change numbers by id on purpose.
+async fn check_file_ids(
+    engine: &Engine,
+    samples: &[(String, String)],
+    column: &str,
+) -> Result<(), Error> {
+    let mut wrong = Vec::new();
+    for (id, phone) in samples {
+        let Some(req) = engine.provider.detail(&engine.key, id) else {
+            return Ok(());
+        };
+        let found = match engine.call(req, &AtomicBool::new(false)).await {
+            Ok(reply) => engine.provider.parse_detail(reply.status, &reply.body),
+            // An unreachable provider stops the run by itself; the rows say so.
+            Err(_) if engine.aborted() => return Ok(()),
+            Err(e) => {
+                return Err(Error::Runtime(format!(
+                    "cannot check the contact ids of column {column:?}: {e}; nothing was sent"
+                )));
+            }
+        };
+        match found {
+            Ok(Some(held)) if held == *phone => {}
+            Ok(Some(_)) => wrong.push(format!("{id} holds another number")),
+            Ok(None) => wrong.push(format!("{id} does not exist")),
+            Err(e @ crate::provider::OpError::Auth(_)) => {
+                // Credentials rejected: the run stops like any other call's would.
+                engine.op_error(e);
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(Error::Runtime(format!(
+                    "cannot check the contact ids of column {column:?}: {e}; nothing was sent"
+                )));
+            }
+        }
+    }
+    tracing::debug!(
+        "checked {} contact ids of column {column:?}: {} wrong",
+        samples.len(),
+        wrong.len()
+    );
+    if wrong.len() * 2 > samples.len() {
+        return Err(Error::Usage(format!(
+            "column {column:?} does not hold this provider's contact ids: of the first {} ids of the file, {} do not exist or hold another number ({}). Nothing was sent. If it is another system's id, leave it out with --map contactId= ; rows are then matched by phone number",
+            samples.len(),
+            wrong.len(),
+            wrong.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Counts rows and invalid rows, stopping early when `raised` is.
 fn first_pass(
     opened: crate::config::OpenInput,
@@ -407,7 +496,15 @@ fn first_pass(
                 return ControlFlow::Break(());
             }
             first.rows += 1;
-            first.invalid += u64::from(matches!(row.verdict, Verdict::Invalid(_)));
+            match &row.verdict {
+                Verdict::Invalid(_) => first.invalid += 1,
+                Verdict::Valid(c)
+                    if !c.contact_id.is_empty() && first.file_ids.len() < ID_SAMPLE =>
+                {
+                    first.file_ids.push((c.contact_id.clone(), c.phone.clone()));
+                }
+                Verdict::Valid(_) => {}
+            }
             ControlFlow::Continue(())
         },
     )
