@@ -578,6 +578,21 @@ async fn a_body_at_the_cap_is_read_one_byte_more_is_not() {
     let err = d.send(&HttpCall::get(s.url("/over"))).await.unwrap_err();
     assert_eq!(err, SendError::TooLarge { limit: cap });
     assert_eq!(s.hits("/over").len(), 4, "retried like a lost answer");
+    // The same without a Content-Length: counted while reading.
+    let chunked = |n: usize| -> &'static [u8] {
+        let body = " ".repeat(n);
+        let raw = format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{n:x}\r\n{body}\r\n0\r\n\r\n"
+        );
+        Box::leak(raw.into_bytes().into_boxed_slice())
+    };
+    let (url, _) = broken_server(chunked(cap)).await;
+    let reply = d.send(&HttpCall::get(url)).await.unwrap();
+    assert_eq!(reply.body.len(), cap);
+    let (url, connections) = broken_server(chunked(cap + 1)).await;
+    let err = d.send(&HttpCall::get(url)).await.unwrap_err();
+    assert_eq!(err, SendError::TooLarge { limit: cap });
+    assert_eq!(connections.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
