@@ -174,9 +174,9 @@ pub struct FaultSettings {
     pub lose_rate: f64,
     /// Share of requests applied, then answered with a body that never ends.
     pub oversize_rate: f64,
-    /// Share of requests applied, then answered `200 {}`.
+    /// Share of write requests applied, then answered `200 {}`.
     pub hollow_rate: f64,
-    /// Share of requests answered with a provider error, nothing applied.
+    /// Share of write requests answered with a provider error, nothing applied.
     pub coded_rate: f64,
     /// HTTP status of injected SMS Partner coded errors (`coded_rate`).
     pub coded_status: u16,
@@ -268,8 +268,16 @@ impl FaultPlan {
         }
     }
 
-    /// The fate of the next request, arriving at `now`.
+    /// The fate of the next request, arriving at `now`, taken as a write.
     pub fn decide(&mut self, now: Instant) -> Decision {
+        self.decide_for(now, true)
+    }
+
+    /// The fate of the next request, arriving at `now`. Hollow answers and
+    /// coded errors stand for the provider's verdict on a change, so a read
+    /// (`write` false: a listing, a detail) drawn for one is served normally;
+    /// the draws are the same either way.
+    pub fn decide_for(&mut self, now: Instant, write: bool) -> Decision {
         let draw = self.rng.next_f64();
         let jitter_draw = self.rng.next_f64();
         let s = &self.settings;
@@ -304,6 +312,10 @@ impl FaultPlan {
             Fault::Coded
         } else {
             Fault::None
+        };
+        let fault = match fault {
+            Fault::Hollow | Fault::Coded if !write => Fault::None,
+            other => other,
         };
         Decision { fault, delay }
     }
@@ -568,6 +580,21 @@ mod tests {
             seen.oversized > 100 && seen.hollow > 100 && seen.coded > 100,
             "{seen:?}"
         );
+    }
+
+    #[test]
+    fn reads_are_never_hollow_nor_coded() {
+        let settings = FaultSettings {
+            hollow_rate: 0.5,
+            coded_rate: 0.5,
+            ..quiet()
+        };
+        let t0 = Instant::now();
+        let mut plan = FaultPlan::new(settings, 2, t0);
+        for _ in 0..100 {
+            assert_eq!(plan.decide_for(t0, false).fault, Fault::None);
+            assert_ne!(plan.decide_for(t0, true).fault, Fault::None);
+        }
     }
 
     #[test]

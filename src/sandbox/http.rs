@@ -189,7 +189,8 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
     } else {
         (req, None)
     };
-    let decision = lock(&app.faults).decide(started);
+    let write = method != axum::http::Method::GET && method != axum::http::Method::HEAD;
+    let decision = lock(&app.faults).decide_for(started, write);
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }

@@ -51,10 +51,10 @@ pub struct SandboxArgs {
     /// Share (0..1) of requests applied, then answered 200 with a body that never ends.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub oversize_rate: f64,
-    /// Share (0..1) of requests applied, then answered `200 {}`.
+    /// Share (0..1) of write requests applied, then answered `200 {}`.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub hollow_rate: f64,
-    /// Share (0..1) of requests answered with a provider error, nothing applied.
+    /// Share (0..1) of write requests answered with a provider error, nothing applied.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub coded_rate: f64,
     /// HTTP status of the SMS Partner coded errors that --coded-rate injects.
