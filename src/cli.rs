@@ -146,6 +146,15 @@ pub struct SyncArgs {
     /// Allow a plain http:// base URL that is not loopback (the key would travel in clear).
     #[arg(long)]
     pub allow_insecure_http: bool,
+    /// State store (SQLite) [default: one file per provider and group in the user's state directory; none for the sandbox].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_state")]
+    pub state: Option<PathBuf>,
+    /// Do not read or write a state store: every valid row is sent.
+    #[arg(long)]
+    pub no_state: bool,
+    /// Ignore what the state store says was sent: send every valid row once and refresh the store.
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// Which provider to talk to.

@@ -25,6 +25,7 @@ pub mod run;
 pub mod sandbox;
 pub mod scan;
 pub mod secret;
+pub mod state;
 pub mod sync;
 pub mod validate;
 

@@ -9,9 +9,11 @@
 //! a writer puts them back in input order. A window of admitted-but-unwritten
 //! rows bounds memory.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,11 +36,12 @@ use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
 use crate::run::{Ending, RunResult, default_threads};
 use crate::scan::{Verdict, scan};
 use crate::secret::ApiKey;
+use crate::state::{Lock, StateWriter, Store, TargetKey, TargetMap, Update as StateUpdate};
 
 mod engine;
 mod signals;
 
-use engine::{Abort, Directory, Done, Engine, Job, NOT_SENT, Ticket, write_in_order};
+use engine::{Abort, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, write_in_order};
 use signals::Signals;
 
 /// How long requests in flight may still run once the run is stopping.
@@ -128,6 +131,10 @@ struct SyncConfig {
     dry_run: bool,
     max_invalid: Option<MaxInvalid>,
     key: ApiKey,
+    /// The state store's file, unless the run has none.
+    state: Option<PathBuf>,
+    /// Ignore the store's fingerprints.
+    full: bool,
 }
 
 impl SyncConfig {
@@ -169,6 +176,26 @@ impl SyncConfig {
             .map(MaxInvalid::parse)
             .transpose()?;
         let key = api_key(args.provider, args.dry_run)?;
+        let state = if args.no_state {
+            None
+        } else if let Some(path) = &args.state {
+            Some(path.clone())
+        } else if args.provider == ProviderKind::Sandbox {
+            // A fresh emulator each run: a store would think its contacts exist.
+            None
+        } else {
+            let target = TargetKey {
+                provider: provider_name(args.provider).into(),
+                base_url: target_base(args.provider, base_url.as_ref()),
+                group: args.group_id.clone().unwrap_or_default(),
+            };
+            Some(crate::state::default_path(&target).ok_or_else(|| {
+                Error::Usage(
+                    "cannot find the user's state directory: pass --state PATH (or --no-state)"
+                        .into(),
+                )
+            })?)
+        };
         Ok(SyncConfig {
             input,
             output,
@@ -179,7 +206,29 @@ impl SyncConfig {
             dry_run: args.dry_run,
             max_invalid,
             key,
+            state,
+            full: args.full,
         })
+    }
+}
+
+/// The provider's name in the state store.
+fn provider_name(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Smspartner => "smspartner",
+        ProviderKind::Mobivate => "mobivate",
+        ProviderKind::Sandbox => "sandbox",
+    }
+}
+
+/// The base URL a target is known by in the state store.
+fn target_base(kind: ProviderKind, base_url: Option<&reqwest::Url>) -> String {
+    match (base_url, kind) {
+        (Some(u), _) => u.as_str().trim_end_matches('/').to_string(),
+        (None, ProviderKind::Mobivate) => String::new(),
+        (None, _) => crate::provider::smspartner::DEFAULT_BASE_URL
+            .trim_end_matches('/')
+            .to_string(),
     }
 }
 
@@ -202,8 +251,10 @@ struct FirstPass {
     rows: u64,
     invalid: u64,
     interrupted: bool,
-    /// The first valid rows whose contact id comes from the file: (id, phone).
-    file_ids: Vec<(String, String)>,
+    /// The first valid rows whose contact id comes from the file: (id, phone, group).
+    file_ids: Vec<(String, String, String)>,
+    /// The groups of the valid rows (empty: the default).
+    groups: std::collections::BTreeSet<String>,
 }
 
 /// How many file-given contact ids are read back before any update through them.
@@ -232,6 +283,8 @@ async fn run_async(
 ) -> Result<RunResult, Error> {
     // Before the input is touched, so no signal ever finds the run without a report.
     let signals = Signals::install()?;
+    // The store first: one in use or unusable stops the run before anything is read.
+    let (store, _lock) = open_store(&cfg)?;
     tracing::debug!("reading {}", cfg.input.source.describe());
     let (bytes, spool_end) = open_input(&cfg.input.source, &signals).await?;
     if spool_end == SpoolEnd::Stopped {
@@ -348,10 +401,44 @@ async fn run_async(
     } else {
         None
     };
-    let engine = Arc::new(build_engine(&cfg)?);
+    let groups = first
+        .groups
+        .iter()
+        .map(|g| {
+            if g.is_empty() {
+                cfg.group.clone().unwrap_or_default()
+            } else {
+                g.clone()
+            }
+        })
+        .collect();
+    let (maps, state) = match prepare_state(store, &cfg, groups, sending) {
+        Ok(s) => s,
+        Err(e) => {
+            outputs.discard();
+            return Err(e);
+        }
+    };
+    let engine = Arc::new(build_engine(&cfg, state)?);
+    // Ids the store has confirmed need no check: a rerun costs nothing.
+    let unchecked: Vec<(String, String)> = first
+        .file_ids
+        .iter()
+        .filter(|(id, phone, group)| {
+            let group = if group.is_empty() {
+                cfg.group.as_deref().unwrap_or("")
+            } else {
+                group
+            };
+            !maps.get(group).and_then(|m| m.get(phone)).is_some_and(|e| {
+                e.status == crate::state::Status::Confirmed && e.contact_id.as_ref() == Some(id)
+            })
+        })
+        .map(|(id, phone, _)| (id.clone(), phone.clone()))
+        .collect();
     if sending == Sending::Send
         && let Some(column) = &id_column
-        && let Err(e) = check_file_ids(&engine, &first.file_ids, column).await
+        && let Err(e) = check_file_ids(&engine, &unchecked, column).await
     {
         outputs.discard();
         return Err(e);
@@ -359,6 +446,7 @@ async fn run_async(
     let pass = sync_rows(
         &cfg,
         &engine,
+        &maps,
         &bytes,
         outputs.report,
         outputs.rejects,
@@ -381,6 +469,7 @@ async fn run_async(
     }
     let stats = engine.dispatcher.stats();
     let sent = stats.attempts > 0;
+    let pass = close_state(&engine, pass, sending);
     let mut pass = match pass {
         Ok(p) => p,
         Err(e) if sent => return Err(Error::Aborted(e.to_string())),
@@ -420,6 +509,89 @@ async fn open_input(source: &Source, signals: &Signals) -> Result<(InputBytes, S
         },
     };
     Ok(spooling.finish(signals.at_least(1)).await?)
+}
+
+/// Locks and opens the run's store (read-only for a dry run, which takes no lock).
+fn open_store(cfg: &SyncConfig) -> Result<(Option<Store>, Option<Lock>), Error> {
+    let Some(path) = &cfg.state else {
+        return Ok((None, None));
+    };
+    let state_err = |e: crate::state::StateError| Error::Usage(e.to_string());
+    if cfg.dry_run {
+        let store = Store::open_existing(path, &cfg.key).map_err(state_err)?;
+        return Ok((store, None));
+    }
+    let lock = Lock::acquire(path).map_err(state_err)?;
+    let store = Store::open(path, &cfg.key, false).map_err(state_err)?;
+    tracing::debug!("state store {}", path.display());
+    Ok((Some(store), Some(lock)))
+}
+
+/// Loads what the store knows of each group's target and, when rows are to be
+/// sent, hands the store to its writer.
+fn prepare_state(
+    store: Option<Store>,
+    cfg: &SyncConfig,
+    groups: Vec<String>,
+    sending: Sending,
+) -> Result<(HashMap<String, TargetMap>, Option<StateCtx>), Error> {
+    let Some(store) = store else {
+        return Ok((HashMap::new(), None));
+    };
+    let state_err = |e: crate::state::StateError| Error::Usage(e.to_string());
+    let base_url = target_base(cfg.kind, cfg.base_url.as_ref());
+    let mut maps = HashMap::new();
+    let mut targets = HashMap::new();
+    for group in groups {
+        let key = TargetKey {
+            provider: provider_name(cfg.kind).into(),
+            base_url: base_url.clone(),
+            group: group.clone(),
+        };
+        let target = if sending == Sending::Send {
+            Some(store.target(&key).map_err(state_err)?)
+        } else {
+            store.find_target(&key).map_err(state_err)?
+        };
+        if let Some(target) = target {
+            let map = store.load(target).map_err(state_err)?;
+            tracing::debug!(
+                "the state store knows {} numbers of target {group:?}",
+                map.len()
+            );
+            maps.insert(group.clone(), map);
+            targets.insert(group, target);
+        }
+    }
+    let ctx = if sending == Sending::Send {
+        let writer = StateWriter::start(store).map_err(state_err)?;
+        Some(StateCtx { writer, targets })
+    } else {
+        None
+    };
+    Ok((maps, ctx))
+}
+
+/// Marks the targets synced when the run went through, and closes the store.
+fn close_state(
+    engine: &Engine,
+    pass: Result<SecondPass, Error>,
+    sending: Sending,
+) -> Result<SecondPass, Error> {
+    let Some(state) = &engine.state else {
+        return pass;
+    };
+    if sending == Sending::Send && !engine.aborted() && pass.is_ok() {
+        for target in state.targets.values() {
+            state.writer.send(StateUpdate::Finished { target: *target });
+        }
+    }
+    let closed = state.writer.close();
+    let mut pass = pass?;
+    if let Err(e) = closed {
+        pass.stopped_early.get_or_insert_with(|| e.to_string());
+    }
+    Ok(pass)
 }
 
 /// Reads back a sample of the contact ids the file gives and refuses the run
@@ -498,12 +670,18 @@ fn first_pass(
             first.rows += 1;
             match &row.verdict {
                 Verdict::Invalid(_) => first.invalid += 1,
-                Verdict::Valid(c)
-                    if !c.contact_id.is_empty() && first.file_ids.len() < ID_SAMPLE =>
-                {
-                    first.file_ids.push((c.contact_id.clone(), c.phone.clone()));
+                Verdict::Valid(c) => {
+                    if !first.groups.contains(&c.group_id) {
+                        first.groups.insert(c.group_id.clone());
+                    }
+                    if !c.contact_id.is_empty() && first.file_ids.len() < ID_SAMPLE {
+                        first.file_ids.push((
+                            c.contact_id.clone(),
+                            c.phone.clone(),
+                            c.group_id.clone(),
+                        ));
+                    }
                 }
-                Verdict::Valid(_) => {}
             }
             ControlFlow::Continue(())
         },
@@ -531,7 +709,7 @@ fn api_key(kind: ProviderKind, dry_run: bool) -> Result<ApiKey, Error> {
 }
 
 /// The provider, dispatcher and shared state of the sending tasks.
-fn build_engine(cfg: &SyncConfig) -> Result<Engine, Error> {
+fn build_engine(cfg: &SyncConfig, state: Option<StateCtx>) -> Result<Engine, Error> {
     let bad_url = |e: crate::provider::BaseUrlError| Error::Usage(format!("--base-url: {e}"));
     let base = |default: &str| match &cfg.base_url {
         Some(u) => Ok(u.clone()),
@@ -565,6 +743,7 @@ fn build_engine(cfg: &SyncConfig) -> Result<Engine, Error> {
         unanswered: std::sync::atomic::AtomicU32::new(0),
         unreachable: std::sync::atomic::AtomicU32::new(0),
         host: url.host_str().unwrap_or("the provider").to_string(),
+        state,
     })
 }
 
@@ -604,6 +783,7 @@ fn spawn_job(
 async fn sync_rows(
     cfg: &SyncConfig,
     engine: &Arc<Engine>,
+    maps: &HashMap<String, TargetMap>,
     bytes: &InputBytes,
     mut report: ReportWriter,
     mut rejects: Option<RejectsWriter>,
@@ -762,17 +942,37 @@ async fn sync_rows(
         } else {
             contact.group_id.clone()
         };
-        let action = plan(&contact, None, 0);
+        let fingerprint = engine.provider.payload_fingerprint(&contact);
+        let known = maps.get(&group).and_then(|m| m.get(&contact.phone));
+        let action = plan(&contact, known.as_ref(), fingerprint, cfg.full);
         if sending == Sending::DryRun {
-            let (outcome, id) = match &action {
-                Action::Add => (Outcome::WouldAdd, String::new()),
-                Action::Update(id) | Action::Unchanged(id) => (Outcome::WouldUpdate, id.clone()),
+            let (outcome, id) = match action {
+                Action::Add => (Outcome::WouldAdd, None),
+                Action::Update(id) => (Outcome::WouldUpdate, Some(id)),
+                Action::Unchanged(id) => (Outcome::Unchanged, id),
             };
-            ticket.finish(outcome, Vec::new(), "", &id);
+            ticket.finish(outcome, Vec::new(), "", id.as_deref().unwrap_or(""));
             continue;
         }
-        let job = Job { ticket, contact };
+        let stored_id = contact.contact_id.is_empty();
+        let job = Job {
+            ticket,
+            contact,
+            group: group.clone(),
+            fingerprint,
+            prior: known.map(|k| k.status),
+            stored_id,
+        };
         match action {
+            Action::Unchanged(id) => {
+                let Job { ticket, .. } = job;
+                ticket.finish(
+                    Outcome::Unchanged,
+                    Vec::new(),
+                    "",
+                    id.as_deref().unwrap_or(""),
+                );
+            }
             Action::Add => {
                 if let Some((group, jobs)) = batcher.push(&group, job) {
                     spawn_job(
@@ -782,10 +982,13 @@ async fn sync_rows(
                     );
                 }
             }
-            Action::Update(id) | Action::Unchanged(id) => {
+            Action::Update(id) => {
                 let worker = Arc::clone(engine);
                 spawn_job(&mut tasks, engine, async move {
-                    worker.update(job, id, "").await
+                    if let Some(job) = worker.update(job, id, "").await {
+                        let group = job.group.clone();
+                        worker.add_batch(group, vec![job]).await;
+                    }
                 });
             }
         }
