@@ -173,12 +173,30 @@ impl FieldSet {
     pub fn insert(&mut self, field: Field) {
         self.0 |= 1 << field as u16;
     }
+
+    /// Removes `field`.
+    pub fn remove(&mut self, field: Field) {
+        self.0 &= !(1 << field as u16);
+    }
+}
+
+/// One numbered phone of a labelled layout (Google Contacts' `Phone 1 -
+/// Label` / `Phone 1 - Value`): the column saying what kind of number it is,
+/// and the column holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhoneSlot {
+    /// The label (or, in older exports, type) column, if the file has one.
+    pub label: Option<usize>,
+    /// The value column.
+    pub value: usize,
 }
 
 /// Which input column holds each field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ColumnMap {
     index: [Option<usize>; Field::COUNT],
+    /// The numbered phones of a labelled layout, in order; empty otherwise.
+    phone_slots: Vec<PhoneSlot>,
     /// The fields whose column `--map` named.
     explicit: FieldSet,
     /// How the phone column was chosen among several, for the log.
@@ -305,6 +323,12 @@ impl ColumnMap {
             .map(|(h, _)| h.to_string())
             .collect();
         Ok((map, ignored))
+    }
+
+    /// The numbered phones of a labelled layout, in order (empty when the
+    /// phone number has one column, [`ColumnMap::get`]).
+    pub fn phone_slots(&self) -> &[PhoneSlot] {
+        &self.phone_slots
     }
 
     /// How the phone column was chosen among several candidates, when it was.

@@ -27,6 +27,7 @@ pub mod scan;
 pub mod secret;
 pub mod sync;
 pub mod validate;
+pub mod words;
 
 use cli::{Cli, Command};
 
