@@ -408,6 +408,11 @@ impl Normalizer {
             if !may_hold_several(raw) {
                 return self.phone(raw, notes).map_err(|e| (col, e));
             }
+            let pieces = self.split_numbers(raw);
+            if pieces.len() <= 1 {
+                let one = pieces.first().copied().unwrap_or(raw);
+                return self.phone(one, notes).map_err(|e| (col, e));
+            }
         }
         let single = [PhoneSlot {
             label: None,
@@ -1957,7 +1962,7 @@ mod tests {
         );
         assert_eq!(
             codes(&noted(&n, " ::: ").unwrap_err()),
-            [ErrorCode::PhoneMissing]
+            [ErrorCode::PhoneInvalid]
         );
         // --mobile-only: a cell of landlines is not mobile.
         let mobile = norm(NormalizeOptions {
