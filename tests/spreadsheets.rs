@@ -243,7 +243,7 @@ fn older_google_csv_in_utf16_reads_phone_types() {
     let text = "Name,Given Name,Additional Name,Family Name,Yomi Name,Birthday,Gender,Notes,\
                 Group Membership,E-mail 1 - Type,E-mail 1 - Value,Phone 1 - Type,Phone 1 - Value,\
                 Phone 2 - Type,Phone 2 - Value\n\
-                Zoé Lefèvre,Zoé,,Lefèvre,,1985-03-14,,,* My Contacts,,,Home,01 23 45 67 89,\
+                Zoé Lefèvre,Zoé,,Lefèvre,,1985-03-14,,,* My Contacts,,,Work,07 51 23 45 67,\
                 * Mobile,06 12 34 56 78\n\
                 Jürgen Groß,Jürgen,,Groß,,,,,* My Contacts,,,Mobile,+49 1512 3456789,,\n";
     dir.write("google.csv", utf16(text, false));
@@ -256,7 +256,8 @@ fn older_google_csv_in_utf16_reads_phone_types() {
                 2,
                 "valid",
                 "",
-                "other numbers of the row ignored: \"01 23 45 67 89\"",
+                // Both are mobile numbers: the one labelled mobile wins.
+                "other numbers of the row ignored: \"07 51 23 45 67\"",
                 "+33612345678"
             ),
             (3, "valid", "", "", "+4915123456789"),
