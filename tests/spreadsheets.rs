@@ -638,3 +638,24 @@ fn names_typed_on_a_mac_are_counted_composed_and_cuts_are_noted() {
         )
     );
 }
+
+#[test]
+fn sync_sends_an_empty_group_cell_to_the_group_id() {
+    let sandbox = crate::util::Sandbox::calm();
+    let dir = Dir::new();
+    dir.write("in.csv", "phone,group\n0612345678,g2\n0612345679,\n");
+    let out = sandbox.sync(
+        &dir,
+        "smspartner",
+        &["--group-id", "g1", "--report", "r.csv"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        sandbox.group_phones("g1").into_keys().collect::<Vec<_>>(),
+        ["+33612345679"]
+    );
+    assert_eq!(
+        sandbox.group_phones("g2").into_keys().collect::<Vec<_>>(),
+        ["+33612345678"]
+    );
+}
