@@ -105,6 +105,9 @@ pub struct ValidateArgs {
     /// Output options.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The group a sync would use: empty groupId cells fall back to it, as in sync.
+    #[arg(long, value_name = "ID")]
+    pub group_id: Option<String>,
     /// Worker threads for normalisation [default: number of CPUs].
     #[arg(long, hide = true)]
     pub threads: Option<usize>,

@@ -28,6 +28,7 @@ pub mod secret;
 pub mod state;
 pub mod sync;
 pub mod validate;
+pub mod words;
 
 use cli::{Cli, Command};
 

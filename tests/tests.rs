@@ -6,6 +6,7 @@ mod columns_safety;
 mod normalize_rules;
 mod safety;
 mod sandbox;
+mod spreadsheets;
 mod state;
 mod sync;
 mod util;

@@ -139,7 +139,9 @@ struct SyncConfig {
 
 impl SyncConfig {
     fn from_args(args: &SyncArgs) -> Result<SyncConfig, Error> {
-        let input = InputConfig::from_args(&args.input)?;
+        let mut input = InputConfig::from_args(&args.input)?;
+        // An empty groupId cell falls back to --group-id (SPEC §4).
+        input.set_default_group(args.group_id.as_deref())?;
         let output = OutputConfig::from_args(&args.output, &input.source)?;
         let base_url = match &args.base_url {
             Some(u) => {
