@@ -51,6 +51,8 @@ pub(super) struct Ticket {
     pub(super) finished: bool,
     /// Raised while a request carrying this row is out without an answer.
     pub(super) sent: Arc<AtomicBool>,
+    /// What normalisation noted about the row (a date left out, a name cut…).
+    pub(super) note: String,
 }
 
 /// The fate of one row, on its way to the report writer.
@@ -74,6 +76,11 @@ impl Ticket {
         contact_id: &str,
     ) {
         self.finished = true;
+        let note = match (note.is_empty(), self.note.is_empty()) {
+            (_, true) => note.to_string(),
+            (true, false) => std::mem::take(&mut self.note),
+            (false, false) => format!("{note}; {}", self.note),
+        };
         let record = if outcome.is_problem() {
             self.record.take()
         } else {
@@ -84,7 +91,7 @@ impl Ticket {
             line: self.line,
             outcome,
             errors,
-            note: note.to_string(),
+            note,
             phone: std::mem::take(&mut self.phone),
             contact_id: contact_id.to_string(),
             record,

@@ -659,7 +659,7 @@ fn first_pass(
     raised: &AtomicBool,
 ) -> Result<FirstPass, Error> {
     let mut first = FirstPass::default();
-    scan(
+    let stats = scan(
         opened.reader,
         &opened.map,
         &input.normalizer,
@@ -692,6 +692,7 @@ fn first_pass(
         path: input.source.describe(),
         source,
     })?;
+    crate::validate::log_input_facts(&stats);
     // A signal after the last row still means the run was interrupted.
     first.interrupted |= raised.load(Ordering::Relaxed);
     Ok(first)
@@ -877,7 +878,7 @@ async fn sync_rows(
                 continue;
             }
         };
-        let Some(row) = row else { break };
+        let Some(mut row) = row else { break };
         // Admit the row into the window. While requests are in flight their
         // completion frees room; once none are, only the partial batches can
         // be holding the window, so send them rather than wait forever.
@@ -915,6 +916,7 @@ async fn sync_rows(
             tx: done_tx.clone(),
             finished: false,
             sent: Arc::new(AtomicBool::new(false)),
+            note: std::mem::take(&mut row.note),
         };
         seq += 1;
         let contact = match row.verdict {
