@@ -364,3 +364,63 @@ fn a_run_killed_at_several_points_and_run_again_ends_exact() {
         killed_then_rerun(at);
     }
 }
+
+#[test]
+fn state_show_forget_and_rebuild() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(30, 0);
+    dir.write("in.csv", csv_of(&phones));
+    assert_eq!(code(&sb.sync(&dir, "smspartner", &[])), 0);
+    let url = sb.url();
+    let target = [
+        "--provider",
+        "smspartner",
+        "--base-url",
+        &url,
+        "--group-id",
+        "g1",
+    ];
+    let state = |verb: &str, extra: &[&str]| {
+        dir.command()
+            .env("CONTACT_SYNC_API_KEY", KEY)
+            .arg("state")
+            .arg(verb)
+            .args(target)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let show = state("show", &[]);
+    let text = String::from_utf8_lossy(&show.stdout).into_owned();
+    assert_eq!(code(&show), 0, "{}", stderr(&show));
+    assert!(
+        text.contains("30 numbers (30 synced by this tool), 0 pending"),
+        "{text}"
+    );
+
+    let refused = state("forget", &[]);
+    assert_eq!(code(&refused), 2, "forget asks for --yes off a terminal");
+    assert!(String::from_utf8_lossy(&state("show", &[]).stdout).contains("30 numbers"));
+    assert_eq!(code(&state("forget", &["--yes"])), 0);
+    assert!(String::from_utf8_lossy(&state("show", &[]).stdout).contains("no state store"));
+
+    let rebuilt = state("rebuild", &[]);
+    assert_eq!(code(&rebuilt), 0, "{}", stderr(&rebuilt));
+    assert!(
+        stderr(&rebuilt).contains("30 contacts"),
+        "{}",
+        stderr(&rebuilt)
+    );
+    let text = String::from_utf8_lossy(&state("show", &[]).stdout).into_owned();
+    assert!(
+        text.contains("30 numbers (0 synced by this tool)"),
+        "{text}"
+    );
+    // The ids are known again: no add is sent, each row is one update.
+    let out = sb.sync(&dir, "smspartner", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let received = sb.state().counters.received;
+    assert!(received.smspartner_adds_in("g1").values().all(|n| *n == 1));
+    assert_eq!(sb.state().counters.total("POST /v1/contact/update"), 30);
+}

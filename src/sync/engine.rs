@@ -525,6 +525,36 @@ impl Engine {
         None
     }
 
+    /// Every contact of `group` on the provider (number → id), recorded in
+    /// the state store as known.
+    pub(super) async fn list_target(
+        &self,
+        group: &str,
+    ) -> Result<HashMap<String, String>, Option<RowError>> {
+        let mut ids = HashMap::new();
+        let mut cursor = Some(0);
+        while let Some(c) = cursor {
+            let req = self.provider.list(&self.key, group, c);
+            let reply = self
+                .call(req, &AtomicBool::new(false))
+                .await
+                .map_err(|e| Self::send_error(e).ok())?;
+            let page = self
+                .provider
+                .parse_list(c, reply.status, &reply.body)
+                .map_err(|e| Some(self.op_error(e)))?;
+            for entry in page.entries {
+                ids.insert(entry.phone, entry.contact_id);
+            }
+            cursor = page.next;
+        }
+        tracing::debug!("listed {} contacts of target {group:?}", ids.len());
+        let entries: Vec<(String, String)> =
+            ids.iter().map(|(p, i)| (p.clone(), i.clone())).collect();
+        self.record(group, |target| Update::Known { target, entries });
+        Ok(ids)
+    }
+
     /// The id of `phone` in `group`'s listing, fetched once and fetched again
     /// only when it predates the answer that said the number exists.
     pub(super) async fn find(
@@ -547,27 +577,7 @@ impl Engine {
             return Ok(None);
         }
         let started = Instant::now();
-        let mut ids = HashMap::new();
-        let mut cursor = Some(0);
-        while let Some(c) = cursor {
-            let req = self.provider.list(&self.key, group, c);
-            let reply = self
-                .call(req, &AtomicBool::new(false))
-                .await
-                .map_err(|e| Self::send_error(e).ok())?;
-            let page = self
-                .provider
-                .parse_list(c, reply.status, &reply.body)
-                .map_err(|e| Some(self.op_error(e)))?;
-            for entry in page.entries {
-                ids.insert(entry.phone, entry.contact_id);
-            }
-            cursor = page.next;
-        }
-        tracing::debug!("listed {} contacts of target {group:?}", ids.len());
-        let entries: Vec<(String, String)> =
-            ids.iter().map(|(p, i)| (p.clone(), i.clone())).collect();
-        self.record(group, |target| Update::Known { target, entries });
+        let ids = self.list_target(group).await?;
         listing.ids = ids;
         listing.loaded_at = Some(started);
         Ok(listing.ids.get(phone).cloned())

@@ -38,6 +38,7 @@ use crate::scan::{Verdict, scan};
 use crate::secret::ApiKey;
 use crate::state::{Lock, StateWriter, Store, TargetKey, TargetMap, Update as StateUpdate};
 
+pub mod admin;
 mod engine;
 mod signals;
 
@@ -713,12 +714,29 @@ fn api_key(kind: ProviderKind, dry_run: bool) -> Result<ApiKey, Error> {
 
 /// The provider, dispatcher and shared state of the sending tasks.
 fn build_engine(cfg: &SyncConfig, state: Option<StateCtx>) -> Result<Engine, Error> {
+    new_engine(
+        cfg.kind,
+        cfg.base_url.as_ref(),
+        cfg.dispatch.clone(),
+        cfg.key.clone(),
+        state,
+    )
+}
+
+/// An engine for `kind` at `base_url` (the provider's default when `None`).
+fn new_engine(
+    kind: ProviderKind,
+    base_url: Option<&reqwest::Url>,
+    dispatch: DispatchConfig,
+    key: ApiKey,
+    state: Option<StateCtx>,
+) -> Result<Engine, Error> {
     let bad_url = |e: crate::provider::BaseUrlError| Error::Usage(format!("--base-url: {e}"));
-    let base = |default: &str| match &cfg.base_url {
+    let base = |default: &str| match base_url {
         Some(u) => Ok(u.clone()),
         None => reqwest::Url::parse(default).map_err(|e| Error::Usage(e.to_string())),
     };
-    let (url, provider): (reqwest::Url, Box<dyn Provider>) = match cfg.kind {
+    let (url, provider): (reqwest::Url, Box<dyn Provider>) = match kind {
         // Only a dry run gets here without a Mobivate base URL, and it sends nothing.
         ProviderKind::Mobivate => {
             let url = base("https://mobivate.invalid/")?;
@@ -733,12 +751,11 @@ fn build_engine(cfg: &SyncConfig, state: Option<StateCtx>) -> Result<Engine, Err
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dispatcher =
-        Dispatcher::new(cfg.dispatch.clone(), stop_rx).map_err(|e| Error::Usage(e.to_string()))?;
+    let dispatcher = Dispatcher::new(dispatch, stop_rx).map_err(|e| Error::Usage(e.to_string()))?;
     Ok(Engine {
         provider,
         dispatcher,
-        key: cfg.key.clone(),
+        key,
         directory: Directory::default(),
         abort: Mutex::new(None),
         stop: stop_tx,
