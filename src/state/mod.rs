@@ -9,7 +9,6 @@ mod lock;
 mod schema;
 mod writer;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -113,11 +112,12 @@ pub struct Entry {
     pub status: Status,
 }
 
-/// Every number of one target, in memory for the planner: compact, since a
-/// nightly file may hold a million rows.
+/// Every number of one target, in memory for the planner: compact (24 bytes
+/// a number, ids in one string, sorted for binary search), since a nightly
+/// file may hold a million rows.
 #[derive(Debug, Default)]
 pub struct TargetMap {
-    entries: HashMap<u64, Packed>,
+    entries: Vec<(u64, Packed)>,
     ids: String,
 }
 
@@ -150,7 +150,7 @@ impl TargetMap {
             }
             _ => (0, 0),
         };
-        self.entries.insert(
+        self.entries.push((
             key,
             Packed {
                 fingerprint: entry.fingerprint.unwrap_or(0),
@@ -159,12 +159,25 @@ impl TargetMap {
                 status: entry.status.code() as u8,
                 has_fingerprint: entry.fingerprint.is_some(),
             },
-        );
+        ));
+    }
+
+    /// Sorts the entries for lookups; call once after the last insert.
+    fn seal(&mut self) {
+        self.entries.sort_unstable_by_key(|(k, _)| *k);
+        self.entries.shrink_to_fit();
+        self.ids.shrink_to_fit();
     }
 
     /// What the store knows of `phone`.
     pub fn get(&self, phone: &str) -> Option<Entry> {
-        let p = self.entries.get(&phone_key(phone)?)?;
+        self.get_key(phone_key(phone)?)
+    }
+
+    /// What the store knows of the number with these E.164 digits.
+    pub fn get_key(&self, key: u64) -> Option<Entry> {
+        let at = self.entries.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        let p = &self.entries[at].1;
         let contact_id = (p.id_len > 0).then(|| {
             let start = p.id_start as usize;
             self.ids
@@ -290,8 +303,19 @@ impl Store {
                 "SELECT phone, contact_id, fingerprint, status FROM contacts WHERE target = ?1",
             )
             .map_err(sql)?;
+        let count: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM contacts WHERE target = ?1",
+                params![target],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
         let mut rows = stmt.query(params![target]).map_err(sql)?;
-        let mut map = TargetMap::default();
+        let mut map = TargetMap {
+            entries: Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
+            ids: String::new(),
+        };
         while let Some(row) = rows.next().map_err(sql)? {
             let phone: String = row.get(0).map_err(sql)?;
             let status: i64 = row.get(3).map_err(sql)?;
@@ -307,6 +331,7 @@ impl Store {
             };
             map.insert(&phone, &entry);
         }
+        map.seal();
         Ok(map)
     }
 

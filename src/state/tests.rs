@@ -48,6 +48,7 @@ fn the_target_map_gives_back_what_went_in() {
     };
     map.insert("+33611111111", &a);
     map.insert("+33622222222", &b);
+    map.seal();
     assert_eq!(map.get("+33611111111"), Some(a));
     assert_eq!(map.get("+33622222222"), Some(b));
     assert_eq!(map.get("+33633333333"), None);

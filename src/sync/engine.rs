@@ -619,8 +619,14 @@ pub(super) async fn write_in_order(
             }
         };
         let Some(done) = done else { break };
-        pending.insert(done.seq, done);
-        while let Some(d) = pending.remove(&next) {
+        // Most rows come in order: they skip the map.
+        let mut ready = if done.seq == next {
+            Some(done)
+        } else {
+            pending.insert(done.seq, done);
+            None
+        };
+        while let Some(d) = ready.take().or_else(|| pending.remove(&next)) {
             next += 1;
             summary.record(d.outcome, &d.errors);
             counts.record(d.outcome);

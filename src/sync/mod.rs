@@ -34,7 +34,7 @@ use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
 use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
 use crate::run::{Ending, RunResult, default_threads};
-use crate::scan::{Verdict, scan};
+use crate::scan::{CheckedRow, Verdict, scan, scan_skipping};
 use crate::secret::ApiKey;
 use crate::state::{Lock, StateWriter, Store, TargetKey, TargetMap, Update as StateUpdate};
 
@@ -258,6 +258,8 @@ struct FirstPass {
     file_ids: Vec<(String, String, String)>,
     /// The groups of the valid rows (empty: the default).
     groups: std::collections::BTreeSet<String>,
+    /// Rows found identical to what the store holds: (row index, E.164 digits).
+    unchanged: Vec<(u64, u64)>,
 }
 
 /// How many file-given contact ids are read back before any update through them.
@@ -342,6 +344,38 @@ async fn run_async(
         opened.reader.delimiter(),
     )?;
 
+    // What the store knows of the one target of a file without a group
+    // column, so the first pass can find the unchanged rows.
+    let preload = match &store {
+        Some(store) if !has_group_column => {
+            let group = cfg.group.clone().unwrap_or_default();
+            let key = state_key(&cfg, &group);
+            let found = store
+                .find_target(&key)
+                .map_err(|e| Error::Usage(e.to_string()));
+            let loaded = found.and_then(|t| {
+                t.map(|t| store.load(t).map_err(|e| Error::Usage(e.to_string())))
+                    .transpose()
+            });
+            match loaded {
+                Ok(map) => map.map(|m| (group, Arc::new(m))),
+                Err(e) => {
+                    outputs.discard();
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+    let skip = match &preload {
+        Some((_, map)) => Some(Skip {
+            map: Arc::clone(map),
+            fingerprinter: fingerprinter(cfg.kind)?,
+            full: cfg.full,
+        }),
+        None => None,
+    };
+
     // Pass 1: validate everything before the first request.
     let first = if spool_end == SpoolEnd::Stopped {
         FirstPass {
@@ -352,9 +386,10 @@ async fn run_async(
         tracing::debug!("checking every row before sending anything");
         let input = cfg.input.clone();
         let raised = signals.raised();
-        let pass = tokio::task::spawn_blocking(move || first_pass(opened, &input, &raised))
-            .await
-            .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")));
+        let pass =
+            tokio::task::spawn_blocking(move || first_pass(opened, &input, &raised, skip.as_ref()))
+                .await
+                .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")));
         match pass.and_then(|p| p) {
             Ok(p) => p,
             Err(e) => {
@@ -415,7 +450,7 @@ async fn run_async(
             }
         })
         .collect();
-    let (maps, state) = match prepare_state(store, &cfg, groups, sending) {
+    let (maps, state) = match prepare_state(store, &cfg, groups, sending, preload) {
         Ok(s) => s,
         Err(e) => {
             outputs.discard();
@@ -450,6 +485,7 @@ async fn run_async(
         &cfg,
         &engine,
         &maps,
+        &first.unchanged,
         &bytes,
         outputs.report,
         outputs.rejects,
@@ -514,6 +550,40 @@ async fn open_input(source: &Source, signals: &Signals) -> Result<(InputBytes, S
     Ok(spooling.finish(signals.at_least(1)).await?)
 }
 
+/// The store's key of `group`'s target.
+fn state_key(cfg: &SyncConfig, group: &str) -> TargetKey {
+    TargetKey {
+        provider: provider_name(cfg.kind).into(),
+        base_url: target_base(cfg.kind, cfg.base_url.as_ref()),
+        group: group.to_string(),
+    }
+}
+
+/// A provider instance for fingerprints only (they do not depend on the URL).
+fn fingerprinter(kind: ProviderKind) -> Result<Box<dyn Provider>, Error> {
+    let internal = |e: String| Error::Runtime(format!("internal: {e}"));
+    let url = reqwest::Url::parse(crate::provider::smspartner::DEFAULT_BASE_URL)
+        .map_err(|e| internal(e.to_string()))?;
+    Ok(match kind {
+        ProviderKind::Mobivate => {
+            Box::new(Mobivate::new(url).map_err(|e| internal(e.to_string()))?)
+        }
+        ProviderKind::Smspartner | ProviderKind::Sandbox => {
+            Box::new(SmsPartner::new(url).map_err(|e| internal(e.to_string()))?)
+        }
+    })
+}
+
+/// What the store knows of each group's target.
+type Maps = HashMap<String, Arc<TargetMap>>;
+
+/// What the first pass needs to find the rows that are unchanged.
+struct Skip {
+    map: Arc<TargetMap>,
+    fingerprinter: Box<dyn Provider>,
+    full: bool,
+}
+
 /// Locks and opens the run's store (read-only for a dry run, which takes no lock).
 fn open_store(cfg: &SyncConfig) -> Result<(Option<Store>, Option<Lock>), Error> {
     let Some(path) = &cfg.state else {
@@ -537,27 +607,26 @@ fn prepare_state(
     cfg: &SyncConfig,
     groups: Vec<String>,
     sending: Sending,
-) -> Result<(HashMap<String, TargetMap>, Option<StateCtx>), Error> {
+    preload: Option<(String, Arc<TargetMap>)>,
+) -> Result<(Maps, Option<StateCtx>), Error> {
     let Some(store) = store else {
         return Ok((HashMap::new(), None));
     };
     let state_err = |e: crate::state::StateError| Error::Usage(e.to_string());
-    let base_url = target_base(cfg.kind, cfg.base_url.as_ref());
     let mut maps = HashMap::new();
     let mut targets = HashMap::new();
     for group in groups {
-        let key = TargetKey {
-            provider: provider_name(cfg.kind).into(),
-            base_url: base_url.clone(),
-            group: group.clone(),
-        };
+        let key = state_key(cfg, &group);
         let target = if sending == Sending::Send {
             Some(store.target(&key).map_err(state_err)?)
         } else {
             store.find_target(&key).map_err(state_err)?
         };
         if let Some(target) = target {
-            let map = store.load(target).map_err(state_err)?;
+            let map = match &preload {
+                Some((g, map)) if *g == group => Arc::clone(map),
+                _ => Arc::new(store.load(target).map_err(state_err)?),
+            };
             tracing::debug!(
                 "the state store knows {} numbers of target {group:?}",
                 map.len()
@@ -658,6 +727,7 @@ fn first_pass(
     opened: crate::config::OpenInput,
     input: &InputConfig,
     raised: &AtomicBool,
+    skip: Option<&Skip>,
 ) -> Result<FirstPass, Error> {
     let mut first = FirstPass::default();
     let stats = scan(
@@ -673,7 +743,19 @@ fn first_pass(
             first.rows += 1;
             match &row.verdict {
                 Verdict::Invalid(_) => first.invalid += 1,
+                Verdict::Unchanged(_) => {}
                 Verdict::Valid(c) => {
+                    if let Some(skip) = skip
+                        && let Some(digits) = crate::state::phone_key(&c.phone)
+                    {
+                        let known = skip.map.get_key(digits);
+                        let fingerprint = skip.fingerprinter.payload_fingerprint(c);
+                        if let Action::Unchanged(_) =
+                            plan(c, known.as_ref(), fingerprint, skip.full)
+                        {
+                            first.unchanged.push((first.rows - 1, digits));
+                        }
+                    }
                     if !first.groups.contains(&c.group_id) {
                         first.groups.insert(c.group_id.clone());
                     }
@@ -803,7 +885,8 @@ fn spawn_job(
 async fn sync_rows(
     cfg: &SyncConfig,
     engine: &Arc<Engine>,
-    maps: &HashMap<String, TargetMap>,
+    maps: &Maps,
+    unchanged: &[(u64, u64)],
     bytes: &InputBytes,
     mut report: ReportWriter,
     mut rejects: Option<RejectsWriter>,
@@ -837,17 +920,27 @@ async fn sync_rows(
         .await;
         (summary, failed, report, rejects)
     });
-    // The reader runs on its own threads and feeds rows in order.
-    let (row_tx, mut row_rx) = mpsc::channel(1024);
+    // The reader runs on its own threads and feeds rows in order, a few
+    // hundred at a time (one message a row would cost more than the row).
+    const ROWS_A_MESSAGE: usize = 256;
+    let (row_tx, mut row_rx) = mpsc::channel::<Vec<CheckedRow>>(8);
     let scan_input = cfg.input.clone();
+    let unchanged = unchanged.to_vec();
     let reader = tokio::task::spawn_blocking(move || -> Result<(), Error> {
-        scan(
+        let mut buf = Vec::with_capacity(ROWS_A_MESSAGE);
+        scan_skipping(
             opened.reader,
             &opened.map,
             &scan_input.normalizer,
             default_threads(),
+            &unchanged,
             |row| {
-                if row_tx.blocking_send(row).is_err() {
+                buf.push(row);
+                if buf.len() < ROWS_A_MESSAGE {
+                    return ControlFlow::Continue(());
+                }
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(ROWS_A_MESSAGE));
+                if row_tx.blocking_send(full).is_err() {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
@@ -858,6 +951,9 @@ async fn sync_rows(
             path: scan_input.source.describe(),
             source,
         })?;
+        if !buf.is_empty() {
+            let _ = row_tx.blocking_send(buf);
+        }
         Ok(())
     });
 
@@ -886,16 +982,21 @@ async fn sync_rows(
     let default_group = cfg.group.clone().unwrap_or_default();
     let mut seq = 0u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    let mut received = Vec::new().into_iter();
     loop {
-        let row = tokio::select! {
-            row = row_rx.recv() => row,
-            _ = ticker.tick() => {
-                let stats = engine.dispatcher.stats();
-                progress.tick(stats.attempts, stats.rate);
-                continue;
-            }
+        let Some(mut row) = received.next() else {
+            let rows = tokio::select! {
+                rows = row_rx.recv() => rows,
+                _ = ticker.tick() => {
+                    let stats = engine.dispatcher.stats();
+                    progress.tick(stats.attempts, stats.rate);
+                    continue;
+                }
+            };
+            let Some(rows) = rows else { break };
+            received = rows.into_iter();
+            continue;
         };
-        let Some(mut row) = row else { break };
         // Admit the row into the window. While requests are in flight their
         // completion frees room; once none are, only the partial batches can
         // be holding the window, so send them rather than wait forever.
@@ -939,6 +1040,23 @@ async fn sync_rows(
         let contact = match row.verdict {
             Verdict::Invalid(errors) => {
                 ticket.finish(Outcome::Invalid, errors, "", "");
+                continue;
+            }
+            Verdict::Unchanged(digits) => {
+                // Found identical to the store by the first pass.
+                let id = maps
+                    .get(&default_group)
+                    .and_then(|m| m.get_key(digits))
+                    .and_then(|e| e.contact_id)
+                    .unwrap_or_default();
+                match sending {
+                    Sending::Send | Sending::DryRun => {
+                        ticket.finish(Outcome::Unchanged, Vec::new(), "", &id)
+                    }
+                    Sending::Refused | Sending::Interrupted => ticket.not_attempted(
+                        "not sent: the run stopped before sending began (unchanged since the last run)",
+                    ),
+                }
                 continue;
             }
             Verdict::Valid(c) => c,
