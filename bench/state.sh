@@ -56,7 +56,7 @@ run_sync "first sync"
 run_sync "unchanged rerun"
 timed "validate" $bin -q validate "$dir/in.csv" --report "$dir/validate.csv"
 edit 100 0
-run_sync "1% edited (ids not yet known: one listing of the group)"
+run_sync "1 percent edited (ids not yet known: one listing of the group)"
 edit 100 50
-run_sync "another 1% edited (ids known)"
+run_sync "another 1 percent edited (ids known)"
 run_sync "unchanged rerun"

@@ -249,7 +249,7 @@ enum Sending {
 }
 
 /// What the first pass learnt.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct FirstPass {
     rows: u64,
     invalid: u64,
@@ -260,6 +260,8 @@ struct FirstPass {
     groups: std::collections::BTreeSet<String>,
     /// Rows found identical to what the store holds: (row index, E.164 digits).
     unchanged: Vec<(u64, u64)>,
+    /// The report written while reading, when it was.
+    speculation: Option<Speculation>,
 }
 
 /// How many file-given contact ids are read back before any update through them.
@@ -376,6 +378,53 @@ async fn run_async(
         None => None,
     };
 
+    // When the store knows the target, the first pass writes the report as
+    // it goes: if no row needs a request, that report is the run's, and the
+    // file is not read a second time (the nightly unchanged rerun).
+    let header = opened.reader.header().to_vec();
+    let delimiter = opened.reader.delimiter();
+    let Outputs {
+        report,
+        rejects,
+        summary: summary_file,
+    } = outputs;
+    let rewindable = matches!(cfg.output.report, crate::report::Target::File(_))
+        && !matches!(cfg.output.rejects, Some(crate::report::Target::Stdout));
+    let (mut writers, speculation) = if skip.is_some() && rewindable {
+        (
+            None,
+            Some(Speculation {
+                report,
+                rejects,
+                summary: Summary::default(),
+                complete: true,
+                failed: None,
+            }),
+        )
+    } else {
+        (Some((report, rejects)), None)
+    };
+    let outputs_discard =
+        |writers: Option<(ReportWriter, Option<RejectsWriter>)>,
+         speculation: Option<Speculation>,
+         summary_file: Option<crate::report::SummaryFile>| {
+            if let Some((r, j)) = writers {
+                r.discard();
+                if let Some(j) = j {
+                    j.discard();
+                }
+            }
+            if let Some(s) = speculation {
+                s.report.discard();
+                if let Some(j) = s.rejects {
+                    j.discard();
+                }
+            }
+            if let Some(f) = summary_file {
+                f.discard();
+            }
+        };
+
     // Pass 1: validate everything before the first request.
     let first = if spool_end == SpoolEnd::Stopped {
         FirstPass {
@@ -386,18 +435,20 @@ async fn run_async(
         tracing::debug!("checking every row before sending anything");
         let input = cfg.input.clone();
         let raised = signals.raised();
-        let pass =
-            tokio::task::spawn_blocking(move || first_pass(opened, &input, &raised, skip.as_ref()))
-                .await
-                .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")));
+        let pass = tokio::task::spawn_blocking(move || {
+            first_pass(opened, &input, &raised, skip.as_ref(), speculation)
+        })
+        .await
+        .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")));
         match pass.and_then(|p| p) {
             Ok(p) => p,
             Err(e) => {
-                outputs.discard();
+                outputs_discard(writers, None, summary_file);
                 return Err(e);
             }
         }
     };
+    let mut first = first;
     let sending = if first.interrupted {
         if spool_end != SpoolEnd::Stopped {
             tracing::warn!("interrupted while checking the file: nothing was sent");
@@ -417,6 +468,34 @@ async fn run_async(
         Sending::DryRun
     } else {
         Sending::Send
+    };
+    if let Some(spec) = first.speculation.take() {
+        if spec.complete && matches!(sending, Sending::Send | Sending::DryRun) {
+            tracing::debug!("no row needs a request: the first pass's report is the run's");
+            return finish_without_sending(
+                &cfg,
+                store,
+                first,
+                sending,
+                spec,
+                summary_file,
+                started,
+            );
+        }
+        // Some row needs a request: start the report again for the second pass.
+        spec.report.discard();
+        if let Some(j) = spec.rejects {
+            j.discard();
+        }
+        let report = ReportWriter::create(&cfg.output.report)?;
+        let rejects = match &cfg.output.rejects {
+            Some(t) => Some(RejectsWriter::create(t, &header, delimiter)?),
+            None => None,
+        };
+        writers = Some((report, rejects));
+    }
+    let Some((report_writer, rejects_writer)) = writers else {
+        return Err(Error::Runtime("internal: no report writer".into()));
     };
 
     #[cfg(feature = "sandbox")]
@@ -453,7 +532,7 @@ async fn run_async(
     let (maps, state) = match prepare_state(store, &cfg, groups, sending, preload) {
         Ok(s) => s,
         Err(e) => {
-            outputs.discard();
+            outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
             return Err(e);
         }
     };
@@ -478,7 +557,7 @@ async fn run_async(
         && let Some(column) = &id_column
         && let Err(e) = check_file_ids(&engine, &unchecked, column).await
     {
-        outputs.discard();
+        outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
         return Err(e);
     }
     let pass = sync_rows(
@@ -487,8 +566,8 @@ async fn run_async(
         &maps,
         &first.unchanged,
         &bytes,
-        outputs.report,
-        outputs.rejects,
+        report_writer,
+        rejects_writer,
         first.rows,
         sending,
         mode,
@@ -530,10 +609,114 @@ async fn run_async(
     RunResult::conclude(
         pass.summary,
         started,
-        outputs.summary,
+        summary_file,
         &cfg.output.report,
         ending,
         sent,
+    )
+}
+
+/// The report the first pass wrote while it read, valid as the run's own
+/// when no row needs a request.
+struct Speculation {
+    report: ReportWriter,
+    rejects: Option<RejectsWriter>,
+    summary: Summary,
+    /// Every row so far has its final outcome in the report.
+    complete: bool,
+    failed: Option<WriteError>,
+}
+
+impl Speculation {
+    /// Writes one row's final outcome, or gives up at the first row that needs a request.
+    fn row(
+        &mut self,
+        row: &CheckedRow,
+        map: &crate::columns::ColumnMap,
+        unchanged_id: Option<Option<String>>,
+    ) {
+        if !self.complete {
+            return;
+        }
+        let (outcome, errors): (Outcome, &[crate::codes::RowError]) =
+            match (&row.verdict, &unchanged_id) {
+                (Verdict::Invalid(errors), _) => (Outcome::Invalid, errors),
+                (Verdict::Valid(_) | Verdict::Unchanged(_), Some(_)) => (Outcome::Unchanged, &[]),
+                (Verdict::Valid(_) | Verdict::Unchanged(_), None) => {
+                    self.complete = false;
+                    return;
+                }
+            };
+        let id = unchanged_id.flatten().unwrap_or_default();
+        self.summary.record(outcome, errors);
+        let written = self
+            .report
+            .write(&crate::report::ReportRow {
+                line: row.record.line,
+                outcome,
+                errors,
+                note: if errors.is_empty() { &row.note } else { "" },
+                phone: row.phone(map),
+                contact_id: &id,
+            })
+            .and_then(|()| match (&mut self.rejects, outcome) {
+                (Some(r), Outcome::Invalid) => r.write(&row.record, errors),
+                _ => Ok(()),
+            });
+        if let Err(e) = written {
+            self.failed = Some(e);
+            self.complete = false;
+        }
+    }
+}
+
+/// Ends a run in which no row needed a request: the first pass's report is
+/// moved into place and the store notes the run; nothing is sent.
+fn finish_without_sending(
+    cfg: &SyncConfig,
+    store: Option<Store>,
+    first: FirstPass,
+    sending: Sending,
+    spec: Speculation,
+    summary_file: Option<crate::report::SummaryFile>,
+    started: Instant,
+) -> Result<RunResult, Error> {
+    let Speculation {
+        report,
+        rejects,
+        summary,
+        ..
+    } = spec;
+    report.finish()?;
+    if let Some(r) = rejects {
+        r.finish()?;
+    }
+    if sending == Sending::Send {
+        let groups = first.groups.iter().map(|g| {
+            if g.is_empty() {
+                cfg.group.clone().unwrap_or_default()
+            } else {
+                g.clone()
+            }
+        });
+        let (_, state) = prepare_state(store, cfg, groups.collect(), sending, None)?;
+        if let Some(state) = state {
+            for target in state.targets.values() {
+                state.writer.send(StateUpdate::Finished { target: *target });
+            }
+            state
+                .writer
+                .close()
+                .map_err(|e| Error::Usage(e.to_string()))?;
+        }
+    }
+    RunResult::conclude(
+        summary,
+        started,
+        summary_file,
+        &cfg.output.report,
+        Ending::Finished,
+        false,
     )
 }
 
@@ -728,8 +911,10 @@ fn first_pass(
     input: &InputConfig,
     raised: &AtomicBool,
     skip: Option<&Skip>,
+    mut speculation: Option<Speculation>,
 ) -> Result<FirstPass, Error> {
     let mut first = FirstPass::default();
+    let map = opened.map.clone();
     let stats = scan(
         opened.reader,
         &opened.map,
@@ -741,6 +926,7 @@ fn first_pass(
                 return ControlFlow::Break(());
             }
             first.rows += 1;
+            let mut unchanged_id = None;
             match &row.verdict {
                 Verdict::Invalid(_) => first.invalid += 1,
                 Verdict::Unchanged(_) => {}
@@ -750,10 +936,11 @@ fn first_pass(
                     {
                         let known = skip.map.get_key(digits);
                         let fingerprint = skip.fingerprinter.payload_fingerprint(c);
-                        if let Action::Unchanged(_) =
+                        if let Action::Unchanged(id) =
                             plan(c, known.as_ref(), fingerprint, skip.full)
                         {
                             first.unchanged.push((first.rows - 1, digits));
+                            unchanged_id = Some(id);
                         }
                     }
                     if !first.groups.contains(&c.group_id) {
@@ -768,6 +955,9 @@ fn first_pass(
                     }
                 }
             }
+            if let Some(spec) = speculation.as_mut() {
+                spec.row(&row, &map, unchanged_id);
+            }
             ControlFlow::Continue(())
         },
     )
@@ -778,6 +968,13 @@ fn first_pass(
     crate::validate::log_input_facts(&stats);
     // A signal after the last row still means the run was interrupted.
     first.interrupted |= raised.load(Ordering::Relaxed);
+    if let Some(spec) = speculation.as_mut()
+        && let Some(e) = spec.failed.take()
+    {
+        // The report cannot be written: nothing has been sent yet.
+        return Err(e.into());
+    }
+    first.speculation = speculation;
     Ok(first)
 }
 
