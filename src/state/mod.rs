@@ -112,13 +112,27 @@ pub struct Entry {
     pub status: Status,
 }
 
-/// Every number of one target, in memory for the planner: compact (24 bytes
-/// a number, ids in one string, sorted for binary search), since a nightly
-/// file may hold a million rows.
+/// Every number of one target, in memory for the planner: compact, since a
+/// nightly file may hold a million rows — 24 bytes a number, ids in one
+/// string, entries grouped by a hash of the number with an offset table over
+/// the groups (about four a group), so a lookup touches two cache lines
+/// instead of the twenty a binary search over the whole table would.
 #[derive(Debug, Default)]
 pub struct TargetMap {
     entries: Vec<(u64, Packed)>,
+    /// `buckets[b]..buckets[b + 1]` are the entries whose hash falls in bucket `b`.
+    buckets: Vec<u32>,
+    /// log2 of the number of buckets.
+    bits: u32,
     ids: String,
+}
+
+/// A well-mixed hash of a number's digits (splitmix64's finaliser).
+fn mix(key: u64) -> u64 {
+    let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -162,9 +176,27 @@ impl TargetMap {
         ));
     }
 
-    /// Sorts the entries for lookups; call once after the last insert.
+    /// Groups the entries for lookups; call once after the last insert.
     fn seal(&mut self) {
-        self.entries.sort_unstable_by_key(|(k, _)| *k);
+        let groups = (self.entries.len() / 4).max(1).next_power_of_two();
+        self.bits = groups.trailing_zeros();
+        let bucket = |key: u64, bits: u32| {
+            if bits == 0 {
+                0
+            } else {
+                (mix(key) >> (64 - bits)) as usize
+            }
+        };
+        let bits = self.bits;
+        self.entries
+            .sort_unstable_by_key(|(k, _)| (bucket(*k, bits), *k));
+        self.buckets = vec![0; groups + 1];
+        for (k, _) in &self.entries {
+            self.buckets[bucket(*k, bits) + 1] += 1;
+        }
+        for b in 1..self.buckets.len() {
+            self.buckets[b] += self.buckets[b - 1];
+        }
         self.entries.shrink_to_fit();
         self.ids.shrink_to_fit();
     }
@@ -176,8 +208,14 @@ impl TargetMap {
 
     /// What the store knows of the number with these E.164 digits.
     pub fn get_key(&self, key: u64) -> Option<Entry> {
-        let at = self.entries.binary_search_by_key(&key, |(k, _)| *k).ok()?;
-        let p = &self.entries[at].1;
+        let b = if self.bits == 0 {
+            0
+        } else {
+            (mix(key) >> (64 - self.bits)) as usize
+        };
+        let (start, end) = (*self.buckets.get(b)?, *self.buckets.get(b + 1)?);
+        let group = self.entries.get(start as usize..end as usize)?;
+        let p = &group.iter().find(|(k, _)| *k == key)?.1;
         let contact_id = (p.id_len > 0).then(|| {
             let start = p.id_start as usize;
             self.ids
@@ -314,10 +352,10 @@ impl Store {
         let mut rows = stmt.query(params![target]).map_err(sql)?;
         let mut map = TargetMap {
             entries: Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
-            ids: String::new(),
+            ..TargetMap::default()
         };
         while let Some(row) = rows.next().map_err(sql)? {
-            let phone: String = row.get(0).map_err(sql)?;
+            let phone = row.get_ref(0).map_err(sql)?.as_str().unwrap_or("");
             let status: i64 = row.get(3).map_err(sql)?;
             let entry = Entry {
                 contact_id: row.get(1).map_err(sql)?,
@@ -329,7 +367,7 @@ impl Store {
                     )
                 })?,
             };
-            map.insert(&phone, &entry);
+            map.insert(phone, &entry);
         }
         map.seal();
         Ok(map)
@@ -365,6 +403,17 @@ impl Store {
             })
             .map_err(sql)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    /// Notes that a run on `target` went through to its end.
+    pub fn mark_finished(&self, target: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE targets SET last_sync = ?2 WHERE id = ?1",
+                params![target, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| StateError::sql(&self.path, e))
     }
 
     /// Removes a target and everything known of it; `false` if there was none.

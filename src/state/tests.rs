@@ -166,3 +166,21 @@ fn a_lock_is_refused_while_held_and_taken_over_when_stale() {
     std::fs::write(dir.path().join("s.sqlite.lock"), "4000000000\n").unwrap();
     assert!(Lock::acquire(&path).is_ok());
 }
+
+#[test]
+fn a_large_target_map_finds_every_number_and_nothing_else() {
+    let mut map = TargetMap::default();
+    let entry = |i: u64| Entry {
+        contact_id: (i % 3 == 0).then(|| format!("id{i}")),
+        fingerprint: Some(i),
+        status: Status::Confirmed,
+    };
+    for i in 0..10_000u64 {
+        map.insert(&format!("+336{:08}", i * 7), &entry(i));
+    }
+    map.seal();
+    for i in 0..10_000u64 {
+        assert_eq!(map.get(&format!("+336{:08}", i * 7)), Some(entry(i)), "{i}");
+        assert_eq!(map.get(&format!("+336{:08}", i * 7 + 1)), None, "{i}");
+    }
+}

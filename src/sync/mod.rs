@@ -691,23 +691,18 @@ fn finish_without_sending(
     if let Some(r) = rejects {
         r.finish()?;
     }
-    if sending == Sending::Send {
-        let groups = first.groups.iter().map(|g| {
-            if g.is_empty() {
-                cfg.group.clone().unwrap_or_default()
+    if sending == Sending::Send
+        && let Some(store) = store
+    {
+        for group in &first.groups {
+            let group = if group.is_empty() {
+                cfg.group.as_deref().unwrap_or("")
             } else {
-                g.clone()
-            }
-        });
-        let (_, state) = prepare_state(store, cfg, groups.collect(), sending, None)?;
-        if let Some(state) = state {
-            for target in state.targets.values() {
-                state.writer.send(StateUpdate::Finished { target: *target });
-            }
-            state
-                .writer
-                .close()
-                .map_err(|e| Error::Usage(e.to_string()))?;
+                group
+            };
+            let state_err = |e: crate::state::StateError| Error::Usage(e.to_string());
+            let target = store.target(&state_key(cfg, group)).map_err(state_err)?;
+            store.mark_finished(target).map_err(state_err)?;
         }
     }
     RunResult::conclude(
