@@ -41,9 +41,6 @@ pub enum Verdict {
     Valid(Box<Contact>),
     /// The row has problems, in column order.
     Invalid(Vec<RowError>),
-    /// An earlier pass found this row valid and identical to what the state
-    /// store holds; it was not normalised again. Its number's E.164 digits.
-    Unchanged(u64),
 }
 
 /// One input row with its verdict.
@@ -65,7 +62,7 @@ impl CheckedRow {
     pub fn phone<'a>(&'a self, map: &ColumnMap) -> &'a str {
         match &self.verdict {
             Verdict::Valid(c) => &c.phone,
-            Verdict::Unchanged(_) | Verdict::Invalid(_) => match &self.phone {
+            Verdict::Invalid(_) => match &self.phone {
                 Some(p) => p,
                 None => map
                     .get(Field::PhoneNumber)
@@ -87,18 +84,6 @@ pub struct Dedup {
 const GROUP_SHIFT: u32 = 50;
 
 impl Dedup {
-    /// `Some(first_line)` when an earlier row had the same number and group.
-    /// `Some(first_line)` when an earlier row had this number, in a file with no group column.
-    pub fn check_key(&mut self, digits: u64, line: u64) -> Option<u64> {
-        match self.seen.entry(digits) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(line);
-                None
-            }
-        }
-    }
-
     /// `Some(first_line)` when an earlier row had the same number and group.
     pub fn check(&mut self, contact: &Contact, line: u64) -> Option<u64> {
         let digits: u64 = contact.phone.trim_start_matches('+').parse().ok()?;
@@ -163,25 +148,10 @@ type Checked = (u64, Vec<CheckedRow>);
 /// rule to `sink`, in input order, on `workers` threads. The sink may stop the
 /// scan early by returning `Break`.
 pub fn scan<R: Read + Send>(
-    reader: CsvReader<R>,
-    map: &ColumnMap,
-    normalizer: &Normalizer,
-    workers: usize,
-    sink: impl FnMut(CheckedRow) -> ControlFlow<()>,
-) -> Result<ScanStats, ReadError> {
-    scan_skipping(reader, map, normalizer, workers, &[], sink)
-}
-
-/// [`scan`], except that the data rows listed in `unchanged` — (0-based
-/// row index, E.164 digits), sorted by index, from an earlier pass over the
-/// same bytes — are not normalised again: they come as [`Verdict::Unchanged`].
-/// Only for files without a group column (duplicates are told by number alone).
-pub fn scan_skipping<R: Read + Send>(
     mut reader: CsvReader<R>,
     map: &ColumnMap,
     normalizer: &Normalizer,
     workers: usize,
-    unchanged: &[(u64, u64)],
     mut sink: impl FnMut(CheckedRow) -> ControlFlow<()>,
 ) -> Result<ScanStats, ReadError> {
     let workers = workers.max(1);
@@ -257,26 +227,9 @@ pub fn scan_skipping<R: Read + Send>(
             let done_tx = done_tx.clone();
             s.spawn(move || {
                 while let Some((seq, batch)) = next_batch(&work_rx) {
-                    // Every batch but the last is full: a row's index follows from its place.
-                    let first = seq * BATCH as u64;
                     let checked = batch
                         .into_iter()
-                        .enumerate()
-                        .map(|(i, (record, status))| {
-                            let index = first + i as u64;
-                            match unchanged.binary_search_by_key(&index, |(row, _)| *row) {
-                                Ok(at) => {
-                                    let digits = unchanged[at].1;
-                                    CheckedRow {
-                                        record,
-                                        verdict: Verdict::Unchanged(digits),
-                                        phone: Some(format!("+{digits}")),
-                                        note: String::new(),
-                                    }
-                                }
-                                Err(_) => check(record, status, map, normalizer),
-                            }
-                        })
+                        .map(|(record, status)| check(record, status, map, normalizer))
                         .collect();
                     if done_tx.send((seq, checked)).is_err() {
                         return;
@@ -296,10 +249,6 @@ pub fn scan_skipping<R: Read + Send>(
             while let Some(rows) = pending.remove(&next) {
                 next += 1;
                 for mut row in rows {
-                    if let Verdict::Unchanged(digits) = row.verdict {
-                        // First of its number in the earlier pass, so here too.
-                        let _ = dedup.check_key(digits, row.record.line);
-                    }
                     if let Verdict::Valid(contact) = &row.verdict
                         && let Some(first) = dedup.check(contact, row.record.line)
                     {

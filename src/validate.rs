@@ -62,7 +62,7 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     let threads = args.threads.unwrap_or_else(default_threads);
     let stats = scan(opened.reader, &map, &input.normalizer, threads, |row| {
         let (outcome, errors): (Outcome, &[_]) = match &row.verdict {
-            Verdict::Valid(_) | Verdict::Unchanged(_) => (Outcome::Valid, &[]),
+            Verdict::Valid(_) => (Outcome::Valid, &[]),
             Verdict::Invalid(errors) => (Outcome::Invalid, errors),
         };
         let contact_id = map

@@ -171,7 +171,7 @@ fn a_lock_is_refused_while_held_and_taken_over_when_stale() {
 fn a_large_target_map_finds_every_number_and_nothing_else() {
     let mut map = TargetMap::default();
     let entry = |i: u64| Entry {
-        contact_id: (i % 3 == 0).then(|| format!("id{i}")),
+        contact_id: i.is_multiple_of(3).then(|| format!("id{i}")),
         fingerprint: Some(i),
         status: Status::Confirmed,
     };

@@ -34,7 +34,7 @@ use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
 use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
 use crate::run::{Ending, RunResult, default_threads};
-use crate::scan::{CheckedRow, Verdict, scan, scan_skipping};
+use crate::scan::{CheckedRow, Verdict, scan};
 use crate::secret::ApiKey;
 use crate::state::{Lock, StateWriter, Store, TargetKey, TargetMap, Update as StateUpdate};
 
@@ -258,8 +258,6 @@ struct FirstPass {
     file_ids: Vec<(String, String, String)>,
     /// The groups of the valid rows (empty: the default).
     groups: std::collections::BTreeSet<String>,
-    /// Rows found identical to what the store holds: (row index, E.164 digits).
-    unchanged: Vec<(u64, u64)>,
     /// The report written while reading, when it was.
     speculation: Option<Speculation>,
 }
@@ -347,7 +345,7 @@ async fn run_async(
     )?;
 
     // What the store knows of the one target of a file without a group
-    // column, so the first pass can find the unchanged rows.
+    // column, so the first pass can tell which rows are unchanged.
     let preload = match &store {
         Some(store) if !has_group_column => {
             let group = cfg.group.clone().unwrap_or_default();
@@ -564,7 +562,6 @@ async fn run_async(
         &cfg,
         &engine,
         &maps,
-        &first.unchanged,
         &bytes,
         report_writer,
         rejects_writer,
@@ -641,8 +638,8 @@ impl Speculation {
         let (outcome, errors): (Outcome, &[crate::codes::RowError]) =
             match (&row.verdict, &unchanged_id) {
                 (Verdict::Invalid(errors), _) => (Outcome::Invalid, errors),
-                (Verdict::Valid(_) | Verdict::Unchanged(_), Some(_)) => (Outcome::Unchanged, &[]),
-                (Verdict::Valid(_) | Verdict::Unchanged(_), None) => {
+                (Verdict::Valid(_), Some(_)) => (Outcome::Unchanged, &[]),
+                (Verdict::Valid(_), None) => {
                     self.complete = false;
                     return;
                 }
@@ -755,7 +752,7 @@ fn fingerprinter(kind: ProviderKind) -> Result<Box<dyn Provider>, Error> {
 /// What the store knows of each group's target.
 type Maps = HashMap<String, Arc<TargetMap>>;
 
-/// What the first pass needs to find the rows that are unchanged.
+/// What the first pass needs to tell which rows are unchanged.
 struct Skip {
     map: Arc<TargetMap>,
     fingerprinter: Box<dyn Provider>,
@@ -924,7 +921,6 @@ fn first_pass(
             let mut unchanged_id = None;
             match &row.verdict {
                 Verdict::Invalid(_) => first.invalid += 1,
-                Verdict::Unchanged(_) => {}
                 Verdict::Valid(c) => {
                     if let Some(skip) = skip
                         && let Some(digits) = crate::state::phone_key(&c.phone)
@@ -934,7 +930,6 @@ fn first_pass(
                         if let Action::Unchanged(id) =
                             plan(c, known.as_ref(), fingerprint, skip.full)
                         {
-                            first.unchanged.push((first.rows - 1, digits));
                             unchanged_id = Some(id);
                         }
                     }
@@ -1078,7 +1073,6 @@ async fn sync_rows(
     cfg: &SyncConfig,
     engine: &Arc<Engine>,
     maps: &Maps,
-    unchanged: &[(u64, u64)],
     bytes: &InputBytes,
     mut report: ReportWriter,
     mut rejects: Option<RejectsWriter>,
@@ -1117,15 +1111,13 @@ async fn sync_rows(
     const ROWS_A_MESSAGE: usize = 256;
     let (row_tx, mut row_rx) = mpsc::channel::<Vec<CheckedRow>>(8);
     let scan_input = cfg.input.clone();
-    let unchanged = unchanged.to_vec();
     let reader = tokio::task::spawn_blocking(move || -> Result<(), Error> {
         let mut buf = Vec::with_capacity(ROWS_A_MESSAGE);
-        scan_skipping(
+        scan(
             opened.reader,
             &opened.map,
             &scan_input.normalizer,
             default_threads(),
-            &unchanged,
             |row| {
                 buf.push(row);
                 if buf.len() < ROWS_A_MESSAGE {
@@ -1234,23 +1226,7 @@ async fn sync_rows(
                 ticket.finish(Outcome::Invalid, errors, "", "");
                 continue;
             }
-            Verdict::Unchanged(digits) => {
-                // Found identical to the store by the first pass.
-                let id = maps
-                    .get(&default_group)
-                    .and_then(|m| m.get_key(digits))
-                    .and_then(|e| e.contact_id)
-                    .unwrap_or_default();
-                match sending {
-                    Sending::Send | Sending::DryRun => {
-                        ticket.finish(Outcome::Unchanged, Vec::new(), "", &id)
-                    }
-                    Sending::Refused | Sending::Interrupted => ticket.not_attempted(
-                        "not sent: the run stopped before sending began (unchanged since the last run)",
-                    ),
-                }
-                continue;
-            }
+
             Verdict::Valid(c) => c,
         };
         match sending {
