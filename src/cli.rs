@@ -26,6 +26,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Add or update every valid row on the provider, rate-limited and retried.
     Sync(SyncArgs),
+    /// Inspect, rebuild or forget the state store of a target.
+    State(StateArgs),
     /// Serve the built-in SMS Partner / Mobivate emulator on loopback.
     #[cfg(feature = "sandbox")]
     Sandbox(crate::sandbox::SandboxArgs),
@@ -105,6 +107,9 @@ pub struct ValidateArgs {
     /// Output options.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The group a sync would use: empty groupId cells fall back to it, as in sync.
+    #[arg(long, value_name = "ID")]
+    pub group_id: Option<String>,
     /// Worker threads for normalisation [default: number of CPUs].
     #[arg(long, hide = true)]
     pub threads: Option<usize>,
@@ -149,6 +154,15 @@ pub struct SyncArgs {
     /// Allow a plain http:// base URL that is not loopback (the key would travel in clear).
     #[arg(long)]
     pub allow_insecure_http: bool,
+    /// State store (SQLite) [default: one file per provider and group in the user's state directory; none for the sandbox].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_state")]
+    pub state: Option<PathBuf>,
+    /// Do not read or write a state store: every valid row is sent.
+    #[arg(long)]
+    pub no_state: bool,
+    /// Ignore what the state store says was sent: send every valid row once and refresh the store.
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// Which provider to talk to.
@@ -160,4 +174,50 @@ pub enum ProviderKind {
     Mobivate,
     /// The built-in emulator, started in-process (SMS Partner API).
     Sandbox,
+}
+
+/// `contact-sync state`.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// What to do with the store.
+    #[command(subcommand)]
+    pub action: StateAction,
+}
+
+/// The `state` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum StateAction {
+    /// Where the store is, how many numbers it knows, when it was last synced, pending sends.
+    Show(StateTarget),
+    /// Fill the store from the provider's listing (after losing the state file): one listing pass, not a full re-send.
+    Rebuild(StateTarget),
+    /// Delete what the store knows of a target (asks for confirmation unless --yes).
+    Forget {
+        /// The target.
+        #[command(flatten)]
+        target: StateTarget,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Which store and target a `state` subcommand works on: the same flags as `sync`.
+#[derive(Debug, Clone, Args)]
+pub struct StateTarget {
+    /// The provider.
+    #[arg(long, value_enum)]
+    pub provider: Option<ProviderKind>,
+    /// API base URL [smspartner: https://api.smspartner.fr; mobivate: required].
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// SMS Partner group.
+    #[arg(long, value_name = "ID")]
+    pub group_id: Option<String>,
+    /// The store's file [default: as `sync` chooses it from the flags above].
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Allow a plain http:// base URL that is not loopback.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
 }

@@ -91,6 +91,8 @@ pub enum ErrorCode {
     UrlInvalid,
     /// Same number (and group) as an earlier row.
     DuplicatePhone,
+    /// An empty group cell with no `--group-id` to fall back to.
+    GroupMissing,
     /// A provider error code (`API_<n>`).
     Api(i64),
     /// An HTTP error status with no provider code (`HTTP_<status>`).
@@ -118,6 +120,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::DateInvalid => f.write_str("DATE_INVALID"),
             ErrorCode::UrlInvalid => f.write_str("URL_INVALID"),
             ErrorCode::DuplicatePhone => f.write_str("DUPLICATE_PHONE"),
+            ErrorCode::GroupMissing => f.write_str("GROUP_MISSING"),
             ErrorCode::Api(n) => write!(f, "API_{n}"),
             ErrorCode::Http(s) => write!(f, "HTTP_{s}"),
             ErrorCode::Network => f.write_str("NETWORK"),

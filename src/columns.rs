@@ -4,6 +4,12 @@
 //! contact id is only taken from a header that names it without doubt (never
 //! a CRM's own `Id`), and when several headers could be the phone number a
 //! mobile-labelled one must stand out, else the run stops and asks for `--map`.
+//!
+//! Besides the aliases of SPEC §3, headers are matched against a table of
+//! real export layouts ([`EXPORT_LAYOUTS`], one entry per product), which
+//! docs/spreadsheets.md shows. A labelled layout (Google Contacts' numbered
+//! `Phone N - Label` / `Phone N - Value` columns) is read as one phone field:
+//! each row's mobile number among them ([`PhoneSlot`]).
 
 use std::fmt;
 
@@ -79,6 +85,13 @@ impl Field {
         Field::ALL
             .into_iter()
             .find(|f| fold(f.name()) == key || f.aliases().iter().any(|a| fold(a) == key))
+            .or_else(|| {
+                EXPORT_LAYOUTS
+                    .iter()
+                    .flat_map(|l| l.read)
+                    .find(|(h, _)| !h.contains(" N ") && fold(h) == key)
+                    .map(|(_, f)| *f)
+            })
     }
 
     /// Header names that also map to this field, besides its canonical name.
@@ -99,6 +112,7 @@ impl Field {
                 "numéro",
                 "numéro de téléphone",
                 "cell",
+                "sms",
             ],
             Field::Firstname => &["first name", "given name", "prénom", "forename"],
             Field::Lastname => &[
@@ -109,7 +123,7 @@ impl Field {
                 "nom de famille",
             ],
             Field::Date => &["birthday", "birth date", "date de naissance", "dob"],
-            Field::Url => &["website", "site", "lien", "link", "web"],
+            Field::Url => &["website", "site", "lien", "link", "web", "web page"],
             // Never a bare `id`: CRMs (Salesforce, HubSpot, Mobivate's own
             // records) export their ids under it, and taking one for the
             // provider's id would rewrite unrelated contacts. `contact_id` and
@@ -159,6 +173,164 @@ fn strip_accent(c: char) -> char {
     }
 }
 
+/// How one product writes its contacts export, and which of its columns are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportLayout {
+    /// The product and the export it comes from.
+    pub product: &'static str,
+    /// How the product writes the file (encoding, delimiter, quoting).
+    pub file: &'static str,
+    /// Headers read, and the field each gives (`N` stands for 1, 2, 3 …).
+    pub read: &'static [(&'static str, Field)],
+    /// Phone columns of the layout that are not read: the mobile one wins.
+    pub passed_over: &'static [&'static str],
+}
+
+/// The export layouts of the products customers' files come from; their
+/// headers are matched like aliases, so each is read with no `--map`.
+pub const EXPORT_LAYOUTS: &[ExportLayout] = &[
+    ExportLayout {
+        product: "Outlook (File > Export > CSV)",
+        file: "Windows-1252, comma, CRLF, every cell quoted; `0/0/00` for no birthday",
+        read: &[
+            ("First Name", Field::Firstname),
+            ("Last Name", Field::Lastname),
+            ("Mobile Phone", Field::PhoneNumber),
+            ("Birthday", Field::Date),
+            ("Web Page", Field::Url),
+        ],
+        passed_over: &[
+            "Business Phone",
+            "Business Phone 2",
+            "Home Phone",
+            "Home Phone 2",
+            "Company Main Phone",
+            "Other Phone",
+            "Primary Phone",
+        ],
+    },
+    ExportLayout {
+        product: "Google Contacts (Export > Google CSV)",
+        file: "UTF-8, comma; several numbers of one kind in one cell, joined by ` ::: `; \
+               yearless birthdays as `--MM-DD`",
+        read: &[
+            ("First Name", Field::Firstname),
+            ("Last Name", Field::Lastname),
+            ("Birthday", Field::Date),
+            ("Phone N - Value", Field::PhoneNumber),
+            ("Website 1 - Value", Field::Url),
+        ],
+        passed_over: &[],
+    },
+    ExportLayout {
+        product: "Google Contacts, older exports (Google CSV before 2023)",
+        file: "UTF-8 or UTF-16 with a BOM, comma; `Phone N - Type` instead of `Phone N - Label`, \
+               `* Mobile` for the primary mobile",
+        read: &[
+            ("Given Name", Field::Firstname),
+            ("Family Name", Field::Lastname),
+            ("Birthday", Field::Date),
+            ("Phone N - Value", Field::PhoneNumber),
+            ("Website 1 - Value", Field::Url),
+        ],
+        passed_over: &[],
+    },
+    ExportLayout {
+        product: "HubSpot (Contacts > Export)",
+        file: "UTF-8, comma",
+        read: &[
+            ("First Name", Field::Firstname),
+            ("Last Name", Field::Lastname),
+            ("Mobile Phone Number", Field::PhoneNumber),
+            ("Date of birth", Field::Date),
+            ("Website URL", Field::Url),
+        ],
+        passed_over: &["Phone Number"],
+    },
+    ExportLayout {
+        product: "Salesforce (Data Export / Data Loader, Contact)",
+        file: "UTF-8, comma, every cell quoted; API field names as headers",
+        read: &[
+            ("FirstName", Field::Firstname),
+            ("LastName", Field::Lastname),
+            ("MobilePhone", Field::PhoneNumber),
+            ("Birthdate", Field::Date),
+        ],
+        passed_over: &["Phone", "HomePhone", "OtherPhone"],
+    },
+    ExportLayout {
+        product: "Brevo, formerly Sendinblue (Contacts > Export)",
+        file: "UTF-8, semicolon; attribute names as headers (NOM, PRENOM in French accounts); \
+               numbers with their country code",
+        read: &[
+            ("FIRSTNAME", Field::Firstname),
+            ("LASTNAME", Field::Lastname),
+            ("PRENOM", Field::Firstname),
+            ("NOM", Field::Lastname),
+            ("SMS", Field::PhoneNumber),
+        ],
+        passed_over: &[],
+    },
+    ExportLayout {
+        product: "Mailchimp (Audience > Export)",
+        file: "UTF-8, comma; birthdays as `MM/DD`, without a year",
+        read: &[
+            ("First Name", Field::Firstname),
+            ("Last Name", Field::Lastname),
+            ("Phone Number", Field::PhoneNumber),
+            ("Birthday", Field::Date),
+        ],
+        passed_over: &[],
+    },
+    ExportLayout {
+        product: "Excel, French (CSV (séparateur : point-virgule))",
+        file: "Windows-1252, semicolon, CRLF; dates as `31/12/1980` (pass `--date-format %d/%m/%Y`)",
+        read: &[
+            ("Prénom", Field::Firstname),
+            ("Nom", Field::Lastname),
+            ("Téléphone portable", Field::PhoneNumber),
+            ("Date de naissance", Field::Date),
+        ],
+        passed_over: &["Téléphone"],
+    },
+    ExportLayout {
+        product: "Excel, English (CSV UTF-8, or Unicode Text)",
+        file: "UTF-8 with a BOM, comma, CRLF — or, as Unicode Text, UTF-16 with a BOM and tabs; \
+               dates as `12/31/1980` (pass `--date-format %m/%d/%Y`) or serial numbers",
+        read: &[
+            ("First Name", Field::Firstname),
+            ("Last Name", Field::Lastname),
+            ("Mobile", Field::PhoneNumber),
+            ("Birthday", Field::Date),
+        ],
+        passed_over: &["Phone"],
+    },
+];
+
+/// The layouts table of docs/spreadsheets.md, in Markdown.
+pub fn layouts_table() -> String {
+    let mut out = String::from(
+        "| product | file as the product writes it | columns read | phone columns passed over |\n\
+         |---|---|---|---|\n",
+    );
+    for l in EXPORT_LAYOUTS {
+        let read: Vec<String> = l.read.iter().map(|(h, f)| format!("`{h}` → {f}")).collect();
+        let passed: Vec<String> = l.passed_over.iter().map(|h| format!("`{h}`")).collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            l.product,
+            l.file,
+            read.join(", "),
+            if passed.is_empty() {
+                "—".to_string()
+            } else {
+                passed.join(", ")
+            }
+        ));
+    }
+    out
+}
+
 /// A set of fields, e.g. those the input file has a column for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct FieldSet(u16);
@@ -173,12 +345,30 @@ impl FieldSet {
     pub fn insert(&mut self, field: Field) {
         self.0 |= 1 << field as u16;
     }
+
+    /// Removes `field`.
+    pub fn remove(&mut self, field: Field) {
+        self.0 &= !(1 << field as u16);
+    }
+}
+
+/// One numbered phone of a labelled layout (Google Contacts' `Phone 1 -
+/// Label` / `Phone 1 - Value`): the column saying what kind of number it is,
+/// and the column holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhoneSlot {
+    /// The label (or, in older exports, type) column, if the file has one.
+    pub label: Option<usize>,
+    /// The value column.
+    pub value: usize,
 }
 
 /// Which input column holds each field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ColumnMap {
     index: [Option<usize>; Field::COUNT],
+    /// The numbered phones of a labelled layout, in order; empty otherwise.
+    phone_slots: Vec<PhoneSlot>,
     /// The fields whose column `--map` named.
     explicit: FieldSet,
     /// How the phone column was chosen among several, for the log.
@@ -251,13 +441,50 @@ impl ColumnMap {
             }
         }
         if named[Field::PhoneNumber as usize].is_none() {
+            let slots = phone_slots(headers);
+            let mut in_slots = vec![false; headers.len()];
+            for slot in &slots {
+                in_slots[slot.value] = true;
+                if let Some(label) = slot.label {
+                    in_slots[label] = true;
+                }
+            }
             let free: Vec<(usize, &str)> = headers
                 .iter()
                 .enumerate()
-                .filter(|(pos, _)| !used[*pos])
+                .filter(|(pos, _)| !used[*pos] && !in_slots[*pos])
                 .map(|(pos, h)| (pos, *h))
                 .collect();
-            match choose_phone(&free)? {
+            let choice = choose_phone(&free)?;
+            if !slots.is_empty() {
+                let slot_names = || slots.iter().map(|s| headers[s.value].trim().to_string());
+                match &choice {
+                    PhoneChoice::None => {
+                        map.phone_choice = Some(format!(
+                            "phone numbers are read from the labelled columns {}: in each row \
+                             the mobile number (by its label and by the number itself), else \
+                             the first valid one; the others are noted in the report",
+                            quoted_list(slots.iter().map(|s| headers[s.value]))
+                        ));
+                        map.index[Field::PhoneNumber as usize] = Some(slots[0].value);
+                        map.phone_slots = slots.clone();
+                    }
+                    PhoneChoice::Only(pos) if phone_label(headers[*pos]) != PhoneLabel::Mobile => {
+                        return Err(MapError::AmbiguousPhone {
+                            candidates: std::iter::once(headers[*pos].trim().to_string())
+                                .chain(slot_names())
+                                .collect(),
+                            mobile: false,
+                        });
+                    }
+                    // A column labelled mobile wins over the labelled layout too.
+                    _ => {}
+                }
+                for (pos, in_slot) in in_slots.iter().enumerate() {
+                    used[pos] |= *in_slot;
+                }
+            }
+            match choice {
                 PhoneChoice::None => {}
                 PhoneChoice::Only(pos) => {
                     map.index[Field::PhoneNumber as usize] = Some(pos);
@@ -307,6 +534,12 @@ impl ColumnMap {
         Ok((map, ignored))
     }
 
+    /// The numbered phones of a labelled layout, in order (empty when the
+    /// phone number has one column, [`ColumnMap::get`]).
+    pub fn phone_slots(&self) -> &[PhoneSlot] {
+        &self.phone_slots
+    }
+
     /// How the phone column was chosen among several candidates, when it was.
     pub fn phone_choice(&self) -> Option<&str> {
         self.phone_choice.as_deref()
@@ -354,6 +587,39 @@ fn find_header(headers: &[&str], wanted: &str) -> Option<usize> {
         .or_else(|| headers.iter().position(|h| fold(h) == key))
 }
 
+/// The numbered phones of a labelled layout: `Phone N - Value` columns, each
+/// with its `Phone N - Label` (or `Phone N - Type`) column, in order of N.
+pub fn phone_slots(headers: &[&str]) -> Vec<PhoneSlot> {
+    // (N, position) of each `Phone N - <suffix>` header.
+    let numbered = |suffixes: &[&str]| -> Vec<(u32, usize)> {
+        headers
+            .iter()
+            .enumerate()
+            .filter_map(|(pos, h)| {
+                let key: String = fold(h).chars().filter(|c| c.is_alphanumeric()).collect();
+                let rest = key.strip_prefix("phone")?;
+                let digits =
+                    rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                let suffix = &rest[digits..];
+                suffixes
+                    .contains(&suffix)
+                    .then(|| rest[..digits].parse().ok().map(|n| (n, pos)))
+                    .flatten()
+            })
+            .collect()
+    };
+    let labels = numbered(&["label", "type"]);
+    let mut values = numbered(&["value"]);
+    values.sort_by_key(|(n, _)| *n);
+    values
+        .into_iter()
+        .map(|(n, value)| PhoneSlot {
+            label: labels.iter().find(|(m, _)| *m == n).map(|(_, p)| *p),
+            value,
+        })
+        .collect()
+}
+
 /// Longest folded header (bytes) that is looked at as a possible phone column.
 const MAX_PHONE_HEADER: usize = 80;
 
@@ -369,11 +635,21 @@ const PHONE_WORDS: &[&str] = &[
     "cellphone",
     "gsm",
     "msisdn",
+    "sms",
 ];
 
 /// Phone words that say the number is a mobile one. MSISDN is the number of
-/// a SIM card, so it counts as mobile.
-const MOBILE_WORDS: &[&str] = &["mobile", "portable", "cell", "cellphone", "gsm", "msisdn"];
+/// a SIM card, and an SMS column holds numbers that take texts, so both count
+/// as mobile.
+const MOBILE_WORDS: &[&str] = &[
+    "mobile",
+    "portable",
+    "cell",
+    "cellphone",
+    "gsm",
+    "msisdn",
+    "sms",
+];
 
 /// Words that may stand beside a phone word in a compound header (`Home
 /// Phone`, `Numéro de téléphone`, `Tel. fixe`) without making it something
@@ -877,5 +1153,125 @@ mod tests {
         assert_eq!(shell_quote("it's $HOME"), r"'it'\''s $HOME'");
         assert_eq!(or_list(&["a".into()]), "a");
         assert_eq!(or_list(&["a".into(), "b".into(), "c".into()]), "a, b or c");
+    }
+
+    #[test]
+    fn every_export_layout_is_read_with_no_map() {
+        for layout in EXPORT_LAYOUTS {
+            // The layout's columns, with the numbered ones twice, among others.
+            let mut headers: Vec<String> = vec!["Notes".into(), "E-mail 1 - Value".into()];
+            for (h, _) in layout.read {
+                if h.contains(" N ") {
+                    for n in 1..=2 {
+                        headers.push(h.replace(" N ", &format!(" {n} ")));
+                        let label = if layout.product.contains("older") {
+                            "Type"
+                        } else {
+                            "Label"
+                        };
+                        headers.push(format!("Phone {n} - {label}"));
+                    }
+                } else {
+                    headers.push(h.to_string());
+                }
+            }
+            headers.extend(layout.passed_over.iter().map(|h| h.to_string()));
+            let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+            let (map, ignored) =
+                resolve(&refs, &[]).unwrap_or_else(|e| panic!("{}: {e}", layout.product));
+            for (h, field) in layout.read {
+                let h = h.replace(" N ", " 1 ");
+                let col = refs.iter().position(|x| *x == h).unwrap();
+                // Brevo's two name spellings: the first column found wins.
+                if map.get(*field) != Some(col) {
+                    assert!(
+                        layout.read.iter().any(|(o, f)| f == field && *o != h),
+                        "{}: {h:?} is not read as {field}",
+                        layout.product
+                    );
+                }
+            }
+            for h in layout.passed_over {
+                assert!(!ignored.contains(&h.to_string()), "{}: {h}", layout.product);
+            }
+            assert!(ignored.contains(&"Notes".to_string()), "{}", layout.product);
+        }
+    }
+
+    #[test]
+    fn a_labelled_layout_is_one_phone_field() {
+        let headers = [
+            "First Name",
+            "Phone 1 - Label",
+            "Phone 1 - Value",
+            "Phone 2 - Label",
+            "Phone 2 - Value",
+            "Phone 10 - Value",
+        ];
+        let (map, ignored) = resolve(&headers, &[]).unwrap();
+        assert_eq!(
+            map.phone_slots(),
+            [
+                PhoneSlot {
+                    label: Some(1),
+                    value: 2
+                },
+                PhoneSlot {
+                    label: Some(3),
+                    value: 4
+                },
+                PhoneSlot {
+                    label: None,
+                    value: 5
+                },
+            ]
+        );
+        assert_eq!(map.get(Field::PhoneNumber), Some(2));
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert!(map.phone_choice().unwrap().contains("labelled columns"));
+        // Older exports say Type.
+        let (map, _) = resolve(&["Phone 1 - Type", "Phone 1 - Value"], &[]).unwrap();
+        assert_eq!(
+            map.phone_slots(),
+            [PhoneSlot {
+                label: Some(0),
+                value: 1
+            }]
+        );
+        // A mobile column beside it wins; a plain phone column is ambiguous.
+        let (map, _) = resolve(&["Mobile", "Phone 1 - Label", "Phone 1 - Value"], &[]).unwrap();
+        assert_eq!(map.get(Field::PhoneNumber), Some(0));
+        assert!(map.phone_slots().is_empty());
+        assert!(matches!(
+            resolve(&["Phone", "Phone 1 - Label", "Phone 1 - Value"], &[]),
+            Err(MapError::AmbiguousPhone { .. })
+        ));
+        // --map decides.
+        let (map, _) = resolve(
+            &["Phone 1 - Value", "Phone 2 - Value"],
+            &[(Field::PhoneNumber, "Phone 2 - Value")],
+        )
+        .unwrap();
+        assert_eq!(map.get(Field::PhoneNumber), Some(1));
+        assert!(map.phone_slots().is_empty());
+    }
+
+    #[test]
+    fn an_sms_column_is_a_mobile_one() {
+        assert_eq!(phone_label("SMS"), PhoneLabel::Mobile);
+        assert_eq!(phone_label("SMS_BLACKLISTED"), PhoneLabel::NotPhone);
+        assert_eq!(phone_label("LANDLINE_NUMBER"), PhoneLabel::NotPhone);
+        assert_eq!(phone_label("WHATSAPP"), PhoneLabel::NotPhone);
+        assert_eq!(phone_column(&["SMS", "Phone"]), Ok(Some(0)));
+    }
+
+    #[test]
+    fn the_docs_show_the_layouts_table_as_the_code_has_it() {
+        let docs = include_str!("../docs/spreadsheets.md");
+        assert!(
+            docs.contains(&layouts_table()),
+            "docs/spreadsheets.md must hold this table:\n{}",
+            layouts_table()
+        );
     }
 }

@@ -158,6 +158,7 @@ impl InputConfig {
             date_formats: args.date_format.clone(),
             truncate_names: args.truncate_names,
             mobile_only: args.mobile_only,
+            default_group: None,
         })?;
         Ok(InputConfig {
             source,
@@ -168,6 +169,14 @@ impl InputConfig {
             overrides,
             normalizer,
         })
+    }
+
+    /// Sets the group an empty `groupId` cell falls back to (`--group-id`).
+    pub fn set_default_group(&mut self, group: Option<&str>) -> Result<(), Error> {
+        let mut opts = self.normalizer.options().clone();
+        opts.default_group = group.map(str::to_string);
+        self.normalizer = Normalizer::new(opts)?;
+        Ok(())
     }
 
     /// Opens the source, reads the header and maps its columns.

@@ -25,8 +25,10 @@ pub mod run;
 pub mod sandbox;
 pub mod scan;
 pub mod secret;
+pub mod state;
 pub mod sync;
 pub mod validate;
+pub mod words;
 
 use cli::{Cli, Command};
 
@@ -35,6 +37,7 @@ pub fn run(cli: Cli) -> Result<u8, config::Error> {
     match cli.command {
         Command::Validate(args) => Ok(finish(validate::run(&args)?, &cli.log)),
         Command::Sync(args) => Ok(finish(sync::run(&args, &cli.log)?, &cli.log)),
+        Command::State(args) => sync::admin::run(&args),
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => {
             let config = sandbox::SandboxConfig::try_from(args)

@@ -2,10 +2,19 @@
 //!
 //! Phone numbers go through `rlibphonenumber` (a libphonenumber port). Before
 //! that, one pass over the cell copies its digits into a stack buffer, drops
-//! the separators SPEC §4 allows and turns a `00` prefix into `+`; any other
-//! character (letters, commas, an Excel exponent) makes the number invalid, so
-//! nothing that only looks like a number is silently accepted.
+//! the separators SPEC §4 allows, reads full-width digits as digits and turns
+//! a `00` prefix into `+`; any other character (letters, commas, an Excel
+//! exponent) makes the number invalid, so nothing that only looks like a
+//! number is silently accepted. What spreadsheets wrap around a number (a
+//! leading `'`, `="…"`) is taken off first; an extension (`ext 12`, `x12`,
+//! `poste 12`) is taken off and noted. A cell holding several numbers
+//! (`:::`, `;`, ` or `, `/`) gives its first mobile one, and the others are
+//! noted.
+//!
+//! Valid rows can carry notes (a placeholder date left out, a name cut, other
+//! numbers ignored), which the report shows in `message` (SPEC §6).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
@@ -13,8 +22,9 @@ use chrono::format::{Item, Parsed, StrftimeItems};
 use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberFormat, PhoneNumberType, Region};
 
 use crate::codes::{ErrorCode, RowError};
-use crate::columns::{ColumnMap, Field, FieldSet};
+use crate::columns::{ColumnMap, Field, FieldSet, PhoneSlot};
 use crate::record::Record;
+use crate::words::{describe, quote};
 
 /// Most characters (Unicode scalar values) a first or last name may have.
 pub const MAX_NAME_CHARS: usize = 32;
@@ -22,9 +32,6 @@ pub const MAX_NAME_CHARS: usize = 32;
 /// Most digits a phone number cell may hold (E.164 allows 15; room for a `00`
 /// prefix and a national `0`).
 const MAX_PHONE_DIGITS: usize = 20;
-
-/// How much of a raw cell an error message quotes.
-const MAX_QUOTED_CHARS: usize = 40;
 
 /// The earliest year a date may have.
 const MIN_YEAR: i32 = 1900;
@@ -46,6 +53,8 @@ pub struct NormalizeOptions {
     pub truncate_names: bool,
     /// Reject numbers that are not mobile (or fixed-or-mobile).
     pub mobile_only: bool,
+    /// The group an empty `groupId` cell falls back to (`--group-id`).
+    pub default_group: Option<String>,
 }
 
 impl Default for NormalizeOptions {
@@ -55,6 +64,7 @@ impl Default for NormalizeOptions {
             date_formats: Vec::new(),
             truncate_names: false,
             mobile_only: false,
+            default_group: None,
         }
     }
 }
@@ -117,6 +127,107 @@ pub struct Normalizer {
     date_formats: Vec<DateFormat>,
     /// The accepted formats, for the DATE_INVALID message.
     date_formats_shown: String,
+    /// What the first rows of the file say about its columns.
+    facts: ColumnFacts,
+}
+
+/// What the first rows of a file say about its columns, decided once before
+/// any row is normalised (see [`FactsFinder`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ColumnFacts {
+    /// Every non-empty date cell looked at is an Excel serial number.
+    pub serial_dates: bool,
+    /// Which comes first in the slash dates looked at, day or month.
+    pub date_order: DateOrder,
+}
+
+/// The order of day and month in dates like `05/06/1980`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DateOrder {
+    /// Nothing told (every date had both parts at most 12), or no such date.
+    #[default]
+    Unknown,
+    /// Some date had a first part over 12 (`25/12/1980`), none a second one.
+    DayFirst,
+    /// Some date had a second part over 12 (`12/25/1980`), none a first one.
+    MonthFirst,
+}
+
+/// Looks at the date cells of a file's first rows to decide [`ColumnFacts`].
+#[derive(Debug, Clone, Default)]
+pub struct FactsFinder {
+    serials: u64,
+    others: u64,
+    day_first: bool,
+    month_first: bool,
+}
+
+impl FactsFinder {
+    /// Takes one row into account.
+    pub fn observe(&mut self, map: &ColumnMap, record: &Record) {
+        let Some(cell) = map.get(Field::Date).and_then(|c| record.get(c)) else {
+            return;
+        };
+        let cell = cell.trim();
+        if cell.is_empty() || placeholder_date(cell).is_some() {
+            return;
+        }
+        if excel_serial(cell).is_some() {
+            self.serials += 1;
+        } else {
+            self.others += 1;
+        }
+        if let Some((a, b, _)) = three_numbers(cell) {
+            self.day_first |= a > 12 && (1..=12).contains(&b);
+            self.month_first |= b > 12 && (1..=12).contains(&a);
+        }
+    }
+
+    /// The decision.
+    pub fn finish(&self) -> ColumnFacts {
+        ColumnFacts {
+            serial_dates: self.serials > 0 && self.others == 0,
+            date_order: match (self.day_first, self.month_first) {
+                (true, false) => DateOrder::DayFirst,
+                (false, true) => DateOrder::MonthFirst,
+                _ => DateOrder::Unknown,
+            },
+        }
+    }
+}
+
+/// Appends `note` to the `; `-joined notes of a row.
+fn note(notes: &mut String, note: impl std::fmt::Display) {
+    if !notes.is_empty() {
+        notes.push_str("; ");
+    }
+    let _ = write!(notes, "{note}");
+}
+
+/// NFC, the composed form: a name typed on macOS (`e` + combining accent)
+/// counts and compares like one typed elsewhere (`é`).
+pub fn nfc(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() {
+        return Cow::Borrowed(s);
+    }
+    const NFC: icu_normalizer::ComposingNormalizerBorrowed<'static> =
+        icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    NFC.normalize(s)
+}
+
+/// A phone number as libphonenumber read it.
+struct Number {
+    e164: String,
+    kind: PhoneNumberType,
+    /// An extension taken off the cell.
+    extension: Option<String>,
+}
+
+/// One number of a cell or of a labelled layout's slots.
+struct Part<'a> {
+    raw: &'a str,
+    label_mobile: bool,
+    parsed: Result<Number, RowError>,
 }
 
 impl Normalizer {
@@ -146,7 +257,21 @@ impl Normalizer {
             region,
             date_formats,
             date_formats_shown,
+            facts: ColumnFacts::default(),
         })
+    }
+
+    /// This normaliser, for a file whose first rows showed `facts`.
+    pub fn with_facts(&self, facts: ColumnFacts) -> Normalizer {
+        Normalizer {
+            facts,
+            ..self.clone()
+        }
+    }
+
+    /// What this normaliser knows of the file's columns.
+    pub fn facts(&self) -> ColumnFacts {
+        self.facts
     }
 
     /// The options this normaliser was built with.
@@ -156,6 +281,17 @@ impl Normalizer {
 
     /// The normalised contact, or every problem of the row in column order.
     pub fn normalize(&self, map: &ColumnMap, record: &Record) -> Result<Contact, Vec<RowError>> {
+        self.normalize_noted(map, record, &mut String::new())
+    }
+
+    /// [`Normalizer::normalize`], appending to `notes` what a valid row's
+    /// report message should say about it (`; `-joined).
+    pub fn normalize_noted(
+        &self,
+        map: &ColumnMap,
+        record: &Record,
+        notes: &mut String,
+    ) -> Result<Contact, Vec<RowError>> {
         // (column index, error); sorted by column at the end.
         let mut errors: Vec<(usize, RowError)> = Vec::new();
         let cell = |field: Field| -> Option<(usize, &str)> {
@@ -163,21 +299,17 @@ impl Normalizer {
             Some((col, record.get(col)?.trim()))
         };
         let text = |field: Field| cell(field).map_or_else(String::new, |(_, s)| s.to_string());
+        let nfc_text =
+            |field: Field| cell(field).map_or_else(String::new, |(_, s)| nfc(s).into_owned());
 
         let mut contact = Contact {
             present: map.fields(),
             ..Contact::default()
         };
 
-        match cell(Field::PhoneNumber) {
-            Some((col, raw)) => match self.phone(raw) {
-                Ok(e164) => contact.phone = e164,
-                Err(e) => errors.push((col, e)),
-            },
-            None => errors.push((
-                map.get(Field::PhoneNumber).unwrap_or(0),
-                RowError::new(ErrorCode::PhoneMissing, "the phone number is missing"),
-            )),
+        match self.phone_field(map, record, notes) {
+            Ok(e164) => contact.phone = e164,
+            Err(e) => errors.push(e),
         }
 
         for (field, out, code, what) in [
@@ -195,16 +327,18 @@ impl Normalizer {
             ),
         ] {
             if let Some((col, raw)) = cell(field) {
-                match self.name(raw, code, what) {
-                    Ok(name) => *out = name.to_string(),
+                match self.name(raw, code, what, notes) {
+                    Ok(name) => *out = name,
                     Err(e) => errors.push((col, e)),
                 }
             }
         }
 
         if let Some((col, raw)) = cell(Field::Date) {
-            match self.date(raw) {
-                Ok(date) => contact.date = date,
+            match self.date(raw, notes) {
+                Ok(Some(date)) => contact.date = date,
+                // A placeholder: the field is left out, so an update leaves it as it is.
+                Ok(None) => contact.present.remove(Field::Date),
                 Err(e) => errors.push((col, e)),
             }
         }
@@ -216,19 +350,34 @@ impl Normalizer {
             }
         }
 
+        if let Some((col, raw)) = cell(Field::GroupId) {
+            if !raw.is_empty() {
+                contact.group_id = raw.to_string();
+            } else if let Some(group) = &self.opts.default_group {
+                contact.group_id = group.clone();
+            } else {
+                errors.push((
+                    col,
+                    RowError::new(
+                        ErrorCode::GroupMissing,
+                        "the group cell is empty and no --group-id was given to fall back to",
+                    ),
+                ));
+            }
+        }
+
         if !errors.is_empty() {
             errors.sort_by_key(|(col, _)| *col);
             return Err(errors.into_iter().map(|(_, e)| e).collect());
         }
 
         contact.custom = [
-            text(Field::Custom1),
-            text(Field::Custom2),
-            text(Field::Custom3),
-            text(Field::Custom4),
+            nfc_text(Field::Custom1),
+            nfc_text(Field::Custom2),
+            nfc_text(Field::Custom3),
+            nfc_text(Field::Custom4),
         ];
         contact.contact_id = text(Field::ContactId);
-        contact.group_id = text(Field::GroupId);
         contact.alias = text(Field::Alias);
         Ok(contact)
     }
@@ -236,28 +385,217 @@ impl Normalizer {
     /// The row's number in E.164 when its phone cell alone is valid (for
     /// reporting rows that other fields made invalid).
     pub fn phone_of(&self, map: &ColumnMap, record: &Record) -> Option<String> {
-        let raw = record.get(map.get(Field::PhoneNumber)?)?.trim();
-        self.phone(raw).ok()
+        self.phone_field(map, record, &mut String::new()).ok()
     }
 
-    /// The E.164 form of a trimmed phone cell.
-    fn phone(&self, raw: &str) -> Result<String, RowError> {
+    /// The row's phone number: from its one column, or the best of a
+    /// labelled layout's slots or of a cell holding several numbers.
+    fn phone_field(
+        &self,
+        map: &ColumnMap,
+        record: &Record,
+        notes: &mut String,
+    ) -> Result<String, (usize, RowError)> {
+        let Some(col) = map.get(Field::PhoneNumber) else {
+            return Err((
+                0,
+                RowError::new(ErrorCode::PhoneMissing, "the phone number is missing"),
+            ));
+        };
+        let slots = map.phone_slots();
+        if slots.len() <= 1 {
+            let raw = record.get(col).unwrap_or("").trim();
+            if !may_hold_several(raw) {
+                return self.phone(raw, notes).map_err(|e| (col, e));
+            }
+            let pieces = self.split_numbers(raw);
+            if pieces.len() <= 1 {
+                let one = pieces.first().copied().unwrap_or(raw);
+                return self.phone(one, notes).map_err(|e| (col, e));
+            }
+        }
+        let single = [PhoneSlot {
+            label: None,
+            value: col,
+        }];
+        let slots = if slots.is_empty() { &single[..] } else { slots };
+        let mut parts = Vec::new();
+        for slot in slots {
+            let label_mobile = slot
+                .label
+                .and_then(|l| record.get(l))
+                .is_some_and(label_says_mobile);
+            let raw = record.get(slot.value).unwrap_or("").trim();
+            for piece in self.split_numbers(raw) {
+                parts.push(Part {
+                    raw: piece,
+                    label_mobile,
+                    parsed: self.number(piece),
+                });
+            }
+        }
+        self.choose(parts, slots.len() > 1, notes)
+            .map_err(|e| (col, e))
+    }
+
+    /// The best of several numbers: valid, then mobile by libphonenumber's
+    /// metadata, then labelled mobile, then first; the others are noted.
+    fn choose(
+        &self,
+        parts: Vec<Part<'_>>,
+        slots: bool,
+        notes: &mut String,
+    ) -> Result<String, RowError> {
+        let score = |p: &Part<'_>| match &p.parsed {
+            Ok(n) => 1 + 4 * u8::from(is_mobile(n.kind)) + 2 * u8::from(p.label_mobile),
+            Err(_) => 0,
+        };
+        let mut best: Option<usize> = None;
+        for (i, p) in parts.iter().enumerate() {
+            if score(p) > best.map_or(0, |b| score(&parts[b])) {
+                best = Some(i);
+            }
+        }
+        let Some(best) = best else {
+            if parts.is_empty() {
+                return Err(RowError::new(
+                    ErrorCode::PhoneMissing,
+                    "the phone number is empty",
+                ));
+            }
+            if parts.len() == 1 {
+                if let Some(Part { parsed: Err(e), .. }) = parts.into_iter().next() {
+                    return Err(e);
+                }
+                return Err(RowError::new(
+                    ErrorCode::PhoneInvalid,
+                    "no valid phone number",
+                ));
+            }
+            let why: Vec<String> = parts
+                .into_iter()
+                .filter_map(|p| p.parsed.err().map(|e| e.message))
+                .collect();
+            return Err(RowError::new(
+                ErrorCode::PhoneInvalid,
+                format!(
+                    "none of the {} numbers {} is valid: {}",
+                    why.len(),
+                    if slots { "of the row" } else { "in the cell" },
+                    why.join("; ")
+                ),
+            ));
+        };
+        let others: Vec<String> = parts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != best)
+            .map(|(_, p)| quote(p.raw))
+            .collect();
+        let Some(Part {
+            raw,
+            parsed: Ok(number),
+            ..
+        }) = parts.into_iter().nth(best)
+        else {
+            return Err(RowError::new(
+                ErrorCode::PhoneInvalid,
+                "no valid phone number",
+            ));
+        };
+        let e164 = self.accept(raw, number, notes)?;
+        if !others.is_empty() {
+            note(
+                notes,
+                format_args!(
+                    "other numbers {} ignored: {}",
+                    if slots { "of the row" } else { "in the cell" },
+                    others.join(", ")
+                ),
+            );
+        }
+        Ok(e164)
+    }
+
+    /// The cell's pieces when it holds several numbers (`:::`, `;`, ` or `,
+    /// ` ou `, and `/` when every piece is a valid number on its own); else
+    /// the cell itself. Empty pieces are dropped.
+    fn split_numbers<'a>(&self, raw: &'a str) -> Vec<&'a str> {
+        let mut pieces = vec![raw];
+        for sep in [":::", ";", " or ", " ou "] {
+            pieces = pieces
+                .into_iter()
+                .flat_map(|p| split_ignoring_case(p, sep))
+                .collect();
+        }
+        let mut out = Vec::with_capacity(pieces.len());
+        for p in pieces {
+            let p = p.trim();
+            if p.is_empty() {
+                continue;
+            }
+            let slashed: Vec<&str> = p.split('/').map(str::trim).collect();
+            if slashed.len() > 1 && slashed.iter().all(|s| self.number(s).is_ok()) {
+                out.extend(slashed);
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// The E.164 form of a trimmed phone cell holding one number.
+    fn phone(&self, raw: &str, notes: &mut String) -> Result<String, RowError> {
         if raw.is_empty() {
             return Err(RowError::new(
                 ErrorCode::PhoneMissing,
                 "the phone number is empty",
             ));
         }
-        let mut buf = [0u8; MAX_PHONE_DIGITS + 1];
-        let cleaned = match clean_phone(raw, &mut buf) {
-            Ok(c) => c,
-            Err(why) => {
-                return Err(RowError::new(
-                    ErrorCode::PhoneInvalid,
-                    format!("{} is not a valid phone number: {why}", quote(raw)),
-                ));
-            }
+        let number = self.number(raw)?;
+        self.accept(raw, number, notes)
+    }
+
+    /// Applies `--mobile-only` to a number read from `raw`, noting an
+    /// extension taken off.
+    fn accept(&self, raw: &str, number: Number, notes: &mut String) -> Result<String, RowError> {
+        if self.opts.mobile_only && !is_mobile(number.kind) {
+            return Err(RowError::new(
+                ErrorCode::PhoneNotMobile,
+                format!(
+                    "{} is a {} number, not a mobile number (--mobile-only)",
+                    quote(raw),
+                    type_name(number.kind)
+                ),
+            ));
+        }
+        if let Some(ext) = &number.extension {
+            note(
+                notes,
+                format_args!(
+                    "extension {ext} left out of the number (an SMS goes to the number itself)"
+                ),
+            );
+        }
+        Ok(number.e164)
+    }
+
+    /// Reads one number (trimmed, not empty) with libphonenumber, after
+    /// taking off a spreadsheet's wrapping and an extension.
+    fn number(&self, raw: &str) -> Result<Number, RowError> {
+        if raw.is_empty() {
+            return Err(RowError::new(
+                ErrorCode::PhoneMissing,
+                "the phone number is empty",
+            ));
+        }
+        let body = unwrap_spreadsheet(raw);
+        let (main, extension) = match split_extension(body) {
+            Some((main, ext)) => (main, Some(ext.to_string())),
+            None => (body, None),
         };
+        let mut buf = [0u8; MAX_PHONE_DIGITS + 1];
+        let cleaned = clean_phone(main, &mut buf).map_err(|why| unclean(raw, why))?;
         let invalid = || {
             let msg = if cleaned.starts_with('+') {
                 format!("{} is not a valid phone number", quote(raw))
@@ -280,57 +618,92 @@ impl Normalizer {
         if kind == PhoneNumberType::Unknown {
             return Err(invalid());
         }
-        if self.opts.mobile_only
-            && !matches!(
-                kind,
-                PhoneNumberType::Mobile | PhoneNumberType::FixedLineOrMobile
-            )
-        {
-            return Err(RowError::new(
-                ErrorCode::PhoneNotMobile,
-                format!(
-                    "{} is a {} number, not a mobile number (--mobile-only)",
-                    quote(raw),
-                    type_name(kind)
-                ),
-            ));
-        }
-        Ok(PHONE_NUMBER_UTIL
-            .format(&number, PhoneNumberFormat::E164)
-            .into_owned())
+        Ok(Number {
+            e164: PHONE_NUMBER_UTIL
+                .format(&number, PhoneNumberFormat::E164)
+                .into_owned(),
+            kind,
+            extension,
+        })
     }
 
-    /// A trimmed name, cut to 32 characters with `--truncate-names`.
-    fn name<'a>(&self, raw: &'a str, code: ErrorCode, what: &str) -> Result<&'a str, RowError> {
+    /// A trimmed name in NFC, cut to 32 characters with `--truncate-names`
+    /// (and the cut noted).
+    fn name(
+        &self,
+        raw: &str,
+        code: ErrorCode,
+        what: &str,
+        notes: &mut String,
+    ) -> Result<String, RowError> {
         // At most 4 bytes a char: a short byte length settles it without counting.
         if raw.len() <= MAX_NAME_CHARS {
-            return Ok(raw);
+            return Ok(nfc(raw).into_owned());
         }
-        match raw.char_indices().nth(MAX_NAME_CHARS) {
-            None => Ok(raw),
-            Some((cut, _)) if self.opts.truncate_names => Ok(raw[..cut].trim_end()),
+        let name = nfc(raw);
+        match name.char_indices().nth(MAX_NAME_CHARS) {
+            None => Ok(name.into_owned()),
+            Some((cut, _)) if self.opts.truncate_names => {
+                let kept = name[..cut].trim_end();
+                note(
+                    notes,
+                    format_args!(
+                        "{what} cut to {MAX_NAME_CHARS} characters (it had {}): {}",
+                        name.chars().count(),
+                        quote(kept)
+                    ),
+                );
+                Ok(kept.to_string())
+            }
             Some(_) => Err(RowError::new(
                 code,
                 format!(
                     "{what} {} has {} characters, more than the {MAX_NAME_CHARS} allowed \
                      (--truncate-names cuts it instead)",
-                    quote(raw),
-                    raw.chars().count()
+                    quote(&name),
+                    name.chars().count()
                 ),
             )),
         }
     }
 
-    /// A trimmed date cell as `YYYY-MM-DD` (empty stays empty); the year
-    /// must lie in 1900–2100.
-    fn date(&self, raw: &str) -> Result<String, RowError> {
+    /// A trimmed date cell as `YYYY-MM-DD`: `Some("")` when empty, `None`
+    /// for a placeholder meaning "no date" (noted); the year must lie in
+    /// 1900–2100.
+    fn date(&self, raw: &str, notes: &mut String) -> Result<Option<String>, RowError> {
         if raw.is_empty() {
-            return Ok(String::new());
+            return Ok(Some(String::new()));
         }
         if let Some(date) = iso_date_fast(raw)
             && year_in_range(date)
         {
-            return Ok(iso(date));
+            return Ok(Some(iso(date)));
+        }
+        if let Some(why) = placeholder_date(raw) {
+            note(notes, format_args!("date {} {why}: left out", quote(raw)));
+            return Ok(None);
+        }
+        if self.facts.serial_dates
+            && let Some(serial) = excel_serial(raw)
+        {
+            return match serial_date(serial) {
+                Some(date) => {
+                    let date = iso(date);
+                    note(
+                        notes,
+                        format_args!("date {} read as an Excel serial date: {date}", quote(raw)),
+                    );
+                    Ok(Some(date))
+                }
+                None => Err(RowError::new(
+                    ErrorCode::DateInvalid,
+                    format!(
+                        "{} is Excel's serial number for 29 February 1900, a day that \
+                             did not exist (Excel's 1900 leap-year error)",
+                        quote(raw)
+                    ),
+                )),
+            };
         }
         // The first format that read a date whose year is out of range: a
         // later format may still read the cell well (`%Y`, then `%y`).
@@ -341,21 +714,229 @@ impl Normalizer {
                 && let Ok(date) = parsed.to_naive_date()
             {
                 if year_in_range(date) {
-                    return Ok(iso(date));
+                    return Ok(Some(iso(date)));
                 }
                 out_of_range.get_or_insert((date, f));
             }
         }
         let message = match out_of_range {
             Some((date, f)) => year_message(raw, date, &f.pattern),
-            None => format!(
-                "{} is not a real calendar date in an accepted format ({})",
-                quote(raw),
-                self.date_formats_shown
-            ),
+            None => self.date_message(raw),
         };
         Err(RowError::new(ErrorCode::DateInvalid, message))
     }
+
+    /// Why a date cell read by no format is not a date, with the
+    /// `--date-format` that would read it when there is one.
+    fn date_message(&self, raw: &str) -> String {
+        let base = format!(
+            "{} is not a real calendar date in an accepted format ({})",
+            quote(raw),
+            self.date_formats_shown
+        );
+        if excel_serial(raw).is_some() {
+            return format!(
+                "{base}: it looks like an Excel serial date, but other cells of the column \
+                 are not, so it is not read as one (format the column as dates, YYYY-MM-DD)"
+            );
+        }
+        if let Ok(year) = raw.parse::<u32>()
+            && (MIN_YEAR as u32..=MAX_YEAR as u32).contains(&year)
+        {
+            return format!("{base}: it looks like a year alone");
+        }
+        let day_first = read_with(raw, DAY_FIRST);
+        let month_first = read_with(raw, MONTH_FIRST);
+        let suggest = |(pattern, date): (&str, NaiveDate), order: &str| {
+            format!(
+                "{base}: it reads as {} {order}; pass --date-format {pattern} to read such dates",
+                iso(date)
+            )
+        };
+        match (day_first, month_first, self.facts.date_order) {
+            (Some(d), None, _) | (Some(d), Some(_), DateOrder::DayFirst) => {
+                suggest(d, "with the day first")
+            }
+            (None, Some(m), _) | (Some(_), Some(m), DateOrder::MonthFirst) => {
+                suggest(m, "with the month first")
+            }
+            (Some((dp, _)), Some((mp, _)), DateOrder::Unknown) => format!(
+                "{base}: pass --date-format {dp} if your dates put the day first, \
+                 or --date-format {mp} if they put the month first"
+            ),
+            (None, None, _) => base,
+        }
+    }
+}
+
+/// Day-first formats a date that failed is tried with, for the message.
+const DAY_FIRST: &[&str] = &[
+    "%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y", "%d/%m/%y", "%d.%m.%y", "%d-%m-%y",
+];
+
+/// Month-first formats a date that failed is tried with, for the message.
+const MONTH_FIRST: &[&str] = &["%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y", "%m-%d-%y"];
+
+/// The first of `patterns` that reads `raw` as a date in 1900–2100.
+fn read_with(raw: &str, patterns: &[&'static str]) -> Option<(&'static str, NaiveDate)> {
+    patterns.iter().find_map(|&p| {
+        let mut parsed = Parsed::new();
+        chrono::format::parse(&mut parsed, raw, StrftimeItems::new(p)).ok()?;
+        let date = parsed.to_naive_date().ok()?;
+        year_in_range(date).then_some((p, date))
+    })
+}
+
+/// Why a date cell means "no date", when it does: Outlook's `0/0/00`, any
+/// date of zeros (`00/00/0000`, `0000-00-00`), Google's yearless `--12-25`,
+/// Mailchimp's yearless `12/25`.
+fn placeholder_date(raw: &str) -> Option<&'static str> {
+    let b = raw.as_bytes();
+    if b.iter().any(u8::is_ascii_digit) && b.iter().all(|&c| matches!(c, b'0' | b'/' | b'-' | b'.'))
+    {
+        return Some("means no date");
+    }
+    let yearless = |m: &str, d: &str| -> bool {
+        let (Ok(m), Ok(d)) = (m.parse::<u32>(), d.parse::<u32>()) else {
+            return false;
+        };
+        // 2000 is a leap year: 29 February is a birthday.
+        (1..=2).contains(&m.to_string().len().max(1))
+            && NaiveDate::from_ymd_opt(2000, m, d).is_some()
+    };
+    if let Some(rest) = raw.strip_prefix("--")
+        && let Some((m, d)) = rest.split_once('-')
+        && m.len() == 2
+        && d.len() == 2
+        && yearless(m, d)
+    {
+        return Some("has no year");
+    }
+    if let Some((m, d)) = raw.split_once('/')
+        && (1..=2).contains(&m.len())
+        && (1..=2).contains(&d.len())
+        && m.bytes().chain(d.bytes()).all(|c| c.is_ascii_digit())
+        && (yearless(m, d) || yearless(d, m))
+    {
+        return Some("has no year");
+    }
+    None
+}
+
+/// `a/b/c` (or with `.` or `-`) made of three numbers.
+fn three_numbers(raw: &str) -> Option<(u32, u32, u32)> {
+    let mut it = raw.split(['/', '.', '-']);
+    let a = it.next()?.trim().parse().ok()?;
+    let b = it.next()?.trim().parse().ok()?;
+    let c = it.next()?.trim().parse().ok()?;
+    it.next().is_none().then_some((a, b, c))
+}
+
+/// The last day an Excel serial date may name: 2100-12-31.
+const MAX_SERIAL: u32 = 73_415;
+
+/// The day number of a cell that looks like an Excel serial date: an
+/// integer (a fraction, the time of day, is ignored) from 1 to 73415 —
+/// except 1900 to 2100, which read as a year alone.
+fn excel_serial(raw: &str) -> Option<u32> {
+    let whole = match raw.split_once('.') {
+        Some((w, f)) if !f.is_empty() && f.bytes().all(|c| c.is_ascii_digit()) => w,
+        Some(_) => return None,
+        None => raw,
+    };
+    if whole.is_empty() || whole.len() > 5 || !whole.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let n: u32 = whole.parse().ok()?;
+    let year_like = (MIN_YEAR as u32..=MAX_YEAR as u32).contains(&n);
+    ((1..=MAX_SERIAL).contains(&n) && !year_like).then_some(n)
+}
+
+/// The date of an Excel serial number in the 1900 date system, where 1 is
+/// 1900-01-01 and 60 is the 29 February 1900 that Excel (after Lotus 1-2-3)
+/// counts though it never was: `None` for 60.
+fn serial_date(serial: u32) -> Option<NaiveDate> {
+    let base = NaiveDate::from_ymd_opt(1899, 12, 31)?;
+    let days = match serial {
+        60 => return None,
+        1..=59 => serial,
+        _ => serial - 1,
+    };
+    base.checked_add_days(chrono::Days::new(u64::from(days)))
+}
+
+/// Whether a label cell of a labelled layout says the number is a mobile
+/// (`Mobile`, `* Mobile`, `Cell`, `Portable` …).
+fn label_says_mobile(label: &str) -> bool {
+    crate::columns::phone_label(label.trim_start_matches(['*', ' ']))
+        == crate::columns::PhoneLabel::Mobile
+}
+
+/// Whether libphonenumber's type for a number can receive SMS.
+fn is_mobile(kind: PhoneNumberType) -> bool {
+    matches!(
+        kind,
+        PhoneNumberType::Mobile | PhoneNumberType::FixedLineOrMobile
+    )
+}
+
+/// Whether a phone cell may hold several numbers; cheap, for every row.
+fn may_hold_several(raw: &str) -> bool {
+    raw.bytes().any(|b| matches!(b, b':' | b';' | b'/'))
+        || contains_ignoring_case(raw, " or ")
+        || contains_ignoring_case(raw, " ou ")
+}
+
+/// Whether `hay` holds the ASCII `needle`, whatever the case.
+fn contains_ignoring_case(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// `hay` split at each ASCII `sep`, whatever the case.
+fn split_ignoring_case<'a>(hay: &'a str, sep: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let (h, s) = (hay.as_bytes(), sep.as_bytes());
+    let mut start = 0;
+    let mut i = 0;
+    while i + s.len() <= h.len() {
+        if h[i..i + s.len()].eq_ignore_ascii_case(s) {
+            out.push(&hay[start..i]);
+            i += s.len();
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&hay[start..]);
+    out
+}
+
+/// The number inside what a spreadsheet wraps around it: a leading `'`
+/// (Excel's "this is text" mark) or a `="…"` formula.
+fn unwrap_spreadsheet(raw: &str) -> &str {
+    if let Some(inner) = raw.strip_prefix("=\"").and_then(|r| r.strip_suffix('"')) {
+        return inner.trim();
+    }
+    raw.strip_prefix('\'').map_or(raw, str::trim)
+}
+
+/// The digits of an extension at the start of `tail` (`ext 12`, `ext. 12`,
+/// `extension 12`, `x12`, `#12`, `poste 12`, `p. 12`), when that is all it holds.
+fn extension(tail: &str) -> Option<&str> {
+    let digits_at = tail.find(|c: char| c.is_ascii_digit())?;
+    let (label, digits) = tail.split_at(digits_at);
+    let digits = digits.trim_end();
+    if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let label = label.trim().trim_end_matches(['.', ':']).trim_end();
+    const LABELS: &[&str] = &["ext", "extn", "extension", "x", "#", "poste", "p"];
+    LABELS
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case(label))
+        .then_some(digits)
 }
 
 /// Whether a date's year lies in 1900–2100, the years a contact's date can
@@ -513,33 +1094,68 @@ fn url(raw: &str) -> Result<String, RowError> {
     Ok(raw.to_string())
 }
 
-/// Copies a trimmed phone cell into `buf` without separators, with a `00`
-/// prefix turned into `+`; or says why it cannot be a phone number.
-fn clean_phone<'b>(raw: &str, buf: &'b mut [u8]) -> Result<&'b str, &'static str> {
+/// Why a cell cannot be one phone number, before libphonenumber looks at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unclean {
+    Scientific,
+    PlusInside,
+    Char(char),
+    TooManyDigits,
+    NoDigits,
+}
+
+/// The PHONE_INVALID error for a cell that is not made of a number's characters.
+fn unclean(raw: &str, why: Unclean) -> RowError {
+    let why = match why {
+        Unclean::Scientific => "it looks like a number a spreadsheet turned into scientific \
+             notation, which loses digits (format the column as text)"
+            .to_string(),
+        Unclean::PlusInside => "a + may only start the number".to_string(),
+        Unclean::TooManyDigits => "it has too many digits".to_string(),
+        Unclean::NoDigits => "it has no digits".to_string(),
+        Unclean::Char(c) => format!(
+            "it holds {} at position {} (only digits, a leading + and the separators \
+             space . - ( ) / are allowed)",
+            describe(c),
+            raw.chars().position(|x| x == c).map_or(0, |p| p + 1)
+        ),
+    };
+    RowError::new(
+        ErrorCode::PhoneInvalid,
+        format!("{} is not a valid phone number: {why}", quote(raw)),
+    )
+}
+
+/// A cell cut before its extension, and the extension's digits, when it
+/// ends with one (`06 12 34 56 78 ext 12`).
+fn split_extension(body: &str) -> Option<(&str, &str)> {
+    let at = body.find(|c: char| c.is_ascii_alphabetic() || c == '#')?;
+    extension(&body[at..]).map(|ext| (body[..at].trim_end(), ext))
+}
+
+/// Copies a trimmed phone cell into `buf` without separators, with
+/// full-width digits as ASCII and a `00` prefix turned into `+`; or says why
+/// it cannot be a phone number.
+fn clean_phone<'b>(raw: &str, buf: &'b mut [u8]) -> Result<&'b str, Unclean> {
     if looks_scientific(raw) {
-        return Err(
-            "it looks like a number a spreadsheet turned into scientific notation, \
-                    which loses digits (format the column as text)",
-        );
+        return Err(Unclean::Scientific);
     }
     let mut n = 0;
     for c in raw.chars() {
         let byte = match c {
             '0'..='9' => c as u8,
-            '+' if n == 0 => b'+',
+            // Full-width forms, typed with an East Asian keyboard layout.
+            '\u{ff10}'..='\u{ff19}' => b'0' + (c as u32 - 0xff10) as u8,
+            '+' | '\u{ff0b}' if n == 0 => b'+',
             ' ' | '.' | '-' | '(' | ')' | '/' => continue,
+            '\u{ff0e}' | '\u{ff0d}' | '\u{ff08}' | '\u{ff09}' | '\u{ff0f}' => continue,
             // Spreadsheets group digits with (narrow) no-break spaces and tabs.
             c if c.is_whitespace() => continue,
-            '+' => return Err("a + may only start the number"),
-            _ => {
-                return Err(
-                    "only digits, a leading + and the separators space . - ( ) / \
-                            are allowed",
-                );
-            }
+            '+' | '\u{ff0b}' => return Err(Unclean::PlusInside),
+            other => return Err(Unclean::Char(other)),
         };
         if n == buf.len() {
-            return Err("it has too many digits");
+            return Err(Unclean::TooManyDigits);
         }
         buf[n] = byte;
         n += 1;
@@ -550,9 +1166,9 @@ fn clean_phone<'b>(raw: &str, buf: &'b mut [u8]) -> Result<&'b str, &'static str
         buf[1] = b'+';
         start = 1;
     }
-    let cleaned = std::str::from_utf8(&buf[start..n]).map_err(|_| "it is not text")?;
+    let cleaned = std::str::from_utf8(&buf[start..n]).map_err(|_| Unclean::NoDigits)?;
     if !cleaned.bytes().any(|b| b.is_ascii_digit()) {
-        return Err("it has no digits");
+        return Err(Unclean::NoDigits);
     }
     Ok(cleaned)
 }
@@ -588,14 +1204,6 @@ fn type_name(kind: PhoneNumberType) -> &'static str {
         PhoneNumberType::UAN => "UAN",
         PhoneNumberType::VoiceMail => "voicemail",
         _ => "non-mobile",
-    }
-}
-
-/// A raw cell in double quotes for a message, shortened when long.
-fn quote(raw: &str) -> String {
-    match raw.char_indices().nth(MAX_QUOTED_CHARS) {
-        None => format!("{raw:?}"),
-        Some((cut, _)) => format!("{:?}…", &raw[..cut]),
     }
 }
 
@@ -725,10 +1333,11 @@ mod tests {
             // Unknown country calling code.
             "+999 612345678",
             "+0 612345678",
-            // Letters, extensions, stray signs.
+            // Letters, stray signs.
             "06 12 34 56 7A",
-            "06 12 34 56 78 ext 12",
-            "0612345678;0687654321",
+            "06 12 34 56 78 ext",
+            "06 12 34 56 78 ext 12 bis",
+            "0612345678,0687654321",
             "++33612345678",
             "+33 6 12 34 56 78+",
             "06 12 34 56 78 #",
@@ -1198,5 +1807,390 @@ mod tests {
                 });
             }
         });
+    }
+
+    /// The number, and the notes, of a one-column row.
+    fn noted(n: &Normalizer, raw: &str) -> Result<(String, String), Vec<RowError>> {
+        let mut notes = String::new();
+        n.normalize_noted(
+            &map(&[(Field::PhoneNumber, 0)]),
+            &Record::from_cells(2, &[raw]),
+            &mut notes,
+        )
+        .map(|c| (c.phone, notes))
+    }
+
+    #[test]
+    fn spreadsheet_wrappings_and_full_width_digits_are_read() {
+        let n = fr();
+        for raw in [
+            "'0612345678",
+            "' 06 12 34 56 78",
+            "=\"0612345678\"",
+            "=\"+33 6 12 34 56 78\"",
+            "０６１２３４５６７８",
+            "＋３３　６　１２　３４　５６　７８",
+            "０６－１２－３４－５６－７８",
+        ] {
+            assert_eq!(
+                noted(&n, raw),
+                Ok(("+33612345678".into(), String::new())),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_extension_is_left_out_and_noted() {
+        let n = fr();
+        for raw in [
+            "06 12 34 56 78 ext 12",
+            "06 12 34 56 78 ext. 12",
+            "06 12 34 56 78 EXT:12",
+            "06 12 34 56 78 x12",
+            "06 12 34 56 78 extension 12",
+            "06 12 34 56 78 poste 12",
+            "06 12 34 56 78 #12",
+            "06 12 34 56 78 p. 12",
+        ] {
+            assert_eq!(
+                noted(&n, raw),
+                Ok((
+                    "+33612345678".into(),
+                    "extension 12 left out of the number (an SMS goes to the number itself)".into()
+                )),
+                "{raw:?}"
+            );
+        }
+        // Not an extension: the message names what was found, and where.
+        let errors = noted(&n, "06 12 34 56 78 ext").unwrap_err();
+        assert_eq!(
+            errors[0].message,
+            "\"06 12 34 56 78 ext\" is not a valid phone number: it holds the letter \"e\" at \
+             position 16 (only digits, a leading + and the separators space . - ( ) / are allowed)"
+        );
+        let errors = noted(&n, "06 12 34 56 7A").unwrap_err();
+        assert!(
+            errors[0]
+                .message
+                .contains("the letter \"A\" at position 14"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn messages_name_invisible_characters_in_words() {
+        let errors = noted(&fr(), "06\u{a0}12\u{200b}").unwrap_err();
+        assert_eq!(codes(&errors), [ErrorCode::PhoneInvalid]);
+        assert_eq!(
+            errors[0].message,
+            "\"06 12\" (with a non-breaking space at position 3 and 1 more invisible character) \
+             is not a valid phone number: it holds a zero-width space at position 6 (only \
+             digits, a leading + and the separators space . - ( ) / are allowed)"
+        );
+        assert!(!errors[0].message.contains("\\u"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_cell_with_several_numbers_gives_its_first_mobile_one() {
+        let n = fr();
+        for (raw, want, others) in [
+            (
+                "+33 6 12 34 56 78 ::: +33 1 23 45 67 89",
+                "+33612345678",
+                "\"+33 1 23 45 67 89\"",
+            ),
+            (
+                "+33 1 23 45 67 89 ::: +33 6 12 34 56 78",
+                "+33612345678",
+                "\"+33 1 23 45 67 89\"",
+            ),
+            (
+                "01 23 45 67 89; 06 12 34 56 78",
+                "+33612345678",
+                "\"01 23 45 67 89\"",
+            ),
+            (
+                "06 12 34 56 78 or 07 51 23 45 67",
+                "+33612345678",
+                "\"07 51 23 45 67\"",
+            ),
+            (
+                "06 12 34 56 78 OU 07 51 23 45 67",
+                "+33612345678",
+                "\"07 51 23 45 67\"",
+            ),
+            (
+                "06 12 34 56 78 / 07 51 23 45 67",
+                "+33612345678",
+                "\"07 51 23 45 67\"",
+            ),
+            // An invalid piece is ignored, and named.
+            ("06 12 ::: 06 12 34 56 78", "+33612345678", "\"06 12\""),
+        ] {
+            assert_eq!(
+                noted(&n, raw),
+                Ok((
+                    want.to_string(),
+                    format!("other numbers in the cell ignored: {others}")
+                )),
+                "{raw:?}"
+            );
+        }
+        // `/` splits only when every piece is a number on its own.
+        assert_eq!(
+            noted(&n, "06/12/34/56/78"),
+            Ok(("+33612345678".into(), String::new()))
+        );
+        // Empty pieces are no numbers.
+        assert_eq!(
+            noted(&n, "06 12 34 56 78 ::: "),
+            Ok(("+33612345678".into(), String::new()))
+        );
+        // No mobile among them: the first valid one.
+        assert_eq!(
+            noted(&n, "01 23 45 67 89 ::: 01 40 00 00 00").map(|p| p.0),
+            Ok("+33123456789".into())
+        );
+        let errors = noted(&n, "06 12 ::: abc").unwrap_err();
+        assert_eq!(codes(&errors), [ErrorCode::PhoneInvalid]);
+        assert!(
+            errors[0]
+                .message
+                .starts_with("none of the 2 numbers in the cell is valid: \"06 12\""),
+            "{errors:?}"
+        );
+        assert_eq!(
+            codes(&noted(&n, " ::: ").unwrap_err()),
+            [ErrorCode::PhoneInvalid]
+        );
+        // --mobile-only: a cell of landlines is not mobile.
+        let mobile = norm(NormalizeOptions {
+            mobile_only: true,
+            ..NormalizeOptions::default()
+        });
+        assert_eq!(
+            codes(&noted(&mobile, "01 23 45 67 89 ::: 01 40 00 00 00").unwrap_err()),
+            [ErrorCode::PhoneNotMobile]
+        );
+        assert_eq!(
+            noted(&mobile, "01 23 45 67 89 ::: 06 12 34 56 78").map(|p| p.0),
+            Ok("+33612345678".into())
+        );
+    }
+
+    fn date_noted(n: &Normalizer, raw: &str) -> Result<(Contact, String), Vec<RowError>> {
+        let mut notes = String::new();
+        n.normalize_noted(
+            &map(&[(Field::PhoneNumber, 0), (Field::Date, 1)]),
+            &Record::from_cells(2, &["0612345678", raw]),
+            &mut notes,
+        )
+        .map(|c| (c, notes))
+    }
+
+    #[test]
+    fn placeholder_dates_are_left_out_and_noted() {
+        let n = fr();
+        for (raw, why) in [
+            ("0/0/00", "means no date"),
+            ("00/00/0000", "means no date"),
+            ("0000-00-00", "means no date"),
+            ("0", "means no date"),
+            ("--12-25", "has no year"),
+            ("--02-29", "has no year"),
+            ("12/25", "has no year"),
+            ("25/12", "has no year"),
+        ] {
+            let (c, notes) = date_noted(&n, raw).expect(raw);
+            assert_eq!(c.date, "", "{raw:?}");
+            assert!(
+                !c.present.contains(Field::Date),
+                "{raw:?}: left out, not cleared"
+            );
+            assert_eq!(notes, format!("date \"{raw}\" {why}: left out"));
+        }
+        // An empty cell is a present, empty date (it clears the field on update).
+        let (c, notes) = date_noted(&n, "").unwrap();
+        assert!(c.present.contains(Field::Date));
+        assert_eq!(notes, "");
+        for raw in ["--02-30", "--13-01", "13/13", "0/0/01"] {
+            assert_eq!(
+                codes(&date_noted(&n, raw).unwrap_err()),
+                [ErrorCode::DateInvalid],
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn excel_serial_dates_follow_the_1900_system() {
+        let n = fr().with_facts(ColumnFacts {
+            serial_dates: true,
+            ..ColumnFacts::default()
+        });
+        for (raw, want) in [
+            ("1", "1900-01-01"),
+            ("59", "1900-02-28"),
+            ("61", "1900-03-01"),
+            ("45123", "2023-07-16"),
+            ("29221", "1980-01-01"),
+            ("29221.75", "1980-01-01"),
+            ("73415", "2100-12-31"),
+        ] {
+            let (c, notes) = date_noted(&n, raw).expect(raw);
+            assert_eq!(c.date, want, "{raw:?}");
+            assert_eq!(
+                notes,
+                format!("date \"{raw}\" read as an Excel serial date: {want}")
+            );
+        }
+        let errors = date_noted(&n, "60").unwrap_err();
+        assert!(errors[0].message.contains("29 February 1900"), "{errors:?}");
+        // ISO dates still read as such.
+        assert_eq!(date_noted(&n, "1980-01-01").unwrap().0.date, "1980-01-01");
+        // Without the column-wide decision a serial is not guessed.
+        let errors = date_noted(&fr(), "45123").unwrap_err();
+        assert!(
+            errors[0]
+                .message
+                .contains("looks like an Excel serial date"),
+            "{errors:?}"
+        );
+        let errors = date_noted(&fr(), "1980").unwrap_err();
+        assert!(
+            errors[0].message.ends_with("it looks like a year alone"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_serial_decision_needs_every_non_empty_date_to_be_one() {
+        let layout = map(&[(Field::PhoneNumber, 0), (Field::Date, 1)]);
+        let facts = |cells: &[&str]| {
+            let mut f = FactsFinder::default();
+            for c in cells {
+                f.observe(&layout, &Record::from_cells(2, &["x", c]));
+            }
+            f.finish()
+        };
+        assert!(facts(&["45123", "", "29221", "0/0/00"]).serial_dates);
+        assert!(!facts(&["45123", "1980-01-01"]).serial_dates);
+        assert!(!facts(&["", ""]).serial_dates);
+        assert!(!facts(&["1980", "1975"]).serial_dates);
+        assert_eq!(
+            facts(&["05/06/1980", "25/12/1980"]).date_order,
+            DateOrder::DayFirst
+        );
+        assert_eq!(
+            facts(&["05/06/1980", "12/25/1980"]).date_order,
+            DateOrder::MonthFirst
+        );
+        assert_eq!(facts(&["05/06/1980"]).date_order, DateOrder::Unknown);
+        assert_eq!(
+            facts(&["25/12/1980", "12/25/1980"]).date_order,
+            DateOrder::Unknown
+        );
+    }
+
+    #[test]
+    fn a_date_that_reads_day_first_names_the_format() {
+        let message =
+            |n: &Normalizer, raw: &str| date_noted(n, raw).unwrap_err()[0].message.clone();
+        let n = fr();
+        assert_eq!(
+            message(&n, "25/12/1980"),
+            "\"25/12/1980\" is not a real calendar date in an accepted format (YYYY-MM-DD): it \
+             reads as 1980-12-25 with the day first; pass --date-format %d/%m/%Y to read such dates"
+        );
+        assert!(message(&n, "25.12.80").contains("--date-format %d.%m.%y"));
+        assert!(
+            message(&n, "12/25/1980").contains("with the month first; pass --date-format %m/%d/%Y")
+        );
+        let both = message(&n, "05/06/1980");
+        assert!(
+            both.contains("%d/%m/%Y if your dates put the day first"),
+            "{both}"
+        );
+        assert!(
+            both.contains("%m/%d/%Y if they put the month first"),
+            "{both}"
+        );
+        let day_first = fr().with_facts(ColumnFacts {
+            date_order: DateOrder::DayFirst,
+            ..ColumnFacts::default()
+        });
+        assert!(message(&day_first, "05/06/1980").contains("1980-06-05 with the day first"));
+        assert!(message(&n, "31/02/1980").ends_with("(YYYY-MM-DD)"));
+    }
+
+    #[test]
+    fn names_are_nfc_before_counting() {
+        let n = fr();
+        let nfd = "e\u{301}".repeat(32);
+        assert_eq!(nfd.chars().count(), 64);
+        let c = names(&n, &nfd, "Zoe\u{301}").unwrap();
+        assert_eq!(c.firstname, "é".repeat(32));
+        assert_eq!(c.lastname, "Zoé");
+        assert_eq!(
+            codes(&names(&n, &"e\u{301}".repeat(33), "").unwrap_err()),
+            [ErrorCode::FirstnameTooLong]
+        );
+        let row = Record::from_cells(2, &["0612345678", "Cafe\u{301}"]);
+        let c = n
+            .normalize(&map(&[(Field::PhoneNumber, 0), (Field::Custom2, 1)]), &row)
+            .unwrap();
+        assert_eq!(c.custom[1], "Café");
+    }
+
+    #[test]
+    fn truncate_names_notes_each_cut() {
+        let n = norm(NormalizeOptions {
+            truncate_names: true,
+            ..NormalizeOptions::default()
+        });
+        let mut notes = String::new();
+        let c = n
+            .normalize_noted(
+                &map(&[
+                    (Field::PhoneNumber, 0),
+                    (Field::Firstname, 1),
+                    (Field::Lastname, 2),
+                ]),
+                &Record::from_cells(2, &["0612345678", &"a".repeat(40), "Zoé"]),
+                &mut notes,
+            )
+            .unwrap();
+        assert_eq!(c.firstname, "a".repeat(32));
+        assert_eq!(
+            notes,
+            format!(
+                "first name cut to 32 characters (it had 40): \"{}\"",
+                "a".repeat(32)
+            )
+        );
+    }
+
+    #[test]
+    fn an_empty_group_falls_back_to_the_default_group() {
+        let layout = map(&[(Field::PhoneNumber, 0), (Field::GroupId, 1)]);
+        let row = |g: &str| Record::from_cells(2, &["0612345678", g]);
+        let with = norm(NormalizeOptions {
+            default_group: Some("g0".into()),
+            ..NormalizeOptions::default()
+        });
+        assert_eq!(with.normalize(&layout, &row(" ")).unwrap().group_id, "g0");
+        assert_eq!(with.normalize(&layout, &row("g7")).unwrap().group_id, "g7");
+        assert_eq!(fr().normalize(&layout, &row("g7")).unwrap().group_id, "g7");
+        let errors = fr().normalize(&layout, &row("")).unwrap_err();
+        assert_eq!(codes(&errors), [ErrorCode::GroupMissing]);
+        // No group column: nothing to fall back from.
+        let c = fr()
+            .normalize(
+                &map(&[(Field::PhoneNumber, 0)]),
+                &Record::from_cells(2, &["0612345678"]),
+            )
+            .unwrap();
+        assert_eq!(c.group_id, "");
     }
 }

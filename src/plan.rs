@@ -4,42 +4,48 @@
 use std::collections::HashMap;
 
 use crate::normalize::Contact;
+use crate::state::{Entry, Status};
 
 /// What to do with one valid row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Create the contact.
+    /// Create the contact (an "already exists" answer turns it into an update).
     Add,
     /// Update the contact with this id.
     Update(String),
-    /// Identical to what was last sent: no request.
-    Unchanged(String),
+    /// Identical to what was last sent and confirmed: no request.
+    Unchanged(Option<String>),
 }
 
-/// What is known of a number on the provider (from the file, or later a state store).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Known {
-    /// The provider's contact id.
-    pub contact_id: String,
-    /// Fingerprint of what was last sent, when known.
-    pub fingerprint: Option<u64>,
-}
-
-/// Decides the action for `contact`, given what is known of its number and
-/// the fingerprint of what would be sent now.
-pub fn plan(contact: &Contact, known: Option<&Known>, fingerprint: u64) -> Action {
+/// Decides the action for `contact`, given what the state store knows of its
+/// number and the fingerprint of what would be sent now. `full` ignores the
+/// fingerprints (every row is sent once).
+pub fn plan(contact: &Contact, known: Option<&Entry>, fingerprint: u64, full: bool) -> Action {
+    let same =
+        |k: &Entry| !full && k.status == Status::Confirmed && k.fingerprint == Some(fingerprint);
     if !contact.contact_id.is_empty() {
         return match known {
-            Some(k) if k.contact_id == contact.contact_id && k.fingerprint == Some(fingerprint) => {
+            Some(k) if same(k) && k.contact_id.as_deref() == Some(contact.contact_id.as_str()) => {
                 Action::Unchanged(k.contact_id.clone())
             }
             _ => Action::Update(contact.contact_id.clone()),
         };
     }
     match known {
-        Some(k) if k.fingerprint == Some(fingerprint) => Action::Unchanged(k.contact_id.clone()),
-        Some(k) => Action::Update(k.contact_id.clone()),
-        None => Action::Add,
+        Some(k) if same(k) => Action::Unchanged(k.contact_id.clone()),
+        // A pending add may or may not have gone through: add again, and an
+        // "already exists" answer settles it without a duplicate.
+        Some(Entry {
+            status: Status::PendingAdd,
+            contact_id: None,
+            ..
+        }) => Action::Add,
+        Some(Entry {
+            contact_id: Some(id),
+            ..
+        }) => Action::Update(id.clone()),
+        // Known without an id (added in bulk): the add path finds it.
+        Some(_) | None => Action::Add,
     }
 }
 
@@ -91,25 +97,65 @@ mod tests {
         }
     }
 
+    fn entry(id: Option<&str>, fp: Option<u64>, status: Status) -> Entry {
+        Entry {
+            contact_id: id.map(str::to_string),
+            fingerprint: fp,
+            status,
+        }
+    }
+
     #[test]
-    fn contact_id_updates_and_unknown_numbers_add() {
-        assert_eq!(plan(&contact(""), None, 1), Action::Add);
-        assert_eq!(plan(&contact("c9"), None, 1), Action::Update("c9".into()));
-        let known = Known {
-            contact_id: "k1".into(),
-            fingerprint: Some(7),
-        };
+    fn the_store_decides_add_update_or_unchanged() {
+        let c = contact("");
+        assert_eq!(plan(&c, None, 1, false), Action::Add);
+        let confirmed = entry(Some("k1"), Some(7), Status::Confirmed);
         assert_eq!(
-            plan(&contact(""), Some(&known), 8),
+            plan(&c, Some(&confirmed), 7, false),
+            Action::Unchanged(Some("k1".into()))
+        );
+        assert_eq!(
+            plan(&c, Some(&confirmed), 8, false),
             Action::Update("k1".into())
         );
+        // --full sends it anyway.
         assert_eq!(
-            plan(&contact(""), Some(&known), 7),
-            Action::Unchanged("k1".into())
+            plan(&c, Some(&confirmed), 7, true),
+            Action::Update("k1".into())
+        );
+        // Added in bulk: no id, same data → unchanged; changed → the add path finds it.
+        let bulk = entry(None, Some(7), Status::Confirmed);
+        assert_eq!(plan(&c, Some(&bulk), 7, false), Action::Unchanged(None));
+        assert_eq!(plan(&c, Some(&bulk), 8, false), Action::Add);
+        // Pending sends are never unchanged.
+        let pending_add = entry(None, Some(7), Status::PendingAdd);
+        assert_eq!(plan(&c, Some(&pending_add), 7, false), Action::Add);
+        let pending_update = entry(Some("k1"), Some(7), Status::PendingUpdate);
+        assert_eq!(
+            plan(&c, Some(&pending_update), 7, false),
+            Action::Update("k1".into())
+        );
+        // Only listed: the id is known, what it holds is not.
+        let listed = entry(Some("k2"), None, Status::Known);
+        assert_eq!(
+            plan(&c, Some(&listed), 7, false),
+            Action::Update("k2".into())
+        );
+    }
+
+    #[test]
+    fn a_file_id_updates_unless_confirmed_identical() {
+        let c = contact("c9");
+        assert_eq!(plan(&c, None, 1, false), Action::Update("c9".into()));
+        let same = entry(Some("c9"), Some(1), Status::Confirmed);
+        assert_eq!(
+            plan(&c, Some(&same), 1, false),
+            Action::Unchanged(Some("c9".into()))
         );
         // The file's id wins over a different remembered id.
+        let other = entry(Some("k1"), Some(1), Status::Confirmed);
         assert_eq!(
-            plan(&contact("c9"), Some(&known), 7),
+            plan(&c, Some(&other), 1, false),
             Action::Update("c9".into())
         );
     }

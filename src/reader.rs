@@ -1,6 +1,7 @@
 //! Streams records out of a CSV byte stream with constant memory: encoding
-//! detection, delimiter sniffing, physical line numbers, and per-row
-//! problems (ragged, undecodable, oversized) reported as values.
+//! detection (UTF-8, Windows-1252 row by row, UTF-16 by its byte-order mark),
+//! Excel's `sep=X` line, delimiter sniffing, physical line numbers, and
+//! per-row problems (ragged, undecodable, oversized) reported as values.
 
 use std::borrow::Cow;
 use std::io::{self, Read};
@@ -16,7 +17,8 @@ const CHUNK: usize = 64 * 1024;
 /// The input's character encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Encoding {
-    /// UTF-8 (BOM stripped) when valid, else Windows-1252.
+    /// UTF-16 when the file starts with its byte-order mark; else each row
+    /// UTF-8 when it is valid UTF-8, Windows-1252 when it is not.
     Auto,
     /// UTF-8; undecodable rows are malformed.
     #[value(name = "utf-8", alias = "utf8")]
@@ -70,17 +72,134 @@ pub enum RecordStatus {
     Malformed(String),
 }
 
-/// Which encoding `auto` has settled on so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decided {
-    Undecided,
-    Utf8,
-    Windows1252,
+/// How `auto` decoded the rows read so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodingStats {
+    /// The file is UTF-16 with a byte-order mark (`"UTF-16LE"`, `"UTF-16BE"`).
+    pub utf16: Option<&'static str>,
+    /// Rows (header included) with non-ASCII characters read as UTF-8.
+    pub utf8_rows: u64,
+    /// Rows (header included) that were not valid UTF-8, read as Windows-1252.
+    pub windows_1252_rows: u64,
+    /// The first few lines read as Windows-1252, for the log.
+    pub windows_1252_lines: Vec<u64>,
+}
+
+/// How many Windows-1252 lines [`EncodingStats`] names.
+const NAMED_LINES: usize = 5;
+
+impl EncodingStats {
+    /// A log line saying how the file was decoded when that is worth saying:
+    /// `Some((true, _))` is a warning (the file mixes encodings).
+    pub fn describe(&self) -> Option<(bool, String)> {
+        if let Some(name) = self.utf16 {
+            return Some((
+                false,
+                format!("the file is {name} (it starts with a byte-order mark)"),
+            ));
+        }
+        if self.windows_1252_rows == 0 {
+            return None;
+        }
+        let lines = self
+            .windows_1252_lines
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if self.windows_1252_rows > self.windows_1252_lines.len() as u64 {
+            " …"
+        } else {
+            ""
+        };
+        if self.utf8_rows == 0 {
+            Some((
+                false,
+                "the file is not UTF-8: it was read as Windows-1252 (what Excel writes)"
+                    .to_string(),
+            ))
+        } else {
+            Some((
+                true,
+                format!(
+                    "the file mixes encodings: {} rows with accents are UTF-8, {} rows are not and were read as Windows-1252 (lines {lines}{more}); check those rows' accents",
+                    self.utf8_rows, self.windows_1252_rows
+                ),
+            ))
+        }
+    }
+}
+
+/// The bytes under the CSV parser: as read, or UTF-16 turned into UTF-8.
+enum Source<R> {
+    Bytes(R),
+    Utf16(Utf16Reader<R>),
+}
+
+impl<R: Read> Read for Source<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Bytes(r) => r.read(out),
+            Source::Utf16(r) => r.read(out),
+        }
+    }
+}
+
+/// Decodes a UTF-16 stream (its byte-order mark removed) to UTF-8 as it is read.
+struct Utf16Reader<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    raw: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl<R: Read> Utf16Reader<R> {
+    /// `first` holds the bytes already read from `inner`, BOM included.
+    fn new(inner: R, encoding: &'static encoding_rs::Encoding, first: &[u8]) -> Self {
+        let mut raw = vec![0u8; CHUNK.max(first.len())];
+        raw[..first.len()].copy_from_slice(first);
+        Utf16Reader {
+            inner,
+            decoder: encoding.new_decoder_with_bom_removal(),
+            raw,
+            start: 0,
+            end: first.len(),
+            eof: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Utf16Reader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // A UTF-8 character needs up to 4 bytes; callers give at least that.
+        if out.len() < 4 {
+            return Err(io::Error::other(
+                "internal: UTF-16 read into a buffer under 4 bytes",
+            ));
+        }
+        loop {
+            if self.start == self.end && !self.eof {
+                let n = read_retrying(&mut self.inner, &mut self.raw)?;
+                self.start = 0;
+                self.end = n;
+                self.eof = n == 0;
+            }
+            let (_, read, written, _) =
+                self.decoder
+                    .decode_to_utf8(&self.raw[self.start..self.end], out, self.eof);
+            self.start += read;
+            if written > 0 || self.eof {
+                return Ok(written);
+            }
+        }
+    }
 }
 
 /// A streaming CSV reader over any byte source.
 pub struct CsvReader<R> {
-    src: R,
+    src: Source<R>,
     core: csv_core::Reader,
     buf: Vec<u8>,
     pos: usize,
@@ -91,35 +210,44 @@ pub struct CsvReader<R> {
     /// Line number of the next unread byte.
     line: u64,
     encoding: Encoding,
-    decided: Decided,
+    stats: EncodingStats,
     delimiter: u8,
     header: Vec<String>,
 }
 
 impl<R: Read> CsvReader<R> {
-    /// Opens `src`: strips a BOM, sniffs the delimiter, reads the header.
+    /// Opens `src`: decodes UTF-16 or strips a UTF-8 BOM, honours a `sep=X`
+    /// first line, sniffs the delimiter, reads the header.
     pub fn new(mut src: R, opts: ReaderOptions) -> Result<CsvReader<R>, ReadError> {
         let mut buf = vec![0u8; CHUNK];
-        let mut len = 0;
-        while len < buf.len() {
-            let n = read_retrying(&mut src, &mut buf[len..])?;
-            if n == 0 {
-                break;
+        let (mut len, mut eof) = fill(&mut src, &mut buf)?;
+        let mut stats = EncodingStats::default();
+        let utf16 = match buf[..len] {
+            [0xFF, 0xFE, ..] => Some((encoding_rs::UTF_16LE, "UTF-16LE")),
+            [0xFE, 0xFF, ..] => Some((encoding_rs::UTF_16BE, "UTF-16BE")),
+            _ => None,
+        };
+        let src = match utf16 {
+            Some((encoding, name)) if opts.encoding == Encoding::Auto => {
+                stats.utf16 = Some(name);
+                let mut decoded = Utf16Reader::new(src, encoding, &buf[..len]);
+                (len, eof) = fill(&mut decoded, &mut buf)?;
+                Source::Utf16(decoded)
             }
-            len += n;
-        }
-        let eof = len < buf.len();
+            _ => Source::Bytes(src),
+        };
         let mut pos = 0;
-        let mut decided = Decided::Undecided;
         if buf[..len].starts_with(b"\xEF\xBB\xBF") {
             pos = 3;
-            if opts.encoding == Encoding::Auto {
-                decided = Decided::Utf8;
-            }
         }
-        let delimiter = opts
-            .delimiter
-            .unwrap_or_else(|| sniff_delimiter(&buf[pos..len]));
+        let mut line = 1;
+        let mut delimiter = opts.delimiter;
+        if let Some((sep, skip)) = sep_line(&buf[pos..len]) {
+            delimiter = delimiter.or(Some(sep));
+            pos += skip;
+            line = 2;
+        }
+        let delimiter = delimiter.unwrap_or_else(|| sniff_delimiter(&buf[pos..len]));
         let core = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
         let mut reader = CsvReader {
             src,
@@ -130,9 +258,9 @@ impl<R: Read> CsvReader<R> {
             eof,
             out: vec![0; 1024],
             ends: vec![0; 32],
-            line: 1,
+            line,
             encoding: opts.encoding,
-            decided,
+            stats,
             delimiter,
             header: Vec::new(),
         };
@@ -166,14 +294,41 @@ impl<R: Read> CsvReader<R> {
                 continue;
             }
             if status == RecordStatus::Ok && rec.len() != self.header.len() {
-                let why = format!(
-                    "the row has {} fields but the header has {}",
-                    rec.len(),
-                    self.header.len()
-                );
-                return Ok(Some(RecordStatus::Malformed(why)));
+                return Ok(Some(self.fit_to_header(rec)));
             }
             return Ok(Some(status));
+        }
+    }
+
+    /// How `auto` decoded the rows read so far.
+    pub fn encoding_stats(&self) -> &EncodingStats {
+        &self.stats
+    }
+
+    /// A row whose field count differs from the header's: extra empty
+    /// fields at its end are dropped, missing trailing ones are empty
+    /// (SPEC §3); any other difference is malformed.
+    fn fit_to_header(&self, rec: &mut Record) -> RecordStatus {
+        let want = self.header.len();
+        if rec.len() < want {
+            while rec.len() < want {
+                rec.push("");
+            }
+            return RecordStatus::Ok;
+        }
+        let mut extra =
+            (want..rec.len()).filter(|&i| rec.get(i).is_some_and(|c| !c.trim().is_empty()));
+        match extra.next_back() {
+            None => {
+                rec.truncate(want);
+                RecordStatus::Ok
+            }
+            Some(last) => RecordStatus::Malformed(format!(
+                "the row has {} cells with something in them but the header has only {want} columns: \
+                 a cell may hold the delimiter {} without quotes around the cell",
+                last + 1,
+                delimiter_name(self.delimiter)
+            )),
         }
     }
 
@@ -261,31 +416,30 @@ impl<R: Read> CsvReader<R> {
             start = end;
         }
         let bytes = &self.out[..start];
-        let text: Cow<'_, str> = match (self.encoding, self.decided) {
-            (Encoding::Latin1, _) => Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
-            (Encoding::Windows1252, _) | (Encoding::Auto, Decided::Windows1252) => {
-                windows_1252(bytes)
-            }
-            (Encoding::Utf8, _) | (Encoding::Auto, Decided::Utf8) => {
-                match std::str::from_utf8(bytes) {
-                    Ok(s) => Cow::Borrowed(s),
-                    Err(e) => {
-                        return RecordStatus::Malformed(format!(
-                            "the row is not valid UTF-8 (byte {}); a file saved by Excel may need --encoding windows-1252",
-                            e.valid_up_to() + 1
-                        ));
-                    }
+        let text: Cow<'_, str> = match self.encoding {
+            Encoding::Latin1 => Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
+            Encoding::Windows1252 => windows_1252(bytes),
+            Encoding::Utf8 => match std::str::from_utf8(bytes) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(e) => {
+                    return RecordStatus::Malformed(format!(
+                        "the row is not valid UTF-8 (byte {}); without --encoding utf-8 such a row is read as Windows-1252",
+                        e.valid_up_to() + 1
+                    ));
                 }
-            }
-            (Encoding::Auto, Decided::Undecided) => match std::str::from_utf8(bytes) {
+            },
+            Encoding::Auto => match std::str::from_utf8(bytes) {
                 Ok(s) => {
-                    if !s.is_ascii() {
-                        self.decided = Decided::Utf8;
+                    if self.stats.utf16.is_none() && !s.is_ascii() {
+                        self.stats.utf8_rows += 1;
                     }
                     Cow::Borrowed(s)
                 }
                 Err(_) => {
-                    self.decided = Decided::Windows1252;
+                    self.stats.windows_1252_rows += 1;
+                    if self.stats.windows_1252_lines.len() < NAMED_LINES {
+                        self.stats.windows_1252_lines.push(rec.line);
+                    }
                     windows_1252(bytes)
                 }
             },
@@ -293,7 +447,7 @@ impl<R: Read> CsvReader<R> {
         if matches!(text, Cow::Borrowed(_)) {
             let mut start = 0;
             for &end in &self.ends[..nend] {
-                rec.push(text.get(start..end).unwrap_or_default());
+                rec.push(unescape(text.get(start..end).unwrap_or_default()));
                 start = end;
             }
         } else {
@@ -302,15 +456,80 @@ impl<R: Read> CsvReader<R> {
             for &end in &self.ends[..nend] {
                 let cell = &self.out[start..end];
                 match self.encoding {
-                    Encoding::Latin1 => {
-                        rec.push(&cell.iter().map(|&b| b as char).collect::<String>())
-                    }
-                    _ => rec.push(&windows_1252(cell)),
+                    Encoding::Latin1 => rec.push(unescape(
+                        &cell.iter().map(|&b| b as char).collect::<String>(),
+                    )),
+                    _ => rec.push(unescape(&windows_1252(cell))),
                 }
                 start = end;
             }
         }
         RecordStatus::Ok
+    }
+}
+
+/// A cell without the `'` that a report or rejects file puts before a
+/// leading `=` `+` `-` `@` tab or CR (SPEC §6), so a rejects file fed back
+/// sends the original value.
+fn unescape(cell: &str) -> &str {
+    match cell.as_bytes() {
+        [b'\'', b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r', ..] => &cell[1..],
+        _ => cell,
+    }
+}
+
+/// A delimiter in words, for messages.
+pub fn delimiter_name(d: u8) -> String {
+    match d {
+        b'\t' => "tab".into(),
+        b',' => "\",\" (comma)".into(),
+        b';' => "\";\" (semicolon)".into(),
+        b'|' => "\"|\" (pipe)".into(),
+        other => format!("\"{}\"", char::from(other)),
+    }
+}
+
+/// Fills `buf` from `src` as far as it goes: the bytes read, and whether the
+/// stream ended. Stops 4 bytes short so a decoding reader always has room.
+fn fill(src: &mut impl Read, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let mut len = 0;
+    while buf.len() - len >= 4 {
+        let n = read_retrying(src, &mut buf[len..])?;
+        if n == 0 {
+            return Ok((len, true));
+        }
+        len += n;
+    }
+    Ok((len, false))
+}
+
+/// Excel's `sep=X` first line (optionally quoted): the delimiter X and the
+/// bytes the line takes, its line end included.
+fn sep_line(start: &[u8]) -> Option<(u8, usize)> {
+    let (body, quoted) = match start.first() {
+        Some(b'"') => (&start[1..], 1),
+        _ => (start, 0),
+    };
+    if body.len() < 5 || !body[..4].eq_ignore_ascii_case(b"sep=") {
+        return None;
+    }
+    let sep = body[4];
+    if !sep.is_ascii() || matches!(sep, b'\r' | b'\n' | b'"') {
+        return None;
+    }
+    let mut at = quoted + 5;
+    if quoted == 1 {
+        if start.get(at) != Some(&b'"') {
+            return None;
+        }
+        at += 1;
+    }
+    match &start[at..] {
+        [] => Some((sep, at)),
+        [b'\n', ..] => Some((sep, at + 1)),
+        [b'\r', b'\n', ..] => Some((sep, at + 2)),
+        [b'\r', ..] => Some((sep, at + 1)),
+        _ => None,
     }
 }
 
@@ -398,11 +617,38 @@ mod tests {
 
     #[test]
     fn ragged_rows_are_malformed_and_reading_goes_on() {
-        let (_, rows) = read_all(b"a,b\n1,2,3\n4\n5,6\n", ReaderOptions::default());
-        assert!(matches!(rows[0].1, RecordStatus::Malformed(ref m) if m.contains("3 fields")));
-        assert!(matches!(rows[1].1, RecordStatus::Malformed(_)));
+        let (_, rows) = read_all(b"a,b\n1,2,3\n4,5,,x\n5,6\n", ReaderOptions::default());
+        assert!(
+            matches!(rows[0].1, RecordStatus::Malformed(ref m) if m.contains("3 cells") && m.contains("only 2 columns")),
+            "{rows:?}"
+        );
+        assert!(matches!(rows[1].1, RecordStatus::Malformed(ref m) if m.contains("4 cells")));
         assert_eq!(rows[2].1, RecordStatus::Ok);
         assert_eq!(rows[2].0, 4);
+    }
+
+    #[test]
+    fn trailing_empty_fields_do_not_make_a_row_ragged() {
+        let (_, rows) = read_all(
+            b"a;b;c\n1;2;3;;\n4;5\n6\n7;8;9; ;\t\n",
+            ReaderOptions::default(),
+        );
+        let cells: Vec<_> = rows.iter().map(|r| (&r.1, r.2.clone())).collect();
+        assert_eq!(
+            cells,
+            vec![
+                (&RecordStatus::Ok, vec!["1".into(), "2".into(), "3".into()]),
+                (
+                    &RecordStatus::Ok,
+                    vec!["4".into(), "5".into(), String::new()]
+                ),
+                (
+                    &RecordStatus::Ok,
+                    vec!["6".into(), String::new(), String::new()]
+                ),
+                (&RecordStatus::Ok, vec!["7".into(), "8".into(), "9".into()]),
+            ]
+        );
     }
 
     #[test]
@@ -418,19 +664,135 @@ mod tests {
     }
 
     #[test]
-    fn auto_locked_to_utf8_rejects_a_later_undecodable_row() {
-        let (_, rows) = read_all(
-            "phone,name\n1,Zoé\n2,Ren\u{e9}e\n".as_bytes(),
-            ReaderOptions::default(),
-        );
-        assert!(rows.iter().all(|r| r.1 == RecordStatus::Ok));
+    fn auto_decodes_each_row_on_its_own_and_counts_them() {
+        let input = b"phone,name\n1,Zo\xC3\xA9\n2,Ren\xE9e\n3,ok\n4,Andr\xC3\xA9\n";
+        let mut r = CsvReader::new(&input[..], ReaderOptions::default()).unwrap();
+        let mut rec = Record::default();
+        let mut names = Vec::new();
+        while let Some(status) = r.next_record(&mut rec).unwrap() {
+            assert_eq!(status, RecordStatus::Ok);
+            names.push(rec.get(1).unwrap().to_string());
+        }
+        assert_eq!(names, ["Zoé", "Renée", "ok", "André"]);
+        let stats = r.encoding_stats();
+        assert_eq!((stats.utf8_rows, stats.windows_1252_rows), (2, 1));
+        assert_eq!(stats.windows_1252_lines, [3]);
+        let (warn, text) = stats.describe().unwrap();
+        assert!(warn);
+        assert!(text.contains("lines 3)"), "{text}");
+        // A file all in Windows-1252 is said so, not warned about.
+        let mut r = CsvReader::new(&b"T\xE9l\n1\n"[..], ReaderOptions::default()).unwrap();
+        while r.next_record(&mut rec).unwrap().is_some() {}
+        assert!(!r.encoding_stats().describe().unwrap().0);
+        // Plain UTF-8 needs no word.
+        let mut r = CsvReader::new("tél\n1\n".as_bytes(), ReaderOptions::default()).unwrap();
+        while r.next_record(&mut rec).unwrap().is_some() {}
+        assert_eq!(r.encoding_stats().describe(), None);
+    }
+
+    #[test]
+    fn forced_utf8_rejects_undecodable_rows_and_says_what_would_read_them() {
         let (_, rows) = read_all(
             b"phone,name\n1,Zo\xC3\xA9\n2,Ren\xE9e\n3,ok\n",
-            ReaderOptions::default(),
+            ReaderOptions {
+                encoding: Encoding::Utf8,
+                ..ReaderOptions::default()
+            },
         );
         assert_eq!(rows[0].1, RecordStatus::Ok);
-        assert!(matches!(rows[1].1, RecordStatus::Malformed(ref m) if m.contains("UTF-8")));
+        assert!(
+            matches!(rows[1].1, RecordStatus::Malformed(ref m) if m.contains("UTF-8") && m.contains("Windows-1252")),
+            "{rows:?}"
+        );
         assert_eq!(rows[2].1, RecordStatus::Ok);
+    }
+
+    fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+        let mut out = if big_endian {
+            vec![0xFE, 0xFF]
+        } else {
+            vec![0xFF, 0xFE]
+        };
+        for unit in text.encode_utf16() {
+            let bytes = if big_endian {
+                unit.to_be_bytes()
+            } else {
+                unit.to_le_bytes()
+            };
+            out.extend(bytes);
+        }
+        out
+    }
+
+    #[test]
+    fn utf16_with_a_byte_order_mark_is_decoded() {
+        let text = "Téléphone\tPrénom\r\n06 12 34 56 78\tZoé\r\n\r\n\"07\t51\"\t😀\r\n";
+        for big_endian in [false, true] {
+            let (h, rows) = read_all(&utf16(text, big_endian), ReaderOptions::default());
+            assert_eq!(h, vec!["Téléphone", "Prénom"]);
+            assert_eq!(rows.len(), 2);
+            assert_eq!(
+                (rows[0].0, rows[0].2.clone()),
+                (2, vec!["06 12 34 56 78".into(), "Zoé".into()])
+            );
+            assert_eq!(
+                (rows[1].0, rows[1].2.clone()),
+                (4, vec!["07\t51".into(), "😀".into()])
+            );
+        }
+        // Longer than one chunk: characters split across reads survive.
+        let mut long = String::from("name\n");
+        for i in 0..20_000 {
+            long.push_str(&format!("é{i}😀\n"));
+        }
+        let (_, rows) = read_all(&utf16(&long, false), ReaderOptions::default());
+        assert_eq!(rows.len(), 20_000);
+        assert_eq!(rows[19_999].2, vec!["é19999😀"]);
+        assert_eq!(rows[19_999].0, 20_001);
+    }
+
+    #[test]
+    fn excel_sep_line_sets_the_delimiter_and_keeps_physical_lines() {
+        for input in [
+            &b"sep=;\nphone;name\n1;a,b\n"[..],
+            b"SEP=;\r\nphone;name\r\n1;a,b\r\n",
+            b"\"sep=;\"\nphone;name\n1;a,b\n",
+            b"\xEF\xBB\xBFsep=;\nphone;name\n1;a,b\n",
+        ] {
+            let mut r = CsvReader::new(input, ReaderOptions::default()).unwrap();
+            assert_eq!(r.delimiter(), b';');
+            assert_eq!(r.header(), ["phone", "name"]);
+            let mut rec = Record::default();
+            r.next_record(&mut rec).unwrap();
+            assert_eq!((rec.line, rec.get(1)), (3, Some("a,b")));
+        }
+        let (h, _) = read_all(b"sep=|\na|b\n", ReaderOptions::default());
+        assert_eq!(h, ["a", "b"]);
+        // --delimiter wins, and the line is still not the header.
+        let r = CsvReader::new(
+            &b"sep=;\nphone,name\n"[..],
+            ReaderOptions {
+                delimiter: Some(b','),
+                ..ReaderOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.header(), ["phone", "name"]);
+        // Not a sep line.
+        assert_eq!(sep_line(b"separator;x\n"), None);
+        assert_eq!(sep_line(b"sep=;;\n"), None);
+        assert_eq!(sep_line(b"sep=\n"), None);
+        assert_eq!(sep_line(b"sep=;"), Some((b';', 5)));
+    }
+
+    #[test]
+    fn a_quote_before_a_formula_character_is_removed() {
+        let (_, rows) = read_all(
+            b"phone,name,x\n'+33612345678,'=cmd,'-1\n'0612345678,it's,''@\n",
+            ReaderOptions::default(),
+        );
+        assert_eq!(rows[0].2, ["+33612345678", "=cmd", "-1"]);
+        assert_eq!(rows[1].2, ["'0612345678", "it's", "''@"]);
     }
 
     #[test]

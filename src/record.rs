@@ -48,6 +48,14 @@ impl Record {
         self.ends.push(self.text.len());
     }
 
+    /// Keeps the first `n` cells.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.ends.len() {
+            self.ends.truncate(n);
+            self.text.truncate(self.ends.last().copied().unwrap_or(0));
+        }
+    }
+
     /// Number of cells.
     pub fn len(&self) -> usize {
         self.ends.len()
@@ -84,5 +92,19 @@ mod tests {
         assert_eq!(r.get(2), Some("ç"));
         assert_eq!(r.get(3), None);
         assert_eq!(r.iter().collect::<Vec<_>>(), vec!["a", "", "ç"]);
+    }
+
+    #[test]
+    fn truncate_keeps_the_first_cells() {
+        let mut r = Record::from_cells(3, &["a", "bé", "", "c"]);
+        r.truncate(2);
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec!["a", "bé"]);
+        r.push("d");
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec!["a", "bé", "d"]);
+        r.truncate(5);
+        assert_eq!(r.len(), 3);
+        r.truncate(0);
+        assert!(r.is_empty());
+        assert_eq!(r.text_len(), 0);
     }
 }

@@ -5,6 +5,13 @@
 //! in parallel (phone parsing dominates the cost), and the calling thread puts
 //! batches back in order, applies the first-row-wins duplicate rule and hands
 //! each row to a sink. Channels are bounded, so memory stays constant.
+//!
+//! Some rules are about a whole column (SPEC §4: a date column is read as
+//! Excel serial numbers only when every non-empty cell is one). A file is
+//! streamed, so the decision is taken on a look-ahead: the first
+//! [`LOOKAHEAD_ROWS`] rows (at most [`LOOKAHEAD_BYTES`]) are read before any
+//! row is normalised, and what they show holds for the whole file. Both
+//! passes of `sync` read the same first rows, so they decide alike.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -15,11 +22,17 @@ use std::sync::{Arc, Mutex};
 
 use crate::codes::{ErrorCode, RowError};
 use crate::columns::{ColumnMap, Field};
-use crate::normalize::{Contact, Normalizer};
-use crate::reader::{CsvReader, ReadError, RecordStatus};
+use crate::normalize::{ColumnFacts, Contact, FactsFinder, Normalizer};
+use crate::reader::{CsvReader, EncodingStats, ReadError, RecordStatus};
 use crate::record::Record;
 
 const BATCH: usize = 512;
+
+/// Rows read ahead to decide column-wide rules before the first row is checked.
+pub const LOOKAHEAD_ROWS: usize = 1000;
+
+/// Bytes of text the look-ahead holds at most, whatever the row count.
+pub const LOOKAHEAD_BYTES: usize = 8 << 20;
 
 /// The verdict on one row after validation and de-duplication.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +52,9 @@ pub struct CheckedRow {
     pub verdict: Verdict,
     /// The E.164 number of an invalid row whose phone cell itself is valid.
     pub phone: Option<String>,
+    /// What the report's message says about a valid row (`; `-joined notes:
+    /// a placeholder date left out, a name cut …); empty when nothing.
+    pub note: String,
 }
 
 impl CheckedRow {
@@ -115,10 +131,14 @@ impl Hasher for MixHasher {
 }
 
 /// Counts of what the scan read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanStats {
     /// Data rows handed to the sink.
     pub rows: u64,
+    /// How the rows were decoded.
+    pub encoding: EncodingStats,
+    /// What the look-ahead decided about the columns.
+    pub facts: ColumnFacts,
 }
 
 type Batch = (u64, Vec<(Record, RecordStatus)>);
@@ -136,18 +156,49 @@ pub fn scan<R: Read + Send>(
 ) -> Result<ScanStats, ReadError> {
     let workers = workers.max(1);
     let mut stats = ScanStats::default();
-    std::thread::scope(|s| {
+    let mut ahead = Vec::new();
+    let mut ahead_bytes = 0;
+    let mut ended = false;
+    let mut finder = FactsFinder::default();
+    while ahead.len() < LOOKAHEAD_ROWS && ahead_bytes < LOOKAHEAD_BYTES {
+        let mut rec = Record::default();
+        match reader.next_record(&mut rec)? {
+            Some(status) => {
+                if status == RecordStatus::Ok {
+                    finder.observe(map, &rec);
+                }
+                ahead_bytes += rec.text_len();
+                ahead.push((rec, status));
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    stats.facts = finder.finish();
+    let normalizer = &normalizer.with_facts(stats.facts);
+    let encoding = std::thread::scope(|s| {
         let (work_tx, work_rx) = sync_channel::<Batch>(workers * 2);
         let (done_tx, done_rx) = sync_channel::<Checked>(workers * 2);
         let work_rx = Arc::new(Mutex::new(work_rx));
 
-        let read = s.spawn(move || -> Result<(), ReadError> {
+        let read = s.spawn(move || -> Result<EncodingStats, ReadError> {
             let mut seq = 0u64;
+            let mut ahead = ahead.into_iter();
             loop {
                 let mut batch = Vec::with_capacity(BATCH);
                 let mut rec = Record::default();
                 let mut at_end = false;
                 while batch.len() < BATCH {
+                    if let Some(row) = ahead.next() {
+                        batch.push(row);
+                        continue;
+                    }
+                    if ended {
+                        at_end = true;
+                        break;
+                    }
                     match reader.next_record(&mut rec)? {
                         Some(status) => {
                             // The next record is sized like this one: no regrowth per row.
@@ -161,11 +212,12 @@ pub fn scan<R: Read + Send>(
                     }
                 }
                 if !batch.is_empty() && work_tx.send((seq, batch)).is_err() {
-                    return Ok(()); // the consumer stopped early
+                    // the consumer stopped early
+                    return Ok(reader.encoding_stats().clone());
                 }
                 seq += 1;
                 if at_end {
-                    return Ok(());
+                    return Ok(reader.encoding_stats().clone());
                 }
             }
         });
@@ -205,6 +257,7 @@ pub fn scan<R: Read + Send>(
                             contact.phone
                         );
                         row.phone = Some(contact.phone.clone());
+                        row.note.clear();
                         row.verdict = Verdict::Invalid(vec![RowError::new(
                             ErrorCode::DuplicatePhone,
                             message,
@@ -223,6 +276,7 @@ pub fn scan<R: Read + Send>(
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })?;
+    stats.encoding = encoding;
     Ok(stats)
 }
 
@@ -237,20 +291,25 @@ pub fn check(
     map: &ColumnMap,
     normalizer: &Normalizer,
 ) -> CheckedRow {
+    let mut note = String::new();
     let (verdict, phone) = match status {
         RecordStatus::Malformed(why) => (
             Verdict::Invalid(vec![RowError::new(ErrorCode::RowMalformed, why)]),
             None,
         ),
-        RecordStatus::Ok => match normalizer.normalize(map, &record) {
+        RecordStatus::Ok => match normalizer.normalize_noted(map, &record, &mut note) {
             Ok(contact) => (Verdict::Valid(Box::new(contact)), None),
-            Err(errors) => (Verdict::Invalid(errors), normalizer.phone_of(map, &record)),
+            Err(errors) => {
+                note.clear();
+                (Verdict::Invalid(errors), normalizer.phone_of(map, &record))
+            }
         },
     };
     CheckedRow {
         record,
         verdict,
         phone,
+        note,
     }
 }
 

@@ -9,12 +9,31 @@ use crate::columns::Field;
 use crate::config::{Error, InputConfig, OutputConfig};
 use crate::report::{Outputs, ReportRow, Summary};
 use crate::run::{Ending, RunResult, default_threads};
-use crate::scan::{Verdict, scan};
+use crate::scan::{ScanStats, Verdict, scan};
+
+/// Logs what the scan learnt about the file as a whole: how it was decoded,
+/// a date column read as Excel serial numbers, a file with no data rows.
+pub fn log_input_facts(stats: &ScanStats) {
+    match stats.encoding.describe() {
+        Some((true, text)) => tracing::warn!("{text}"),
+        Some((false, text)) => tracing::info!("{text}"),
+        None => {}
+    }
+    if stats.facts.serial_dates {
+        tracing::info!(
+            "the date column holds Excel serial numbers (days since 1900): they are read as dates"
+        );
+    }
+    if stats.rows == 0 {
+        tracing::warn!("the file has a header but no data rows: nothing to do");
+    }
+}
 
 /// Runs `validate`.
 pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     let started = Instant::now();
-    let input = InputConfig::from_args(&args.input)?;
+    let mut input = InputConfig::from_args(&args.input)?;
+    input.set_default_group(args.group_id.as_deref())?;
     let output = OutputConfig::from_args(&args.output, &input.source)?;
     let opened = input.open()?;
     if let Some(choice) = opened.map.phone_choice() {
@@ -41,7 +60,7 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     let mut summary = Summary::default();
     let mut failure = None;
     let threads = args.threads.unwrap_or_else(default_threads);
-    scan(opened.reader, &map, &input.normalizer, threads, |row| {
+    let stats = scan(opened.reader, &map, &input.normalizer, threads, |row| {
         let (outcome, errors): (Outcome, &[_]) = match &row.verdict {
             Verdict::Valid(_) => (Outcome::Valid, &[]),
             Verdict::Invalid(errors) => (Outcome::Invalid, errors),
@@ -57,7 +76,7 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
                 line: row.record.line,
                 outcome,
                 errors,
-                note: "",
+                note: &row.note,
                 phone: row.phone(&map),
                 contact_id,
             })
@@ -80,6 +99,7 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     if let Some(e) = failure {
         return Err(e.into());
     }
+    log_input_facts(&stats);
     report.finish()?;
     if let Some(r) = rejects {
         r.finish()?;

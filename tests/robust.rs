@@ -139,6 +139,7 @@ fn endless_answers_are_cut_at_the_cap_retried_and_memory_stays_bounded() {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
             .current_dir(dir.path(""))
             .env("CONTACT_SYNC_API_KEY", KEY)
+            .env("XDG_STATE_HOME", dir.state_home())
             .env_remove("RUST_LOG")
             .args(&args)
             .stdout(std::process::Stdio::null())
@@ -665,7 +666,7 @@ fn campaign(provider: &str, seed: u64, rows: usize, stress: FaultSettings) -> (u
         for (row, phone) in report.iter().zip(&phones) {
             assert_eq!(&row.phone, phone, "{why}");
             match row.outcome.as_str() {
-                "added" | "updated" => {
+                "added" | "updated" | "unchanged" => {
                     let contact = held.get(phone).map(Vec::as_slice).unwrap_or_default();
                     assert_eq!(contact.len(), 1, "{why}: {phone} held once");
                     assert_eq!(
@@ -675,7 +676,12 @@ fn campaign(provider: &str, seed: u64, rows: usize, stress: FaultSettings) -> (u
                     if !row.contact_id.is_empty() {
                         assert_eq!(row.contact_id, contact[0].0, "{why}: {phone}'s id");
                     }
-                    if old.contains(phone) {
+                    // A number that was there before the first run is never
+                    // `added` by it. (A rerun reports `added` for a row whose
+                    // earlier add went unanswered, taking the contact it then
+                    // finds for that add's: the store cannot tell it from one
+                    // that was there before.)
+                    if old.contains(phone) && runs == 1 {
                         assert_eq!(row.outcome, "updated", "{why}: {phone} existed");
                     }
                 }

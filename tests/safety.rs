@@ -27,6 +27,7 @@ fn spawn(dir: &Dir, args: &[&str], stdin: Stdio) -> Child {
         .current_dir(dir.path(""))
         .env("CONTACT_SYNC_API_KEY", KEY)
         .env("TMPDIR", dir.path(""))
+        .env("XDG_STATE_HOME", dir.state_home())
         .env_remove("RUST_LOG")
         .args(args)
         .stdin(stdin)
@@ -475,7 +476,8 @@ fn a_fifo_is_synced_end_to_end() {
     );
     let phones = numbers(25, 0);
     let text = csv_of(&phones);
-    let writer = std::thread::spawn(move || std::fs::write(fifo, text).unwrap());
+    let writer_path = fifo.clone();
+    let writer = std::thread::spawn(move || std::fs::write(writer_path, text).unwrap());
     let url = sb.url();
     let out = dir
         .command()
@@ -492,6 +494,10 @@ fn a_fifo_is_synced_end_to_end() {
         .args(["--group-id", "g1"])
         .output()
         .unwrap();
+    if !writer.is_finished() {
+        // The run never opened the FIFO: take the writer's bytes so the test ends.
+        let _ = std::fs::read(&fifo);
+    }
     writer.join().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(dir.report("pipe.report.csv").len(), 25);

@@ -695,3 +695,18 @@ fn mobivate_alias_taken_by_another_number_fails_the_row_and_changes_nothing() {
     );
     assert!(received.mobivate_updates.is_empty(), "{received:?}");
 }
+
+#[test]
+fn notes_about_a_row_reach_the_sync_report() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "phone,firstname,birthday\n0611111111,Ann,0/0/00\n",
+    );
+    let out = sb.sync(&dir, "smspartner", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_eq!(report[0].outcome, "added");
+    assert!(report[0].message.contains("0/0/00"), "{:?}", report[0]);
+}

@@ -7,6 +7,8 @@ mod normalize_rules;
 mod robust;
 mod safety;
 mod sandbox;
+mod spreadsheets;
+mod state;
 mod sync;
 mod util;
 mod validate;

@@ -12,6 +12,8 @@ use contact_sync::sandbox::{ContactInput, SandboxConfig, SandboxHandle, SandboxS
 /// A scratch directory that is the working directory of every command run in it.
 pub struct Dir {
     tmp: tempfile::TempDir,
+    /// The user's state directory of the runs in this dir (never the real one).
+    state: tempfile::TempDir,
 }
 
 /// One parsed report line.
@@ -29,7 +31,13 @@ impl Dir {
     pub fn new() -> Dir {
         Dir {
             tmp: tempfile::tempdir().expect("temp dir"),
+            state: tempfile::tempdir().expect("temp dir"),
         }
+    }
+
+    /// What the runs in this dir take as the user's state directory.
+    pub fn state_home(&self) -> PathBuf {
+        self.state.path().to_path_buf()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -46,6 +54,7 @@ impl Dir {
         let mut cmd = Command::cargo_bin("contact-sync").expect("binary");
         cmd.current_dir(self.tmp.path());
         cmd.env_remove("RUST_LOG");
+        cmd.env("XDG_STATE_HOME", self.state_home());
         cmd
     }
 

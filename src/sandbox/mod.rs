@@ -567,6 +567,13 @@ impl SandboxHandle {
             .collect()
     }
 
+    /// Deletes an SMS Partner contact, as a user would by hand on the provider.
+    pub fn delete_smspartner(&self, contact_id: &str) -> Result<(), SandboxError> {
+        lock(&self.app.smspartner)
+            .delete(contact_id)
+            .map_err(|e| SandboxError::Seed(format!("{contact_id:?}: {}", e.message)))
+    }
+
     /// Stops accepting, lets in-flight requests finish (5 s at most), and returns.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);

@@ -17,6 +17,7 @@ use crate::provider::{AddResult, ApiRequest, OpError, Provider};
 use crate::record::Record;
 use crate::report::{RejectsWriter, ReportRow, ReportWriter, Summary, WriteError};
 use crate::secret::ApiKey;
+use crate::state::{Sent, StateWriter, Status, Update};
 
 /// Why a run stopped early.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub(super) struct Ticket {
     pub(super) finished: bool,
     /// Raised while a request carrying this row is out without an answer.
     pub(super) sent: Arc<AtomicBool>,
+    /// What normalisation noted about the row (a date left out, a name cut…).
+    pub(super) note: String,
 }
 
 /// The fate of one row, on its way to the report writer.
@@ -79,6 +82,11 @@ impl Ticket {
         contact_id: &str,
     ) {
         self.finished = true;
+        let note = match (note.is_empty(), self.note.is_empty()) {
+            (_, true) => note.to_string(),
+            (true, false) => std::mem::take(&mut self.note),
+            (false, false) => format!("{note}; {}", self.note),
+        };
         let record = if outcome.is_problem() {
             self.record.take()
         } else {
@@ -89,7 +97,7 @@ impl Ticket {
             line: self.line,
             outcome,
             errors,
-            note: note.to_string(),
+            note,
             phone: std::mem::take(&mut self.phone),
             contact_id: contact_id.to_string(),
             record,
@@ -138,6 +146,50 @@ impl Drop for Ticket {
 pub(super) struct Job {
     pub(super) ticket: Ticket,
     pub(super) contact: Box<Contact>,
+    /// The target group (SMS Partner), empty for Mobivate.
+    pub(super) group: String,
+    /// Fingerprint of what is sent.
+    pub(super) fingerprint: u64,
+    /// What the store knew of the number before this run.
+    pub(super) prior: Option<Status>,
+    /// The id to update comes from the store (a 404 on it means: add again).
+    pub(super) stored_id: bool,
+}
+
+impl Job {
+    /// The row as the store records it.
+    fn sent(&self, kind: Status, contact_id: Option<String>) -> Sent {
+        let c = &self.contact;
+        let mut fields = serde_json::Map::new();
+        let mut put = |name: &str, value: &str| {
+            if !value.is_empty() {
+                fields.insert(name.into(), value.into());
+            }
+        };
+        put("phoneNumber", &c.phone);
+        put("firstname", &c.firstname);
+        put("lastname", &c.lastname);
+        put("date", &c.date);
+        put("url", &c.url);
+        for (i, v) in c.custom.iter().enumerate() {
+            put(&format!("custom{}", i + 1), v);
+        }
+        put("groupId", &self.group);
+        put("alias", &c.alias);
+        Sent {
+            phone: c.phone.clone(),
+            kind,
+            contact_id: contact_id.filter(|id| !id.is_empty()),
+            fingerprint: self.fingerprint,
+            fields: serde_json::Value::Object(fields).to_string(),
+        }
+    }
+}
+
+/// The state store's side of a run: its writer, and the target of each group.
+pub(super) struct StateCtx {
+    pub(super) writer: StateWriter,
+    pub(super) targets: HashMap<String, i64>,
 }
 
 /// Everything the sending tasks share.
@@ -156,6 +208,8 @@ pub(super) struct Engine {
     pub(super) unreachable: AtomicU32,
     /// The provider's host, for messages.
     pub(super) host: String,
+    /// The state store, unless the run has none.
+    pub(super) state: Option<StateCtx>,
 }
 
 /// Per-target listing of existing contacts, fetched on first need.
@@ -319,8 +373,44 @@ impl Engine {
         }
     }
 
+    fn target(&self, group: &str) -> Option<(&StateWriter, i64)> {
+        let state = self.state.as_ref()?;
+        Some((&state.writer, *state.targets.get(group)?))
+    }
+
+    /// Records `rows` as about to be sent; `false` (and the run stopped) when
+    /// the store cannot be written, in which case nothing may be sent.
+    async fn mark_pending(&self, group: &str, rows: Vec<Sent>) -> bool {
+        let Some((writer, target)) = self.target(group) else {
+            return true;
+        };
+        match writer.commit(Update::Pending { target, rows }).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.abort(Abort::Output(e));
+                false
+            }
+        }
+    }
+
+    fn record(&self, group: &str, update: impl FnOnce(i64) -> Update) {
+        if let Some((writer, target)) = self.target(group) {
+            writer.send(update(target));
+        }
+    }
+
     pub(super) async fn add_batch(self: Arc<Self>, group: String, jobs: Vec<Job>) {
         if self.aborted() {
+            for j in jobs {
+                j.ticket.not_attempted(NOT_SENT);
+            }
+            return;
+        }
+        let pending = jobs
+            .iter()
+            .map(|j| j.sent(Status::PendingAdd, None))
+            .collect();
+        if !self.mark_pending(&group, pending).await {
             for j in jobs {
                 j.ticket.not_attempted(NOT_SENT);
             }
@@ -363,10 +453,16 @@ impl Engine {
         for (job, result) in jobs.into_iter().zip(results) {
             match result {
                 AddResult::Added { contact_id } => {
+                    let row = job.sent(Status::Confirmed, contact_id.clone());
+                    self.record(&group, |target| Update::Confirmed { target, row });
                     let id = contact_id.unwrap_or_default();
                     job.ticket.finish(Outcome::Added, Vec::new(), "", &id);
                 }
-                AddResult::Rejected(e) => job.ticket.fail(e),
+                AddResult::Rejected(e) => {
+                    let phone = job.contact.phone.clone();
+                    self.record(&group, |target| Update::Refused { target, phone });
+                    job.ticket.fail(e);
+                }
                 AddResult::AlreadyExists => existing.push(job),
             }
         }
@@ -382,9 +478,18 @@ impl Engine {
     }
 
     /// Finds the id of a row the provider already holds, then updates it.
-    async fn update_existing(&self, group: &str, job: Job, answered: Instant) {
+    async fn update_existing(&self, group: &str, mut job: Job, answered: Instant) {
         match self.find(group, &job.contact.phone, answered).await {
-            Ok(Some(id)) => self.update(job, id, "already in the target; updated").await,
+            Ok(Some(id)) => {
+                job.stored_id = false;
+                let note = if job.prior == Some(Status::PendingAdd) {
+                    "added by an earlier run whose answer was lost; updated now"
+                } else {
+                    "already in the target; updated"
+                };
+                // Not a stored id: never handed back.
+                let _ = self.update(job, id, note).await;
+            }
             Ok(None) => job.ticket.fail(RowError::new(
                 self.provider.already_exists_code(),
                 "the provider says this contact already exists, but its listing shows no contact with this number (on Mobivate, the alias may belong to another number)",
@@ -396,23 +501,51 @@ impl Engine {
         }
     }
 
-    pub(super) async fn update(&self, job: Job, id: String, note: &str) {
+    /// Updates contact `id` with the row. A stored id the provider no longer
+    /// knows is forgotten and the job handed back, to be added again.
+    pub(super) async fn update(&self, job: Job, id: String, note: &str) -> Option<Job> {
         if self.aborted() {
             job.ticket.not_attempted(NOT_SENT);
-            return;
+            return None;
         }
         let req = match self.provider.update(&self.key, &id, &job.contact) {
             Ok(req) => req,
             Err(e) => {
                 let row = self.op_error(e);
                 job.ticket.fail(row);
-                return;
+                return None;
             }
         };
+        let group = job.group.clone();
+        let pending = vec![job.sent(Status::PendingUpdate, Some(id.clone()))];
+        if !self.mark_pending(&group, pending).await {
+            job.ticket.not_attempted(NOT_SENT);
+            return None;
+        }
         match self.call(req, &job.ticket.sent).await {
             Ok(r) => match self.provider.parse_update(&id, r.status, &r.body) {
-                Ok(id) => job.ticket.finish(Outcome::Updated, Vec::new(), note, &id),
+                Ok(id) => {
+                    let row = job.sent(Status::Confirmed, Some(id.clone()));
+                    self.record(&group, |target| Update::Confirmed { target, row });
+                    // The add this run's predecessor sent did go through.
+                    let outcome = if job.prior == Some(Status::PendingAdd) {
+                        Outcome::Added
+                    } else {
+                        Outcome::Updated
+                    };
+                    job.ticket.finish(outcome, Vec::new(), note, &id);
+                }
+                Err(OpError::NotFound(_)) if job.stored_id => {
+                    tracing::debug!("stored id {id} no longer exists; adding the row again");
+                    let phone = job.contact.phone.clone();
+                    self.record(&group, |target| Update::Stale { target, phone });
+                    let mut job = job;
+                    job.stored_id = false;
+                    return Some(job);
+                }
                 Err(e) => {
+                    let phone = job.contact.phone.clone();
+                    self.record(&group, |target| Update::Refused { target, phone });
                     let row = self.op_error(e);
                     job.ticket.fail(row);
                 }
@@ -422,6 +555,37 @@ impl Engine {
                 Err(()) => job.ticket.not_attempted(NOT_SENT),
             },
         }
+        None
+    }
+
+    /// Every contact of `group` on the provider (number → id), recorded in
+    /// the state store as known.
+    pub(super) async fn list_target(
+        &self,
+        group: &str,
+    ) -> Result<HashMap<String, String>, Option<RowError>> {
+        let mut ids = HashMap::new();
+        let mut cursor = Some(0);
+        while let Some(c) = cursor {
+            let req = self.provider.list(&self.key, group, c);
+            let reply = self
+                .call(req, &AtomicBool::new(false))
+                .await
+                .map_err(|e| Self::send_error(e).ok())?;
+            let page = self
+                .provider
+                .parse_list(c, reply.status, &reply.body)
+                .map_err(|e| Some(self.op_error(e)))?;
+            for entry in page.entries {
+                ids.insert(entry.phone, entry.contact_id);
+            }
+            cursor = page.next;
+        }
+        tracing::debug!("listed {} contacts of target {group:?}", ids.len());
+        let entries: Vec<(String, String)> =
+            ids.iter().map(|(p, i)| (p.clone(), i.clone())).collect();
+        self.record(group, |target| Update::Known { target, entries });
+        Ok(ids)
     }
 
     /// The id of `phone` in `group`'s listing, fetched once and fetched again
@@ -446,24 +610,7 @@ impl Engine {
             return Ok(None);
         }
         let started = Instant::now();
-        let mut ids = HashMap::new();
-        let mut cursor = Some(0);
-        while let Some(c) = cursor {
-            let req = self.provider.list(&self.key, group, c);
-            let reply = self
-                .call(req, &AtomicBool::new(false))
-                .await
-                .map_err(|e| Self::send_error(e).ok())?;
-            let page = self
-                .provider
-                .parse_list(c, reply.status, &reply.body)
-                .map_err(|e| Some(self.op_error(e)))?;
-            for entry in page.entries {
-                ids.insert(entry.phone, entry.contact_id);
-            }
-            cursor = page.next;
-        }
-        tracing::debug!("listed {} contacts of target {group:?}", ids.len());
+        let ids = self.list_target(group).await?;
         listing.ids = ids;
         listing.loaded_at = Some(started);
         Ok(listing.ids.get(phone).cloned())
@@ -505,8 +652,14 @@ pub(super) async fn write_in_order(
             }
         };
         let Some(done) = done else { break };
-        pending.insert(done.seq, done);
-        while let Some(d) = pending.remove(&next) {
+        // Most rows come in order: they skip the map.
+        let mut ready = if done.seq == next {
+            Some(done)
+        } else {
+            pending.insert(done.seq, done);
+            None
+        };
+        while let Some(d) = ready.take().or_else(|| pending.remove(&next)) {
             next += 1;
             summary.record(d.outcome, &d.errors);
             counts.record(d.outcome);

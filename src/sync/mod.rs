@@ -9,9 +9,11 @@
 //! a writer puts them back in input order. A window of admitted-but-unwritten
 //! rows bounds memory.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,13 +34,15 @@ use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
 use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
 use crate::run::{Ending, RunResult, default_threads};
-use crate::scan::{Verdict, scan};
+use crate::scan::{CheckedRow, Verdict, scan};
 use crate::secret::ApiKey;
+use crate::state::{Lock, StateWriter, Store, TargetKey, TargetMap, Update as StateUpdate};
 
+pub mod admin;
 mod engine;
 mod signals;
 
-use engine::{Abort, Directory, Done, Engine, Job, NOT_SENT, Ticket, write_in_order};
+use engine::{Abort, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, write_in_order};
 use signals::Signals;
 
 /// How long requests in flight may still run once the run is stopping.
@@ -131,11 +135,17 @@ struct SyncConfig {
     dry_run: bool,
     max_invalid: Option<MaxInvalid>,
     key: ApiKey,
+    /// The state store's file, unless the run has none.
+    state: Option<PathBuf>,
+    /// Ignore the store's fingerprints.
+    full: bool,
 }
 
 impl SyncConfig {
     fn from_args(args: &SyncArgs) -> Result<SyncConfig, Error> {
-        let input = InputConfig::from_args(&args.input)?;
+        let mut input = InputConfig::from_args(&args.input)?;
+        // An empty groupId cell falls back to --group-id (SPEC §4).
+        input.set_default_group(args.group_id.as_deref())?;
         let output = OutputConfig::from_args(&args.output, &input.source)?;
         let base_url = match &args.base_url {
             Some(u) => {
@@ -185,6 +195,26 @@ impl SyncConfig {
             .map(MaxInvalid::parse)
             .transpose()?;
         let key = api_key(args.provider, args.dry_run)?;
+        let state = if args.no_state {
+            None
+        } else if let Some(path) = &args.state {
+            Some(path.clone())
+        } else if args.provider == ProviderKind::Sandbox {
+            // A fresh emulator each run: a store would think its contacts exist.
+            None
+        } else {
+            let target = TargetKey {
+                provider: provider_name(args.provider).into(),
+                base_url: target_base(args.provider, base_url.as_ref()),
+                group: args.group_id.clone().unwrap_or_default(),
+            };
+            Some(crate::state::default_path(&target).ok_or_else(|| {
+                Error::Usage(
+                    "cannot find the user's state directory: pass --state PATH (or --no-state)"
+                        .into(),
+                )
+            })?)
+        };
         Ok(SyncConfig {
             input,
             output,
@@ -195,7 +225,29 @@ impl SyncConfig {
             dry_run: args.dry_run,
             max_invalid,
             key,
+            state,
+            full: args.full,
         })
+    }
+}
+
+/// The provider's name in the state store.
+fn provider_name(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Smspartner => "smspartner",
+        ProviderKind::Mobivate => "mobivate",
+        ProviderKind::Sandbox => "sandbox",
+    }
+}
+
+/// The base URL a target is known by in the state store.
+fn target_base(kind: ProviderKind, base_url: Option<&reqwest::Url>) -> String {
+    match (base_url, kind) {
+        (Some(u), _) => u.as_str().trim_end_matches('/').to_string(),
+        (None, ProviderKind::Mobivate) => String::new(),
+        (None, _) => crate::provider::smspartner::DEFAULT_BASE_URL
+            .trim_end_matches('/')
+            .to_string(),
     }
 }
 
@@ -213,13 +265,17 @@ enum Sending {
 }
 
 /// What the first pass learnt.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct FirstPass {
     rows: u64,
     invalid: u64,
     interrupted: bool,
-    /// The first valid rows whose contact id comes from the file: (id, phone).
-    file_ids: Vec<(String, String)>,
+    /// The first valid rows whose contact id comes from the file: (id, phone, group).
+    file_ids: Vec<(String, String, String)>,
+    /// The groups of the valid rows (empty: the default).
+    groups: std::collections::BTreeSet<String>,
+    /// The report written while reading, when it was.
+    speculation: Option<Speculation>,
 }
 
 /// How many file-given contact ids are read back before any update through them.
@@ -248,6 +304,8 @@ async fn run_async(
 ) -> Result<RunResult, Error> {
     // Before the input is touched, so no signal ever finds the run without a report.
     let signals = Signals::install()?;
+    // The store first: one in use or unusable stops the run before anything is read.
+    let (store, _lock) = open_store(&cfg)?;
     tracing::debug!("reading {}", cfg.input.source.describe());
     let (bytes, spool_end) = open_input(&cfg.input.source, &signals).await?;
     if spool_end == SpoolEnd::Stopped {
@@ -302,6 +360,85 @@ async fn run_async(
         opened.reader.delimiter(),
     )?;
 
+    // What the store knows of the one target of a file without a group
+    // column, so the first pass can tell which rows are unchanged.
+    let preload = match &store {
+        Some(store) if !has_group_column => {
+            let group = cfg.group.clone().unwrap_or_default();
+            let key = state_key(&cfg, &group);
+            let found = store
+                .find_target(&key)
+                .map_err(|e| Error::Usage(e.to_string()));
+            let loaded = found.and_then(|t| {
+                t.map(|t| store.load(t).map_err(|e| Error::Usage(e.to_string())))
+                    .transpose()
+            });
+            match loaded {
+                Ok(map) => map.map(|m| (group, Arc::new(m))),
+                Err(e) => {
+                    outputs.discard();
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+    let skip = match &preload {
+        Some((_, map)) => Some(Skip {
+            map: Arc::clone(map),
+            fingerprinter: fingerprinter(cfg.kind)?,
+            full: cfg.full,
+        }),
+        None => None,
+    };
+
+    // When the store knows the target, the first pass writes the report as
+    // it goes: if no row needs a request, that report is the run's, and the
+    // file is not read a second time (the nightly unchanged rerun).
+    let header = opened.reader.header().to_vec();
+    let delimiter = opened.reader.delimiter();
+    let Outputs {
+        report,
+        rejects,
+        summary: summary_file,
+    } = outputs;
+    let rewindable = matches!(cfg.output.report, crate::report::Target::File(_))
+        && !matches!(cfg.output.rejects, Some(crate::report::Target::Stdout));
+    let (mut writers, speculation) = if skip.is_some() && rewindable {
+        (
+            None,
+            Some(Speculation {
+                report,
+                rejects,
+                summary: Summary::default(),
+                complete: true,
+                failed: None,
+            }),
+        )
+    } else {
+        (Some((report, rejects)), None)
+    };
+    let outputs_discard =
+        |writers: Option<(ReportWriter, Option<RejectsWriter>)>,
+         speculation: Option<Speculation>,
+         summary_file: Option<crate::report::SummaryFile>| {
+            if let Some((r, j)) = writers {
+                r.discard();
+                if let Some(j) = j {
+                    j.discard();
+                }
+            }
+            if let Some(s) = speculation {
+                s.report.discard();
+                if let Some(j) = s.rejects {
+                    j.discard();
+                }
+            }
+            if let Some(f) = summary_file {
+                f.discard();
+            }
+        };
+
     // Pass 1: validate everything before the first request.
     let first = if spool_end == SpoolEnd::Stopped {
         FirstPass {
@@ -312,17 +449,20 @@ async fn run_async(
         tracing::debug!("checking every row before sending anything");
         let input = cfg.input.clone();
         let raised = signals.raised();
-        let pass = tokio::task::spawn_blocking(move || first_pass(opened, &input, &raised))
-            .await
-            .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")));
+        let pass = tokio::task::spawn_blocking(move || {
+            first_pass(opened, &input, &raised, skip.as_ref(), speculation)
+        })
+        .await
+        .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")));
         match pass.and_then(|p| p) {
             Ok(p) => p,
             Err(e) => {
-                outputs.discard();
+                outputs_discard(writers, None, summary_file);
                 return Err(e);
             }
         }
     };
+    let mut first = first;
     let sending = if first.interrupted {
         if spool_end != SpoolEnd::Stopped {
             tracing::warn!("interrupted while checking the file: nothing was sent");
@@ -342,6 +482,34 @@ async fn run_async(
         Sending::DryRun
     } else {
         Sending::Send
+    };
+    if let Some(spec) = first.speculation.take() {
+        if spec.complete && matches!(sending, Sending::Send | Sending::DryRun) {
+            tracing::debug!("no row needs a request: the first pass's report is the run's");
+            return finish_without_sending(
+                &cfg,
+                store,
+                first,
+                sending,
+                spec,
+                summary_file,
+                started,
+            );
+        }
+        // Some row needs a request: start the report again for the second pass.
+        spec.report.discard();
+        if let Some(j) = spec.rejects {
+            j.discard();
+        }
+        let report = ReportWriter::create(&cfg.output.report)?;
+        let rejects = match &cfg.output.rejects {
+            Some(t) => Some(RejectsWriter::create(t, &header, delimiter)?),
+            None => None,
+        };
+        writers = Some((report, rejects));
+    }
+    let Some((report_writer, rejects_writer)) = writers else {
+        return Err(Error::Runtime("internal: no report writer".into()));
     };
 
     #[cfg(feature = "sandbox")]
@@ -364,20 +532,55 @@ async fn run_async(
     } else {
         None
     };
-    let engine = Arc::new(build_engine(&cfg)?);
+    let groups = first
+        .groups
+        .iter()
+        .map(|g| {
+            if g.is_empty() {
+                cfg.group.clone().unwrap_or_default()
+            } else {
+                g.clone()
+            }
+        })
+        .collect();
+    let (maps, state) = match prepare_state(store, &cfg, groups, sending, preload) {
+        Ok(s) => s,
+        Err(e) => {
+            outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
+            return Err(e);
+        }
+    };
+    let engine = Arc::new(build_engine(&cfg, state)?);
+    // Ids the store has confirmed need no check: a rerun costs nothing.
+    let unchecked: Vec<(String, String)> = first
+        .file_ids
+        .iter()
+        .filter(|(id, phone, group)| {
+            let group = if group.is_empty() {
+                cfg.group.as_deref().unwrap_or("")
+            } else {
+                group
+            };
+            !maps.get(group).and_then(|m| m.get(phone)).is_some_and(|e| {
+                e.status == crate::state::Status::Confirmed && e.contact_id.as_ref() == Some(id)
+            })
+        })
+        .map(|(id, phone, _)| (id.clone(), phone.clone()))
+        .collect();
     if sending == Sending::Send
         && let Some(column) = &id_column
-        && let Err(e) = check_file_ids(&engine, &first.file_ids, column).await
+        && let Err(e) = check_file_ids(&engine, &unchecked, column).await
     {
-        outputs.discard();
+        outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
         return Err(e);
     }
     let pass = sync_rows(
         &cfg,
         &engine,
+        &maps,
         &bytes,
-        outputs.report,
-        outputs.rejects,
+        report_writer,
+        rejects_writer,
         first.rows,
         sending,
         mode,
@@ -397,6 +600,7 @@ async fn run_async(
     }
     let stats = engine.dispatcher.stats();
     let sent = stats.attempts > 0;
+    let pass = close_state(&engine, pass, sending);
     let mut pass = match pass {
         Ok(p) => p,
         Err(e) if sent => return Err(Error::Aborted(e.to_string())),
@@ -418,10 +622,109 @@ async fn run_async(
     RunResult::conclude(
         pass.summary,
         started,
-        outputs.summary,
+        summary_file,
         &cfg.output.report,
         ending,
         sent,
+    )
+}
+
+/// The report the first pass wrote while it read, valid as the run's own
+/// when no row needs a request.
+struct Speculation {
+    report: ReportWriter,
+    rejects: Option<RejectsWriter>,
+    summary: Summary,
+    /// Every row so far has its final outcome in the report.
+    complete: bool,
+    failed: Option<WriteError>,
+}
+
+impl Speculation {
+    /// Writes one row's final outcome, or gives up at the first row that needs a request.
+    fn row(
+        &mut self,
+        row: &CheckedRow,
+        map: &crate::columns::ColumnMap,
+        unchanged_id: Option<Option<String>>,
+    ) {
+        if !self.complete {
+            return;
+        }
+        let (outcome, errors): (Outcome, &[crate::codes::RowError]) =
+            match (&row.verdict, &unchanged_id) {
+                (Verdict::Invalid(errors), _) => (Outcome::Invalid, errors),
+                (Verdict::Valid(_), Some(_)) => (Outcome::Unchanged, &[]),
+                (Verdict::Valid(_), None) => {
+                    self.complete = false;
+                    return;
+                }
+            };
+        let id = unchanged_id.flatten().unwrap_or_default();
+        self.summary.record(outcome, errors);
+        let written = self
+            .report
+            .write(&crate::report::ReportRow {
+                line: row.record.line,
+                outcome,
+                errors,
+                note: if errors.is_empty() { &row.note } else { "" },
+                phone: row.phone(map),
+                contact_id: &id,
+            })
+            .and_then(|()| match (&mut self.rejects, outcome) {
+                (Some(r), Outcome::Invalid) => r.write(&row.record, errors),
+                _ => Ok(()),
+            });
+        if let Err(e) = written {
+            self.failed = Some(e);
+            self.complete = false;
+        }
+    }
+}
+
+/// Ends a run in which no row needed a request: the first pass's report is
+/// moved into place and the store notes the run; nothing is sent.
+fn finish_without_sending(
+    cfg: &SyncConfig,
+    store: Option<Store>,
+    first: FirstPass,
+    sending: Sending,
+    spec: Speculation,
+    summary_file: Option<crate::report::SummaryFile>,
+    started: Instant,
+) -> Result<RunResult, Error> {
+    let Speculation {
+        report,
+        rejects,
+        summary,
+        ..
+    } = spec;
+    report.finish()?;
+    if let Some(r) = rejects {
+        r.finish()?;
+    }
+    if sending == Sending::Send
+        && let Some(store) = store
+    {
+        for group in &first.groups {
+            let group = if group.is_empty() {
+                cfg.group.as_deref().unwrap_or("")
+            } else {
+                group
+            };
+            let state_err = |e: crate::state::StateError| Error::Usage(e.to_string());
+            let target = store.target(&state_key(cfg, group)).map_err(state_err)?;
+            store.mark_finished(target).map_err(state_err)?;
+        }
+    }
+    RunResult::conclude(
+        summary,
+        started,
+        summary_file,
+        &cfg.output.report,
+        Ending::Finished,
+        false,
     )
 }
 
@@ -436,6 +739,122 @@ async fn open_input(source: &Source, signals: &Signals) -> Result<(InputBytes, S
         },
     };
     Ok(spooling.finish(signals.at_least(1)).await?)
+}
+
+/// The store's key of `group`'s target.
+fn state_key(cfg: &SyncConfig, group: &str) -> TargetKey {
+    TargetKey {
+        provider: provider_name(cfg.kind).into(),
+        base_url: target_base(cfg.kind, cfg.base_url.as_ref()),
+        group: group.to_string(),
+    }
+}
+
+/// A provider instance for fingerprints only (they do not depend on the URL).
+fn fingerprinter(kind: ProviderKind) -> Result<Box<dyn Provider>, Error> {
+    let internal = |e: String| Error::Runtime(format!("internal: {e}"));
+    let url = reqwest::Url::parse(crate::provider::smspartner::DEFAULT_BASE_URL)
+        .map_err(|e| internal(e.to_string()))?;
+    Ok(match kind {
+        ProviderKind::Mobivate => {
+            Box::new(Mobivate::new(url).map_err(|e| internal(e.to_string()))?)
+        }
+        ProviderKind::Smspartner | ProviderKind::Sandbox => {
+            Box::new(SmsPartner::new(url).map_err(|e| internal(e.to_string()))?)
+        }
+    })
+}
+
+/// What the store knows of each group's target.
+type Maps = HashMap<String, Arc<TargetMap>>;
+
+/// What the first pass needs to tell which rows are unchanged.
+struct Skip {
+    map: Arc<TargetMap>,
+    fingerprinter: Box<dyn Provider>,
+    full: bool,
+}
+
+/// Locks and opens the run's store (read-only for a dry run, which takes no lock).
+fn open_store(cfg: &SyncConfig) -> Result<(Option<Store>, Option<Lock>), Error> {
+    let Some(path) = &cfg.state else {
+        return Ok((None, None));
+    };
+    let state_err = |e: crate::state::StateError| Error::Usage(e.to_string());
+    if cfg.dry_run {
+        let store = Store::open_existing(path, &cfg.key).map_err(state_err)?;
+        return Ok((store, None));
+    }
+    let lock = Lock::acquire(path).map_err(state_err)?;
+    let store = Store::open(path, &cfg.key, false).map_err(state_err)?;
+    tracing::debug!("state store {}", path.display());
+    Ok((Some(store), Some(lock)))
+}
+
+/// Loads what the store knows of each group's target and, when rows are to be
+/// sent, hands the store to its writer.
+fn prepare_state(
+    store: Option<Store>,
+    cfg: &SyncConfig,
+    groups: Vec<String>,
+    sending: Sending,
+    preload: Option<(String, Arc<TargetMap>)>,
+) -> Result<(Maps, Option<StateCtx>), Error> {
+    let Some(store) = store else {
+        return Ok((HashMap::new(), None));
+    };
+    let state_err = |e: crate::state::StateError| Error::Usage(e.to_string());
+    let mut maps = HashMap::new();
+    let mut targets = HashMap::new();
+    for group in groups {
+        let key = state_key(cfg, &group);
+        let target = if sending == Sending::Send {
+            Some(store.target(&key).map_err(state_err)?)
+        } else {
+            store.find_target(&key).map_err(state_err)?
+        };
+        if let Some(target) = target {
+            let map = match &preload {
+                Some((g, map)) if *g == group => Arc::clone(map),
+                _ => Arc::new(store.load(target).map_err(state_err)?),
+            };
+            tracing::debug!(
+                "the state store knows {} numbers of target {group:?}",
+                map.len()
+            );
+            maps.insert(group.clone(), map);
+            targets.insert(group, target);
+        }
+    }
+    let ctx = if sending == Sending::Send {
+        let writer = StateWriter::start(store).map_err(state_err)?;
+        Some(StateCtx { writer, targets })
+    } else {
+        None
+    };
+    Ok((maps, ctx))
+}
+
+/// Marks the targets synced when the run went through, and closes the store.
+fn close_state(
+    engine: &Engine,
+    pass: Result<SecondPass, Error>,
+    sending: Sending,
+) -> Result<SecondPass, Error> {
+    let Some(state) = &engine.state else {
+        return pass;
+    };
+    if sending == Sending::Send && !engine.aborted() && pass.is_ok() {
+        for target in state.targets.values() {
+            state.writer.send(StateUpdate::Finished { target: *target });
+        }
+    }
+    let closed = state.writer.close();
+    let mut pass = pass?;
+    if let Err(e) = closed {
+        pass.stopped_early.get_or_insert_with(|| e.to_string());
+    }
+    Ok(pass)
 }
 
 /// Reads back a sample of the contact ids the file gives and refuses the run
@@ -499,9 +918,12 @@ fn first_pass(
     opened: crate::config::OpenInput,
     input: &InputConfig,
     raised: &AtomicBool,
+    skip: Option<&Skip>,
+    mut speculation: Option<Speculation>,
 ) -> Result<FirstPass, Error> {
     let mut first = FirstPass::default();
-    scan(
+    let map = opened.map.clone();
+    let stats = scan(
         opened.reader,
         &opened.map,
         &input.normalizer,
@@ -512,14 +934,35 @@ fn first_pass(
                 return ControlFlow::Break(());
             }
             first.rows += 1;
+            let mut unchanged_id = None;
             match &row.verdict {
                 Verdict::Invalid(_) => first.invalid += 1,
-                Verdict::Valid(c)
-                    if !c.contact_id.is_empty() && first.file_ids.len() < ID_SAMPLE =>
-                {
-                    first.file_ids.push((c.contact_id.clone(), c.phone.clone()));
+                Verdict::Valid(c) => {
+                    if let Some(skip) = skip
+                        && let Some(digits) = crate::state::phone_key(&c.phone)
+                    {
+                        let known = skip.map.get_key(digits);
+                        let fingerprint = skip.fingerprinter.payload_fingerprint(c);
+                        if let Action::Unchanged(id) =
+                            plan(c, known.as_ref(), fingerprint, skip.full)
+                        {
+                            unchanged_id = Some(id);
+                        }
+                    }
+                    if !first.groups.contains(&c.group_id) {
+                        first.groups.insert(c.group_id.clone());
+                    }
+                    if !c.contact_id.is_empty() && first.file_ids.len() < ID_SAMPLE {
+                        first.file_ids.push((
+                            c.contact_id.clone(),
+                            c.phone.clone(),
+                            c.group_id.clone(),
+                        ));
+                    }
                 }
-                Verdict::Valid(_) => {}
+            }
+            if let Some(spec) = speculation.as_mut() {
+                spec.row(&row, &map, unchanged_id);
             }
             ControlFlow::Continue(())
         },
@@ -528,8 +971,16 @@ fn first_pass(
         path: input.source.describe(),
         source,
     })?;
+    crate::validate::log_input_facts(&stats);
     // A signal after the last row still means the run was interrupted.
     first.interrupted |= raised.load(Ordering::Relaxed);
+    if let Some(spec) = speculation.as_mut()
+        && let Some(e) = spec.failed.take()
+    {
+        // The report cannot be written: nothing has been sent yet.
+        return Err(e.into());
+    }
+    first.speculation = speculation;
     Ok(first)
 }
 
@@ -547,32 +998,48 @@ fn api_key(kind: ProviderKind, dry_run: bool) -> Result<ApiKey, Error> {
 }
 
 /// The provider, dispatcher and shared state of the sending tasks.
-fn build_engine(cfg: &SyncConfig) -> Result<Engine, Error> {
+fn build_engine(cfg: &SyncConfig, state: Option<StateCtx>) -> Result<Engine, Error> {
+    new_engine(
+        cfg.kind,
+        cfg.base_url.as_ref(),
+        cfg.dispatch.clone(),
+        cfg.key.clone(),
+        state,
+    )
+}
+
+/// An engine for `kind` at `base_url` (the provider's default when `None`).
+fn new_engine(
+    kind: ProviderKind,
+    base_url: Option<&reqwest::Url>,
+    dispatch: DispatchConfig,
+    key: ApiKey,
+    state: Option<StateCtx>,
+) -> Result<Engine, Error> {
     let bad_url = |e: crate::provider::BaseUrlError| Error::Usage(format!("--base-url: {e}"));
-    let base = |default: &str| match &cfg.base_url {
+    let base = |default: &str| match base_url {
         Some(u) => Ok(u.clone()),
         None => reqwest::Url::parse(default).map_err(|e| Error::Usage(e.to_string())),
     };
-    let (url, provider): (reqwest::Url, Box<dyn Provider>) = match cfg.kind {
+    let (url, provider): (reqwest::Url, Box<dyn Provider>) = match kind {
         // Only a dry run gets here without a Mobivate base URL, and it sends nothing.
         ProviderKind::Mobivate => {
             let url = base("https://mobivate.invalid/")?;
             let provider = Mobivate::new(url.clone()).map_err(bad_url)?;
-            (url, Box::new(provider.redacting(&cfg.key)))
+            (url, Box::new(provider.redacting(&key)))
         }
         ProviderKind::Smspartner | ProviderKind::Sandbox => {
             let url = base(crate::provider::smspartner::DEFAULT_BASE_URL)?;
             let provider = SmsPartner::new(url.clone()).map_err(bad_url)?;
-            (url, Box::new(provider.redacting(&cfg.key)))
+            (url, Box::new(provider.redacting(&key)))
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dispatcher =
-        Dispatcher::new(cfg.dispatch.clone(), stop_rx).map_err(|e| Error::Usage(e.to_string()))?;
+    let dispatcher = Dispatcher::new(dispatch, stop_rx).map_err(|e| Error::Usage(e.to_string()))?;
     Ok(Engine {
         provider,
         dispatcher,
-        key: cfg.key.clone(),
+        key,
         directory: Directory::default(),
         abort: Mutex::new(None),
         stop: stop_tx,
@@ -580,6 +1047,7 @@ fn build_engine(cfg: &SyncConfig) -> Result<Engine, Error> {
         unanswered: std::sync::atomic::AtomicU32::new(0),
         unreachable: std::sync::atomic::AtomicU32::new(0),
         host: url.host_str().unwrap_or("the provider").to_string(),
+        state,
     })
 }
 
@@ -619,6 +1087,7 @@ fn spawn_job(
 async fn sync_rows(
     cfg: &SyncConfig,
     engine: &Arc<Engine>,
+    maps: &Maps,
     bytes: &InputBytes,
     mut report: ReportWriter,
     mut rejects: Option<RejectsWriter>,
@@ -652,17 +1121,25 @@ async fn sync_rows(
         .await;
         (summary, failed, report, rejects)
     });
-    // The reader runs on its own threads and feeds rows in order.
-    let (row_tx, mut row_rx) = mpsc::channel(1024);
+    // The reader runs on its own threads and feeds rows in order, a few
+    // hundred at a time (one message a row would cost more than the row).
+    const ROWS_A_MESSAGE: usize = 256;
+    let (row_tx, mut row_rx) = mpsc::channel::<Vec<CheckedRow>>(8);
     let scan_input = cfg.input.clone();
     let reader = tokio::task::spawn_blocking(move || -> Result<(), Error> {
+        let mut buf = Vec::with_capacity(ROWS_A_MESSAGE);
         scan(
             opened.reader,
             &opened.map,
             &scan_input.normalizer,
             default_threads(),
             |row| {
-                if row_tx.blocking_send(row).is_err() {
+                buf.push(row);
+                if buf.len() < ROWS_A_MESSAGE {
+                    return ControlFlow::Continue(());
+                }
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(ROWS_A_MESSAGE));
+                if row_tx.blocking_send(full).is_err() {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
@@ -673,6 +1150,9 @@ async fn sync_rows(
             path: scan_input.source.describe(),
             source,
         })?;
+        if !buf.is_empty() {
+            let _ = row_tx.blocking_send(buf);
+        }
         Ok(())
     });
 
@@ -701,16 +1181,21 @@ async fn sync_rows(
     let default_group = cfg.group.clone().unwrap_or_default();
     let mut seq = 0u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    let mut received = Vec::new().into_iter();
     loop {
-        let row = tokio::select! {
-            row = row_rx.recv() => row,
-            _ = ticker.tick() => {
-                let stats = engine.dispatcher.stats();
-                progress.tick(stats.attempts, stats.rate);
-                continue;
-            }
+        let Some(mut row) = received.next() else {
+            let rows = tokio::select! {
+                rows = row_rx.recv() => rows,
+                _ = ticker.tick() => {
+                    let stats = engine.dispatcher.stats();
+                    progress.tick(stats.attempts, stats.rate);
+                    continue;
+                }
+            };
+            let Some(rows) = rows else { break };
+            received = rows.into_iter();
+            continue;
         };
-        let Some(row) = row else { break };
         // Admit the row into the window. While requests are in flight their
         // completion frees room; once none are, only the partial batches can
         // be holding the window, so send them rather than wait forever.
@@ -748,6 +1233,7 @@ async fn sync_rows(
             tx: done_tx.clone(),
             finished: false,
             sent: Arc::new(AtomicBool::new(false)),
+            note: std::mem::take(&mut row.note),
         };
         seq += 1;
         let contact = match row.verdict {
@@ -755,6 +1241,7 @@ async fn sync_rows(
                 ticket.finish(Outcome::Invalid, errors, "", "");
                 continue;
             }
+
             Verdict::Valid(c) => c,
         };
         match sending {
@@ -777,17 +1264,37 @@ async fn sync_rows(
         } else {
             contact.group_id.clone()
         };
-        let action = plan(&contact, None, 0);
+        let fingerprint = engine.provider.payload_fingerprint(&contact);
+        let known = maps.get(&group).and_then(|m| m.get(&contact.phone));
+        let action = plan(&contact, known.as_ref(), fingerprint, cfg.full);
         if sending == Sending::DryRun {
-            let (outcome, id) = match &action {
-                Action::Add => (Outcome::WouldAdd, String::new()),
-                Action::Update(id) | Action::Unchanged(id) => (Outcome::WouldUpdate, id.clone()),
+            let (outcome, id) = match action {
+                Action::Add => (Outcome::WouldAdd, None),
+                Action::Update(id) => (Outcome::WouldUpdate, Some(id)),
+                Action::Unchanged(id) => (Outcome::Unchanged, id),
             };
-            ticket.finish(outcome, Vec::new(), "", &id);
+            ticket.finish(outcome, Vec::new(), "", id.as_deref().unwrap_or(""));
             continue;
         }
-        let job = Job { ticket, contact };
+        let stored_id = contact.contact_id.is_empty();
+        let job = Job {
+            ticket,
+            contact,
+            group: group.clone(),
+            fingerprint,
+            prior: known.map(|k| k.status),
+            stored_id,
+        };
         match action {
+            Action::Unchanged(id) => {
+                let Job { ticket, .. } = job;
+                ticket.finish(
+                    Outcome::Unchanged,
+                    Vec::new(),
+                    "",
+                    id.as_deref().unwrap_or(""),
+                );
+            }
             Action::Add => {
                 if let Some((group, jobs)) = batcher.push(&group, job) {
                     spawn_job(
@@ -797,10 +1304,13 @@ async fn sync_rows(
                     );
                 }
             }
-            Action::Update(id) | Action::Unchanged(id) => {
+            Action::Update(id) => {
                 let worker = Arc::clone(engine);
                 spawn_job(&mut tasks, engine, async move {
-                    worker.update(job, id, "").await
+                    if let Some(job) = worker.update(job, id, "").await {
+                        let group = job.group.clone();
+                        worker.add_batch(group, vec![job]).await;
+                    }
                 });
             }
         }

@@ -1,0 +1,496 @@
+//! The state store (SPEC §5): per target and number, what this tool last
+//! sent, the provider's contact id and whether the send is confirmed, in one
+//! SQLite file. The planner asks it "known? same fingerprint? id?" so that a
+//! rerun of an unchanged file costs no request; results are committed in
+//! small transactions as they arrive, so a crash loses at most what was in
+//! flight, and a send recorded as pending is settled by the next run.
+
+mod lock;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+pub use lock::Lock;
+pub use writer::{Sent, StateWriter, Update};
+
+use crate::secret::ApiKey;
+
+/// Why the store cannot be used: exit 2, never a silent reset.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file cannot be opened or read.
+    #[error("state store {path}: {message}")]
+    Unusable {
+        /// The store's path.
+        path: String,
+        /// What went wrong, with what to do.
+        message: String,
+    },
+    /// Another run holds the store.
+    #[error(
+        "state store {path} is in use by another run (process {pid}); wait for it to finish. If no run is going on, delete {lock}"
+    )]
+    Locked {
+        /// The store's path.
+        path: String,
+        /// The other process.
+        pid: u32,
+        /// The lock file.
+        lock: String,
+    },
+}
+
+impl StateError {
+    fn unusable(path: &Path, message: impl Into<String>) -> StateError {
+        StateError::Unusable {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn sql(path: &Path, e: rusqlite::Error) -> StateError {
+        StateError::unusable(path, e.to_string())
+    }
+}
+
+/// What a store's target is: one address book on one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetKey {
+    /// `smspartner`, `mobivate` or `sandbox`.
+    pub provider: String,
+    /// The API base URL.
+    pub base_url: String,
+    /// The SMS Partner group (empty for Mobivate).
+    pub group: String,
+}
+
+/// Where a number stands in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The last send was answered with success.
+    Confirmed,
+    /// An add left and its answer was not recorded: it may have been applied.
+    PendingAdd,
+    /// An update left and its answer was not recorded.
+    PendingUpdate,
+    /// Learnt from a listing: the provider holds it, this tool did not send it.
+    Known,
+}
+
+impl Status {
+    fn code(self) -> i64 {
+        match self {
+            Status::Confirmed => 0,
+            Status::PendingAdd => 1,
+            Status::PendingUpdate => 2,
+            Status::Known => 3,
+        }
+    }
+
+    fn from_code(code: i64) -> Option<Status> {
+        Some(match code {
+            0 => Status::Confirmed,
+            1 => Status::PendingAdd,
+            2 => Status::PendingUpdate,
+            3 => Status::Known,
+            _ => return None,
+        })
+    }
+}
+
+/// What the store knows of one number, as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The provider's id, when known (a bulk add returns none).
+    pub contact_id: Option<String>,
+    /// Fingerprint of what was last sent (none for a number only listed).
+    pub fingerprint: Option<u64>,
+    /// Confirmed, pending or only known.
+    pub status: Status,
+}
+
+/// Every number of one target, in memory for the planner: compact, since a
+/// nightly file may hold a million rows — 24 bytes a number, ids in one
+/// string, entries grouped by a hash of the number with an offset table over
+/// the groups (about four a group), so a lookup touches two cache lines
+/// instead of the twenty a binary search over the whole table would.
+#[derive(Debug, Default)]
+pub struct TargetMap {
+    entries: Vec<(u64, Packed)>,
+    /// `buckets[b]..buckets[b + 1]` are the entries whose hash falls in bucket `b`.
+    buckets: Vec<u32>,
+    /// log2 of the number of buckets.
+    bits: u32,
+    ids: String,
+}
+
+/// A well-mixed hash of a number's digits (splitmix64's finaliser).
+fn mix(key: u64) -> u64 {
+    let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Packed {
+    fingerprint: u64,
+    id_start: u32,
+    id_len: u16,
+    status: u8,
+    has_fingerprint: bool,
+}
+
+/// The digits of an E.164 number as an integer (`None` for anything else).
+pub fn phone_key(phone: &str) -> Option<u64> {
+    let digits = phone.strip_prefix('+')?;
+    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+impl TargetMap {
+    fn insert(&mut self, phone: &str, entry: &Entry) {
+        let Some(key) = phone_key(phone) else { return };
+        let (id_start, id_len) = match &entry.contact_id {
+            Some(id) if id.len() <= usize::from(u16::MAX) && self.ids.len() < u32::MAX as usize => {
+                let start = self.ids.len() as u32;
+                self.ids.push_str(id);
+                (start, id.len() as u16)
+            }
+            _ => (0, 0),
+        };
+        self.entries.push((
+            key,
+            Packed {
+                fingerprint: entry.fingerprint.unwrap_or(0),
+                id_start,
+                id_len,
+                status: entry.status.code() as u8,
+                has_fingerprint: entry.fingerprint.is_some(),
+            },
+        ));
+    }
+
+    /// Groups the entries for lookups; call once after the last insert.
+    fn seal(&mut self) {
+        let groups = (self.entries.len() / 4).max(1).next_power_of_two();
+        self.bits = groups.trailing_zeros();
+        let bucket = |key: u64, bits: u32| {
+            if bits == 0 {
+                0
+            } else {
+                (mix(key) >> (64 - bits)) as usize
+            }
+        };
+        let bits = self.bits;
+        self.entries
+            .sort_unstable_by_key(|(k, _)| (bucket(*k, bits), *k));
+        self.buckets = vec![0; groups + 1];
+        for (k, _) in &self.entries {
+            self.buckets[bucket(*k, bits) + 1] += 1;
+        }
+        for b in 1..self.buckets.len() {
+            self.buckets[b] += self.buckets[b - 1];
+        }
+        self.entries.shrink_to_fit();
+        self.ids.shrink_to_fit();
+    }
+
+    /// What the store knows of `phone`.
+    pub fn get(&self, phone: &str) -> Option<Entry> {
+        self.get_key(phone_key(phone)?)
+    }
+
+    /// What the store knows of the number with these E.164 digits.
+    pub fn get_key(&self, key: u64) -> Option<Entry> {
+        let b = if self.bits == 0 {
+            0
+        } else {
+            (mix(key) >> (64 - self.bits)) as usize
+        };
+        let (start, end) = (*self.buckets.get(b)?, *self.buckets.get(b + 1)?);
+        let group = self.entries.get(start as usize..end as usize)?;
+        let p = &group.iter().find(|(k, _)| *k == key)?.1;
+        let contact_id = (p.id_len > 0).then(|| {
+            let start = p.id_start as usize;
+            self.ids
+                .get(start..start + usize::from(p.id_len))
+                .unwrap_or("")
+                .to_string()
+        });
+        Some(Entry {
+            contact_id,
+            fingerprint: p.has_fingerprint.then_some(p.fingerprint),
+            status: Status::from_code(i64::from(p.status)).unwrap_or(Status::Known),
+        })
+    }
+
+    /// Numbers held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no number is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// An open store: its connection and the account it is used with.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    account: String,
+}
+
+/// Counts for `state show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSummary {
+    /// The target.
+    pub key: TargetKey,
+    /// Numbers held.
+    pub numbers: u64,
+    /// Numbers synced by this tool and confirmed.
+    pub managed: u64,
+    /// Sends whose answer was never recorded.
+    pub pending: u64,
+    /// When the last run on it ended (Unix seconds), if one did.
+    pub last_sync: Option<i64>,
+}
+
+impl Store {
+    /// Opens (creating it when `create`) the store at `path` for the account
+    /// of `key`. `read_only` opens without writing anything (a dry run).
+    pub fn open(path: &Path, key: &ApiKey, read_only: bool) -> Result<Store, StateError> {
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StateError::unusable(path, format!("cannot create its directory: {e}"))
+                })?;
+            }
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| StateError::unusable(path, format!("cannot open it: {e}")))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| StateError::sql(path, e))?;
+        schema::prepare(&conn, path, read_only)?;
+        let salt = schema::salt(&conn, path)?;
+        let account = account_fingerprint(key, &salt);
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            account,
+        })
+    }
+
+    /// A store for a dry run: read-only, or empty when the file does not exist.
+    pub fn open_existing(path: &Path, key: &ApiKey) -> Result<Option<Store>, StateError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        Store::open(path, key, true).map(Some)
+    }
+
+    /// The store's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The id of `key`'s target, if the store has one.
+    pub fn find_target(&self, key: &TargetKey) -> Result<Option<i64>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT id FROM targets WHERE provider = ?1 AND base_url = ?2 AND account = ?3 AND group_id = ?4",
+                params![key.provider, key.base_url, self.account, key.group],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| StateError::sql(&self.path, e))
+    }
+
+    /// The id of `key`'s target, created when new.
+    pub fn target(&self, key: &TargetKey) -> Result<i64, StateError> {
+        if let Some(id) = self.find_target(key)? {
+            return Ok(id);
+        }
+        self.conn
+            .execute(
+                "INSERT INTO targets (provider, base_url, account, group_id) VALUES (?1, ?2, ?3, ?4)",
+                params![key.provider, key.base_url, self.account, key.group],
+            )
+            .map_err(|e| StateError::sql(&self.path, e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Every number of target `target`, for the planner.
+    pub fn load(&self, target: i64) -> Result<TargetMap, StateError> {
+        let sql = |e| StateError::sql(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phone, contact_id, fingerprint, status FROM contacts WHERE target = ?1",
+            )
+            .map_err(sql)?;
+        let count: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM contacts WHERE target = ?1",
+                params![target],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        let mut rows = stmt.query(params![target]).map_err(sql)?;
+        let mut map = TargetMap {
+            entries: Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
+            ..TargetMap::default()
+        };
+        while let Some(row) = rows.next().map_err(sql)? {
+            let phone = row.get_ref(0).map_err(sql)?.as_str().unwrap_or("");
+            let status: i64 = row.get(3).map_err(sql)?;
+            let entry = Entry {
+                contact_id: row.get(1).map_err(sql)?,
+                fingerprint: row.get::<_, Option<i64>>(2).map_err(sql)?.map(|f| f as u64),
+                status: Status::from_code(status).ok_or_else(|| {
+                    StateError::unusable(
+                        &self.path,
+                        format!("unknown status {status}: the file is damaged"),
+                    )
+                })?,
+            };
+            map.insert(phone, &entry);
+        }
+        map.seal();
+        Ok(map)
+    }
+
+    /// Every target of this store (any account), with counts.
+    pub fn summaries(&self) -> Result<Vec<TargetSummary>, StateError> {
+        let sql = |e| StateError::sql(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.provider, t.base_url, t.group_id, t.last_sync,
+                        COUNT(c.phone),
+                        COALESCE(SUM(c.managed), 0),
+                        COALESCE(SUM(c.status IN (1, 2)), 0)
+                 FROM targets t LEFT JOIN contacts c ON c.target = t.id
+                 GROUP BY t.id ORDER BY t.id",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(TargetSummary {
+                    key: TargetKey {
+                        provider: r.get(0)?,
+                        base_url: r.get(1)?,
+                        group: r.get(2)?,
+                    },
+                    last_sync: r.get(3)?,
+                    numbers: r.get::<_, i64>(4)? as u64,
+                    managed: r.get::<_, i64>(5)? as u64,
+                    pending: r.get::<_, i64>(6)? as u64,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    /// Notes that a run on `target` went through to its end.
+    pub fn mark_finished(&self, target: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE targets SET last_sync = ?2 WHERE id = ?1",
+                params![target, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| StateError::sql(&self.path, e))
+    }
+
+    /// Removes a target and everything known of it; `false` if there was none.
+    pub fn forget(&self, key: &TargetKey) -> Result<bool, StateError> {
+        let Some(target) = self.find_target(key)? else {
+            return Ok(false);
+        };
+        let sql = |e| StateError::sql(&self.path, e);
+        self.conn
+            .execute("DELETE FROM contacts WHERE target = ?1", params![target])
+            .map_err(sql)?;
+        self.conn
+            .execute("DELETE FROM targets WHERE id = ?1", params![target])
+            .map_err(sql)?;
+        Ok(true)
+    }
+}
+
+/// A slow salted hash of the key, so the store tells accounts apart without
+/// holding anything that gives the key back cheaply.
+fn account_fingerprint(key: &ApiKey, salt: &[u8]) -> String {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let mut out = [0u8; 32];
+    let hashed = Params::new(8 * 1024, 2, 1, Some(out.len()))
+        .map(|p| Argon2::new(Algorithm::Argon2id, Version::V0x13, p))
+        .and_then(|a| a.hash_password_into(key.expose().as_bytes(), salt, &mut out));
+    if hashed.is_err() {
+        // Only a salt shorter than 8 bytes fails, and the store writes 16.
+        return String::new();
+    }
+    out.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The default store for a target: one file per provider, host and group in
+/// the user's state directory (`$XDG_STATE_HOME/contact-sync` on Linux).
+pub fn default_path(key: &TargetKey) -> Option<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "contact-sync")?;
+    let dir = dirs
+        .state_dir()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dirs.data_local_dir().to_path_buf());
+    let host = reqwest::Url::parse(&key.base_url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| {
+                format!(
+                    "{h}{}",
+                    u.port().map(|p| format!("-{p}")).unwrap_or_default()
+                )
+            })
+        })
+        .unwrap_or_else(|| "default".into());
+    let group = if key.group.is_empty() {
+        String::new()
+    } else {
+        format!("-{}", key.group)
+    };
+    let name: String = format!("{}-{host}{group}", key.provider)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(dir.join(format!("{name}.sqlite")))
+}
+
+/// Seconds since the Unix epoch.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

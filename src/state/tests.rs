@@ -1,0 +1,186 @@
+//! Tests of the state store on temporary files.
+
+use super::*;
+
+fn key() -> ApiKey {
+    ApiKey::new("k-123".into())
+}
+
+fn target_key(group: &str) -> TargetKey {
+    TargetKey {
+        provider: "smspartner".into(),
+        base_url: "https://api.example".into(),
+        group: group.into(),
+    }
+}
+
+fn sent(phone: &str, kind: Status, id: Option<&str>, fp: u64) -> Sent {
+    Sent {
+        phone: phone.into(),
+        kind,
+        contact_id: id.map(str::to_string),
+        fingerprint: fp,
+        fields: "{}".into(),
+    }
+}
+
+#[test]
+fn phone_keys_are_e164_digits_only() {
+    assert_eq!(phone_key("+33612345678"), Some(33612345678));
+    assert_eq!(phone_key("33612345678"), None);
+    assert_eq!(phone_key("+"), None);
+    assert_eq!(phone_key("+1234567890123456"), None);
+    assert_eq!(phone_key("+33 6"), None);
+}
+
+#[test]
+fn the_target_map_gives_back_what_went_in() {
+    let mut map = TargetMap::default();
+    let a = Entry {
+        contact_id: Some("id-a".into()),
+        fingerprint: Some(7),
+        status: Status::Confirmed,
+    };
+    let b = Entry {
+        contact_id: None,
+        fingerprint: None,
+        status: Status::Known,
+    };
+    map.insert("+33611111111", &a);
+    map.insert("+33622222222", &b);
+    map.seal();
+    assert_eq!(map.get("+33611111111"), Some(a));
+    assert_eq!(map.get("+33622222222"), Some(b));
+    assert_eq!(map.get("+33633333333"), None);
+    assert_eq!(map.len(), 2);
+}
+
+#[tokio::test]
+async fn sends_go_pending_then_confirmed_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let store = Store::open(&path, &key(), false).unwrap();
+    let target = store.target(&target_key("g1")).unwrap();
+    let writer = StateWriter::start(store).unwrap();
+    writer
+        .commit(Update::Pending {
+            target,
+            rows: vec![
+                sent("+33611111111", Status::PendingAdd, None, 1),
+                sent("+33622222222", Status::PendingAdd, None, 2),
+                sent("+33633333333", Status::PendingAdd, None, 3),
+            ],
+        })
+        .await
+        .unwrap();
+    writer.send(Update::Confirmed {
+        target,
+        row: sent("+33611111111", Status::Confirmed, Some("c1"), 1),
+    });
+    writer.send(Update::Refused {
+        target,
+        phone: "+33633333333".into(),
+    });
+    writer.close().unwrap();
+
+    let store = Store::open(&path, &key(), false).unwrap();
+    let map = store.load(target).unwrap();
+    assert_eq!(
+        map.get("+33611111111"),
+        Some(Entry {
+            contact_id: Some("c1".into()),
+            fingerprint: Some(1),
+            status: Status::Confirmed
+        })
+    );
+    assert_eq!(
+        map.get("+33622222222").map(|e| e.status),
+        Some(Status::PendingAdd)
+    );
+    assert_eq!(
+        map.get("+33633333333"),
+        None,
+        "a refused first add leaves nothing"
+    );
+    let summary = &store.summaries().unwrap()[0];
+    assert_eq!(
+        (summary.numbers, summary.managed, summary.pending),
+        (2, 1, 1)
+    );
+}
+
+#[test]
+fn another_key_is_another_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let store = Store::open(&path, &key(), false).unwrap();
+    let mine = store.target(&target_key("g1")).unwrap();
+    drop(store);
+    let other = Store::open(&path, &ApiKey::new("another".into()), false).unwrap();
+    assert_eq!(other.find_target(&target_key("g1")).unwrap(), None);
+    assert_ne!(other.target(&target_key("g1")).unwrap(), mine);
+    let raw = std::fs::read(&path).unwrap();
+    assert!(
+        !raw.windows(5).any(|w| w == b"k-123"),
+        "the key itself is never stored"
+    );
+}
+
+#[test]
+fn foreign_newer_and_garbage_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("g.sqlite");
+    std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    assert!(Store::open(&garbage, &key(), false).is_err());
+
+    let foreign = dir.path().join("f.sqlite");
+    let conn = Connection::open(&foreign).unwrap();
+    conn.execute_batch("CREATE TABLE notes (t TEXT);").unwrap();
+    drop(conn);
+    let err = Store::open(&foreign, &key(), false).err().unwrap();
+    assert!(
+        err.to_string().contains("not a contact-sync state store"),
+        "{err}"
+    );
+
+    let newer = dir.path().join("n.sqlite");
+    drop(Store::open(&newer, &key(), false).unwrap());
+    let conn = Connection::open(&newer).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Store::open(&newer, &key(), false).err().unwrap();
+    assert!(err.to_string().contains("newer contact-sync"), "{err}");
+}
+
+#[test]
+fn a_lock_is_refused_while_held_and_taken_over_when_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let held = Lock::acquire(&path).unwrap();
+    assert!(matches!(
+        Lock::acquire(&path),
+        Err(StateError::Locked { .. })
+    ));
+    drop(held);
+    // A lock file naming a process that is gone.
+    std::fs::write(dir.path().join("s.sqlite.lock"), "4000000000\n").unwrap();
+    assert!(Lock::acquire(&path).is_ok());
+}
+
+#[test]
+fn a_large_target_map_finds_every_number_and_nothing_else() {
+    let mut map = TargetMap::default();
+    let entry = |i: u64| Entry {
+        contact_id: i.is_multiple_of(3).then(|| format!("id{i}")),
+        fingerprint: Some(i),
+        status: Status::Confirmed,
+    };
+    for i in 0..10_000u64 {
+        map.insert(&format!("+336{:08}", i * 7), &entry(i));
+    }
+    map.seal();
+    for i in 0..10_000u64 {
+        assert_eq!(map.get(&format!("+336{:08}", i * 7)), Some(entry(i)), "{i}");
+        assert_eq!(map.get(&format!("+336{:08}", i * 7 + 1)), None, "{i}");
+    }
+}

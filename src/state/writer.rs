@@ -1,0 +1,272 @@
+//! The store's writer: one thread that owns the connection and commits what
+//! the sending tasks report, a few hundred changes a transaction, as they
+//! arrive. Pending marks are acknowledged only once committed, so a request
+//! never leaves before the store knows it may be applied.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::{StateError, Status, Store, now};
+
+/// One change to the store.
+#[derive(Debug)]
+pub enum Update {
+    /// These numbers are about to be sent: pending until answered.
+    Pending {
+        /// The target.
+        target: i64,
+        /// The rows, with what is sent.
+        rows: Vec<Sent>,
+    },
+    /// The provider confirmed what was sent for this number.
+    Confirmed {
+        /// The target.
+        target: i64,
+        /// What was sent, and the id when the answer carried one.
+        row: Sent,
+    },
+    /// The provider holds these numbers under these ids (listing, lookups).
+    Known {
+        /// The target.
+        target: i64,
+        /// (E.164 number, contact id).
+        entries: Vec<(String, String)>,
+    },
+    /// The provider refused what was sent: what it holds is not known any more.
+    Refused {
+        /// The target.
+        target: i64,
+        /// The number.
+        phone: String,
+    },
+    /// The stored id of this number does not exist on the provider any more.
+    Stale {
+        /// The target.
+        target: i64,
+        /// The number.
+        phone: String,
+    },
+    /// A run on this target went through to its end.
+    Finished {
+        /// The target.
+        target: i64,
+    },
+}
+
+/// What was (or is about to be) sent for one number.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The E.164 number.
+    pub phone: String,
+    /// Add or update.
+    pub kind: Status,
+    /// The id, when known.
+    pub contact_id: Option<String>,
+    /// Fingerprint of the fields sent.
+    pub fingerprint: u64,
+    /// The fields sent, as JSON (for a later diff or a deletion backup).
+    pub fields: String,
+}
+
+enum Msg {
+    Update(Update),
+    /// Commit what came before and stop.
+    Close,
+    /// Answered once everything before it is committed.
+    Barrier(oneshot::Sender<Result<(), String>>),
+}
+
+/// The handle the run uses to change the store.
+pub struct StateWriter {
+    tx: mpsc::Sender<Msg>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<Result<(), StateError>>>>,
+}
+
+impl StateWriter {
+    /// Moves `store` to its own thread.
+    pub fn start(store: Store) -> Result<StateWriter, StateError> {
+        let (tx, rx) = mpsc::channel();
+        let path = store.path.clone();
+        let thread = std::thread::Builder::new()
+            .name("state".into())
+            .spawn(move || run(store.conn, store.path, rx))
+            .map_err(|e| StateError::unusable(&path, format!("cannot start its writer: {e}")))?;
+        Ok(StateWriter {
+            tx,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues a change.
+    pub fn send(&self, update: Update) {
+        let _ = self.tx.send(Msg::Update(update));
+    }
+
+    /// Queues a change and waits until it is committed.
+    pub async fn commit(&self, update: Update) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Update(update))
+            .and_then(|()| self.tx.send(Msg::Barrier(done)))
+            .map_err(|_| "the state store's writer stopped".to_string())?;
+        wait.await
+            .map_err(|_| "the state store's writer stopped".to_string())?
+    }
+
+    /// Commits what is queued and closes the store; later changes are dropped.
+    pub fn close(&self) -> Result<(), StateError> {
+        let _ = self.tx.send(Msg::Close);
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match thread.map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(StateError::Unusable {
+                path: String::new(),
+                message: "internal: the state writer panicked".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How many changes go into one transaction at most.
+const BATCH: usize = 512;
+
+fn run(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>) -> Result<(), StateError> {
+    let mut failed: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        let mut msgs = vec![first];
+        while msgs.len() < BATCH {
+            match rx.try_recv() {
+                Ok(m) => msgs.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut barriers = Vec::new();
+        let mut updates = Vec::new();
+        let mut closing = false;
+        for m in msgs {
+            match m {
+                Msg::Update(u) if !closing => updates.push(u),
+                Msg::Update(_) => {}
+                Msg::Barrier(b) => barriers.push(b),
+                Msg::Close => closing = true,
+            }
+        }
+        if failed.is_none()
+            && !updates.is_empty()
+            && let Err(e) = apply(&mut conn, &updates)
+        {
+            tracing::error!("cannot write the state store {}: {e}", path.display());
+            failed = Some(e.to_string());
+        }
+        for b in barriers {
+            let _ = b.send(match &failed {
+                None => Ok(()),
+                Some(e) => Err(format!(
+                    "cannot write the state store {}: {e}",
+                    path.display()
+                )),
+            });
+        }
+        if closing {
+            break;
+        }
+    }
+    match failed {
+        None => Ok(()),
+        Some(e) => Err(StateError::unusable(&path, format!("cannot write it: {e}"))),
+    }
+}
+
+fn apply(conn: &mut Connection, updates: &[Update]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    let at = now();
+    for u in updates {
+        match u {
+            Update::Pending { target, rows } => {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO contacts (target, phone, contact_id, fields, fingerprint, status, managed, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
+                     ON CONFLICT (target, phone) DO UPDATE SET
+                         contact_id = COALESCE(excluded.contact_id, contacts.contact_id),
+                         fields = excluded.fields,
+                         fingerprint = excluded.fingerprint,
+                         status = excluded.status,
+                         updated_at = excluded.updated_at",
+                )?;
+                for r in rows {
+                    stmt.execute(params![
+                        target,
+                        r.phone,
+                        r.contact_id,
+                        r.fields,
+                        r.fingerprint as i64,
+                        r.kind.code(),
+                        at
+                    ])?;
+                }
+            }
+            Update::Confirmed { target, row } => {
+                tx.prepare_cached(
+                    "INSERT INTO contacts (target, phone, contact_id, fields, fingerprint, status, managed, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, 1, ?6)
+                     ON CONFLICT (target, phone) DO UPDATE SET
+                         contact_id = COALESCE(excluded.contact_id, contacts.contact_id),
+                         fields = excluded.fields,
+                         fingerprint = excluded.fingerprint,
+                         status = 0,
+                         managed = 1,
+                         updated_at = excluded.updated_at",
+                )?
+                .execute(params![
+                    target,
+                    row.phone,
+                    row.contact_id,
+                    row.fields,
+                    row.fingerprint as i64,
+                    at
+                ])?;
+            }
+            Update::Known { target, entries } => {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO contacts (target, phone, contact_id, status, managed, updated_at)
+                     VALUES (?1, ?2, ?3, 3, 0, ?4)
+                     ON CONFLICT (target, phone) DO UPDATE SET contact_id = excluded.contact_id",
+                )?;
+                for (phone, id) in entries {
+                    stmt.execute(params![target, phone, id, at])?;
+                }
+            }
+            Update::Refused { target, phone } => {
+                // A refused first add leaves nothing; a refused update leaves
+                // the id, with what it holds unknown (the next run sends again).
+                tx.prepare_cached(
+                    "DELETE FROM contacts WHERE target = ?1 AND phone = ?2 AND status = 1 AND managed = 0 AND contact_id IS NULL",
+                )?
+                .execute(params![target, phone])?;
+                tx.prepare_cached(
+                    "UPDATE contacts SET fingerprint = NULL, status = 3, updated_at = ?3 WHERE target = ?1 AND phone = ?2",
+                )?
+                .execute(params![target, phone, at])?;
+            }
+            Update::Stale { target, phone } => {
+                tx.prepare_cached(
+                    "UPDATE contacts SET contact_id = NULL, updated_at = ?3 WHERE target = ?1 AND phone = ?2",
+                )?
+                .execute(params![target, phone, at])?;
+            }
+            Update::Finished { target } => {
+                tx.prepare_cached("UPDATE targets SET last_sync = ?2 WHERE id = ?1")?
+                    .execute(params![target, at])?;
+            }
+        }
+    }
+    tx.commit()
+}

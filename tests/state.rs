@@ -1,0 +1,426 @@
+//! The state store end to end: a rerun of an unchanged file sends nothing, a
+//! changed row costs one update, a stale id is added again, a dry run reads
+//! the store, one run per store at a time, and a run killed anywhere and run
+//! again ends exact.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use contact_sync::sandbox::faults::FaultSettings;
+
+use crate::util::*;
+
+/// Requests of any kind the sandbox received.
+fn requests(sb: &Sandbox) -> u64 {
+    sb.state()
+        .counters
+        .requests
+        .values()
+        .flat_map(|m| m.values())
+        .sum()
+}
+
+fn outcome_counts(report: &[Line]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for l in report {
+        *m.entry(l.outcome.clone()).or_default() += 1;
+    }
+    m
+}
+
+/// `csv_of` with row `i`'s first name changed.
+fn edited(phones: &[String], i: usize) -> String {
+    csv_of(phones).replacen(&format!("First{i},"), &format!("Edited{i},"), 1)
+}
+
+#[test]
+fn an_unchanged_file_synced_again_sends_nothing() {
+    for provider in ["smspartner", "mobivate"] {
+        let sb = Sandbox::calm();
+        let dir = Dir::new();
+        let phones = numbers(700, 0);
+        dir.write("in.csv", csv_of(&phones));
+        let first = sb.sync(&dir, provider, &["--rate", "1000"]);
+        assert_eq!(code(&first), 0, "{provider}: {}", stderr(&first));
+        let before = requests(&sb);
+        let second = sb.sync(&dir, provider, &["--rate", "1000"]);
+        assert_eq!(code(&second), 0, "{provider}: {}", stderr(&second));
+        assert_eq!(requests(&sb), before, "{provider}: the rerun sent nothing");
+        let report = dir.report("in.report.csv");
+        assert_eq!(report.len(), 700);
+        assert!(
+            report.iter().all(|l| l.outcome == "unchanged"),
+            "{provider}: {:?}",
+            outcome_counts(&report)
+        );
+        // --no-state sends again (the provider answers "already exists").
+        let third = sb.sync(&dir, provider, &["--no-state", "--rate", "1000"]);
+        assert_eq!(code(&third), 0, "{provider}: {}", stderr(&third));
+        assert!(requests(&sb) > before, "{provider}: --no-state sends");
+    }
+}
+
+#[test]
+fn one_edited_row_costs_one_update() {
+    // Mobivate answers adds with ids: the edit is one update by id.
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(50, 0);
+    dir.write("in.csv", csv_of(&phones));
+    assert_eq!(code(&sb.sync(&dir, "mobivate", &[])), 0);
+    let before = requests(&sb);
+    dir.write("in.csv", edited(&phones, 7));
+    let out = sb.sync(&dir, "mobivate", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(requests(&sb) - before, 1, "exactly one request");
+    let report = dir.report("in.report.csv");
+    let counts = outcome_counts(&report);
+    assert_eq!(counts.get("updated"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("unchanged"), Some(&49), "{counts:?}");
+    assert_eq!(report[7].outcome, "updated");
+    let held = sb.state().mobivate;
+    assert_eq!(held.len(), 50);
+}
+
+#[test]
+fn smspartner_finds_bulk_added_ids_once_then_updates_by_id() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(60, 0);
+    dir.write("in.csv", csv_of(&phones));
+    assert_eq!(code(&sb.sync(&dir, "smspartner", &[])), 0);
+    // Bulk adds return no ids: the first edit finds them through one listing
+    // of the group (3 pages of 20), which the store keeps.
+    dir.write("in.csv", edited(&phones, 3));
+    let out = sb.sync(&dir, "smspartner", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let updates = sb.state().counters.total("POST /v1/contact/update");
+    assert_eq!(updates, 1);
+    let listings = sb.state().counters.total("GET /v1/contact/list");
+    assert_eq!(listings, 3);
+    // The next edit costs one request, with no listing.
+    let before = requests(&sb);
+    dir.write(
+        "in.csv",
+        edited(&phones, 3).replacen("First40,", "Edited40,", 1),
+    );
+    let out = sb.sync(&dir, "smspartner", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(requests(&sb) - before, 1, "one update by its stored id");
+    let report = dir.report("in.report.csv");
+    assert_eq!(report[40].outcome, "updated", "{:?}", report[40]);
+    // Rows 3's edit is what was last sent now: unchanged.
+    assert_eq!(report[3].outcome, "unchanged");
+    let firstnames: BTreeMap<String, String> = sb
+        .state()
+        .group("g1")
+        .iter()
+        .map(|c| (c.phone.clone(), c.firstname.clone()))
+        .collect();
+    assert_eq!(firstnames[&phones[40]], "Edited40");
+    assert_eq!(firstnames.len(), 60);
+}
+
+#[test]
+fn a_contact_deleted_by_hand_is_added_again_when_its_row_changes() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(5, 0);
+    dir.write("in.csv", csv_of(&phones));
+    assert_eq!(code(&sb.sync(&dir, "smspartner", &[])), 0);
+    // Learn the ids (one listing), then delete one contact by hand.
+    dir.write("in.csv", edited(&phones, 0));
+    assert_eq!(code(&sb.sync(&dir, "smspartner", &[])), 0);
+    let gone = sb
+        .state()
+        .group("g1")
+        .iter()
+        .find(|c| c.phone == phones[2])
+        .map(|c| c.contact_id.clone())
+        .unwrap();
+    sb.handle().delete_smspartner(&gone).unwrap();
+    let mut file = edited(&phones, 0);
+    file = file.replacen("First2,", "Edited2,", 1);
+    dir.write("in.csv", file);
+    let out = sb.sync(&dir, "smspartner", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_eq!(report[2].outcome, "added", "{:?}", report[2]);
+    let held: Vec<_> = sb
+        .state()
+        .group("g1")
+        .iter()
+        .filter(|c| c.phone == phones[2])
+        .map(|c| c.firstname.clone())
+        .collect();
+    assert_eq!(held, ["Edited2"]);
+}
+
+#[test]
+fn a_dry_run_reads_the_store_and_writes_nothing() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(20, 0);
+    dir.write("in.csv", csv_of(&phones));
+    assert_eq!(code(&sb.sync(&dir, "mobivate", &[])), 0);
+    let store = store_rows(&dir.state_home());
+    assert_eq!(store.len(), 20);
+    let before = requests(&sb);
+    dir.write(
+        "in.csv",
+        edited(&phones, 5) + &format!("{},New,One\n", numbers(1, 900)[0]),
+    );
+    let out = sb.sync(&dir, "mobivate", &["--dry-run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(requests(&sb), before, "a dry run sends nothing");
+    let counts = outcome_counts(&dir.report("in.report.csv"));
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            ("unchanged".to_string(), 19),
+            ("would_update".to_string(), 1),
+            ("would_add".to_string(), 1),
+        ])
+    );
+    assert!(
+        store_rows(&dir.state_home()) == store,
+        "the store is untouched"
+    );
+}
+
+/// Every contact row of the one store under `home`.
+fn store_rows(home: &std::path::Path) -> Vec<(String, Option<String>, Option<i64>, i64)> {
+    let dir = home.join("contact-sync");
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sqlite"))
+        .unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT phone, contact_id, fingerprint, status FROM contacts ORDER BY phone")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_second_run_on_the_same_store_is_refused_while_the_first_runs() {
+    let slow = Sandbox::start(FaultSettings {
+        latency: Duration::from_secs(60),
+        ..FaultSettings::default()
+    });
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(3, 0)));
+    let url = slow.url();
+    let mut first = Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
+        .current_dir(dir.path(""))
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .env("XDG_STATE_HOME", dir.state_home())
+        .args([
+            "-v",
+            "sync",
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("adding 1 rows") {
+            break;
+        }
+    }
+    let second = slow.sync(&dir, "mobivate", &["--report", "second.csv"]);
+    let err = stderr(&second);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(code(&second), 2, "{err}");
+    assert!(
+        err.contains("in use by another run") && err.contains(&first.id().to_string()),
+        "names the store and the other process: {err}"
+    );
+    // The killed run's lock is taken over by the next one.
+    let calm = Sandbox::calm();
+    let out = calm.sync(&dir, "mobivate", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn a_damaged_or_foreign_store_stops_the_run_with_a_message() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(3, 0)));
+    dir.write(
+        "junk.sqlite",
+        "this is not a database, just text that is long enough......",
+    );
+    let out = sb.sync(&dir, "mobivate", &["--state", "junk.sqlite"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("junk.sqlite"), "{}", stderr(&out));
+    assert_eq!(requests(&sb), 0);
+}
+
+/// Kills a run against a faulty, slow sandbox after its `at`-th request has
+/// left, then runs it again to the end: the sandbox must hold exactly the
+/// file's contacts, no number added more often than its lost answers
+/// explain, and the rows confirmed before the kill are not sent again.
+#[cfg(unix)]
+fn killed_then_rerun(at: usize) {
+    let sb = Sandbox::start(FaultSettings {
+        latency: Duration::from_millis(30),
+        lose_rate: 0.2,
+        ..FaultSettings::default()
+    });
+    let dir = Dir::new();
+    let phones = numbers(12, 0);
+    dir.write("in.csv", csv_of(&phones));
+    let url = sb.url();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
+        .current_dir(dir.path(""))
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .env("XDG_STATE_HOME", dir.state_home())
+        .args([
+            "-v",
+            "sync",
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &url,
+        ])
+        .args(["--concurrency", "2", "--rate", "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = 0;
+    for line in lines.by_ref() {
+        if line.unwrap().contains("adding 1 rows") {
+            seen += 1;
+            if seen == at {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let after_kill = sb.state();
+    let out = sb.sync(&dir, "mobivate", &["--max-retries", "30"]);
+    assert_eq!(code(&out), 0, "kill at {at}: {}", stderr(&out));
+    let state = sb.state();
+    let mut held: Vec<String> = state
+        .mobivate
+        .iter()
+        .map(|c| format!("+{}", c.msisdn))
+        .collect();
+    held.sort();
+    let mut want = phones.clone();
+    want.sort();
+    assert_eq!(held, want, "kill at {at}: exactly the file's contacts");
+    for p in &phones {
+        let msisdn = p.trim_start_matches('+');
+        let adds = state
+            .counters
+            .received
+            .mobivate_adds
+            .get(msisdn)
+            .copied()
+            .unwrap_or(0);
+        let lost = state
+            .counters
+            .unanswered
+            .mobivate_adds
+            .get(msisdn)
+            .copied()
+            .unwrap_or(0);
+        assert!(
+            adds <= 1 + lost,
+            "kill at {at}: {p} added {adds} times, {lost} answers lost"
+        );
+    }
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 12, "every row in the final report");
+    // Contacts created before the kill whose answer arrived are not sent again.
+    let unchanged = report.iter().filter(|l| l.outcome == "unchanged").count();
+    assert!(unchanged <= after_kill.mobivate.len(), "kill at {at}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_run_killed_at_several_points_and_run_again_ends_exact() {
+    for at in [1, 4, 9] {
+        killed_then_rerun(at);
+    }
+}
+
+#[test]
+fn state_show_forget_and_rebuild() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(30, 0);
+    dir.write("in.csv", csv_of(&phones));
+    assert_eq!(code(&sb.sync(&dir, "smspartner", &[])), 0);
+    let url = sb.url();
+    let target = [
+        "--provider",
+        "smspartner",
+        "--base-url",
+        &url,
+        "--group-id",
+        "g1",
+    ];
+    let state = |verb: &str, extra: &[&str]| {
+        dir.command()
+            .env("CONTACT_SYNC_API_KEY", KEY)
+            .arg("state")
+            .arg(verb)
+            .args(target)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let show = state("show", &[]);
+    let text = String::from_utf8_lossy(&show.stdout).into_owned();
+    assert_eq!(code(&show), 0, "{}", stderr(&show));
+    assert!(
+        text.contains("30 numbers (30 synced by this tool), 0 pending"),
+        "{text}"
+    );
+
+    let refused = state("forget", &[]);
+    assert_eq!(code(&refused), 2, "forget asks for --yes off a terminal");
+    assert!(String::from_utf8_lossy(&state("show", &[]).stdout).contains("30 numbers"));
+    assert_eq!(code(&state("forget", &["--yes"])), 0);
+    assert!(String::from_utf8_lossy(&state("show", &[]).stdout).contains("no state store"));
+
+    let rebuilt = state("rebuild", &[]);
+    assert_eq!(code(&rebuilt), 0, "{}", stderr(&rebuilt));
+    assert!(
+        stderr(&rebuilt).contains("30 contacts"),
+        "{}",
+        stderr(&rebuilt)
+    );
+    let text = String::from_utf8_lossy(&state("show", &[]).stdout).into_owned();
+    assert!(
+        text.contains("30 numbers (0 synced by this tool)"),
+        "{text}"
+    );
+    // The ids are known again: no add is sent, each row is one update.
+    let out = sb.sync(&dir, "smspartner", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let received = sb.state().counters.received;
+    assert!(received.smspartner_adds_in("g1").values().all(|n| *n == 1));
+    assert_eq!(sb.state().counters.total("POST /v1/contact/update"), 30);
+}
