@@ -459,8 +459,12 @@ impl Engine {
                     job.ticket.finish(Outcome::Added, Vec::new(), "", &id);
                 }
                 AddResult::Rejected(e) => {
-                    let phone = job.contact.phone.clone();
-                    self.record(&group, |target| Update::Refused { target, phone });
+                    // An answer that cannot be read may hide an applied add:
+                    // the row stays pending, for the next run to settle.
+                    if e.code != ErrorCode::ResponseInvalid {
+                        let phone = job.contact.phone.clone();
+                        self.record(&group, |target| Update::Refused { target, phone });
+                    }
                     job.ticket.fail(e);
                 }
                 AddResult::AlreadyExists => existing.push(job),
