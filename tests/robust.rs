@@ -288,6 +288,43 @@ fn a_success_without_the_documented_body_is_response_invalid_not_added() {
     }
 }
 
+#[test]
+fn an_add_whose_answer_cannot_be_read_stays_pending_for_the_next_run() {
+    // Mobivate creates each contact, then answers without its record: the
+    // add may have been applied, so the store keeps it pending (like an
+    // unanswered one) rather than forgetting it.
+    let sb = Sandbox::start(FaultSettings {
+        hollow_rate: 1.0,
+        ..FaultSettings::default()
+    });
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(3, 0)));
+    let out = sb.sync(&dir, "mobivate", &["--rate", "1000"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert!(
+        report.iter().all(|l| l.code == "RESPONSE_INVALID"),
+        "{report:?}"
+    );
+    let url = sb.url();
+    let show = dir
+        .command()
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .args([
+            "state",
+            "show",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout).into_owned();
+    assert_eq!(code(&show), 0, "{}", stderr(&show));
+    assert!(text.contains("3 pending"), "{text}");
+}
+
 // ------------------------------------------------------------ coded errors
 
 #[test]

@@ -127,7 +127,8 @@ pub enum Fault {
     Lose,
     /// Applied, then answered 200 with a body that never ends.
     Oversize,
-    /// Applied, then answered `200 {}`: a success without the documented body.
+    /// Applied, then answered 200 without the documented body (SMS Partner
+    /// `{}`, Mobivate `{"success": true}` without its `record`).
     Hollow,
     /// Answered with a provider error (SMS Partner code 90 under the
     /// configured status, Mobivate 400); nothing applied.
@@ -174,7 +175,7 @@ pub struct FaultSettings {
     pub lose_rate: f64,
     /// Share of requests applied, then answered with a body that never ends.
     pub oversize_rate: f64,
-    /// Share of write requests applied, then answered `200 {}`.
+    /// Share of write requests applied, then answered 200 without the documented body.
     pub hollow_rate: f64,
     /// Share of write requests answered with a provider error, nothing applied.
     pub coded_rate: f64,

@@ -236,7 +236,7 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
             let mut applied = next.run(req).await;
             received = applied.extensions_mut().remove::<Received>();
             readable = false;
-            ("hollow".into(), Some(Json(json!({})).into_response()))
+            ("hollow".into(), Some(hollow(api)))
         }
     };
     {
@@ -376,6 +376,15 @@ impl HttpBody for Endless {
             Bytes::from_static(br#"{"success": true, "code": 200, "padding": ""#)
         };
         Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+    }
+}
+
+/// A success without the documented body: Mobivate's flag without its
+/// `record`, SMS Partner's `{}` (no flag, no `contact`, no `results`).
+fn hollow(api: Api) -> Response {
+    match api {
+        Api::Mobivate => Json(json!({"success": true})).into_response(),
+        _ => Json(json!({})).into_response(),
     }
 }
 

@@ -51,7 +51,7 @@ pub struct SandboxArgs {
     /// Share (0..1) of requests applied, then answered 200 with a body that never ends.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub oversize_rate: f64,
-    /// Share (0..1) of write requests applied, then answered `200 {}`.
+    /// Share (0..1) of write requests applied, then answered 200 without the documented body.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub hollow_rate: f64,
     /// Share (0..1) of write requests answered with a provider error, nothing applied.

@@ -1173,9 +1173,12 @@ async fn hollow_answers_apply_then_say_nothing() {
             .json(&json!({"alias": "a", "msisdn": "33611111111"})),
     )
     .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"success": true})));
+    let (status, body) = post(&c, &h, "/v1/contact/add", add_body("0622222222")).await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
     let state = h.snapshot();
     assert_eq!(state.mobivate.len(), 1, "applied");
+    assert_eq!(state.group("sandbox").len(), 1, "applied");
     assert_eq!(
         state.counters.count("POST /addressbook/contacts", "hollow"),
         1
