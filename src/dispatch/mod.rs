@@ -554,7 +554,7 @@ impl Dispatcher {
                 (streak >= MISDIRECTED_LIMIT).then(|| SendError::Misdirected {
                     code: e.code,
                     message: format!(
-                        "{MISDIRECTED_LIMIT} answers in a row were not the provider's API (last: {}); check --base-url",
+                        "{MISDIRECTED_LIMIT} answers in a row were not the provider's API; the last: {}",
                         e.message
                     ),
                 })
