@@ -355,9 +355,9 @@ fn sigint_while_standard_input_is_spooled_reports_what_came_and_leaves_no_spool(
     assert!(left.is_empty(), "no spool left in TMPDIR: {left:?}");
 }
 
-/// Interrupts (`signals` times) a run whose requests hang; returns the report.
+/// Interrupts (`signals` times, with `sig`) a run whose requests hang; returns the report.
 #[cfg(unix)]
-fn interrupt_hung_requests(signals: usize) -> Vec<Line> {
+fn interrupt_hung_requests(sig: &str, signals: usize) -> Vec<Line> {
     let sb = Sandbox::start(FaultSettings {
         latency: Duration::from_secs(120),
         ..FaultSettings::default()
@@ -385,10 +385,10 @@ fn interrupt_hung_requests(signals: usize) -> Vec<Line> {
     let mut lines = stderr_lines(&mut child);
     wait_for(&mut lines, "adding 1 rows");
     wait_for(&mut lines, "adding 1 rows");
-    signal(&child, "INT");
+    signal(&child, sig);
     if signals > 1 {
         wait_for(&mut lines, "interrupted: sending nothing more");
-        signal(&child, "INT");
+        signal(&child, sig);
     }
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let status = child.wait().unwrap();
@@ -428,13 +428,19 @@ fn assert_hung_outcomes(report: &[Line]) {
 #[cfg(unix)]
 #[test]
 fn sigint_with_hung_requests_reports_them_unconfirmed_after_the_grace() {
-    assert_hung_outcomes(&interrupt_hung_requests(1));
+    assert_hung_outcomes(&interrupt_hung_requests("INT", 1));
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_with_hung_requests_reports_them_unconfirmed_after_the_grace() {
+    assert_hung_outcomes(&interrupt_hung_requests("TERM", 1));
 }
 
 #[cfg(unix)]
 #[test]
 fn a_second_sigint_stops_at_once_and_still_reports_every_row() {
-    assert_hung_outcomes(&interrupt_hung_requests(2));
+    assert_hung_outcomes(&interrupt_hung_requests("INT", 2));
 }
 
 #[test]
