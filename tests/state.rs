@@ -424,3 +424,24 @@ fn state_show_forget_and_rebuild() {
     assert!(received.smspartner_adds_in("g1").values().all(|n| *n == 1));
     assert_eq!(sb.state().counters.total("POST /v1/contact/update"), 30);
 }
+
+#[test]
+fn full_sends_every_valid_row_once_and_refreshes_the_store() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(15, 0)));
+    assert_eq!(code(&sb.sync(&dir, "mobivate", &["--rate", "1000"])), 0);
+    let before = requests(&sb);
+    let out = sb.sync(&dir, "mobivate", &["--rate", "1000", "--full"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(requests(&sb) - before, 15, "one update a row");
+    assert!(
+        dir.report("in.report.csv")
+            .iter()
+            .all(|l| l.outcome == "updated")
+    );
+    // The store is fresh again: the next run sends nothing.
+    let before = requests(&sb);
+    assert_eq!(code(&sb.sync(&dir, "mobivate", &["--rate", "1000"])), 0);
+    assert_eq!(requests(&sb), before);
+}
