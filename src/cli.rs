@@ -142,6 +142,9 @@ pub struct SyncArgs {
     /// Retries of one request on 429 / 5xx / network errors.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub max_retries: u32,
+    /// Longest Retry-After waited for, in seconds; a provider asking for more stops the run (exit 3).
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub max_retry_after: u64,
     /// Plan only: report would_add / would_update, send nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -103,6 +103,9 @@ pub enum ErrorCode {
     Auth,
     /// Sent, but no answer came (interrupted, or lost on every retry): it may have been applied.
     Unconfirmed,
+    /// An answer that cannot be read (too large, not the documented shape,
+    /// bulk results that do not match the batch): it may have been applied.
+    ResponseInvalid,
 }
 
 impl fmt::Display for ErrorCode {
@@ -123,6 +126,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::Network => f.write_str("NETWORK"),
             ErrorCode::Auth => f.write_str("AUTH"),
             ErrorCode::Unconfirmed => f.write_str("UNCONFIRMED"),
+            ErrorCode::ResponseInvalid => f.write_str("RESPONSE_INVALID"),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod columns_safety;
 mod normalize_rules;
+mod robust;
 mod safety;
 mod sandbox;
 mod spreadsheets;

@@ -122,11 +122,17 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn start(stress: FaultSettings) -> Sandbox {
+        Sandbox::seeded(stress, 1)
+    }
+
+    /// A sandbox whose faults draw from `seed`.
+    pub fn seeded(stress: FaultSettings, seed: u64) -> Sandbox {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let config = SandboxConfig {
             api_key: KEY.into(),
             groups: vec!["g1".into(), "g2".into()],
             stress,
+            seed,
             ..SandboxConfig::default()
         };
         let handle = rt.block_on(contact_sync::sandbox::start(config)).unwrap();

@@ -1,5 +1,5 @@
 //! Adaptive send rate (AIMD), as plain arithmetic: a 429 halves the rate, and
-//! successes bring it back linearly in time, never above the configured
+//! the rate climbs back linearly in time, never above the configured
 //! `--rate` nor below a floor. The pacer applies the result; nothing here
 //! sleeps or reads a clock (times are passed in as offsets from a start).
 
@@ -11,19 +11,21 @@ use std::time::Duration;
 /// when its request was sent *after* the previous decrease (TCP's "once per
 /// window"), since requests already in flight were paced at the old rate.
 ///
-/// Recovery adds, per success, `recovery_base / (recovery_secs · rate)`: at
-/// `rate` successes a second that is a steady `recovery_base / recovery_secs`
-/// requests/s per second, whatever the scale, where `recovery_base` is the
-/// rate right after the last decrease. Climbing back to the rate that drew the
-/// 429 thus takes about `recovery_secs`.
+/// Recovery is linear in *time* since the last decrease, not in answers:
+/// `max(base, max/4) / RECOVERY_SECS` requests/s per second, where `base` is
+/// the rate right after that decrease. Climbing back from one halving to the
+/// rate that drew the 429 thus takes about `RECOVERY_SECS`, and from the floor
+/// to `max` about `4 · RECOVERY_SECS` whatever the floor. Time spent idle —
+/// a server-requested pause (`Retry-After`) included — counts as recovery, so
+/// a long pause is never read as "slow down for good"; the floor
+/// (`FLOOR_SHARE` of `max` by default) keeps the rate useful meanwhile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aimd {
     max: f64,
     min: f64,
-    rate: f64,
-    decrease_factor: f64,
-    recovery_secs: f64,
-    recovery_base: f64,
+    /// The rate right after the last decrease.
+    base: f64,
+    /// When the last decrease happened.
     last_decrease: Option<Duration>,
 }
 
@@ -32,6 +34,9 @@ impl Aimd {
     pub const DECREASE_FACTOR: f64 = 0.5;
     /// Seconds to climb back from a halving to the rate that drew the 429.
     pub const RECOVERY_SECS: f64 = 10.0;
+    /// The default floor, as a share of the configured rate: a tenth, so a
+    /// throttled run slows by 10× at worst, never to a crawl.
+    pub const FLOOR_SHARE: f64 = 0.01;
 
     /// Starts at `max` requests/s, never going below `min` (clamped to
     /// `max`). Both must be finite and positive; the dispatcher validates them.
@@ -40,17 +45,21 @@ impl Aimd {
         Self {
             max,
             min,
-            rate: max,
-            decrease_factor: Self::DECREASE_FACTOR,
-            recovery_secs: Self::RECOVERY_SECS,
-            recovery_base: max,
+            base: max,
             last_decrease: None,
         }
     }
 
-    /// The current target rate, requests/s.
-    pub fn rate(&self) -> f64 {
-        self.rate
+    /// The target rate at `now`, requests/s.
+    pub fn rate_at(&self, now: Duration) -> f64 {
+        match self.last_decrease {
+            None => self.max,
+            Some(at) => {
+                let elapsed = now.saturating_sub(at).as_secs_f64();
+                let slope = self.base.max(self.max / 4.0) / Self::RECOVERY_SECS;
+                (self.base + slope * elapsed).min(self.max)
+            }
+        }
     }
 
     /// The configured ceiling, requests/s.
@@ -69,23 +78,11 @@ impl Aimd {
         if self.last_decrease.is_some_and(|at| sent_at < at) {
             return false;
         }
+        let current = self.rate_at(now);
+        let lowered = (current * Self::DECREASE_FACTOR).max(self.min);
+        self.base = lowered;
         self.last_decrease = Some(now);
-        let lowered = (self.rate * self.decrease_factor).max(self.min);
-        let changed = lowered < self.rate;
-        self.rate = lowered;
-        self.recovery_base = lowered;
-        changed
-    }
-
-    /// Records an answered request that was not throttled; returns whether the
-    /// rate rose.
-    pub fn on_success(&mut self) -> bool {
-        if self.rate >= self.max {
-            return false;
-        }
-        let step = self.recovery_base / (self.recovery_secs * self.rate);
-        self.rate = (self.rate + step).min(self.max);
-        true
+        lowered < current
     }
 }
 
@@ -98,84 +95,90 @@ mod tests {
     }
 
     #[test]
-    fn starts_at_max_and_successes_do_not_exceed_it() {
-        let mut a = Aimd::new(10.0, 0.1);
-        assert_eq!(a.rate(), 10.0);
-        assert!(!a.on_success());
-        assert_eq!(a.rate(), 10.0);
+    fn starts_at_max_and_never_exceeds_it() {
+        let a = Aimd::new(10.0, 1.0);
+        assert_eq!(a.rate_at(secs(0.0)), 10.0);
+        assert_eq!(a.rate_at(secs(1e6)), 10.0);
     }
 
     #[test]
     fn a_429_halves_the_rate() {
-        let mut a = Aimd::new(10.0, 0.1);
+        let mut a = Aimd::new(10.0, 1.0);
         assert!(a.on_throttled(secs(1.0), secs(1.1)));
-        assert_eq!(a.rate(), 5.0);
+        assert_eq!(a.rate_at(secs(1.1)), 5.0);
     }
 
     #[test]
     fn a_burst_of_429s_from_one_window_counts_once() {
-        let mut a = Aimd::new(16.0, 0.1);
+        let mut a = Aimd::new(16.0, 1.0);
         // Four requests in flight, all sent before the first 429 arrived.
         assert!(a.on_throttled(secs(1.00), secs(1.20)));
         assert!(!a.on_throttled(secs(1.05), secs(1.21)));
         assert!(!a.on_throttled(secs(1.10), secs(1.25)));
         assert!(!a.on_throttled(secs(1.19), secs(1.30)));
-        assert_eq!(a.rate(), 8.0);
-        // A request sent after the decrease and still throttled counts again.
+        assert_eq!(a.rate_at(secs(1.20)), 8.0);
+        // A request sent after the decrease and still throttled counts again
+        // (from the rate recovered meanwhile: 0.3 s at 0.8/s per second).
         assert!(a.on_throttled(secs(1.40), secs(1.50)));
-        assert_eq!(a.rate(), 4.0);
+        assert!((a.rate_at(secs(1.50)) - (8.0 + 0.8 * 0.3) / 2.0).abs() < 1e-9);
     }
 
     #[test]
     fn never_below_the_floor() {
         let mut a = Aimd::new(8.0, 1.5);
-        let mut t = 0.0;
-        for _ in 0..20 {
-            t += 1.0;
-            a.on_throttled(secs(t), secs(t + 0.1));
+        for i in 0..20 {
+            let t = f64::from(i) * 0.01;
+            a.on_throttled(secs(t), secs(t));
         }
-        assert_eq!(a.rate(), 1.5);
-        assert!(!a.on_throttled(secs(100.0), secs(100.1)));
+        assert_eq!(a.rate_at(secs(0.19)), 1.5);
+        a.on_throttled(secs(0.2), secs(0.2));
+        assert_eq!(a.rate_at(secs(0.2)), 1.5);
     }
 
     #[test]
     fn floor_above_max_is_clamped() {
         let a = Aimd::new(0.5, 2.0);
         assert_eq!(a.min(), 0.5);
-        assert_eq!(a.rate(), 0.5);
+        assert_eq!(a.rate_at(Duration::ZERO), 0.5);
     }
 
-    /// Simulates one second of successes at the current rate.
-    fn one_second(a: &mut Aimd) {
-        let n = a.rate().round() as usize;
-        for _ in 0..n {
-            a.on_success();
+    #[test]
+    fn recovery_from_one_halving_takes_recovery_secs() {
+        for max in [5.0, 100.0, 1000.0] {
+            let mut a = Aimd::new(max, max / 10.0);
+            a.on_throttled(secs(0.0), secs(0.0));
+            assert_eq!(a.rate_at(secs(0.0)), max / 2.0);
+            // Linear: half-way after half the time.
+            let mid = a.rate_at(secs(Aimd::RECOVERY_SECS / 2.0));
+            assert!((mid - 0.75 * max).abs() < 1e-9, "{max}: {mid}");
+            assert!(a.rate_at(secs(Aimd::RECOVERY_SECS * 0.99)) < max);
+            assert_eq!(a.rate_at(secs(Aimd::RECOVERY_SECS)), max);
         }
     }
 
     #[test]
-    fn recovery_is_additive_and_takes_about_recovery_secs() {
-        for max in [10.0, 100.0, 1000.0] {
-            let mut a = Aimd::new(max, 0.1);
-            a.on_throttled(secs(0.0), secs(0.0));
-            let half = max / 2.0;
-            assert_eq!(a.rate(), half);
-            // Linear: one second adds about half/RECOVERY_SECS.
-            one_second(&mut a);
-            let gained = a.rate() - half;
-            let expected = half / Aimd::RECOVERY_SECS;
-            assert!(
-                (gained - expected).abs() < expected * 0.15,
-                "{max}: {gained}"
-            );
-            let mut seconds = 1;
-            while a.rate() < max && seconds < 100 {
-                one_second(&mut a);
-                seconds += 1;
-            }
-            assert_eq!(a.rate(), max);
-            assert!((9..=12).contains(&seconds), "{max}: {seconds} s");
+    fn from_the_floor_the_rate_is_back_within_four_recovery_periods() {
+        let mut a = Aimd::new(5.0, 0.5);
+        // A server that throttles everything for a while: down to the floor.
+        for i in 0..10 {
+            let t = f64::from(i);
+            a.on_throttled(secs(t), secs(t));
         }
+        assert_eq!(a.rate_at(secs(9.0)), 0.5);
+        assert!(a.rate_at(secs(9.0 + 2.0 * Aimd::RECOVERY_SECS)) > 2.5);
+        assert_eq!(a.rate_at(secs(9.0 + 4.0 * Aimd::RECOVERY_SECS)), 5.0);
+    }
+
+    #[test]
+    fn a_long_server_pause_is_not_slow_down_forever() {
+        // 429 + Retry-After 3600: one halving, then an hour of silence.
+        let mut a = Aimd::new(5.0, 0.5);
+        assert!(a.on_throttled(secs(10.0), secs(10.0)));
+        assert_eq!(a.rate_at(secs(3610.0)), 5.0);
+        // The first request after the pause, throttled again, halves from
+        // the recovered rate, not from the floor.
+        assert!(a.on_throttled(secs(3610.0), secs(3610.1)));
+        assert_eq!(a.rate_at(secs(3610.1)), 2.5);
     }
 
     #[test]
@@ -186,10 +189,9 @@ mod tests {
             t += 0.01;
             if i % 97 == 0 || i % 13 == 0 {
                 a.on_throttled(secs((t - 0.05f64).max(0.0)), secs(t));
-            } else {
-                a.on_success();
             }
-            assert!((0.5..=20.0).contains(&a.rate()), "{}", a.rate());
+            let r = a.rate_at(secs(t));
+            assert!((0.5..=20.0).contains(&r), "{r}");
         }
     }
 }

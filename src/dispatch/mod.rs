@@ -1,17 +1,22 @@
 //! The request dispatcher: sends fully described HTTP calls at no more than
-//! `--rate` requests/s and `--concurrency` in flight, retrying 429, 5xx and
-//! network failures with full-jitter backoff that honours `Retry-After`, and
-//! slowing down by itself on repeated 429s (SPEC §5).
+//! `--rate` requests/s and `--concurrency` in flight, retrying transient
+//! answers and network failures with full-jitter backoff that honours
+//! `Retry-After` up to `--max-retry-after`, and slowing down by itself on
+//! repeated 429s (SPEC §5).
 //!
-//! Providers build [`HttpCall`]s and interpret [`HttpReply`]s; the dispatcher
-//! knows nothing of their APIs. Every attempt, retries included, takes a
-//! concurrency permit and a rate token; the permit is given back while a retry
-//! waits. URLs and bodies may carry the API key, so neither is ever logged nor
-//! put in an error: only the method and path are.
+//! Providers build [`HttpCall`]s, classify answers ([`Verdict`], from status
+//! and body together) and interpret [`HttpReply`]s; the dispatcher knows
+//! nothing of their APIs. Every response body is read incrementally up to
+//! [`MAX_BODY`]; a larger one is dropped unread and counts as a lost answer.
+//! Every attempt, retries included, takes a concurrency permit and a rate
+//! token; the permit is given back while a retry waits. URLs and bodies may
+//! carry the API key, so neither is ever logged nor put in an error: only the
+//! method and path are.
 
 mod aimd;
 mod pacer;
 mod retry;
+mod verdict;
 
 #[cfg(test)]
 #[cfg(feature = "sandbox")]
@@ -19,19 +24,22 @@ mod tests;
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::{self, HeaderValue, InvalidHeaderValue};
 use reqwest::{Method, Url};
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 
 pub use aimd::Aimd;
 pub use pacer::burst_for;
 pub use retry::{
-    AttemptResult, NetworkKind, RetryDecision, RetryPolicy, backoff, classify, parse_retry_after,
+    AttemptResult, NetworkKind, RetryDecision, RetryPolicy, RetryStep, backoff, classify,
+    parse_retry_after,
 };
+pub use verdict::{Verdict, by_status, looks_like_markup, transient_status};
 
 use pacer::Pacer;
 use retry::JitterRng;
@@ -126,18 +134,72 @@ pub enum SendError {
         /// opposed to one never established).
         maybe_applied: bool,
     },
+    /// The last attempt's answer was larger than the cap, so it was dropped
+    /// unread; the request may have been applied.
+    #[error("the answer was larger than {limit} bytes and was not read")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The server asked for a pause (`Retry-After`) longer than
+    /// `--max-retry-after`: the run must stop sending.
+    #[error(
+        "the provider asked to wait {} s before the next request (Retry-After), more than --max-retry-after {} s allows",
+        .asked.as_secs(),
+        .limit.as_secs()
+    )]
+    RetryAfterTooLong {
+        /// The pause the server asked for.
+        asked: Duration,
+        /// `--max-retry-after`.
+        limit: Duration,
+        /// Whether an earlier attempt of this call may have been applied.
+        maybe_applied: bool,
+    },
+    /// Answers in a row that were not the provider's (see
+    /// [`Verdict::Misdirected`]): the base URL does not lead to its API.
+    #[error("{message}")]
+    Misdirected {
+        /// The report code of the last answer (`HTTP_<status>`, or
+        /// `RESPONSE_INVALID` for a 2xx page).
+        code: crate::codes::ErrorCode,
+        /// What came back, and what to check.
+        message: String,
+    },
     /// The stop signal came before the call's first attempt.
     #[error("cancelled before sending")]
     Cancelled,
 }
+
+/// Largest response body read, in bytes (8 MiB). The largest legitimate
+/// answers are a 500-row SMS Partner bulk add result (about 50–150 KB) and a
+/// listing page (20 SMS Partner contacts, or 100 Mobivate records: under
+/// 100 KB with ordinary fields; about 7.7 MB for 20 contacts whose every
+/// field holds the 64 KiB a cell may). Memory for bodies stays under
+/// `--concurrency` × this cap. See docs/reliability.md.
+pub const MAX_BODY: usize = 8 << 20;
+
+/// Answers in a row that are not the provider's after which the run stops:
+/// one could be a proxy's hiccup, three are a wrong `--base-url`.
+pub const MISDIRECTED_LIMIT: u32 = 3;
+
+/// Most requests in flight `--concurrency` may ask for: beyond it, memory
+/// (bodies up to [`MAX_BODY`] each, the report window) grows for no gain.
+pub const MAX_CONCURRENCY: usize = 256;
+
+/// The fastest `--rate` accepted, requests/s.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// The slowest `--rate` accepted, requests/s (one request every 100 s).
+pub const MIN_RATE: f64 = 0.01;
 
 /// Everything a [`Dispatcher`] needs, validated by [`Dispatcher::new`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct DispatchConfig {
     /// Requests per second, at most (`--rate`).
     pub rate: f64,
-    /// The adaptive rate never drops below this (clamped to `rate`).
-    pub min_rate: f64,
+    /// The adaptive rate never drops below this share of `rate`.
+    pub floor_share: f64,
     /// A fixed quota burst; `None` picks [`burst_for`] the current rate.
     pub burst: Option<NonZeroU32>,
     /// Requests in flight, at most (`--concurrency`).
@@ -150,13 +212,15 @@ pub struct DispatchConfig {
     pub request_timeout: Duration,
     /// Seed of the jitter draws, for reproducible runs.
     pub seed: u64,
+    /// Largest response body read, in bytes ([`MAX_BODY`]).
+    pub max_body: usize,
 }
 
 impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
             rate: 5.0,
-            min_rate: 0.1,
+            floor_share: aimd::Aimd::FLOOR_SHARE,
             burst: None,
             concurrency: 4,
             retry: RetryPolicy {
@@ -168,6 +232,7 @@ impl Default for DispatchConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             seed: 0x5EED,
+            max_body: MAX_BODY,
         }
     }
 }
@@ -175,13 +240,13 @@ impl Default for DispatchConfig {
 /// Why a [`DispatchConfig`] was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The rate is not a positive number of requests per second that a
-    /// quota can express.
-    #[error("rate must be a positive number of requests per second up to 1000000, got {0}")]
+    /// The rate is not a number of requests per second in
+    /// [`MIN_RATE`]..=[`MAX_RATE`].
+    #[error("rate must be between {MIN_RATE} and {MAX_RATE} requests per second, got {0}")]
     Rate(f64),
-    /// Concurrency must be at least 1.
-    #[error("concurrency must be at least 1")]
-    Concurrency,
+    /// Concurrency must be in 1..=[`MAX_CONCURRENCY`].
+    #[error("concurrency must be between 1 and {MAX_CONCURRENCY}, got {0}")]
+    Concurrency(usize),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
@@ -198,8 +263,12 @@ pub struct Stats {
     pub throttled: u64,
     /// 5xx responses received.
     pub server_errors: u64,
-    /// Attempts that got no complete answer.
+    /// Attempts that got no complete answer (oversized ones included).
     pub network_errors: u64,
+    /// Attempts whose answer was larger than the cap.
+    pub oversized: u64,
+    /// Answers that were not the provider's (wrong endpoint).
+    pub misdirected: u64,
     /// The rate currently paced at, requests/s.
     pub rate: f64,
 }
@@ -211,6 +280,8 @@ struct Counters {
     throttled: AtomicU64,
     server_errors: AtomicU64,
     network_errors: AtomicU64,
+    oversized: AtomicU64,
+    misdirected: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -228,19 +299,22 @@ pub struct Dispatcher {
     stop: watch::Receiver<bool>,
     hold: Hold,
     counters: Counters,
+    max_body: usize,
+    /// Answers in a row that were not the provider's.
+    misdirected_streak: AtomicU32,
 }
 
 /// A time before which no attempt starts, set from `Retry-After`.
 #[derive(Default)]
-struct Hold(Mutex<Option<tokio::time::Instant>>);
+struct Hold(Mutex<Option<Instant>>);
 
 impl Hold {
-    fn until(&self) -> Option<tokio::time::Instant> {
+    fn until(&self) -> Option<Instant> {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Moves the hold to `until` unless it already reaches further.
-    fn extend(&self, until: tokio::time::Instant) {
+    fn extend(&self, until: Instant) {
         let mut hold = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if hold.is_none_or(|h| h < until) {
             *hold = Some(until);
@@ -249,7 +323,7 @@ impl Hold {
 
     /// Waits until no hold is in force (a hold may be extended meanwhile).
     async fn wait(&self) {
-        while let Some(until) = self.until().filter(|u| *u > tokio::time::Instant::now()) {
+        while let Some(until) = self.until().filter(|u| *u > Instant::now()) {
             tokio::time::sleep_until(until).await;
         }
     }
@@ -274,6 +348,9 @@ enum Attempt {
         message: String,
     },
 }
+
+/// How a call classifies a complete answer: status, `Retry-After`, body.
+pub type Classify<'a> = &'a (dyn Fn(u16, Option<Duration>, &[u8]) -> Verdict + Sync);
 
 /// Resolves once `stop` holds `true`; never, if its sender is gone.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -314,13 +391,18 @@ impl Dispatcher {
     /// Validates `config` and builds the HTTP client (rustls, no redirects,
     /// timeouts). `stop` turning `true` stops new attempts.
     pub fn new(config: DispatchConfig, stop: watch::Receiver<bool>) -> Result<Self, ConfigError> {
-        if !(config.rate > 0.0 && config.rate <= 1e6) {
+        if !(MIN_RATE..=MAX_RATE).contains(&config.rate) {
             return Err(ConfigError::Rate(config.rate));
         }
-        if config.concurrency == 0 {
-            return Err(ConfigError::Concurrency);
+        if !(1..=MAX_CONCURRENCY).contains(&config.concurrency) {
+            return Err(ConfigError::Concurrency(config.concurrency));
         }
-        let pacer = Pacer::new(config.rate, config.min_rate, config.burst)
+        let share = if (0.0..=1.0).contains(&config.floor_share) {
+            config.floor_share
+        } else {
+            aimd::Aimd::FLOOR_SHARE
+        };
+        let pacer = Pacer::new(config.rate, config.rate * share, config.burst)
             .ok_or(ConfigError::Rate(config.rate))?;
         let client = reqwest::Client::builder()
             .use_rustls_tls()
@@ -333,13 +415,15 @@ impl Dispatcher {
             .map_err(|e| ConfigError::Client(error_message(e)))?;
         Ok(Self {
             client,
-            permits: Semaphore::new(config.concurrency.min(Semaphore::MAX_PERMITS)),
+            permits: Semaphore::new(config.concurrency),
             pacer,
             retry: config.retry,
             jitter: Mutex::new(JitterRng::new(config.seed)),
             stop,
             hold: Hold::default(),
             counters: Counters::default(),
+            max_body: config.max_body,
+            misdirected_streak: AtomicU32::new(0),
         })
     }
 
@@ -352,14 +436,17 @@ impl Dispatcher {
             throttled: c.throttled.load(Ordering::Relaxed),
             server_errors: c.server_errors.load(Ordering::Relaxed),
             network_errors: c.network_errors.load(Ordering::Relaxed),
+            oversized: c.oversized.load(Ordering::Relaxed),
+            misdirected: c.misdirected.load(Ordering::Relaxed),
             rate: self.pacer.rate(),
         }
     }
 
-    /// Sends `call`, retrying transient failures, and returns the final reply
-    /// whatever its status. Fails with [`SendError::Cancelled`] if stopped
-    /// before the first attempt; a stop after that returns the last sent
-    /// attempt's result as final.
+    /// Sends `call`, classifying answers by status alone ([`by_status`]),
+    /// retrying transient failures, and returns the final reply whatever its
+    /// status. Fails with [`SendError::Cancelled`] if stopped before the
+    /// first attempt; a stop after that returns the last sent attempt's
+    /// result as final.
     pub async fn send(&self, call: &HttpCall) -> Result<HttpReply, SendError> {
         self.send_marked(call, &AtomicBool::new(false)).await
     }
@@ -371,6 +458,19 @@ impl Dispatcher {
         call: &HttpCall,
         sent: &AtomicBool,
     ) -> Result<HttpReply, SendError> {
+        self.send_classified(call, sent, &by_status).await
+    }
+
+    /// [`Dispatcher::send_marked`] with the provider's own classification of
+    /// answers: it alone decides what is retried (a provider error inside a
+    /// 5xx is final), and [`MISDIRECTED_LIMIT`] misdirected answers in a row
+    /// end in [`SendError::Misdirected`].
+    pub async fn send_classified(
+        &self,
+        call: &HttpCall,
+        sent: &AtomicBool,
+        classify: Classify<'_>,
+    ) -> Result<HttpReply, SendError> {
         let mut stop = self.stop.clone();
         let mut retries = 0u32;
         let mut last: Option<Attempt> = None;
@@ -380,26 +480,49 @@ impl Dispatcher {
             // not sent, so the answer is the previous one's, if any.
             let Some((attempt, sent_at)) = self.attempt(call, retries > 0, &mut stop, sent).await
             else {
-                return last.map_or(Err(SendError::Cancelled), |a| finish(a, reached));
+                return last.map_or(Err(SendError::Cancelled), |a| self.finish(a, reached));
             };
-            if let Attempt::Failed { kind, .. } = &attempt {
-                reached |= !matches!(kind, NetworkKind::Connect | NetworkKind::Invalid);
-            }
             let result = match &attempt {
-                Attempt::Reply { reply, retry_after } => AttemptResult::Status {
-                    status: reply.status,
-                    retry_after: *retry_after,
-                },
+                Attempt::Reply { reply, retry_after } => {
+                    let verdict = classify(reply.status, *retry_after, &reply.body);
+                    if let Some(stop) = self.track_endpoint(&verdict) {
+                        return Err(stop);
+                    }
+                    match verdict {
+                        Verdict::Retry { after } => AttemptResult::Transient {
+                            status: reply.status,
+                            retry_after: after,
+                        },
+                        _ => AttemptResult::Final {
+                            status: reply.status,
+                        },
+                    }
+                }
                 Attempt::Failed { kind, .. } => AttemptResult::Network(*kind),
             };
             self.observe(&result, sent_at);
+            let was_reached = reached;
+            reached |= match &attempt {
+                Attempt::Reply { .. } => false,
+                Attempt::Failed { kind, .. } => {
+                    !matches!(kind, NetworkKind::Connect | NetworkKind::Invalid)
+                }
+            };
             let draw = self
                 .jitter
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .next_f64();
-            let Some(delay) = self.retry.next_delay(retries, &result, draw) else {
-                return finish(attempt, reached);
+            let delay = match self.retry.next_step(retries, &result, draw) {
+                RetryStep::After(delay) => delay,
+                RetryStep::Stop => return self.finish(attempt, reached),
+                RetryStep::TooLong(asked) => {
+                    return Err(SendError::RetryAfterTooLong {
+                        asked,
+                        limit: self.retry.max_retry_after,
+                        maybe_applied: was_reached,
+                    });
+                }
             };
             tracing::debug!(
                 call = %call.describe(),
@@ -414,17 +537,40 @@ impl Dispatcher {
                 () = tokio::time::sleep(delay) => false,
             };
             if stopped_early {
-                return finish(attempt, reached);
+                return self.finish(attempt, reached);
             }
             last = Some(attempt);
             retries += 1;
         }
     }
 
+    /// Counts answers that are not the provider's; the
+    /// [`MISDIRECTED_LIMIT`]th in a row stops the call (and the caller's run).
+    fn track_endpoint(&self, verdict: &Verdict) -> Option<SendError> {
+        match verdict {
+            Verdict::Misdirected(e) => {
+                bump(&self.counters.misdirected);
+                let streak = self.misdirected_streak.fetch_add(1, Ordering::Relaxed) + 1;
+                (streak >= MISDIRECTED_LIMIT).then(|| SendError::Misdirected {
+                    code: e.code,
+                    message: format!(
+                        "{MISDIRECTED_LIMIT} answers in a row were not the provider's API (last: {}); check --base-url",
+                        e.message
+                    ),
+                })
+            }
+            v if v.is_the_providers() => {
+                self.misdirected_streak.store(0, Ordering::Relaxed);
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// Feeds one attempt's result to the counters and the adaptive rate.
     fn observe(&self, result: &AttemptResult, sent_at: Instant) {
         match *result {
-            AttemptResult::Status {
+            AttemptResult::Transient {
                 status: 429,
                 retry_after,
             } => {
@@ -432,29 +578,50 @@ impl Dispatcher {
                 self.pacer.on_throttled(sent_at);
                 self.hold_for(retry_after);
             }
-            AttemptResult::Status {
+            AttemptResult::Transient { status, .. } | AttemptResult::Final { status }
+                if status == 429 =>
+            {
+                // A 429 that is final (its body says more) still means "slower".
+                bump(&self.counters.throttled);
+                self.pacer.on_throttled(sent_at);
+            }
+            AttemptResult::Transient {
                 status,
                 retry_after,
-            } if status >= 500 => {
-                bump(&self.counters.server_errors);
+            } => {
+                if status >= 500 {
+                    bump(&self.counters.server_errors);
+                }
                 self.hold_for(retry_after);
             }
-            AttemptResult::Status { .. } => self.pacer.on_success(),
-            AttemptResult::Network(_) => bump(&self.counters.network_errors),
+            AttemptResult::Final { status } => {
+                if status >= 500 {
+                    bump(&self.counters.server_errors);
+                }
+            }
+            AttemptResult::Network(kind) => {
+                bump(&self.counters.network_errors);
+                if kind == NetworkKind::Oversized {
+                    bump(&self.counters.oversized);
+                }
+            }
         }
     }
 
     /// A server's `Retry-After` on a 429/5xx pauses every call, not just the
     /// one it answered: the others would only be refused too.
     fn hold_for(&self, retry_after: Option<Duration>) {
-        if let Some(after) = retry_after.filter(|a| *a <= self.retry.max_retry_after) {
-            self.hold.extend(tokio::time::Instant::now() + after);
+        if let Some(after) = retry_after.filter(|a| *a <= self.retry.max_retry_after)
+            && let Some(until) = Instant::now().checked_add(after)
+        {
+            self.hold.extend(until);
         }
     }
 
     /// One attempt: waits out any server-requested pause, takes a permit and
-    /// a rate token, then sends the request and reads its whole body. `None`
-    /// if the stop came before sending; once sent, the attempt runs to its end.
+    /// a rate token, then sends the request and reads its body (up to the
+    /// cap). `None` if the stop came before sending; once sent, the attempt
+    /// runs to its end.
     async fn attempt(
         &self,
         call: &HttpCall,
@@ -508,32 +675,97 @@ impl Dispatcher {
         let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-        match response.bytes().await {
+            .and_then(|value| {
+                let parsed = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                if parsed.is_none() {
+                    // The value itself is not logged: it is the server's to fill.
+                    tracing::debug!(
+                        call = %call.describe(),
+                        status,
+                        "ignoring a Retry-After header that is neither seconds nor an HTTP date ({} bytes); backing off on our own",
+                        value.len()
+                    );
+                }
+                parsed
+            });
+        match read_capped(response, self.max_body).await {
             Ok(body) => Attempt::Reply {
-                reply: HttpReply {
-                    status,
-                    body: body.to_vec(),
-                },
+                reply: HttpReply { status, body },
                 retry_after,
             },
-            Err(err) => Attempt::Failed {
+            Err(BodyError::TooLarge) => {
+                tracing::debug!(
+                    call = %call.describe(),
+                    status,
+                    limit = self.max_body,
+                    "answer larger than the cap: connection dropped, counted as lost"
+                );
+                Attempt::Failed {
+                    kind: NetworkKind::Oversized,
+                    message: format!(
+                        "the answer was larger than {} bytes and was not read",
+                        self.max_body
+                    ),
+                }
+            }
+            Err(BodyError::Read(err)) => Attempt::Failed {
                 kind: NetworkKind::Body,
                 message: error_message(err),
             },
         }
     }
+
+    /// Turns the last attempt into the call's result; `reached` says whether
+    /// any attempt may have reached the server.
+    fn finish(&self, attempt: Attempt, reached: bool) -> Result<HttpReply, SendError> {
+        match attempt {
+            Attempt::Reply { reply, .. } => Ok(reply),
+            Attempt::Failed {
+                kind: NetworkKind::Oversized,
+                ..
+            } => Err(SendError::TooLarge {
+                limit: self.max_body,
+            }),
+            Attempt::Failed { message, .. } => Err(SendError::Network {
+                message,
+                maybe_applied: reached,
+            }),
+        }
+    }
 }
 
-/// Turns the last attempt into the call's result; `reached` says whether
-/// any attempt may have reached the server.
-fn finish(attempt: Attempt, reached: bool) -> Result<HttpReply, SendError> {
-    match attempt {
-        Attempt::Reply { reply, .. } => Ok(reply),
-        Attempt::Failed { message, .. } => Err(SendError::Network {
-            message,
-            maybe_applied: reached,
-        }),
+/// Why a body was not read.
+enum BodyError {
+    /// Larger than the cap (announced, or counted while reading).
+    TooLarge,
+    /// The transfer failed.
+    Read(reqwest::Error),
+}
+
+/// Reads the body chunk by chunk, giving up (and dropping the connection
+/// with `response`) as soon as it is known to exceed `cap` bytes: memory never
+/// holds more than the cap plus one chunk.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    let announced = response.content_length();
+    if announced.is_some_and(|len| len > u64::try_from(cap).unwrap_or(u64::MAX)) {
+        return Err(BodyError::TooLarge);
     }
+    // Trust the announced length only as far as the cap, and only for the
+    // first allocation.
+    let first = announced
+        .and_then(|len| usize::try_from(len).ok())
+        .unwrap_or(0)
+        .min(cap)
+        .min(1 << 20);
+    let mut body = Vec::with_capacity(first);
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len().saturating_add(chunk.len()) > cap {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

@@ -1,13 +1,15 @@
 //! The send pacer: a governor quota at the current adaptive rate. Governor
 //! quotas are fixed, so a rate change installs a fresh limiter; the AIMD
-//! arithmetic itself lives in [`super::aimd`].
+//! arithmetic itself lives in [`super::aimd`]. Times are tokio's, so tests
+//! on a paused clock see the rate recover.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
 
 use super::aimd::Aimd;
 
@@ -17,7 +19,7 @@ use super::aimd::Aimd;
 const BURST_SLACK_SECS: f64 = 0.02;
 
 /// Rate changes smaller than this share of the installed rate wait until they
-/// add up, so that recovery does not rebuild the limiter on every success.
+/// add up, so that recovery does not rebuild the limiter on every request.
 const REINSTALL_THRESHOLD: f64 = 0.05;
 
 /// The quota burst at `rate` requests/s: one request plus whole requests of
@@ -88,9 +90,14 @@ impl Pacer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits until the current quota allows one more attempt.
+    /// Waits until the current quota allows one more attempt, first bringing
+    /// the quota up to the rate recovered since the last 429.
     pub(crate) async fn ready(&self) {
-        let limiter = Arc::clone(&self.lock().limiter);
+        let limiter = {
+            let mut state = self.lock();
+            self.install(&mut state, false);
+            Arc::clone(&state.limiter)
+        };
         limiter.until_ready().await;
     }
 
@@ -109,18 +116,10 @@ impl Pacer {
         }
     }
 
-    /// Records an answered, unthrottled attempt.
-    pub(crate) fn on_success(&self) {
-        let mut state = self.lock();
-        if state.aimd.on_success() {
-            self.install(&mut state, false);
-        }
-    }
-
-    /// Installs a limiter at the AIMD rate if it moved enough (always after a
-    /// decrease, and when reaching the ceiling).
+    /// Installs a limiter at the AIMD rate of now if it moved enough (always
+    /// after a decrease, and when reaching the ceiling).
     fn install(&self, state: &mut State, decreased: bool) {
-        let rate = state.aimd.rate();
+        let rate = state.aimd.rate_at(self.epoch.elapsed());
         let moved = (rate - state.installed).abs() / state.installed;
         let at_max = rate >= state.aimd.max();
         if !(decreased || moved >= REINSTALL_THRESHOLD || at_max) || rate == state.installed {
@@ -156,32 +155,34 @@ mod tests {
         assert_eq!(burst_for(f64::NAN).get(), 1);
     }
 
-    #[test]
-    fn throttling_lowers_the_reported_rate_and_successes_restore_it() {
-        let p = Pacer::new(100.0, 1.0, None).unwrap();
+    #[tokio::test(start_paused = true)]
+    async fn throttling_lowers_the_reported_rate_and_time_restores_it() {
+        let p = Pacer::new(100.0, 10.0, None).unwrap();
         assert_eq!(p.rate(), 100.0);
+        tokio::time::advance(Duration::from_secs(1)).await;
         p.on_throttled(Instant::now());
         assert_eq!(p.rate(), 50.0);
         // Sent before the decrease: same window, no second halving.
         p.on_throttled(p.epoch);
         assert_eq!(p.rate(), 50.0);
-        for _ in 0..10_000 {
-            p.on_success();
-        }
+        tokio::time::advance(Duration::from_secs_f64(Aimd::RECOVERY_SECS)).await;
+        p.ready().await;
         assert_eq!(p.rate(), 100.0);
     }
 
-    #[test]
-    fn small_recoveries_do_not_reinstall_the_limiter() {
-        let p = Pacer::new(100.0, 1.0, None).unwrap();
+    #[tokio::test(start_paused = true)]
+    async fn small_recoveries_do_not_reinstall_the_limiter() {
+        let p = Pacer::new(100.0, 10.0, None).unwrap();
         p.on_throttled(Instant::now());
         let before = Arc::as_ptr(&p.lock().limiter);
-        p.on_success();
+        // 0.05 s: +0.25/s, under the threshold.
+        tokio::time::advance(Duration::from_millis(50)).await;
+        p.ready().await;
         assert_eq!(Arc::as_ptr(&p.lock().limiter), before);
         assert_eq!(p.rate(), 50.0);
-        for _ in 0..100 {
-            p.on_success();
-        }
+        // 1 s: +5/s, 10%: reinstalled.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        p.ready().await;
         assert_ne!(Arc::as_ptr(&p.lock().limiter), before);
         assert!(p.rate() > 50.0);
     }

@@ -19,16 +19,25 @@ pub enum NetworkKind {
     Closed,
     /// The response body could not be read to the end.
     Body,
+    /// The response body was larger than the cap: the connection was dropped
+    /// unread, and the answer counts as lost (the request may have been applied).
+    Oversized,
     /// The request could not be built (bad URL, header…); sending it again
     /// cannot help.
     Invalid,
 }
 
-/// What one attempt produced, as seen by the retry policy.
+/// What one attempt produced, as seen by the retry policy: the answer's
+/// [`Verdict`](super::Verdict) reduced to "final" or "transient".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptResult {
-    /// The server answered with this status (and maybe a `Retry-After`).
-    Status {
+    /// A complete answer that is final: success, a refusal, or a stop.
+    Final {
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// A complete answer worth another try (429, a 5xx without a provider error).
+    Transient {
         /// The HTTP status code.
         status: u16,
         /// The parsed `Retry-After` header, if any.
@@ -50,23 +59,15 @@ pub enum RetryDecision {
     },
 }
 
-/// Classifies an attempt result: 429, 5xx (except 501) and network failures
-/// are transient; every other status, and requests that cannot be built, are
-/// final.
+/// Classifies an attempt result: transient answers and network failures
+/// (an oversized body included) are worth another try; final answers, and
+/// requests that cannot be built, are not.
 pub fn classify(result: &AttemptResult) -> RetryDecision {
     match *result {
-        AttemptResult::Status {
-            status,
-            retry_after,
-        } => {
-            // 501 Not Implemented will not change on its own (vector agrees).
-            if status == 429 || ((500..600).contains(&status) && status != 501) {
-                RetryDecision::Retry { after: retry_after }
-            } else {
-                RetryDecision::Done
-            }
+        AttemptResult::Final { .. } | AttemptResult::Network(NetworkKind::Invalid) => {
+            RetryDecision::Done
         }
-        AttemptResult::Network(NetworkKind::Invalid) => RetryDecision::Done,
+        AttemptResult::Transient { retry_after, .. } => RetryDecision::Retry { after: retry_after },
         AttemptResult::Network(_) => RetryDecision::Retry { after: None },
     }
 }
@@ -104,27 +105,36 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// The backoff ceiling never exceeds this.
     pub max_delay: Duration,
-    /// A `Retry-After` longer than this is not waited for: the response is
-    /// returned to the caller as final instead of stalling the run.
+    /// The longest `Retry-After` waited for (`--max-retry-after`); a server
+    /// asking for more stops the sending ([`RetryStep::TooLong`]).
     pub max_retry_after: Duration,
 }
 
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryStep {
+    /// Send again after this wait.
+    After(Duration),
+    /// The result is final (not transient, or retries used up): hand it over.
+    Stop,
+    /// The server asked for a pause longer than
+    /// [`max_retry_after`](RetryPolicy::max_retry_after): stop sending.
+    TooLong(Duration),
+}
+
 impl RetryPolicy {
-    /// The wait before the next attempt, or `None` when `result` is final:
-    /// not transient, retries used up, or a `Retry-After` beyond
-    /// [`max_retry_after`](Self::max_retry_after). `retries_done` counts the
-    /// retries already made for this call.
-    pub fn next_delay(
-        &self,
-        retries_done: u32,
-        result: &AttemptResult,
-        draw: f64,
-    ) -> Option<Duration> {
+    /// The step after an attempt that produced `result`; `retries_done`
+    /// counts the retries already made for this call. A `Retry-After` beyond
+    /// the cap wins over everything, used-up retries included: the server
+    /// said no request will do before then.
+    pub fn next_step(&self, retries_done: u32, result: &AttemptResult, draw: f64) -> RetryStep {
         match classify(result) {
-            RetryDecision::Done => None,
-            RetryDecision::Retry { .. } if retries_done >= self.max_retries => None,
-            RetryDecision::Retry { after: Some(after) } if after > self.max_retry_after => None,
-            RetryDecision::Retry { after } => Some(backoff(
+            RetryDecision::Done => RetryStep::Stop,
+            RetryDecision::Retry { after: Some(after) } if after > self.max_retry_after => {
+                RetryStep::TooLong(after)
+            }
+            RetryDecision::Retry { .. } if retries_done >= self.max_retries => RetryStep::Stop,
+            RetryDecision::Retry { after } => RetryStep::After(backoff(
                 retries_done,
                 self.base_delay,
                 self.max_delay,
@@ -183,18 +193,18 @@ impl JitterRng {
 mod tests {
     use super::*;
 
-    fn status(status: u16) -> AttemptResult {
-        AttemptResult::Status {
+    fn transient(status: u16) -> AttemptResult {
+        AttemptResult::Transient {
             status,
             retry_after: None,
         }
     }
 
     #[test]
-    fn transient_statuses_are_retried() {
-        for s in [429, 500, 502, 503, 504, 599] {
+    fn transient_answers_are_retried() {
+        for s in [429, 500, 502, 503] {
             assert_eq!(
-                classify(&status(s)),
+                classify(&transient(s)),
                 RetryDecision::Retry { after: None },
                 "{s}"
             );
@@ -202,15 +212,20 @@ mod tests {
     }
 
     #[test]
-    fn final_statuses_are_not_retried() {
-        for s in [200, 201, 204, 302, 400, 401, 403, 404, 409, 422, 501] {
-            assert_eq!(classify(&status(s)), RetryDecision::Done, "{s}");
+    fn final_answers_are_not_retried_whatever_their_status() {
+        // The status alone decides nothing: a provider error in a 500 is final.
+        for s in [200, 201, 302, 400, 401, 404, 500, 503] {
+            assert_eq!(
+                classify(&AttemptResult::Final { status: s }),
+                RetryDecision::Done,
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn retry_after_is_carried_into_the_decision() {
-        let r = AttemptResult::Status {
+        let r = AttemptResult::Transient {
             status: 429,
             retry_after: Some(Duration::from_secs(7)),
         };
@@ -229,6 +244,7 @@ mod tests {
             NetworkKind::Timeout,
             NetworkKind::Closed,
             NetworkKind::Body,
+            NetworkKind::Oversized,
         ] {
             assert_eq!(
                 classify(&AttemptResult::Network(k)),
@@ -296,21 +312,42 @@ mod tests {
     #[test]
     fn policy_stops_after_max_retries() {
         let p = policy();
-        assert_eq!(p.next_delay(0, &status(503), 0.5), Some(50 * MS));
-        assert_eq!(p.next_delay(1, &status(503), 0.5), Some(100 * MS));
-        assert_eq!(p.next_delay(2, &status(503), 0.5), None);
-        assert_eq!(p.next_delay(0, &status(400), 0.5), None);
+        assert_eq!(
+            p.next_step(0, &transient(503), 0.5),
+            RetryStep::After(50 * MS)
+        );
+        assert_eq!(
+            p.next_step(1, &transient(503), 0.5),
+            RetryStep::After(100 * MS)
+        );
+        assert_eq!(p.next_step(2, &transient(503), 0.5), RetryStep::Stop);
+        assert_eq!(
+            p.next_step(0, &AttemptResult::Final { status: 400 }, 0.5),
+            RetryStep::Stop
+        );
     }
 
     #[test]
-    fn policy_gives_up_on_an_excessive_retry_after() {
+    fn policy_stops_the_sending_on_an_excessive_retry_after() {
         let p = policy();
-        let r = |secs| AttemptResult::Status {
+        let r = |secs| AttemptResult::Transient {
             status: 429,
             retry_after: Some(Duration::from_secs(secs)),
         };
-        assert_eq!(p.next_delay(0, &r(60), 0.5), Some(Duration::from_secs(60)));
-        assert_eq!(p.next_delay(0, &r(61), 0.5), None);
+        assert_eq!(
+            p.next_step(0, &r(60), 0.5),
+            RetryStep::After(Duration::from_secs(60))
+        );
+        assert_eq!(
+            p.next_step(0, &r(61), 0.5),
+            RetryStep::TooLong(Duration::from_secs(61))
+        );
+        // Even with the retries used up: the server said when to come back.
+        assert_eq!(
+            p.next_step(2, &r(61), 0.5),
+            RetryStep::TooLong(Duration::from_secs(61))
+        );
+        assert_eq!(p.next_step(2, &r(60), 0.5), RetryStep::Stop);
     }
 
     fn now() -> DateTime<Utc> {

@@ -1,9 +1,13 @@
 //! Dispatcher tests against scripted local servers (axum on 127.0.0.1:0, or
-//! raw TCP for broken connections).
+//! raw TCP for broken connections). Tests that wait on time (`Retry-After`,
+//! backoff) run on tokio's paused clock: the server stamps requests with
+//! tokio's clock, so gaps are logical time, never measured wall time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,7 +26,7 @@ const SECRET: &str = "SECRET-KEY-123";
 struct Resp {
     status: u16,
     headers: Vec<(&'static str, String)>,
-    body: &'static str,
+    body: Vec<u8>,
     /// Wait for the test to open the gate before answering.
     hold: bool,
 }
@@ -31,7 +35,7 @@ fn resp(status: u16) -> Resp {
     Resp {
         status,
         headers: Vec::new(),
-        body: "",
+        body: Vec::new(),
         hold: false,
     }
 }
@@ -41,8 +45,8 @@ impl Resp {
         self.headers.push((name, value.to_owned()));
         self
     }
-    fn body(mut self, body: &'static str) -> Self {
-        self.body = body;
+    fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
         self
     }
     fn held(mut self) -> Self {
@@ -124,11 +128,7 @@ async fn answer(
     for (name, value) in r.headers {
         out.insert(name, value.parse().unwrap());
     }
-    (
-        StatusCode::from_u16(r.status).unwrap(),
-        out,
-        r.body.as_bytes().to_vec(),
-    )
+    (StatusCode::from_u16(r.status).unwrap(), out, r.body)
 }
 
 async fn serve(scripts: &[(&str, Vec<Resp>)]) -> Running {
@@ -169,6 +169,17 @@ fn config() -> DispatchConfig {
         },
         request_timeout: Duration::from_secs(10),
         ..DispatchConfig::default()
+    }
+}
+
+/// [`config`] for tests on the paused clock: the governor pacer waits in
+/// real time, which a paused runtime would fill by jumping to its next timer,
+/// so these never wait for a token (a large burst, a rate that never drops).
+fn paused() -> DispatchConfig {
+    DispatchConfig {
+        burst: NonZeroU32::new(1000),
+        floor_share: 1.0,
+        ..config()
     }
 }
 
@@ -234,32 +245,123 @@ async fn client_errors_are_not_retried() {
     }
 }
 
-#[tokio::test]
-async fn retry_after_is_honoured_and_429_slows_the_rate() {
-    let s = serve(&[("/c", vec![resp(429).header("retry-after", "1"), resp(200)])]).await;
-    let (d, _stop) = dispatcher(config());
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured() {
+    let s = serve(&[("/c", vec![resp(429).header("retry-after", "30"), resp(200)])]).await;
+    let (d, _stop) = dispatcher(paused());
     let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
     assert_eq!(reply.status, 200);
     let hits = s.hits("/c");
     assert_eq!(hits.len(), 2);
-    // A lower bound only: the wait can never be shorter than asked.
-    assert!(hits[1].at - hits[0].at >= Duration::from_secs(1));
+    // Logical time on the paused clock: never shorter than asked.
+    assert!(hits[1].at - hits[0].at >= Duration::from_secs(30));
     let stats = d.stats();
     assert_eq!(stats.throttled, 1);
-    assert!(stats.rate < 1000.0 && stats.rate >= 500.0, "{}", stats.rate);
 }
 
-#[tokio::test]
-async fn an_excessive_retry_after_is_returned_not_waited_for() {
+#[tokio::test(start_paused = true)]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let at = chrono::Utc::now() + chrono::Duration::seconds(45);
+    let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    let s = serve(&[(
+        "/c",
+        vec![resp(503).header("retry-after", &date), resp(200)],
+    )])
+    .await;
+    let (d, _stop) = dispatcher(paused());
+    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let hits = s.hits("/c");
+    assert_eq!(hits.len(), 2);
+    // The date has one-second resolution and the wall clock moved a little.
+    let gap = hits[1].at - hits[0].at;
+    assert!(gap >= Duration::from_secs(43), "{gap:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbage_retry_after_is_ignored_and_backoff_applies() {
+    for garbage in [
+        "soon",
+        "-5",
+        "1.5",
+        "Wed, 99 Oct 2015 07:28:10 GMT",
+        "3600 s",
+    ] {
+        let s = serve(&[(
+            "/c",
+            vec![resp(429).header("retry-after", garbage), resp(200)],
+        )])
+        .await;
+        let (d, _stop) = dispatcher(paused());
+        let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+        assert_eq!(reply.status, 200, "{garbage:?}");
+        let hits = s.hits("/c");
+        assert_eq!(hits.len(), 2);
+        // Our own backoff (at most 5 ms here), not a wait the header asked for.
+        assert!(
+            hits[1].at - hits[0].at < Duration::from_secs(1),
+            "{garbage:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_beyond_the_cap_stops_instead_of_waiting() {
+    for value in ["3600", "121", "99999999999999999999999"] {
+        let s = serve(&[(
+            "/c",
+            vec![resp(429).header("retry-after", value), resp(200)],
+        )])
+        .await;
+        let (d, _stop) = dispatcher(paused());
+        let err = d.send(&HttpCall::get(s.url("/c"))).await.unwrap_err();
+        match &err {
+            SendError::RetryAfterTooLong {
+                asked,
+                limit,
+                maybe_applied,
+            } => {
+                assert!(*asked > Duration::from_secs(120), "{value}");
+                assert_eq!(*limit, Duration::from_secs(120));
+                assert!(!maybe_applied);
+            }
+            other => panic!("{value}: {other:?}"),
+        }
+        // The message names the delay the provider asked for and the flag.
+        let shown = err.to_string();
+        assert!(shown.contains("Retry-After"), "{shown}");
+        assert!(shown.contains("--max-retry-after 120"), "{shown}");
+        if value == "3600" {
+            assert!(shown.contains("3600 s"), "{shown}");
+        }
+        assert_eq!(s.hits("/c").len(), 1, "not sent again");
+    }
+    // A 5xx asking for too long a pause stops the same way; a date too.
+    let far = (chrono::Utc::now() + chrono::Duration::hours(2))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let s = serve(&[("/c", vec![resp(503).header("retry-after", &far)])]).await;
+    let (d, _stop) = dispatcher(paused());
+    assert!(matches!(
+        d.send(&HttpCall::get(s.url("/c"))).await,
+        Err(SendError::RetryAfterTooLong { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_after_cap_is_configurable() {
     let s = serve(&[(
         "/c",
         vec![resp(429).header("retry-after", "3600"), resp(200)],
     )])
     .await;
-    let (d, _stop) = dispatcher(config());
-    let reply = within(d.send(&HttpCall::get(s.url("/c")))).await.unwrap();
-    assert_eq!(reply.status, 429);
-    assert_eq!(s.hits("/c").len(), 1);
+    let mut cfg = paused();
+    cfg.retry.max_retry_after = Duration::from_secs(7200);
+    let (d, _stop) = dispatcher(cfg);
+    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let hits = s.hits("/c");
+    assert!(hits[1].at - hits[0].at >= Duration::from_secs(3600));
 }
 
 #[tokio::test]
@@ -383,6 +485,221 @@ async fn refused_connections_are_retried_then_reported() {
     assert_eq!(d.stats().network_errors, 3);
 }
 
+/// A raw TCP server that answers every request with a chunked body that never
+/// ends; returns its URL, a count of connections and the bytes written on
+/// the last one before the client went away.
+async fn endless_server() -> (Url, Arc<std::sync::atomic::AtomicU64>, Arc<Mutex<Vec<u64>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!(
+        "http://{}/v1/contact/list",
+        listener.local_addr().unwrap()
+    ))
+    .unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let (counted, sizes) = (Arc::clone(&count), Arc::clone(&written));
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            counted.fetch_add(1, Ordering::SeqCst);
+            let sizes = Arc::clone(&sizes);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if socket.write_all(head).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, " ".repeat(64 * 1024));
+                let mut total = 0u64;
+                while socket.write_all(chunk.as_bytes()).await.is_ok() {
+                    total += 64 * 1024;
+                }
+                sizes.lock().unwrap().push(total);
+            });
+        }
+    });
+    (url, count, written)
+}
+
+#[tokio::test]
+async fn an_endless_body_is_cut_at_the_cap_and_counts_as_lost() {
+    let (url, connections, written) = endless_server().await;
+    let mut cfg = config();
+    cfg.max_body = 1 << 20;
+    cfg.retry.max_retries = 2;
+    let (d, _stop) = dispatcher(cfg);
+    let err = within(d.send(&HttpCall::get(url))).await.unwrap_err();
+    assert_eq!(err, SendError::TooLarge { limit: 1 << 20 });
+    // Lost answers are retried: three connections, each dropped.
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+    let stats = d.stats();
+    assert_eq!((stats.attempts, stats.oversized), (3, 3));
+    // The server could only push what the cap and the socket buffers take:
+    // the client stopped reading, it did not drain the stream.
+    within(async {
+        while written.lock().unwrap().len() < 3 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    for bytes in written.lock().unwrap().iter() {
+        assert!(*bytes < 64 << 20, "{bytes} bytes went out");
+    }
+}
+
+#[tokio::test]
+async fn an_announced_oversized_body_is_not_read_at_all() {
+    let (url, connections) =
+        broken_server(b"HTTP/1.1 200 OK\r\ncontent-length: 10000000000\r\n\r\n{\"success\": true")
+            .await;
+    let mut cfg = config();
+    cfg.retry.max_retries = 1;
+    let (d, _stop) = dispatcher(cfg);
+    let err = within(d.send(&HttpCall::get(url))).await.unwrap_err();
+    assert_eq!(err, SendError::TooLarge { limit: MAX_BODY });
+    assert_no_secret(&err);
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_at_the_cap_is_read_one_byte_more_is_not() {
+    let cap = 100_000;
+    let s = serve(&[
+        ("/at", vec![resp(200).body(vec![b' '; cap])]),
+        ("/over", vec![resp(200).body(vec![b' '; cap + 1])]),
+    ])
+    .await;
+    let mut cfg = config();
+    cfg.max_body = cap;
+    let (d, _stop) = dispatcher(cfg);
+    let reply = d.send(&HttpCall::get(s.url("/at"))).await.unwrap();
+    assert_eq!(reply.body.len(), cap);
+    let err = d.send(&HttpCall::get(s.url("/over"))).await.unwrap_err();
+    assert_eq!(err, SendError::TooLarge { limit: cap });
+    assert_eq!(s.hits("/over").len(), 4, "retried like a lost answer");
+    // The same without a Content-Length: counted while reading.
+    let chunked = |n: usize| -> &'static [u8] {
+        let body = " ".repeat(n);
+        let raw = format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{n:x}\r\n{body}\r\n0\r\n\r\n"
+        );
+        Box::leak(raw.into_bytes().into_boxed_slice())
+    };
+    let (url, _) = broken_server(chunked(cap)).await;
+    let reply = d.send(&HttpCall::get(url)).await.unwrap();
+    assert_eq!(reply.body.len(), cap);
+    let (url, connections) = broken_server(chunked(cap + 1)).await;
+    let err = d.send(&HttpCall::get(url)).await.unwrap_err();
+    assert_eq!(err, SendError::TooLarge { limit: cap });
+    assert_eq!(connections.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn an_oversized_answer_then_a_normal_one_gives_the_normal_one() {
+    let s = serve(&[(
+        "/c",
+        vec![resp(200).body(vec![b'x'; 5000]), resp(200).body("ok")],
+    )])
+    .await;
+    let mut cfg = config();
+    cfg.max_body = 4096;
+    let (d, _stop) = dispatcher(cfg);
+    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    assert_eq!(reply.body, b"ok");
+    assert_eq!(d.stats().oversized, 1);
+}
+
+fn smspartner(base: &Url) -> crate::provider::SmsPartner {
+    crate::provider::SmsPartner::new(base.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn the_providers_classification_decides_retries_not_the_status() {
+    use crate::provider::Provider;
+    let coded = r#"{"success": false, "code": 15, "message": "already in the group"}"#;
+    let s = serve(&[
+        ("/coded", vec![resp(500).body(coded), resp(200).body("{}")]),
+        (
+            "/plain",
+            vec![
+                resp(500).body("oops"),
+                resp(200).body(r#"{"success": true}"#),
+            ],
+        ),
+    ])
+    .await;
+    let sp = smspartner(&s.base);
+    let classify = |st: u16, after: Option<Duration>, body: &[u8]| sp.classify(st, after, body);
+    let (d, _stop) = dispatcher(config());
+    let flag = AtomicBool::new(false);
+    // An SMS Partner code inside a 500 is its answer: final, not retried.
+    let reply = d
+        .send_classified(&HttpCall::get(s.url("/coded")), &flag, &classify)
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_slice()),
+        (500, coded.as_bytes())
+    );
+    assert_eq!(s.hits("/coded").len(), 1);
+    // A bare 500 is transient.
+    let reply = d
+        .send_classified(&HttpCall::get(s.url("/plain")), &flag, &classify)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(s.hits("/plain").len(), 2);
+    // By status alone, the coded 500 would have been sent again.
+    let s = serve(&[("/coded", vec![resp(500).body(coded), resp(200).body("{}")])]).await;
+    let reply = d.send(&HttpCall::get(s.url("/coded"))).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(s.hits("/coded").len(), 2);
+}
+
+#[tokio::test]
+async fn misdirected_answers_in_a_row_stop_the_call() {
+    use crate::provider::Provider;
+    let s = serve(&[
+        ("/x", vec![resp(404).body("Not Found")]),
+        (
+            "/ok",
+            vec![resp(200).body(r#"{"success": true, "code": 200}"#)],
+        ),
+        ("/retry", vec![resp(503)]),
+    ])
+    .await;
+    let sp = smspartner(&s.base);
+    let classify = |st: u16, after: Option<Duration>, body: &[u8]| sp.classify(st, after, body);
+    let mut cfg = config();
+    cfg.retry.max_retries = 0;
+    let (d, _stop) = dispatcher(cfg);
+    let flag = AtomicBool::new(false);
+    let send = |path: &str| {
+        let call = HttpCall::get(s.url(path));
+        let (d, classify, flag) = (&d, &classify, &flag);
+        async move { d.send_classified(&call, flag, classify).await }
+    };
+    // Two misdirected answers are handed back as answers…
+    assert_eq!(send("/x").await.unwrap().status, 404);
+    assert_eq!(send("/x").await.unwrap().status, 404);
+    // …an answer in SMS Partner's shape proves the base URL and resets the count…
+    assert_eq!(send("/ok").await.unwrap().status, 200);
+    assert_eq!(send("/x").await.unwrap().status, 404);
+    assert_eq!(send("/x").await.unwrap().status, 404);
+    // …a transient one proves nothing either way…
+    assert_eq!(send("/retry").await.unwrap().status, 503);
+    // …and the third in a row stops, saying what to check.
+    match send("/x").await {
+        Err(SendError::Misdirected { code, message }) => {
+            assert_eq!(code, crate::codes::ErrorCode::Http(404));
+            assert!(message.contains("--base-url"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.stats().misdirected, 5);
+}
+
 #[tokio::test]
 async fn slow_answers_time_out_and_are_retried() {
     let s = serve(&[("/c", vec![resp(200).held()])]).await;
@@ -493,21 +810,34 @@ async fn the_permit_is_released_while_waiting_to_retry() {
 #[test]
 fn bad_configurations_are_refused() {
     let (_tx, rx) = watch::channel(false);
-    for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e6] {
+    for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e6, 0.001, 1e300] {
         let cfg = DispatchConfig { rate, ..config() };
-        assert!(matches!(
-            Dispatcher::new(cfg, rx.clone()),
-            Err(ConfigError::Rate(_))
-        ));
+        assert!(
+            matches!(Dispatcher::new(cfg, rx.clone()), Err(ConfigError::Rate(_))),
+            "{rate}"
+        );
     }
-    let cfg = DispatchConfig {
-        concurrency: 0,
-        ..config()
-    };
-    assert!(matches!(
-        Dispatcher::new(cfg, rx),
-        Err(ConfigError::Concurrency)
-    ));
+    for concurrency in [0, MAX_CONCURRENCY + 1, 100_000_000] {
+        let cfg = DispatchConfig {
+            concurrency,
+            ..config()
+        };
+        assert!(
+            matches!(
+                Dispatcher::new(cfg, rx.clone()),
+                Err(ConfigError::Concurrency(n)) if n == concurrency
+            ),
+            "{concurrency}"
+        );
+    }
+    for (rate, concurrency) in [(MIN_RATE, 1), (MAX_RATE, MAX_CONCURRENCY)] {
+        let cfg = DispatchConfig {
+            rate,
+            concurrency,
+            ..config()
+        };
+        assert!(Dispatcher::new(cfg, rx.clone()).is_ok());
+    }
 }
 
 /// Achieved vs configured rate for several bursts: run with

@@ -2,15 +2,19 @@
 //! auth, one contact a request, answers decided by the HTTP status (which
 //! Mobivate documents) with details from the `error` object.
 
+use std::time::Duration;
+
 use reqwest::{Method, Url};
 use serde_json::{Map, Value, json};
 
 use super::{
     AddResult, ApiRequest, BaseUrlError, Fingerprint, ListPage, Listed, OpError, Provider,
-    check_base, endpoint, http_failure, is_success, json_id, json_int, json_object, listed_e164,
-    server_message, status_text, unusable_segment,
+    Redactor, Verdict, check_base, endpoint, http_failure, is_success, json_id, json_int,
+    json_object, listed_e164, misdirected, not_a_success, response_invalid, status_text,
+    unusable_segment,
 };
 use crate::codes::{ErrorCode, RowError};
+use crate::dispatch::{looks_like_markup, transient_status};
 use crate::normalize::Contact;
 use crate::secret::ApiKey;
 
@@ -21,6 +25,7 @@ pub const PAGE_LIMIT: u64 = 100;
 #[derive(Debug, Clone)]
 pub struct Mobivate {
     base: Url,
+    redactor: Redactor,
 }
 
 impl Mobivate {
@@ -28,7 +33,14 @@ impl Mobivate {
     pub fn new(base: Url) -> Result<Mobivate, BaseUrlError> {
         Ok(Mobivate {
             base: check_base(base)?,
+            redactor: Redactor::default(),
         })
+    }
+
+    /// The same provider, striking `key` out of every server message it reads.
+    pub fn redacting(mut self, key: &ApiKey) -> Mobivate {
+        self.redactor = Redactor::new(key);
+        self
     }
 
     fn request(
@@ -131,77 +143,102 @@ impl Refusal {
                 && (self.name == "NotFoundError"
                     || self.message.to_lowercase().contains("not found")))
     }
+}
 
-    /// The request-level error for statuses every call shares: 401/403 (key
-    /// invalid, expired or missing a permission) and 402 (out of credit) stop
-    /// the run — no other row could succeed either; anything else fails.
-    fn into_error(self) -> OpError {
-        let text = self.text();
-        match self.status {
-            401 => OpError::Auth(RowError::new(
+/// What a Mobivate answer is, before the verdict.
+enum Read {
+    /// A success body (2xx, Mobivate's JSON, `success` not false).
+    Body(Map<String, Value>),
+    /// A refusal, with its effective status and details.
+    Refused(Refusal),
+    /// Not Mobivate's JSON, under `status`.
+    Foreign,
+}
+
+/// Whether a JSON object is a Mobivate answer: it carries `success`,
+/// `error`, `record` or `records`.
+fn own_shape(obj: &Map<String, Value>) -> bool {
+    ["success", "error", "record", "records"]
+        .iter()
+        .any(|k| obj.contains_key(*k))
+}
+
+impl Mobivate {
+    /// Reads status and body up to "success body, refusal, or not Mobivate's".
+    fn read(&self, status: u16, body: &[u8]) -> Read {
+        let Some(obj) = json_object(body).filter(own_shape) else {
+            return Read::Foreign;
+        };
+        let error = obj.get("error");
+        let name = error
+            .and_then(|e| e.get("name"))
+            .and_then(Value::as_str)
+            .map(|n| self.redactor.message(n))
+            .unwrap_or_default();
+        let message = error
+            .and_then(|e| e.get("message"))
+            .or_else(|| obj.get("message"))
+            .and_then(Value::as_str)
+            .map(|m| self.redactor.message(m))
+            .unwrap_or_default();
+        if !is_success(status) {
+            return Read::Refused(Refusal {
+                status,
+                name,
+                message,
+            });
+        }
+        if obj.get("success").and_then(Value::as_bool) == Some(false) {
+            // A refusal under a 2xx status: its own statusCode says which.
+            let inner = json_int(error.and_then(|e| e.get("statusCode")))
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| !is_success(*s));
+            let message = if message.is_empty() {
+                "Mobivate refused the request without a message".into()
+            } else {
+                message
+            };
+            return Read::Refused(Refusal {
+                status: inner.unwrap_or(status),
+                name,
+                message,
+            });
+        }
+        Read::Body(obj)
+    }
+
+    /// The request-level error of an answer that is not a success; a
+    /// transient one (its retries used up) keeps Mobivate's own message.
+    fn failure(&self, status: u16, verdict: Verdict, body: &[u8]) -> OpError {
+        match (&verdict, self.read(status, body)) {
+            (Verdict::Retry { .. }, Read::Refused(r)) if !r.message.is_empty() => {
+                http_failure(r.status, format!("Mobivate error: {}", r.text()))
+            }
+            _ => not_a_success(status, verdict),
+        }
+    }
+
+    /// The verdict on an effective status: 401/403 (key invalid, expired or
+    /// missing a permission) and 402 (out of credit) stop the run — no other
+    /// row could succeed either; 429 and 5xx (but 501) are transient.
+    fn status_verdict(status: u16, retry_after: Option<Duration>, text: &str) -> Option<Verdict> {
+        Some(match status {
+            401 => Verdict::Fatal(RowError::new(
                 ErrorCode::Auth,
                 format!("Mobivate rejected the API key (HTTP 401, invalid or expired): {text}"),
             )),
-            403 => OpError::Auth(RowError::new(
+            403 => Verdict::Fatal(RowError::new(
                 ErrorCode::Auth,
                 format!("Mobivate API key lacks the permission for this call (HTTP 403): {text}"),
             )),
-            402 => OpError::Auth(RowError::new(
+            402 => Verdict::Fatal(RowError::new(
                 ErrorCode::Http(402),
                 format!("Mobivate account is out of credit (HTTP 402): {text}"),
             )),
-            status => http_failure(status, format!("Mobivate error: {text}")),
-        }
+            s if transient_status(s) => Verdict::Retry { after: retry_after },
+            _ => return None,
+        })
     }
-}
-
-/// Reads status and body up to "success body or refusal".
-fn read(status: u16, body: &[u8]) -> Result<Map<String, Value>, Refusal> {
-    let obj = json_object(body);
-    let error = obj.as_ref().and_then(|o| o.get("error"));
-    let name = error
-        .and_then(|e| e.get("name"))
-        .and_then(Value::as_str)
-        .map(server_message)
-        .unwrap_or_default();
-    let message = error
-        .and_then(|e| e.get("message"))
-        .or_else(|| obj.as_ref().and_then(|o| o.get("message")))
-        .and_then(Value::as_str)
-        .map(server_message)
-        .unwrap_or_default();
-    let inner_status = json_int(error.and_then(|e| e.get("statusCode")))
-        .and_then(|s| u16::try_from(s).ok())
-        .filter(|s| !is_success(*s));
-    if !is_success(status) {
-        return Err(Refusal {
-            status,
-            name,
-            message,
-        });
-    }
-    let Some(obj) = obj else {
-        return Err(Refusal {
-            status,
-            name,
-            message: "malformed Mobivate response: the body is not a JSON object".into(),
-        });
-    };
-    if obj.get("success").and_then(Value::as_bool) == Some(false) {
-        // A refusal under a 2xx status: its own statusCode says which.
-        let inner = inner_status.unwrap_or(status);
-        let message = if message.is_empty() {
-            "Mobivate refused the request without a message".into()
-        } else {
-            message
-        };
-        return Err(Refusal {
-            status: inner,
-            name,
-            message,
-        });
-    }
-    Ok(obj)
 }
 
 /// `record.id` of a success body.
@@ -232,29 +269,86 @@ impl Provider for Mobivate {
         self.request(Method::POST, &["addressbook", "contacts"], key, Some(body))
     }
 
-    /// `count` must be 1 (or 0); for more, every contact fails rather than any
-    /// being silently dropped.
-    fn parse_add(&self, count: usize, status: u16, body: &[u8]) -> Result<Vec<AddResult>, OpError> {
-        if count == 0 {
-            return Ok(Vec::new());
+    /// Decided by the (documented) status: 401/403/402 stop the run, 429 and
+    /// 5xx (but 501) are transient, other refusals are row matters; a
+    /// `success: false` under 2xx takes its `error.statusCode`. An HTML page,
+    /// a redirect or a 404/405/501 without Mobivate's JSON is misdirected; a
+    /// 2xx that is not its JSON (`200 {}`) cannot be read (`RESPONSE_INVALID`).
+    fn classify(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> Verdict {
+        match self.read(status, body) {
+            Read::Body(_) => Verdict::Success,
+            Read::Refused(r) => {
+                let text = r.text();
+                Self::status_verdict(r.status, retry_after, &text).unwrap_or_else(|| {
+                    Verdict::Refused(RowError::new(
+                        ErrorCode::Http(r.status),
+                        format!("Mobivate error: {text}"),
+                    ))
+                })
+            }
+            Read::Foreign => {
+                let text = status_text(status);
+                if let Some(v) = Self::status_verdict(status, retry_after, &text) {
+                    v
+                } else if looks_like_markup(body)
+                    || matches!(status, 404 | 405 | 501)
+                    || (300..400).contains(&status)
+                {
+                    Verdict::Misdirected(misdirected("Mobivate", status, body))
+                } else if is_success(status) {
+                    Verdict::Refused(response_invalid(
+                        "the answer is not Mobivate's JSON (no success, error or record)",
+                    ))
+                } else {
+                    Verdict::Refused(RowError::new(
+                        ErrorCode::Http(status),
+                        format!("Mobivate error: {text}"),
+                    ))
+                }
+            }
         }
-        if count > 1 {
-            return Err(http_failure(
-                status,
-                format!("Mobivate adds one contact a request; {count} were given"),
-            ));
+    }
+
+    /// One contact (or none); for more, every contact fails rather than any
+    /// being silently dropped. A success must carry the documented
+    /// `record.id`: without it the contact is `RESPONSE_INVALID`, not `added`.
+    fn parse_add(
+        &self,
+        contacts: &[&Contact],
+        status: u16,
+        body: &[u8],
+    ) -> Result<Vec<AddResult>, OpError> {
+        match contacts.len() {
+            0 => return Ok(Vec::new()),
+            1 => {}
+            n => {
+                return Err(http_failure(
+                    status,
+                    format!("Mobivate adds one contact a request; {n} were given"),
+                ));
+            }
         }
-        match read(status, body) {
-            Ok(obj) => Ok(vec![AddResult::Added {
-                contact_id: record_id(&obj),
-            }]),
-            Err(r) if r.is_duplicate() => Ok(vec![AddResult::AlreadyExists]),
-            Err(r) if r.status == 400 => Ok(vec![AddResult::Rejected(RowError::new(
-                ErrorCode::Http(400),
-                format!("Mobivate refused the contact: {}", r.text()),
-            ))]),
-            Err(r) => Err(r.into_error()),
-        }
+        let result = match (self.classify(status, None, body), self.read(status, body)) {
+            (Verdict::Success, Read::Body(obj)) => match record_id(&obj) {
+                Some(id) => AddResult::Added {
+                    contact_id: Some(id),
+                },
+                None => AddResult::Rejected(response_invalid(
+                    "Mobivate answered success without the created record's id",
+                )),
+            },
+            (Verdict::Refused(_), Read::Refused(r)) if r.is_duplicate() => AddResult::AlreadyExists,
+            (Verdict::Refused(_), Read::Refused(r)) if r.status == 400 => {
+                AddResult::Rejected(RowError::new(
+                    ErrorCode::Http(400),
+                    format!("Mobivate refused the contact: {}", r.text()),
+                ))
+            }
+            // A bare 409 Conflict: the alias is taken.
+            (Verdict::Refused(_), Read::Foreign) if status == 409 => AddResult::AlreadyExists,
+            (verdict, _) => return Err(self.failure(status, verdict, body)),
+        };
+        Ok(vec![result])
     }
 
     /// `POST /addressbook/contacts/{id}` with the same fields as an add.
@@ -279,15 +373,20 @@ impl Provider for Mobivate {
         ))
     }
 
-    /// 404 (or 400 "not found") is [`OpError::NotFound`], code `HTTP_404`.
+    /// A Mobivate 404 (or 400 "not found") is [`OpError::NotFound`], code
+    /// `HTTP_404`; a bare 404 without Mobivate's JSON is misdirected, not that.
     fn parse_update(&self, contact_id: &str, status: u16, body: &[u8]) -> Result<String, OpError> {
-        match read(status, body) {
-            Ok(obj) => Ok(record_id(&obj).unwrap_or_else(|| contact_id.to_string())),
-            Err(r) if r.is_not_found() => Err(OpError::NotFound(RowError::new(
-                ErrorCode::Http(404),
-                format!("contact not found: {}", r.text()),
-            ))),
-            Err(r) => Err(r.into_error()),
+        match (self.classify(status, None, body), self.read(status, body)) {
+            (Verdict::Success, Read::Body(obj)) => {
+                Ok(record_id(&obj).unwrap_or_else(|| contact_id.to_string()))
+            }
+            (Verdict::Refused(_), Read::Refused(r)) if r.is_not_found() => {
+                Err(OpError::NotFound(RowError::new(
+                    ErrorCode::Http(404),
+                    format!("contact not found: {}", r.text()),
+                )))
+            }
+            (verdict, _) => Err(self.failure(status, verdict, body)),
         }
     }
 
@@ -303,15 +402,17 @@ impl Provider for Mobivate {
 
     /// The listing ends on an empty page, at `total`, or (with no total) at a short page.
     fn parse_list(&self, cursor: u64, status: u16, body: &[u8]) -> Result<ListPage, OpError> {
-        let obj = read(status, body).map_err(Refusal::into_error)?;
+        let obj = match (self.classify(status, None, body), self.read(status, body)) {
+            (Verdict::Success, Read::Body(obj)) => obj,
+            (verdict, _) => return Err(self.failure(status, verdict, body)),
+        };
         let records = match obj.get("records") {
             None | Some(Value::Null) => &Vec::new(),
             Some(Value::Array(a)) => a,
             Some(_) => {
-                return Err(http_failure(
-                    status,
+                return Err(OpError::Failed(response_invalid(
                     "malformed Mobivate listing: `records` is not a list",
-                ));
+                )));
             }
         };
         let entries = records
@@ -397,7 +498,7 @@ mod tests {
     }
 
     fn add(status: u16, body: &str) -> Result<Vec<AddResult>, OpError> {
-        mv().parse_add(1, status, body.as_bytes())
+        mv().parse_add(&[&full()], status, body.as_bytes())
     }
 
     fn update(status: u16, body: &str) -> Result<String, OpError> {
@@ -526,10 +627,30 @@ mod tests {
                 contact_id: Some("3392287d-7a79-4789-9ef8-7dc174836688".into())
             }]
         );
-        assert_eq!(
-            add(200, r#"{"success": true}"#).unwrap(),
-            vec![AddResult::Added { contact_id: None }]
-        );
+    }
+
+    #[test]
+    fn a_success_without_the_record_is_response_invalid_not_added() {
+        // `200 {}`, or any success without the documented record: the
+        // contact may exist, but nothing says so.
+        for body in [
+            "{}",
+            r#"{"success": true}"#,
+            r#"{"success": true, "record": {}}"#,
+            r#"{"success": true, "record": {"alias": "x"}}"#,
+            r#"{"record": null}"#,
+        ] {
+            match add(200, body) {
+                Ok(r) => match r.as_slice() {
+                    [AddResult::Rejected(e)] => {
+                        assert_eq!(e.code, ErrorCode::ResponseInvalid, "{body}")
+                    }
+                    other => panic!("{body}: {other:?}"),
+                },
+                Err(OpError::Failed(e)) => assert_eq!(e.code, ErrorCode::ResponseInvalid, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -631,11 +752,11 @@ mod tests {
         assert!(
             matches!(add(500, &body), Err(OpError::Failed(e)) if e.message.contains("db down"))
         );
-        for body in ["", "nope", "[]", "\u{0}"] {
+        for body in ["", "nope", "[]", "\u{0}", "{}"] {
             match add(200, body) {
                 Err(OpError::Failed(e)) => {
-                    assert_eq!(e.code, ErrorCode::Http(200));
-                    assert!(e.message.contains("malformed"), "{}", e.message);
+                    assert_eq!(e.code, ErrorCode::ResponseInvalid, "{body:?}");
+                    assert!(e.message.contains("not Mobivate's JSON"), "{}", e.message);
                 }
                 other => panic!("{body:?}: {other:?}"),
             }
@@ -646,11 +767,142 @@ mod tests {
 
     #[test]
     fn more_than_one_contact_fails_every_row_rather_than_dropping_any() {
+        let (a, b) = (full(), full());
         assert!(matches!(
-            mv().parse_add(2, 200, br#"{"success":true}"#),
+            mv().parse_add(&[&a, &b], 200, br#"{"success":true}"#),
             Err(OpError::Failed(_))
         ));
-        assert_eq!(mv().parse_add(0, 200, b"").unwrap(), vec![]);
+        assert_eq!(mv().parse_add(&[], 200, b"").unwrap(), vec![]);
+    }
+
+    // ---- classification ----
+
+    fn kind(v: &Verdict) -> (&'static str, Option<ErrorCode>) {
+        match v {
+            Verdict::Success => ("success", None),
+            Verdict::Retry { .. } => ("retry", None),
+            Verdict::Refused(e) => ("refused", Some(e.code)),
+            Verdict::Fatal(e) => ("fatal", Some(e.code)),
+            Verdict::Misdirected(e) => ("misdirected", Some(e.code)),
+        }
+    }
+
+    #[test]
+    fn classification_table() {
+        use ErrorCode::{Auth, Http, ResponseInvalid};
+        let after = Some(Duration::from_secs(9));
+        let e = |name: &str, status: u16| error_body(name, status, "m");
+        let table: Vec<(u16, String, &str, Option<ErrorCode>)> = vec![
+            (
+                200,
+                r#"{"success": true, "record": {"id": "x"}}"#.into(),
+                "success",
+                None,
+            ),
+            (200, r#"{"success": true}"#.into(), "success", None),
+            (
+                201,
+                r#"{"records": [], "total": 0}"#.into(),
+                "success",
+                None,
+            ),
+            // Stops: key, permission, credit — JSON or not.
+            (401, e("UnauthorizedError", 401), "fatal", Some(Auth)),
+            (401, String::new(), "fatal", Some(Auth)),
+            (403, e("ForbiddenError", 403), "fatal", Some(Auth)),
+            (403, "<html>WAF</html>".into(), "fatal", Some(Auth)),
+            (
+                402,
+                e("PaymentRequiredError", 402),
+                "fatal",
+                Some(Http(402)),
+            ),
+            (200, e("UnauthorizedError", 401), "fatal", Some(Auth)),
+            // Transient.
+            (429, e("TooManyRequestsError", 429), "retry", None),
+            (429, String::new(), "retry", None),
+            (500, e("InternalServerError", 500), "retry", None),
+            (502, "<html>Bad Gateway</html>".into(), "retry", None),
+            (503, String::new(), "retry", None),
+            // Row matters.
+            (400, e("ValidationError", 400), "refused", Some(Http(400))),
+            (404, e("NotFoundError", 404), "refused", Some(Http(404))),
+            (409, "Conflict".into(), "refused", Some(Http(409))),
+            (
+                422,
+                r#"{"success": false}"#.into(),
+                "refused",
+                Some(Http(422)),
+            ),
+            (
+                200,
+                r#"{"success": false}"#.into(),
+                "refused",
+                Some(Http(200)),
+            ),
+            (501, e("NotImplemented", 501), "refused", Some(Http(501))),
+            (200, "{}".into(), "refused", Some(ResponseInvalid)),
+            (200, String::new(), "refused", Some(ResponseInvalid)),
+            (
+                200,
+                r#"{"id": "x"}"#.into(),
+                "refused",
+                Some(ResponseInvalid),
+            ),
+            // Not Mobivate's API.
+            (404, String::new(), "misdirected", Some(Http(404))),
+            (
+                404,
+                "Cannot POST /addressbook/contacts".into(),
+                "misdirected",
+                Some(Http(404)),
+            ),
+            (405, String::new(), "misdirected", Some(Http(405))),
+            (501, String::new(), "misdirected", Some(Http(501))),
+            (308, String::new(), "misdirected", Some(Http(308))),
+            (
+                200,
+                "<html><body>Login</body></html>".into(),
+                "misdirected",
+                Some(ResponseInvalid),
+            ),
+            (400, "<html>x</html>".into(), "misdirected", Some(Http(400))),
+        ];
+        for (status, body, want, code) in &table {
+            let v = mv().classify(*status, after, body.as_bytes());
+            assert_eq!(kind(&v), (*want, *code), "{status} {body}");
+            if let Verdict::Retry { after: got } = v {
+                assert_eq!(got, after, "{status} {body}");
+            }
+        }
+    }
+
+    #[test]
+    fn server_messages_echoing_the_key_are_redacted() {
+        let p = mv().redacting(&key());
+        let body = error_body("ValidationError", 400, &format!("bad token {SECRET}"));
+        match p
+            .parse_add(&[&full()], 400, body.as_bytes())
+            .unwrap()
+            .as_slice()
+        {
+            [AddResult::Rejected(e)] => {
+                assert!(!e.message.contains(SECRET), "{}", e.message);
+                assert!(e.message.contains("[redacted]"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        let body = error_body(
+            &format!("Err{SECRET}"),
+            401,
+            &format!("key {SECRET} expired"),
+        );
+        let e = p.parse_update("id", 401, body.as_bytes()).unwrap_err();
+        assert!(!e.row_error().message.contains(SECRET), "{e}");
+        let body = error_body("InternalServerError", 500, &format!("{SECRET} broke"));
+        let e = p.parse_list(0, 500, body.as_bytes()).unwrap_err();
+        assert!(!e.row_error().message.contains(SECRET), "{e}");
+        assert!(e.row_error().message.contains("broke"), "{e}");
     }
 
     // ---- update responses ----
@@ -680,7 +932,16 @@ mod tests {
                 other => panic!("{status}: {other:?}"),
             }
         }
-        assert!(matches!(update(404, ""), Err(OpError::NotFound(_))));
+        // A bare 404 is not Mobivate saying "not found": it is misdirected.
+        for body in ["", "Not Found", "<html>404</html>"] {
+            match update(404, body) {
+                Err(OpError::Failed(e)) => {
+                    assert_eq!(e.code, ErrorCode::Http(404));
+                    assert!(e.message.contains("--base-url"), "{}", e.message);
+                }
+                other => panic!("{body:?}: {other:?}"),
+            }
+        }
         let dup = error_body("ValidationError", 400, "alias already exists");
         assert!(
             matches!(update(400, &dup), Err(OpError::Failed(e)) if e.code == ErrorCode::Http(400))

@@ -1,17 +1,20 @@
 //! The provider layer, sans-IO: each provider turns contacts into
-//! [`ApiRequest`]s and interprets raw responses (status + body) into per-row
-//! results. Sending, retries and rate limiting belong to the dispatcher; what to
-//! send belongs to the planner.
+//! [`ApiRequest`]s, classifies every raw answer (status + body together) into
+//! one [`Verdict`], and reads per-row results from it. Sending, retries and
+//! rate limiting belong to the dispatcher (which retries what the verdict
+//! says is transient); what to send belongs to the planner.
 
 pub mod mobivate;
 pub mod smspartner;
 
 use std::fmt;
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value};
 
 use crate::codes::{ErrorCode, RowError};
+pub use crate::dispatch::Verdict;
 use crate::normalize::Contact;
 use crate::secret::ApiKey;
 
@@ -121,8 +124,11 @@ pub enum BaseUrlError {
 
 /// A provider API: builds requests and reads responses, doing no I/O.
 ///
-/// Every `parse_*` takes the HTTP status and the raw body, never panics on
-/// anything a server sends, and puts no key in any message.
+/// Every `parse_*` takes the HTTP status and the raw body, starts from
+/// [`Provider::classify`], never panics on anything a server sends, and puts
+/// no key in any message (server messages pass through the key's redaction
+/// when the provider was built with [`SmsPartner::redacting`] /
+/// [`Mobivate::redacting`]).
 pub trait Provider: Send + Sync {
     /// Short name, as given to `--provider`.
     fn name(&self) -> &'static str;
@@ -134,11 +140,24 @@ pub trait Provider: Send + Sync {
     /// whose contact cannot then be found in the listing.
     fn already_exists_code(&self) -> ErrorCode;
 
+    /// How an answer is to be taken, from its status, `Retry-After` and body
+    /// together: the one classification the dispatcher's retries and every
+    /// `parse_*` follow. Pure; see docs/reliability.md for the table.
+    fn classify(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> Verdict;
+
     /// The request adding `contacts` (1 to [`Provider::max_batch`] of them) to `group`.
     fn add(&self, key: &ApiKey, group: &str, contacts: &[&Contact]) -> ApiRequest;
 
-    /// Exactly `count` results, in request order, for an add of `count` contacts.
-    fn parse_add(&self, count: usize, status: u16, body: &[u8]) -> Result<Vec<AddResult>, OpError>;
+    /// One result per contact of `contacts` (the slice given to
+    /// [`Provider::add`]), in that order, each matched to its contact by
+    /// phone number (E.164), never by position; a contact the answer does not
+    /// account for exactly is `Rejected` with `RESPONSE_INVALID`.
+    fn parse_add(
+        &self,
+        contacts: &[&Contact],
+        status: u16,
+        body: &[u8],
+    ) -> Result<Vec<AddResult>, OpError>;
 
     /// The request updating contact `contact_id` with `contact`'s fields.
     ///
@@ -297,6 +316,82 @@ pub(crate) fn status_text(status: u16) -> String {
 /// A failure with code `HTTP_<status>`.
 pub(crate) fn http_failure(status: u16, message: impl Into<String>) -> OpError {
     OpError::Failed(RowError::new(ErrorCode::Http(status), message))
+}
+
+/// A row error with code `RESPONSE_INVALID`: an answer that cannot be read,
+/// which may nevertheless have been applied.
+pub(crate) fn response_invalid(message: impl Into<String>) -> RowError {
+    RowError::new(
+        ErrorCode::ResponseInvalid,
+        format!(
+            "{}; the request may have been applied, and the next run settles it",
+            message.into()
+        ),
+    )
+}
+
+/// The request-level error for an answer that is not a success: a stop
+/// ([`OpError::Auth`]) or a failure. A transient one only reaches a parser
+/// once its retries are used up.
+pub(crate) fn not_a_success(status: u16, verdict: Verdict) -> OpError {
+    match verdict {
+        Verdict::Fatal(e) => OpError::Auth(e),
+        Verdict::Refused(e) | Verdict::Misdirected(e) => OpError::Failed(e),
+        Verdict::Retry { .. } | Verdict::Success => http_failure(status, status_text(status)),
+    }
+}
+
+/// The message of an answer that is not the provider's API: what came, and
+/// what to check.
+pub(crate) fn misdirected(provider: &str, status: u16, body: &[u8]) -> RowError {
+    let what = if crate::dispatch::looks_like_markup(body) {
+        format!("an HTML page ({})", status_text(status))
+    } else if (300..400).contains(&status) {
+        format!("a redirect ({})", status_text(status))
+    } else {
+        format!(
+            "{} without {provider}'s JSON error body",
+            status_text(status)
+        )
+    };
+    let code = if is_success(status) {
+        ErrorCode::ResponseInvalid
+    } else {
+        ErrorCode::Http(status)
+    };
+    RowError::new(
+        code,
+        format!("the provider answered {what}: this is not {provider}'s API; check --base-url"),
+    )
+}
+
+/// The key to strike out of server messages, if the provider was given one.
+#[derive(Clone, Default)]
+pub(crate) struct Redactor(Option<ApiKey>);
+
+impl Redactor {
+    /// Strikes out `key` from now on.
+    pub(crate) fn new(key: &ApiKey) -> Redactor {
+        Redactor(Some(key.clone()))
+    }
+
+    /// A server message made safe: the key redacted, then one bounded line.
+    pub(crate) fn message(&self, raw: &str) -> String {
+        match &self.0 {
+            Some(key) => server_message(&key.redact(raw)),
+            None => server_message(raw),
+        }
+    }
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Redactor(key)"
+        } else {
+            "Redactor(none)"
+        })
+    }
 }
 
 /// Whether the status is 2xx.

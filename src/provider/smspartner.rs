@@ -1,17 +1,21 @@
 //! SMS Partner's contact API (`/v1/contact/...`, API-NOTES.md): the key rides
 //! in the JSON body of POSTs and the query string of GETs; every answer is read
-//! from the body's `success`/`code`, whose HTTP status is undocumented.
+//! from the body's `success`/`code` first, its (undocumented) HTTP status second.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use reqwest::{Method, Url};
 use serde_json::{Map, Value, json};
 
 use super::{
     AddResult, ApiRequest, BaseUrlError, Fingerprint, ListPage, Listed, OpError, Provider,
-    check_base, endpoint, http_failure, is_success, json_id, json_int, json_object, listed_e164,
-    server_message, status_text,
+    Redactor, Verdict, check_base, endpoint, is_success, json_id, json_int, json_object,
+    listed_e164, misdirected, not_a_success, response_invalid, status_text,
 };
 use crate::codes::{ErrorCode, RowError};
 use crate::columns::Field;
+use crate::dispatch::{looks_like_markup, transient_status};
 use crate::normalize::Contact;
 use crate::secret::ApiKey;
 
@@ -41,6 +45,7 @@ const ACCOUNT_CODES: [i64; 4] = [20, 30, 40, 96];
 #[derive(Debug, Clone)]
 pub struct SmsPartner {
     base: Url,
+    redactor: Redactor,
 }
 
 impl SmsPartner {
@@ -48,7 +53,22 @@ impl SmsPartner {
     pub fn new(base: Url) -> Result<SmsPartner, BaseUrlError> {
         Ok(SmsPartner {
             base: check_base(base)?,
+            redactor: Redactor::default(),
         })
+    }
+
+    /// The same provider, striking `key` out of every server message it reads.
+    pub fn redacting(mut self, key: &ApiKey) -> SmsPartner {
+        self.redactor = Redactor::new(key);
+        self
+    }
+
+    /// The server's `message`, redacted and made one bounded line.
+    fn message(&self, obj: &Map<String, Value>) -> String {
+        obj.get("message")
+            .and_then(Value::as_str)
+            .map(|m| self.redactor.message(m))
+            .unwrap_or_default()
     }
 
     /// A GET whose query carries the key, then `params`, in this order.
@@ -111,60 +131,20 @@ fn contact_json(c: &Contact, clear: bool) -> Value {
     Value::Object(map)
 }
 
-/// A JSON answer: a body to read, or a refusal with its code.
-enum Reply {
-    Body(Map<String, Value>),
-    Refused { code: Option<i64>, message: String },
+/// Whether a JSON object is an SMS Partner answer: it carries `success`,
+/// `code` or (bulk add) `results`.
+fn own_shape(obj: &Map<String, Value>) -> bool {
+    ["success", "code", "results"]
+        .iter()
+        .any(|k| obj.contains_key(*k))
 }
 
-/// Reads status and body up to "success body or coded refusal".
-fn read(status: u16, body: &[u8]) -> Result<Reply, OpError> {
-    let obj = json_object(body);
-    let message = obj
-        .as_ref()
-        .and_then(|o| o.get("message"))
-        .and_then(Value::as_str)
-        .map(server_message)
-        .unwrap_or_default();
-    if status == 401 || status == 403 {
-        let code = obj.as_ref().and_then(|o| json_int(o.get("code")));
-        let mut text = format!("SMS Partner refused the credentials (HTTP {status})");
-        if let Some(code) = code {
-            text.push_str(&format!(", code {code}"));
-        }
-        return Err(OpError::Auth(RowError::new(
-            ErrorCode::Auth,
-            with_server(text, &message),
-        )));
+/// Whether the body says the call succeeded: `success: true`, or no flag and code 200.
+fn succeeded(obj: &Map<String, Value>) -> bool {
+    match obj.get("success").and_then(Value::as_bool) {
+        Some(ok) => ok,
+        None => json_int(obj.get("code")) == Some(200),
     }
-    let Some(obj) = obj else {
-        return Err(if is_success(status) {
-            http_failure(
-                status,
-                "malformed SMS Partner response: the body is not a JSON object",
-            )
-        } else {
-            http_failure(status, status_text(status))
-        });
-    };
-    let success = obj.get("success").and_then(Value::as_bool);
-    let code = json_int(obj.get("code"));
-    let refused = match success {
-        Some(ok) => !ok,
-        None => code.is_some_and(|c| c != 200),
-    };
-    if refused {
-        return Ok(Reply::Refused { code, message });
-    }
-    if success.is_none() && code.is_none() && !is_success(status) {
-        let text = if message.is_empty() {
-            status_text(status)
-        } else {
-            message
-        };
-        return Err(http_failure(status, text));
-    }
-    Ok(Reply::Body(obj))
 }
 
 /// The English meaning of a documented code.
@@ -202,67 +182,132 @@ fn coded(code: i64, server: &str) -> RowError {
     RowError::new(ErrorCode::Api(code), with_server(text, server))
 }
 
-/// The request-level error for a refusal.
-fn refusal(status: u16, code: Option<i64>, server: &str) -> OpError {
+/// The verdict on a coded refusal: a stop for the key and account codes, a
+/// row matter for the others.
+fn coded_verdict(code: i64, server: &str) -> Verdict {
     match code {
-        Some(CODE_BAD_KEY) => OpError::Auth(RowError::new(
+        CODE_BAD_KEY => Verdict::Fatal(RowError::new(
             ErrorCode::Auth,
             with_server(
                 "SMS Partner rejected the API key (code 10: key required or incorrect)".into(),
                 server,
             ),
         )),
-        Some(c) if ACCOUNT_CODES.contains(&c) => OpError::Auth(coded(c, server)),
-        Some(c) => OpError::Failed(coded(c, server)),
-        None => http_failure(
-            status,
-            with_server(
-                "SMS Partner refused the request without an error code".into(),
-                server,
-            ),
-        ),
+        c if ACCOUNT_CODES.contains(&c) => Verdict::Fatal(coded(c, server)),
+        c => Verdict::Refused(coded(c, server)),
     }
 }
 
-/// One entry of a bulk add's `results`.
-fn row_result(status: u16, v: &Value) -> Result<AddResult, OpError> {
-    let Some(obj) = v.as_object() else {
-        return Ok(AddResult::Rejected(RowError::new(
-            ErrorCode::Http(status),
-            "malformed SMS Partner bulk result: not a JSON object",
-        )));
-    };
-    let success = obj.get("success").and_then(Value::as_bool);
-    let code = json_int(obj.get("code"));
-    let message = obj
-        .get("message")
-        .and_then(Value::as_str)
-        .map(server_message)
-        .unwrap_or_default();
-    if code == Some(CODE_ALREADY_IN_GROUP) {
-        return Ok(AddResult::AlreadyExists);
-    }
-    if success == Some(true) || (success.is_none() && code == Some(200)) {
-        return Ok(AddResult::Added {
-            contact_id: json_id(obj.get("contactId")),
-        });
-    }
-    match refusal(status, code, &message) {
-        abort @ OpError::Auth(_) => Err(abort),
-        OpError::Failed(e) | OpError::NotFound(e) if success == Some(false) || code.is_some() => {
-            Ok(AddResult::Rejected(e))
+impl SmsPartner {
+    /// One entry of a bulk add's `results`.
+    fn row_result(&self, v: &Value) -> Result<AddResult, OpError> {
+        let Some(obj) = v.as_object() else {
+            return Ok(AddResult::Rejected(response_invalid(
+                "malformed SMS Partner bulk result: not a JSON object",
+            )));
+        };
+        let success = obj.get("success").and_then(Value::as_bool);
+        let code = json_int(obj.get("code"));
+        if code == Some(CODE_ALREADY_IN_GROUP) {
+            return Ok(AddResult::AlreadyExists);
         }
-        _ => Ok(AddResult::Rejected(RowError::new(
-            ErrorCode::Http(status),
-            "malformed SMS Partner bulk result: neither success nor an error code",
-        ))),
+        if succeeded(obj) {
+            return Ok(AddResult::Added {
+                contact_id: json_id(obj.get("contactId")),
+            });
+        }
+        match (success, code) {
+            (_, Some(c)) => match coded_verdict(c, &self.message(obj)) {
+                Verdict::Fatal(e) => Err(OpError::Auth(e)),
+                Verdict::Refused(e) => Ok(AddResult::Rejected(e)),
+                _ => Ok(AddResult::Rejected(coded(c, ""))),
+            },
+            _ => Ok(AddResult::Rejected(response_invalid(
+                "malformed SMS Partner bulk result: neither success nor an error code",
+            ))),
+        }
     }
-}
 
-/// Whether a body that is not a refusal says the call succeeded.
-fn succeeded(obj: &Map<String, Value>) -> bool {
-    obj.get("success").and_then(Value::as_bool) == Some(true)
-        || json_int(obj.get("code")) == Some(200)
+    /// A bulk add's `results` matched to `contacts` by E.164 number. The
+    /// documented order is not relied on: a server that answers in another
+    /// order must not swap outcomes between rows. With a count that differs
+    /// from the batch the answer does not describe it, and every row fails.
+    fn match_results(
+        &self,
+        contacts: &[&Contact],
+        results: &[Value],
+    ) -> Result<Vec<AddResult>, OpError> {
+        if results.len() != contacts.len() {
+            return Err(OpError::Failed(response_invalid(format!(
+                "SMS Partner answered {} bulk results for {} contacts",
+                results.len(),
+                contacts.len()
+            ))));
+        }
+        // A key or account code anywhere stops the run, matched or not.
+        for r in results.iter().filter_map(Value::as_object) {
+            if let Some(c) = json_int(r.get("code"))
+                && let Verdict::Fatal(e) = coded_verdict(c, &self.message(r))
+            {
+                return Err(OpError::Auth(e));
+            }
+        }
+        let mut named: HashMap<String, Vec<&Value>> = HashMap::new();
+        let mut unnamed = 0usize;
+        for r in results {
+            match r.get("phoneNumber").and_then(Value::as_str) {
+                Some(phone) if !phone.trim().is_empty() => {
+                    named.entry(listed_e164(phone)).or_default().push(r)
+                }
+                _ => unnamed += 1,
+            }
+        }
+        let mut wanted: HashMap<&str, usize> = HashMap::new();
+        for c in contacts {
+            *wanted.entry(c.phone.as_str()).or_default() += 1;
+        }
+        let strays = unnamed
+            + named
+                .iter()
+                .filter(|(phone, _)| !wanted.contains_key(phone.as_str()))
+                .map(|(_, rs)| rs.len())
+                .sum::<usize>();
+        let mut taken: HashMap<&str, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(contacts.len());
+        for c in contacts {
+            let phone = c.phone.as_str();
+            let mine = named.get(phone).map_or(&[][..], Vec::as_slice);
+            let result = if mine.len() == wanted.get(phone).copied().unwrap_or(0) {
+                // One result for one row (or, for a number sent twice, as many
+                // results as rows, taken in turn: they cannot be told apart).
+                let turn = taken.entry(phone).or_default();
+                let r = mine.get(*turn);
+                *turn += 1;
+                match r {
+                    Some(r) => self.row_result(r)?,
+                    None => AddResult::Rejected(response_invalid(
+                        "SMS Partner's bulk answer has no result for this number",
+                    )),
+                }
+            } else if mine.is_empty() {
+                let why = if strays > 0 {
+                    format!(
+                        "SMS Partner's bulk answer has no result for this number ({strays} of its results name numbers not in the batch)"
+                    )
+                } else {
+                    "SMS Partner's bulk answer has no result for this number".to_string()
+                };
+                AddResult::Rejected(response_invalid(why))
+            } else {
+                AddResult::Rejected(response_invalid(format!(
+                    "SMS Partner's bulk answer has {} results for this number",
+                    mine.len()
+                )))
+            };
+            out.push(result);
+        }
+        Ok(out)
+    }
 }
 
 impl Provider for SmsPartner {
@@ -277,6 +322,81 @@ impl Provider for SmsPartner {
     /// Code 15, the number is already in the group.
     fn already_exists_code(&self) -> ErrorCode {
         ErrorCode::Api(15)
+    }
+
+    /// HTTP 401/403 stop the run whatever the body. Then the body: a coded
+    /// refusal is decided by its code whatever the status (a code inside a
+    /// 5xx is not retried; codes 10, 20, 30, 40, 96 stop the run), an explicit
+    /// success is a success. Then the status: 429 and 5xx (but 501) are
+    /// transient, an HTML page, a redirect or a 404/405/501 without
+    /// SMS Partner's JSON is misdirected, a 2xx that is not its JSON cannot
+    /// be read (`RESPONSE_INVALID`).
+    fn classify(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> Verdict {
+        let obj = json_object(body).filter(own_shape);
+        let code = obj.as_ref().and_then(|o| json_int(o.get("code")));
+        let message = obj.as_ref().map(|o| self.message(o)).unwrap_or_default();
+        if status == 401 || status == 403 {
+            let mut text = format!("SMS Partner refused the credentials (HTTP {status})");
+            if let Some(code) = code {
+                text.push_str(&format!(", code {code}"));
+            }
+            return Verdict::Fatal(RowError::new(ErrorCode::Auth, with_server(text, &message)));
+        }
+        if let Some(o) = &obj {
+            let refused = !succeeded(o)
+                && (o.get("success").and_then(Value::as_bool) == Some(false) || code.is_some());
+            match code {
+                Some(c) if refused => {
+                    let verdict = coded_verdict(c, &message);
+                    // A 429 is about the pace, whatever the body adds to it.
+                    return match verdict {
+                        Verdict::Refused(_) if status == 429 => {
+                            Verdict::Retry { after: retry_after }
+                        }
+                        v => v,
+                    };
+                }
+                _ if succeeded(o) => return Verdict::Success,
+                _ => {}
+            }
+        }
+        if transient_status(status) {
+            return Verdict::Retry { after: retry_after };
+        }
+        let refused_in_shape = obj
+            .as_ref()
+            .is_some_and(|o| o.get("success").and_then(Value::as_bool) == Some(false));
+        if obj.is_none()
+            && (looks_like_markup(body)
+                || matches!(status, 404 | 405 | 501)
+                || (300..400).contains(&status))
+        {
+            return Verdict::Misdirected(misdirected("SMS Partner", status, body));
+        }
+        if is_success(status) {
+            return match &obj {
+                Some(_) if !refused_in_shape => Verdict::Success,
+                Some(_) => Verdict::Refused(RowError::new(
+                    ErrorCode::Http(status),
+                    with_server(
+                        "SMS Partner refused the request without an error code".into(),
+                        &message,
+                    ),
+                )),
+                None => Verdict::Refused(response_invalid(
+                    "the answer is not SMS Partner's JSON (no success, code or results)",
+                )),
+            };
+        }
+        let text = if refused_in_shape {
+            "SMS Partner refused the request without an error code".to_string()
+        } else {
+            status_text(status)
+        };
+        Verdict::Refused(RowError::new(
+            ErrorCode::Http(status),
+            with_server(text, &message),
+        ))
     }
 
     /// One contact: `{apiKey, groupId, contact}` (the answer carries the new
@@ -299,41 +419,44 @@ impl Provider for SmsPartner {
 
     /// A single add's code 15 is that contact's [`AddResult::AlreadyExists`];
     /// any other refusal of the whole request is an `Err` for every contact.
-    fn parse_add(&self, count: usize, status: u16, body: &[u8]) -> Result<Vec<AddResult>, OpError> {
-        let obj = match read(status, body)? {
-            Reply::Refused {
-                code: Some(CODE_ALREADY_IN_GROUP),
-                ..
-            } if count == 1 => return Ok(vec![AddResult::AlreadyExists]),
-            Reply::Refused { code, message } => return Err(refusal(status, code, &message)),
-            Reply::Body(obj) => obj,
+    /// Bulk results are matched to contacts by number.
+    fn parse_add(
+        &self,
+        contacts: &[&Contact],
+        status: u16,
+        body: &[u8],
+    ) -> Result<Vec<AddResult>, OpError> {
+        match self.classify(status, None, body) {
+            Verdict::Success => {}
+            Verdict::Refused(e) if e.code == ErrorCode::Api(CODE_ALREADY_IN_GROUP) => {
+                return if contacts.len() == 1 {
+                    Ok(vec![AddResult::AlreadyExists])
+                } else {
+                    Err(OpError::Failed(e))
+                };
+            }
+            other => return Err(not_a_success(status, other)),
+        }
+        let Some(obj) = json_object(body) else {
+            return Err(OpError::Failed(response_invalid(
+                "malformed SMS Partner add response: not a JSON object",
+            )));
         };
         if let Some(results) = obj.get("results") {
             let Some(results) = results.as_array() else {
-                return Err(http_failure(
-                    status,
+                return Err(OpError::Failed(response_invalid(
                     "malformed SMS Partner bulk response: `results` is not a list",
-                ));
+                )));
             };
-            if results.len() != count {
-                return Err(http_failure(
-                    status,
-                    format!(
-                        "malformed SMS Partner bulk response: {} results for {count} contacts",
-                        results.len()
-                    ),
-                ));
-            }
-            return results.iter().map(|r| row_result(status, r)).collect();
+            return self.match_results(contacts, results);
         }
-        if count == 1 && succeeded(&obj) {
+        if contacts.len() == 1 && succeeded(&obj) {
             let contact_id = obj.get("contact").and_then(|c| json_id(c.get("contactId")));
             return Ok(vec![AddResult::Added { contact_id }]);
         }
-        Err(http_failure(
-            status,
+        Err(OpError::Failed(response_invalid(
             "malformed SMS Partner add response: neither per-row results nor a contact",
-        ))
+        )))
     }
 
     fn update(
@@ -356,22 +479,24 @@ impl Provider for SmsPartner {
         Ok(self.post(&["v1", "contact", "update"], body))
     }
 
-    /// Code 404 is [`OpError::NotFound`]: the id is stale.
+    /// Code 404 is [`OpError::NotFound`]: the id is stale. A bare HTTP 404
+    /// is not: it says nothing of the contact (misdirected).
     fn parse_update(&self, contact_id: &str, status: u16, body: &[u8]) -> Result<String, OpError> {
-        match read(status, body)? {
-            Reply::Refused {
-                code: Some(CODE_NOT_FOUND),
-                message,
-            } => Err(OpError::NotFound(coded(CODE_NOT_FOUND, &message))),
-            Reply::Refused { code, message } => Err(refusal(status, code, &message)),
-            Reply::Body(obj) if succeeded(&obj) => Ok(obj
+        match self.classify(status, None, body) {
+            Verdict::Success => {}
+            Verdict::Refused(e) if e.code == ErrorCode::Api(CODE_NOT_FOUND) => {
+                return Err(OpError::NotFound(e));
+            }
+            other => return Err(not_a_success(status, other)),
+        }
+        match json_object(body) {
+            Some(obj) if succeeded(&obj) => Ok(obj
                 .get("contact")
                 .and_then(|c| json_id(c.get("contactId")))
                 .unwrap_or_else(|| contact_id.to_string())),
-            Reply::Body(_) => Err(http_failure(
-                status,
+            _ => Err(OpError::Failed(response_invalid(
                 "malformed SMS Partner update response: no success flag",
-            )),
+            ))),
         }
     }
 
@@ -388,18 +513,23 @@ impl Provider for SmsPartner {
     /// The listing ends at a short page, at `total`, or when the server
     /// answers another page than the one asked for (it clamped).
     fn parse_list(&self, cursor: u64, status: u16, body: &[u8]) -> Result<ListPage, OpError> {
-        let obj = match read(status, body)? {
-            Reply::Refused { code, message } => return Err(refusal(status, code, &message)),
-            Reply::Body(obj) => obj,
+        let verdict = self.classify(status, None, body);
+        let obj = match (verdict, json_object(body)) {
+            (Verdict::Success, Some(obj)) => obj,
+            (Verdict::Success, None) => {
+                return Err(OpError::Failed(response_invalid(
+                    "malformed SMS Partner listing: not a JSON object",
+                )));
+            }
+            (other, _) => return Err(not_a_success(status, other)),
         };
         let datas = match obj.get("datas") {
             None | Some(Value::Null) => &Vec::new(),
             Some(Value::Array(a)) => a,
             Some(_) => {
-                return Err(http_failure(
-                    status,
+                return Err(OpError::Failed(response_invalid(
                     "malformed SMS Partner listing: `datas` is not a list",
-                ));
+                )));
             }
         };
         let entries = datas
@@ -444,27 +574,24 @@ impl Provider for SmsPartner {
 
     /// The contact's `phone` (documented; `phoneNumber` accepted too), made
     /// E.164 like a listed one. Not found: code 404 in the body whatever the
-    /// status, or HTTP 404 whose body carries no other code (a body's own
-    /// code wins: a 404 saying code 10 is a rejected key).
+    /// status, or an SMS Partner refusal without a code under HTTP 404 (a
+    /// body's own code wins: a 404 saying code 10 is a rejected key). A bare
+    /// HTTP 404 is misdirected, not "does not exist".
     fn parse_detail(&self, status: u16, body: &[u8]) -> Result<Option<String>, OpError> {
-        let obj = match read(status, body) {
-            Ok(Reply::Refused {
-                code: Some(CODE_NOT_FOUND),
-                ..
-            }) => return Ok(None),
-            Ok(Reply::Refused { code: None, .. }) | Err(OpError::Failed(_)) if status == 404 => {
+        match self.classify(status, None, body) {
+            Verdict::Success => {}
+            Verdict::Refused(e)
+                if e.code == ErrorCode::Api(CODE_NOT_FOUND) || e.code == ErrorCode::Http(404) =>
+            {
                 return Ok(None);
             }
-            Ok(Reply::Refused { code, message }) => return Err(refusal(status, code, &message)),
-            Err(e) => return Err(e),
-            Ok(Reply::Body(obj)) => obj,
-        };
-        if !succeeded(&obj) {
-            return Err(http_failure(
-                status,
-                "malformed SMS Partner detail response: no success flag",
-            ));
+            other => return Err(not_a_success(status, other)),
         }
+        let obj = json_object(body).filter(succeeded).ok_or_else(|| {
+            OpError::Failed(response_invalid(
+                "malformed SMS Partner detail response: no success flag",
+            ))
+        })?;
         obj.get("contact")
             .and_then(|c| c.get("phone").or_else(|| c.get("phoneNumber")))
             .and_then(Value::as_str)
@@ -472,10 +599,9 @@ impl Provider for SmsPartner {
             .filter(|phone| !phone.is_empty())
             .map(Some)
             .ok_or_else(|| {
-                http_failure(
-                    status,
+                OpError::Failed(response_invalid(
                     "malformed SMS Partner detail response: no contact phone",
-                )
+                ))
             })
     }
 
@@ -529,8 +655,17 @@ mod tests {
         }
     }
 
+    /// `count` contacts numbered +33600000001, +33600000002, …
+    fn batch(count: usize) -> Vec<Contact> {
+        (1..=count)
+            .map(|i| contact(&format!("+336000000{i:02}")))
+            .collect()
+    }
+
     fn add(count: usize, status: u16, body: &str) -> Result<Vec<AddResult>, OpError> {
-        sp().parse_add(count, status, body.as_bytes())
+        let contacts = batch(count);
+        let refs: Vec<&Contact> = contacts.iter().collect();
+        sp().parse_add(&refs, status, body.as_bytes())
     }
 
     fn rejected(code: ErrorCode) -> impl Fn(&AddResult) -> bool {
@@ -748,57 +883,160 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bulk_results_are_matched_in_order() {
-        let body = r#"{
+    fn bulk(results: &[Value]) -> String {
+        json!({
             "groupe": {"name": "Clients", "token": "t"},
-            "results": [
-                {"success": true, "code": 200, "phoneNumber": "+33600000001", "message": "ok"},
-                {"success": false, "code": 15, "phoneNumber": "+33600000002", "message": "Le numéro est déjà dans le groupe"},
-                {"success": false, "code": 3, "phoneNumber": "+3360", "message": "Numéro invalide"},
-                {"success": true, "code": 200, "phoneNumber": "+33600000004"}
-            ],
-            "rapport": {"nbline": 4, "nbline_imported": 2, "nbline_updated": 0, "errors": {}}
-        }"#;
-        let results = add(4, 200, body).unwrap();
-        assert_eq!(results[0], AddResult::Added { contact_id: None });
-        assert_eq!(results[1], AddResult::AlreadyExists);
-        match &results[2] {
+            "results": results,
+            "rapport": {"nbline": results.len(), "nbline_imported": 0, "nbline_updated": 0, "errors": {}}
+        })
+        .to_string()
+    }
+
+    fn ok(phone: &str) -> Value {
+        json!({"success": true, "code": 200, "phoneNumber": phone, "message": "ok"})
+    }
+
+    fn refused(phone: &str, code: i64, message: &str) -> Value {
+        json!({"success": false, "code": code, "phoneNumber": phone, "message": message})
+    }
+
+    fn invalid(r: &AddResult) -> bool {
+        rejected(ErrorCode::ResponseInvalid)(r)
+    }
+
+    #[test]
+    fn bulk_results_are_matched_by_number_in_any_order() {
+        let results = [
+            ok("+33600000001"),
+            refused("+33600000002", 15, "Le numéro est déjà dans le groupe"),
+            refused("+33600000003", 3, "Numéro invalide"),
+            ok("+33600000004"),
+        ];
+        let expected = |r: &[AddResult]| {
+            assert_eq!(r[0], AddResult::Added { contact_id: None });
+            assert_eq!(r[1], AddResult::AlreadyExists);
+            match &r[2] {
+                AddResult::Rejected(e) => {
+                    assert_eq!(e.code, ErrorCode::Api(3));
+                    assert_eq!(e.code.to_string(), "API_3");
+                    assert!(e.message.contains("Numéro invalide"), "{}", e.message);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(r[3], AddResult::Added { contact_id: None });
+        };
+        expected(&add(4, 200, &bulk(&results)).unwrap());
+        // Reversed, or any order: each row still gets its own result.
+        let mut reversed = results.to_vec();
+        reversed.reverse();
+        expected(&add(4, 200, &bulk(&reversed)).unwrap());
+        let rotated = [
+            results[2].clone(),
+            results[0].clone(),
+            results[3].clone(),
+            results[1].clone(),
+        ];
+        expected(&add(4, 200, &bulk(&rotated)).unwrap());
+        // The number as the server writes it (E.164 without +, 00, spaces).
+        let written = [
+            ok("33600000001"),
+            refused("0033 6 00 00 00 02", 15, ""),
+            refused("+33 6 00 00 00 03", 3, "Numéro invalide"),
+            ok("+33600000004"),
+        ];
+        expected(&add(4, 200, &bulk(&written)).unwrap());
+    }
+
+    #[test]
+    fn bulk_results_that_do_not_account_for_a_row_make_it_response_invalid() {
+        // A result for a number not in the batch: the row it displaced has none.
+        let r = add(
+            3,
+            200,
+            &bulk(&[ok("+33600000001"), ok("+33699999999"), ok("+33600000003")]),
+        )
+        .unwrap();
+        assert_eq!(r[0], AddResult::Added { contact_id: None });
+        assert!(invalid(&r[1]), "{:?}", r[1]);
+        match &r[1] {
             AddResult::Rejected(e) => {
-                assert_eq!(e.code, ErrorCode::Api(3));
-                assert_eq!(e.code.to_string(), "API_3");
-                assert!(e.message.contains("Numéro invalide"), "{}", e.message);
+                assert!(
+                    e.message.contains("no result for this number"),
+                    "{}",
+                    e.message
+                );
+                assert!(e.message.contains("not in the batch"), "{}", e.message);
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(results[3], AddResult::Added { contact_id: None });
+        assert_eq!(r[2], AddResult::Added { contact_id: None });
+        // Two results for one number, none for another.
+        let r = add(2, 200, &bulk(&[ok("+33600000001"), ok("+33600000001")])).unwrap();
+        assert!(r.iter().all(invalid), "{r:?}");
+        // Results without a number cannot be matched.
+        let r = add(
+            2,
+            200,
+            &bulk(&[json!({"success": true, "code": 200}), ok("+33600000002")]),
+        )
+        .unwrap();
+        assert!(invalid(&r[0]), "{:?}", r[0]);
+        assert_eq!(r[1], AddResult::Added { contact_id: None });
     }
 
     #[test]
-    fn bulk_result_count_mismatch_fails_the_request() {
-        let body = r#"{"results": [{"success": true, "code": 200}]}"#;
-        let err = add(2, 200, body).unwrap_err();
-        match err {
-            OpError::Failed(e) => assert!(e.message.contains("1 results for 2"), "{}", e.message),
-            other => panic!("{other:?}"),
+    fn bulk_result_count_mismatch_fails_every_row() {
+        for results in [
+            vec![ok("+33600000001")],
+            vec![ok("+33600000001"), ok("+33600000002"), ok("+33600000003")],
+            vec![],
+        ] {
+            match add(2, 200, &bulk(&results)).unwrap_err() {
+                OpError::Failed(e) => {
+                    assert_eq!(e.code, ErrorCode::ResponseInvalid);
+                    assert!(
+                        e.message
+                            .contains(&format!("{} bulk results for 2", results.len())),
+                        "{}",
+                        e.message
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 
     #[test]
-    fn bulk_row_with_an_account_code_aborts() {
-        let body = r#"{"results": [{"success": true, "code": 200}, {"success": false, "code": 10, "message": "x"}]}"#;
-        assert!(matches!(add(2, 200, body), Err(OpError::Auth(_))));
+    fn bulk_row_with_an_account_code_aborts_matched_or_not() {
+        for second in [
+            refused("+33600000002", 10, "x"),
+            json!({"success": false, "code": 30}),
+        ] {
+            let body = bulk(&[ok("+33600000001"), second]);
+            assert!(
+                matches!(add(2, 200, &body), Err(OpError::Auth(_))),
+                "{body}"
+            );
+        }
     }
 
     #[test]
     fn malformed_bulk_rows_are_rejected_without_panicking() {
-        let body = r#"{"results": [7, {}, {"success": false}, {"code": "15"}, {"code": 200}]}"#;
-        let r = add(5, 200, body).unwrap();
-        assert!(rejected(ErrorCode::Http(200))(&r[0]));
-        assert!(rejected(ErrorCode::Http(200))(&r[1]));
-        assert!(rejected(ErrorCode::Http(200))(&r[2]));
+        let body = bulk(&[
+            json!(7),
+            json!({"phoneNumber": "+33600000002"}),
+            json!({"success": false, "phoneNumber": "+33600000003"}),
+            json!({"code": "15", "phoneNumber": "+33600000004"}),
+            json!({"code": 200, "phoneNumber": "+33600000005"}),
+            json!({"success": true, "phoneNumber": 33600000006u64}),
+        ]);
+        let r = add(6, 200, &body).unwrap();
+        assert!(invalid(&r[0]), "no result names it: {:?}", r[0]);
+        assert!(invalid(&r[1]), "neither success nor code: {:?}", r[1]);
+        assert!(invalid(&r[2]), "{:?}", r[2]);
         assert_eq!(r[3], AddResult::AlreadyExists);
         assert_eq!(r[4], AddResult::Added { contact_id: None });
+        assert!(invalid(&r[5]), "a number that is not a string: {:?}", r[5]);
     }
 
     #[test]
@@ -887,8 +1125,8 @@ mod tests {
     }
 
     #[test]
-    fn non_json_error_bodies_fail_with_the_http_status() {
-        for status in [400, 404, 429, 500, 502] {
+    fn transient_answers_fail_with_the_http_status_once_retries_are_used_up() {
+        for status in [429, 500, 502, 503] {
             match add(1, status, "<html>Bad Gateway</html>") {
                 Err(OpError::Failed(e)) => {
                     assert_eq!(e.code, ErrorCode::Http(status));
@@ -903,7 +1141,33 @@ mod tests {
     }
 
     #[test]
-    fn malformed_success_bodies_fail_clearly() {
+    fn answers_that_are_not_sms_partners_say_to_check_the_base_url() {
+        for (status, body) in [
+            (404, "Not Found"),
+            (404, ""),
+            (404, r#"{"error": "no route"}"#),
+            (405, "Method Not Allowed"),
+            (400, "<html><body>Bad request</body></html>"),
+            (200, "<!DOCTYPE html><html>Welcome</html>"),
+            (301, ""),
+        ] {
+            match add(1, status, body) {
+                Err(OpError::Failed(e)) => {
+                    let code = if status == 200 {
+                        ErrorCode::ResponseInvalid
+                    } else {
+                        ErrorCode::Http(status)
+                    };
+                    assert_eq!(e.code, code, "{status} {body}");
+                    assert!(e.message.contains("--base-url"), "{}", e.message);
+                }
+                other => panic!("{status} {body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_success_bodies_are_response_invalid() {
         for (count, body) in [
             (1, ""),
             (1, "not json"),
@@ -915,14 +1179,18 @@ mod tests {
         ] {
             match add(count, 200, body) {
                 Err(OpError::Failed(e)) => {
-                    assert_eq!(e.code, ErrorCode::Http(200));
-                    assert!(e.message.contains("malformed"), "{body}: {}", e.message);
+                    assert_eq!(e.code, ErrorCode::ResponseInvalid, "{body}");
+                    assert!(
+                        e.message.contains("may have been applied"),
+                        "{body}: {}",
+                        e.message
+                    );
                 }
                 other => panic!("{body}: {other:?}"),
             }
         }
         let bad = [0xffu8, 0xfe, b'{'];
-        assert!(sp().parse_add(1, 200, &bad).is_err());
+        assert!(add(1, 200, "\u{ff}").is_err());
         assert!(sp().parse_update("C", 200, &bad).is_err());
         assert!(sp().parse_list(0, 200, &bad).is_err());
         assert!(sp().parse_detail(200, &bad).is_err());
@@ -935,6 +1203,180 @@ mod tests {
             add(1, 200, body).unwrap(),
             vec![AddResult::Added { contact_id: None }]
         );
+    }
+
+    // ---- classification ----
+
+    /// A verdict reduced to its kind and code, for tables.
+    fn kind(v: &Verdict) -> (&'static str, Option<ErrorCode>) {
+        match v {
+            Verdict::Success => ("success", None),
+            Verdict::Retry { .. } => ("retry", None),
+            Verdict::Refused(e) => ("refused", Some(e.code)),
+            Verdict::Fatal(e) => ("fatal", Some(e.code)),
+            Verdict::Misdirected(e) => ("misdirected", Some(e.code)),
+        }
+    }
+
+    #[test]
+    fn classification_table() {
+        use ErrorCode::{Api, Auth, Http, ResponseInvalid};
+        let after = Some(Duration::from_secs(7));
+        let table: &[(u16, &str, &str, Option<ErrorCode>)] = &[
+            // The body decides first.
+            (
+                200,
+                r#"{"success": true, "code": 200, "contact": {}}"#,
+                "success",
+                None,
+            ),
+            (200, r#"{"groupe": {}, "results": []}"#, "success", None),
+            (200, r#"{"code": 200}"#, "success", None),
+            (500, r#"{"success": true, "code": 200}"#, "success", None),
+            (
+                200,
+                r#"{"success": false, "code": 15}"#,
+                "refused",
+                Some(Api(15)),
+            ),
+            // A coded error inside a 5xx is the provider's answer: not retried.
+            (
+                500,
+                r#"{"success": false, "code": 15}"#,
+                "refused",
+                Some(Api(15)),
+            ),
+            (
+                503,
+                r#"{"success": false, "code": 2, "message": "x"}"#,
+                "refused",
+                Some(Api(2)),
+            ),
+            (
+                502,
+                r#"{"success": false, "code": 404}"#,
+                "refused",
+                Some(Api(404)),
+            ),
+            (
+                404,
+                r#"{"success": false, "code": 404}"#,
+                "refused",
+                Some(Api(404)),
+            ),
+            (200, r#"{"code": "90"}"#, "refused", Some(Api(90))),
+            // Key and account codes stop the run, whatever the status.
+            (
+                200,
+                r#"{"success": false, "code": 10}"#,
+                "fatal",
+                Some(Auth),
+            ),
+            (
+                500,
+                r#"{"success": false, "code": 10}"#,
+                "fatal",
+                Some(Auth),
+            ),
+            (
+                200,
+                r#"{"success": false, "code": 20}"#,
+                "fatal",
+                Some(Api(20)),
+            ),
+            (
+                200,
+                r#"{"success": false, "code": 30}"#,
+                "fatal",
+                Some(Api(30)),
+            ),
+            (
+                503,
+                r#"{"success": false, "code": 40}"#,
+                "fatal",
+                Some(Api(40)),
+            ),
+            (
+                200,
+                r#"{"success": false, "code": 96}"#,
+                "fatal",
+                Some(Api(96)),
+            ),
+            (
+                429,
+                r#"{"success": false, "code": 10}"#,
+                "fatal",
+                Some(Auth),
+            ),
+            // 401/403 stop the run whatever the body.
+            (401, "", "fatal", Some(Auth)),
+            (403, "<html>forbidden</html>", "fatal", Some(Auth)),
+            (401, r#"{"success": false, "code": 1}"#, "fatal", Some(Auth)),
+            // Transient.
+            (429, "", "retry", None),
+            (429, r#"{"success": false, "code": 2}"#, "retry", None),
+            (500, "", "retry", None),
+            (502, "<html>Bad Gateway</html>", "retry", None),
+            (503, r#"{"error": "maintenance"}"#, "retry", None),
+            (504, r#"{"success": false}"#, "retry", None),
+            // Not SMS Partner's API.
+            (404, "Not Found", "misdirected", Some(Http(404))),
+            (404, "", "misdirected", Some(Http(404))),
+            (404, r#"{"error": "x"}"#, "misdirected", Some(Http(404))),
+            (405, "", "misdirected", Some(Http(405))),
+            (501, "", "misdirected", Some(Http(501))),
+            (302, "", "misdirected", Some(Http(302))),
+            (400, "<html>x</html>", "misdirected", Some(Http(400))),
+            (200, "<!DOCTYPE html>", "misdirected", Some(ResponseInvalid)),
+            // Row matters.
+            (404, r#"{"success": false}"#, "refused", Some(Http(404))),
+            (200, r#"{"success": false}"#, "refused", Some(Http(200))),
+            (418, r#"{"success": false}"#, "refused", Some(Http(418))),
+            (400, "Bad Request", "refused", Some(Http(400))),
+            (200, "", "refused", Some(ResponseInvalid)),
+            (200, "{}", "refused", Some(ResponseInvalid)),
+            (200, "[]", "refused", Some(ResponseInvalid)),
+            (200, "garbage", "refused", Some(ResponseInvalid)),
+        ];
+        for (status, body, want, code) in table {
+            let v = sp().classify(*status, after, body.as_bytes());
+            assert_eq!(kind(&v), (*want, *code), "{status} {body}");
+            if let Verdict::Retry { after: got } = v {
+                assert_eq!(got, after, "the server's delay is kept: {status} {body}");
+            }
+        }
+    }
+
+    #[test]
+    fn server_messages_echoing_the_key_are_redacted() {
+        let p = sp().redacting(&key());
+        let echo = format!("bad request from key {SECRET} (apiKey={SECRET})");
+        let body = json!({"success": false, "code": 2, "message": echo}).to_string();
+        for e in [
+            p.parse_add(&[&contact("+33600000001")], 200, body.as_bytes())
+                .unwrap_err()
+                .row_error()
+                .clone(),
+            p.parse_update("C", 500, body.as_bytes())
+                .unwrap_err()
+                .row_error()
+                .clone(),
+        ] {
+            assert!(!e.message.contains(SECRET), "{}", e.message);
+            assert!(e.message.contains("[redacted]"), "{}", e.message);
+        }
+        let body = json!({"success": false, "code": 10, "message": echo}).to_string();
+        let e = p.parse_list(0, 200, body.as_bytes()).unwrap_err();
+        assert!(!e.row_error().message.contains(SECRET), "{e}");
+        let bulk_body = bulk(&[refused("+33600000001", 3, &echo)]);
+        let r = p
+            .parse_add(&[&contact("+33600000001")], 200, bulk_body.as_bytes())
+            .unwrap();
+        assert!(matches!(&r[0], AddResult::Rejected(e) if !e.message.contains(SECRET)));
+        // Without the key to redact, the message is kept as it came: the
+        // provider alone cannot know what to strike out.
+        let e = sp().parse_update("C", 200, body.as_bytes()).unwrap_err();
+        assert!(e.row_error().message.contains(SECRET));
     }
 
     // ---- update responses ----
@@ -1118,14 +1560,17 @@ mod tests {
         for status in [200, 400, 404] {
             assert_eq!(detail(status, coded), Ok(None), "{status}");
         }
-        // HTTP 404 with nothing readable, or a refusal without a code.
-        for body in [
-            "Not Found",
-            "",
-            r#"{"success": false}"#,
-            r#"{"error": "x"}"#,
-        ] {
-            assert_eq!(detail(404, body), Ok(None), "{body}");
+        // An SMS Partner refusal without a code under HTTP 404.
+        assert_eq!(detail(404, r#"{"success": false}"#), Ok(None));
+        // A bare 404 says nothing of the contact: misdirected, a failure.
+        for body in ["Not Found", "", r#"{"error": "x"}"#, "<html>404</html>"] {
+            match detail(404, body) {
+                Err(OpError::Failed(e)) => {
+                    assert_eq!(e.code, ErrorCode::Http(404), "{body}");
+                    assert!(e.message.contains("--base-url"), "{}", e.message);
+                }
+                other => panic!("{body}: {other:?}"),
+            }
         }
     }
 
@@ -1186,8 +1631,7 @@ mod tests {
             r#"{"success": true, "contact": {"phone": "  "}}"#,
         ] {
             let e = failed(200, body);
-            assert_eq!(e.code, ErrorCode::Http(200), "{body}");
-            assert!(e.message.contains("malformed"), "{body}: {}", e.message);
+            assert_eq!(e.code, ErrorCode::ResponseInvalid, "{body}");
         }
         for status in [429, 500, 502] {
             assert_eq!(

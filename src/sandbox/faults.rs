@@ -1,5 +1,7 @@
 //! What the sandbox does to a request before serving it: rate limiting, injected
-//! faults and latency, all drawn from one seeded PRNG so a run can be replayed.
+//! faults and latency, all drawn from one seeded PRNG so a run can be replayed;
+//! plus the hostile modes that do not draw (reordered bulk results, the form
+//! of `Retry-After`, a base URL that is not the API, the key echoed in errors).
 //!
 //! Pure: the clock is passed in, nothing here touches the network.
 
@@ -123,6 +125,14 @@ pub enum Fault {
     Drop,
     /// Applied, then the connection is closed without a response.
     Lose,
+    /// Applied, then answered 200 with a body that never ends.
+    Oversize,
+    /// Applied, then answered 200 without the documented body (SMS Partner
+    /// `{}`, Mobivate `{"success": true}` without its `record`).
+    Hollow,
+    /// Answered with a provider error (SMS Partner code 90 under the
+    /// configured status, Mobivate 400); nothing applied.
+    Coded,
 }
 
 impl Fault {
@@ -134,6 +144,9 @@ impl Fault {
             Fault::ServerError => Some("server_error"),
             Fault::Drop => Some("dropped"),
             Fault::Lose => Some("lost"),
+            Fault::Oversize => Some("oversized"),
+            Fault::Hollow => Some("hollow"),
+            Fault::Coded => Some("coded"),
         }
     }
 }
@@ -160,10 +173,52 @@ pub struct FaultSettings {
     pub drop_rate: f64,
     /// Share of requests applied, then left without a response.
     pub lose_rate: f64,
+    /// Share of requests applied, then answered with a body that never ends.
+    pub oversize_rate: f64,
+    /// Share of write requests applied, then answered 200 without the documented body.
+    pub hollow_rate: f64,
+    /// Share of write requests answered with a provider error, nothing applied.
+    pub coded_rate: f64,
+    /// HTTP status of injected SMS Partner coded errors (`coded_rate`).
+    pub coded_status: u16,
     /// Fixed delay added to every request.
     pub latency: Duration,
     /// Upper bound of an extra uniform random delay.
     pub jitter: Duration,
+    /// Return SMS Partner bulk results in a shuffled order.
+    pub reorder_bulk: bool,
+    /// How a 429's `Retry-After` is written.
+    pub retry_after: RetryAfterForm,
+    /// A fixed `Retry-After` in seconds instead of the time until the next token.
+    pub retry_after_secs: Option<u64>,
+    /// Answer every API request as a server that is not the API would.
+    pub misdirect: Option<Misdirect>,
+    /// Put the API key the request carried into every error message.
+    pub echo_key: bool,
+}
+
+/// How the sandbox writes a 429's `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RetryAfterForm {
+    /// Delay-seconds, e.g. `Retry-After: 2`.
+    #[default]
+    Seconds,
+    /// An HTTP date (IMF-fixdate), e.g. `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`.
+    Date,
+    /// Something that is neither: `Retry-After: in a moment`.
+    Garbage,
+    /// No `Retry-After` header at all.
+    None,
+}
+
+/// What a server that is not the API answers, for `--misdirect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Misdirect {
+    /// `404 Not Found`, plain text, on every path (a host without this API).
+    #[value(name = "404")]
+    NotFound,
+    /// `200` with an HTML page on every path (a web site, a captive portal).
+    Html,
 }
 
 impl Default for FaultSettings {
@@ -175,8 +230,17 @@ impl Default for FaultSettings {
             fault_rate: 0.0,
             drop_rate: 0.0,
             lose_rate: 0.0,
+            oversize_rate: 0.0,
+            hollow_rate: 0.0,
+            coded_rate: 0.0,
+            coded_status: 500,
             latency: Duration::ZERO,
             jitter: Duration::ZERO,
+            reorder_bulk: false,
+            retry_after: RetryAfterForm::Seconds,
+            retry_after_secs: None,
+            misdirect: None,
+            echo_key: false,
         }
     }
 }
@@ -205,8 +269,16 @@ impl FaultPlan {
         }
     }
 
-    /// The fate of the next request, arriving at `now`.
+    /// The fate of the next request, arriving at `now`, taken as a write.
     pub fn decide(&mut self, now: Instant) -> Decision {
+        self.decide_for(now, true)
+    }
+
+    /// The fate of the next request, arriving at `now`. Hollow answers and
+    /// coded errors stand for the provider's verdict on a change, so a read
+    /// (`write` false: a listing, a detail) drawn for one is served normally;
+    /// the draws are the same either way.
+    pub fn decide_for(&mut self, now: Instant, write: bool) -> Decision {
         let draw = self.rng.next_f64();
         let jitter_draw = self.rng.next_f64();
         let s = &self.settings;
@@ -225,8 +297,26 @@ impl FaultPlan {
             Fault::Drop
         } else if draw < s.fault_rate + s.drop_rate + s.lose_rate {
             Fault::Lose
+        } else if draw < s.fault_rate + s.drop_rate + s.lose_rate + s.oversize_rate {
+            Fault::Oversize
+        } else if draw < s.fault_rate + s.drop_rate + s.lose_rate + s.oversize_rate + s.hollow_rate
+        {
+            Fault::Hollow
+        } else if draw
+            < s.fault_rate
+                + s.drop_rate
+                + s.lose_rate
+                + s.oversize_rate
+                + s.hollow_rate
+                + s.coded_rate
+        {
+            Fault::Coded
         } else {
             Fault::None
+        };
+        let fault = match fault {
+            Fault::Hollow | Fault::Coded if !write => Fault::None,
+            other => other,
         };
         Decision { fault, delay }
     }
@@ -243,6 +333,15 @@ pub struct FaultCounts {
     pub dropped: u64,
     /// Requests applied whose response was never sent.
     pub lost: u64,
+    /// Requests applied, then answered with a body that never ends.
+    #[serde(default)]
+    pub oversized: u64,
+    /// Requests applied, then answered `200 {}`.
+    #[serde(default)]
+    pub hollow: u64,
+    /// Requests answered with an injected provider error.
+    #[serde(default)]
+    pub coded: u64,
     /// Requests that were given a non-zero delay.
     pub delayed: u64,
 }
@@ -256,6 +355,9 @@ impl FaultCounts {
             Fault::ServerError => self.server_error += 1,
             Fault::Drop => self.dropped += 1,
             Fault::Lose => self.lost += 1,
+            Fault::Oversize => self.oversized += 1,
+            Fault::Hollow => self.hollow += 1,
+            Fault::Coded => self.coded += 1,
         }
         if !decision.delay.is_zero() {
             self.delayed += 1;
@@ -419,12 +521,80 @@ mod tests {
                 },
                 Fault::Lose,
             ),
+            (
+                FaultSettings {
+                    oversize_rate: 1.0,
+                    ..quiet()
+                },
+                Fault::Oversize,
+            ),
+            (
+                FaultSettings {
+                    hollow_rate: 1.0,
+                    ..quiet()
+                },
+                Fault::Hollow,
+            ),
+            (
+                FaultSettings {
+                    coded_rate: 1.0,
+                    ..quiet()
+                },
+                Fault::Coded,
+            ),
             (quiet(), Fault::None),
         ] {
             let mut plan = FaultPlan::new(settings, 9, t0);
             for _ in 0..100 {
                 assert_eq!(plan.decide(t0).fault, fault);
             }
+        }
+    }
+
+    #[test]
+    fn new_fault_kinds_leave_the_old_draws_alone() {
+        // Shares of the newer kinds come after the older ones: a seed that
+        // replayed a run before they existed replays it still.
+        let old = FaultSettings {
+            fault_rate: 0.1,
+            drop_rate: 0.1,
+            lose_rate: 0.1,
+            ..quiet()
+        };
+        let new = FaultSettings {
+            oversize_rate: 0.1,
+            hollow_rate: 0.1,
+            coded_rate: 0.1,
+            ..old.clone()
+        };
+        let t0 = Instant::now();
+        let (mut a, mut b) = (FaultPlan::new(old, 4, t0), FaultPlan::new(new, 4, t0));
+        let mut seen = FaultCounts::default();
+        for _ in 0..2000 {
+            let (x, y) = (a.decide(t0), b.decide(t0));
+            if x.fault != Fault::None {
+                assert_eq!(x.fault, y.fault);
+            }
+            seen.record(&y);
+        }
+        assert!(
+            seen.oversized > 100 && seen.hollow > 100 && seen.coded > 100,
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn reads_are_never_hollow_nor_coded() {
+        let settings = FaultSettings {
+            hollow_rate: 0.5,
+            coded_rate: 0.5,
+            ..quiet()
+        };
+        let t0 = Instant::now();
+        let mut plan = FaultPlan::new(settings, 2, t0);
+        for _ in 0..100 {
+            assert_eq!(plan.decide_for(t0, false).fault, Fault::None);
+            assert_ne!(plan.decide_for(t0, true).fault, Fault::None);
         }
     }
 

@@ -1,13 +1,17 @@
 //! The sandbox's wire: axum routes for both APIs, the edge middleware that
-//! applies faults and counts requests, and an accept loop able to close a
-//! connection without answering (dropped connections, lost responses).
+//! applies faults and hostile modes and counts requests, and an accept loop
+//! able to close a connection without answering (dropped connections, lost
+//! responses).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -24,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::faults::Fault;
+use super::faults::{Fault, Misdirect, RetryAfterForm};
 use super::store::{
     BulkOutcome, ContactInput, MobivateInput, MvError, SortField, SpError, parse_phone,
 };
@@ -169,7 +173,7 @@ fn route_of(path: &str) -> &'static str {
     }
 }
 
-/// Applies the fault plan, counts and logs every API request.
+/// Applies the fault plan and the hostile modes, counts and logs every API request.
 async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     if path.starts_with("/_sandbox/") {
@@ -179,26 +183,60 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
     let method = req.method().clone();
     let endpoint = format!("{method} {}", route_of(&path));
     let api = api_of(&path);
-    let decision = lock(&app.faults).decide(started);
+    let stress = &app.config.stress;
+    let (req, carried) = if stress.echo_key {
+        carried_key(req).await
+    } else {
+        (req, None)
+    };
+    let write = method != axum::http::Method::GET && method != axum::http::Method::HEAD;
+    let decision = lock(&app.faults).decide_for(started, write);
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }
     let abort = req.extensions().get::<ConnAbort>().cloned();
     // What the handler put in the store, as it tagged its response.
     let mut received = None;
-    let (status, response) = match decision.fault {
-        Fault::None => {
+    // Whether the client gets a readable answer to what was applied.
+    let mut readable = true;
+    let (status, response) = match (stress.misdirect, decision.fault) {
+        (Some(mode), _) => {
+            let r = misdirected(mode);
+            (r.status().as_u16().to_string(), Some(r))
+        }
+        (None, Fault::None) => {
             let mut r = next.run(req).await;
             received = r.extensions_mut().remove::<Received>();
             (r.status().as_u16().to_string(), Some(r))
         }
-        Fault::RateLimited { retry_after } => ("429".into(), Some(rate_limited(api, retry_after))),
-        Fault::ServerError => ("500".into(), Some(server_error(api))),
-        Fault::Drop => ("dropped".into(), None),
-        Fault::Lose => {
+        (None, Fault::RateLimited { retry_after }) => {
+            let secs = stress.retry_after_secs.unwrap_or(retry_after);
+            let r = rate_limited(api, secs, stress.retry_after);
+            ("429".into(), Some(r))
+        }
+        (None, Fault::ServerError) => ("500".into(), Some(server_error(api))),
+        (None, Fault::Coded) => {
+            let r = coded_error(api, stress.coded_status);
+            (r.status().as_u16().to_string(), Some(r))
+        }
+        (None, Fault::Drop) => ("dropped".into(), None),
+        (None, Fault::Lose) => {
             let mut applied = next.run(req).await;
             received = applied.extensions_mut().remove::<Received>();
+            readable = false;
             ("lost".into(), None)
+        }
+        (None, Fault::Oversize) => {
+            let mut applied = next.run(req).await;
+            received = applied.extensions_mut().remove::<Received>();
+            readable = false;
+            ("oversized".into(), Some(endless()))
+        }
+        (None, Fault::Hollow) => {
+            let mut applied = next.run(req).await;
+            received = applied.extensions_mut().remove::<Received>();
+            readable = false;
+            ("hollow".into(), Some(hollow(api)))
         }
     };
     {
@@ -212,7 +250,7 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         counters.faults.record(&decision);
         if let Some(received) = &received {
             counters.received.merge(received);
-            if response.is_none() {
+            if !readable {
                 counters.unanswered.merge(received);
             }
         }
@@ -229,7 +267,10 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         );
     }
     match (response, abort) {
-        (Some(r), _) => r,
+        (Some(r), _) => match carried {
+            Some(key) if status != "oversized" => echo_key(r, &key).await,
+            _ => r,
+        },
         (None, Some(ConnAbort(notify))) => {
             notify.notify_one();
             // The connection task drops this future together with the connection.
@@ -239,15 +280,149 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
     }
 }
 
-fn with_retry_after(mut response: Response, secs: u64) -> Response {
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    response
+/// Largest request body read again by `--echo-key`.
+const ECHO_BODY_MAX: usize = 16 << 20;
+
+/// The API key `req` carries (Bearer header, `apiKey` in the query or the
+/// JSON body), and the request rebuilt for the handler.
+async fn carried_key(req: Request) -> (Request, Option<String>) {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' ').map(|(_, t)| t.trim().to_string()));
+    let query = req.uri().query().and_then(|q| {
+        url_pairs(q)
+            .into_iter()
+            .find(|(k, _)| k == "apiKey")
+            .map(|(_, v)| v)
+    });
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, ECHO_BODY_MAX)
+        .await
+        .unwrap_or_default();
+    let in_body = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| text(v.get("apiKey")));
+    let req = Request::from_parts(parts, Body::from(bytes));
+    (req, bearer.or(query).or(in_body))
 }
 
-fn rate_limited(api: Api, retry_after: u64) -> Response {
-    let response = match api {
+/// `application/x-www-form-urlencoded` pairs, decoded.
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://h/?{query}"))
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// `response` with `key` added to its error message (`message`, or
+/// Mobivate's `error.message`, or the plain text), as a careless server would.
+async fn echo_key(response: Response, key: &str) -> Response {
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, ECHO_BODY_MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let echo = |m: &str| format!("{m} (request key: {key})");
+    let body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut v) if v.get("success") == Some(&Value::Bool(false)) => {
+            if let Some(m) = v.pointer_mut("/error/message") {
+                *m = Value::String(echo(m.as_str().unwrap_or_default()));
+            } else {
+                let m = v.get("message").and_then(Value::as_str).unwrap_or_default();
+                v["message"] = Value::String(echo(m));
+            }
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
+        Ok(_) => bytes.to_vec(),
+        Err(_) if parts.status.is_client_error() || parts.status.is_server_error() => {
+            echo(&String::from_utf8_lossy(&bytes)).into_bytes()
+        }
+        Err(_) => bytes.to_vec(),
+    };
+    let mut out = Response::from_parts(parts, Body::from(body));
+    out.headers_mut().remove(header::CONTENT_LENGTH);
+    out
+}
+
+/// A 200 whose body never ends: JSON-looking, then spaces forever.
+fn endless() -> Response {
+    let mut r = Response::new(Body::new(Endless::default()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The body of [`endless`]: a first frame, then 64 KiB frames, never the end.
+#[derive(Default)]
+struct Endless {
+    started: bool,
+}
+
+impl HttpBody for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        static PADDING: [u8; 64 * 1024] = [b' '; 64 * 1024];
+        let data = if self.started {
+            Bytes::from_static(&PADDING)
+        } else {
+            self.started = true;
+            Bytes::from_static(br#"{"success": true, "code": 200, "padding": ""#)
+        };
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+    }
+}
+
+/// A success without the documented body: Mobivate's flag without its
+/// `record`, SMS Partner's `{}` (no flag, no `contact`, no `results`).
+fn hollow(api: Api) -> Response {
+    match api {
+        Api::Mobivate => Json(json!({"success": true})).into_response(),
+        _ => Json(json!({})).into_response(),
+    }
+}
+
+/// What a host without this API answers (`--misdirect`); nothing is applied.
+fn misdirected(mode: Misdirect) -> Response {
+    match mode {
+        Misdirect::NotFound => (StatusCode::NOT_FOUND, "Not Found").into_response(),
+        Misdirect::Html => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<!DOCTYPE html>\n<html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>\n",
+        )
+            .into_response(),
+    }
+}
+
+/// The `Retry-After` value for a wait of `secs`, written as `form` says.
+fn retry_after_value(secs: u64, form: RetryAfterForm) -> Option<HeaderValue> {
+    match form {
+        RetryAfterForm::Seconds => Some(HeaderValue::from(secs)),
+        RetryAfterForm::Date => {
+            let at = i64::try_from(secs)
+                .ok()
+                .and_then(chrono::TimeDelta::try_seconds)
+                .and_then(|d| chrono::Utc::now().checked_add_signed(d));
+            let text = match at {
+                Some(at) => at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+                None => "Fri, 31 Dec 9999 23:59:59 GMT".to_string(),
+            };
+            HeaderValue::from_str(&text).ok()
+        }
+        RetryAfterForm::Garbage => Some(HeaderValue::from_static("in a moment")),
+        RetryAfterForm::None => None,
+    }
+}
+
+fn rate_limited(api: Api, secs: u64, form: RetryAfterForm) -> Response {
+    let mut response = match api {
         Api::Mobivate => mv_error(
             StatusCode::TOO_MANY_REQUESTS,
             "TooManyRequestsError",
@@ -255,7 +430,10 @@ fn rate_limited(api: Api, retry_after: u64) -> Response {
         ),
         _ => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response(),
     };
-    with_retry_after(response, retry_after)
+    if let Some(value) = retry_after_value(secs, form) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn server_error(api: Api) -> Response {
@@ -270,6 +448,27 @@ fn server_error(api: Api) -> Response {
             "Internal Server Error (injected by the sandbox)",
         )
             .into_response(),
+    }
+}
+
+/// An injected provider error, nothing applied: SMS Partner code 90 under
+/// `status` (a coded error inside a 5xx by default), Mobivate a 400.
+fn coded_error(api: Api, status: u16) -> Response {
+    match api {
+        Api::Mobivate => mv_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "Invalid request (injected by the sandbox)",
+        ),
+        _ => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = json!({
+                "success": false,
+                "code": SpError::MALFORMED_JSON.code,
+                "message": "Malformed JSON (injected by the sandbox)",
+            });
+            (status, Json(body)).into_response()
+        }
     }
 }
 
@@ -384,7 +583,16 @@ async fn sp_add(State(app): State<Arc<App>>, body: Bytes) -> Response {
             };
             let inputs: Vec<Option<ContactInput>> =
                 items.iter().map(ContactInput::from_json).collect();
-            let out = lock(&app.smspartner).add_bulk(&group, &inputs)?;
+            let mut out = lock(&app.smspartner).add_bulk(&group, &inputs)?;
+            if app.config.stress.reorder_bulk {
+                // Fisher–Yates: each result keeps its phoneNumber, not its place.
+                let mut rng = lock(&app.shuffle);
+                for i in (1..out.results.len()).rev() {
+                    let bound = u64::try_from(i + 1).unwrap_or(u64::MAX);
+                    let j = usize::try_from(rng.next_u64() % bound).unwrap_or(0);
+                    out.results.swap(i, j);
+                }
+            }
             for row in &out.results {
                 // Applied (200) or already in the group (15): the number as stored.
                 if row.success || row.code == SpError::ALREADY_IN_GROUP.code {

@@ -2,8 +2,11 @@
 //!
 //! [`start`] serves both APIs on loopback from memory, with optional stress
 //! behaviour (rate limit, injected 5xx, dropped connections, lost responses,
-//! latency), reproducible from a seed. [`store`] holds the data and rules,
-//! [`faults`] decides what happens to each request, `http` is the wire.
+//! latency) and hostile modes (endless bodies, `200 {}`, coded errors,
+//! reordered bulk results, odd `Retry-After`s, a base URL that is not the
+//! API, the key echoed in errors), reproducible from a seed. [`store`] holds
+//! the data and rules, [`faults`] decides what happens to each request,
+//! `http` is the wire.
 
 pub mod faults;
 mod http;
@@ -20,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use faults::{FaultCounts, FaultPlan, FaultSettings, SplitMix64};
+use faults::{FaultCounts, FaultPlan, FaultSettings, Misdirect, RetryAfterForm, SplitMix64};
 pub use store::{ContactInput, MobivateContact, MobivateInput, SmsPartnerContact};
 use store::{MobivateStore, SmsPartnerStore};
 
@@ -45,6 +48,33 @@ pub struct SandboxArgs {
     /// Share (0..1) of requests applied, then left without a response (connection closed).
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub lose_rate: f64,
+    /// Share (0..1) of requests applied, then answered 200 with a body that never ends.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub oversize_rate: f64,
+    /// Share (0..1) of write requests applied, then answered 200 without the documented body.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub hollow_rate: f64,
+    /// Share (0..1) of write requests answered with a provider error, nothing applied.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub coded_rate: f64,
+    /// HTTP status of the SMS Partner coded errors that --coded-rate injects.
+    #[arg(long, value_name = "STATUS", default_value_t = 500)]
+    pub coded_status: u16,
+    /// Return SMS Partner bulk-add results in a shuffled order.
+    #[arg(long)]
+    pub reorder_bulk: bool,
+    /// How a 429's Retry-After is written.
+    #[arg(long, value_enum, value_name = "FORM", default_value_t = RetryAfterForm::Seconds)]
+    pub retry_after: RetryAfterForm,
+    /// Retry-After of every 429, in seconds, instead of the time until the next token.
+    #[arg(long, value_name = "S")]
+    pub retry_after_secs: Option<u64>,
+    /// Answer every API request as a server that is not the API: `404` or `html`.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub misdirect: Option<Misdirect>,
+    /// Echo the API key each request carried in every error message.
+    #[arg(long)]
+    pub echo_key: bool,
     /// Delay added to every request, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,
@@ -74,6 +104,15 @@ impl Default for SandboxArgs {
             fault_rate: 0.0,
             drop_rate: 0.0,
             lose_rate: 0.0,
+            oversize_rate: 0.0,
+            hollow_rate: 0.0,
+            coded_rate: 0.0,
+            coded_status: 500,
+            reorder_bulk: false,
+            retry_after: RetryAfterForm::Seconds,
+            retry_after_secs: None,
+            misdirect: None,
+            echo_key: false,
             latency_ms: 0,
             jitter_ms: 0,
             seed: 1,
@@ -144,28 +183,36 @@ impl TryFrom<SandboxArgs> for SandboxConfig {
             (None, Some(r)) => (r.ceil() as u32).max(1),
             (None, None) => 1,
         };
-        for (flag, p) in [
+        let shares = [
             ("--fault-rate", args.fault_rate),
             ("--drop-rate", args.drop_rate),
             ("--lose-rate", args.lose_rate),
-        ] {
+            ("--oversize-rate", args.oversize_rate),
+            ("--hollow-rate", args.hollow_rate),
+            ("--coded-rate", args.coded_rate),
+        ];
+        for (flag, p) in shares {
             if !(0.0..=1.0).contains(&p) {
                 return Err(SandboxError::Config(format!(
                     "{flag} must be between 0 and 1, got {p}"
                 )));
             }
         }
-        let total = args.fault_rate + args.drop_rate + args.lose_rate;
+        let total: f64 = shares.iter().map(|(_, p)| p).sum();
         if total > 1.0 + 1e-9 {
             return Err(SandboxError::Config(format!(
-                "--fault-rate, --drop-rate and --lose-rate add up to {total}, more than 1"
+                "--fault-rate, --drop-rate, --lose-rate, --oversize-rate, --hollow-rate and --coded-rate add up to {total}, more than 1"
             )));
         }
-        if axum::http::StatusCode::from_u16(args.error_status).is_err() {
-            return Err(SandboxError::Config(format!(
-                "--error-status {} is not an HTTP status",
-                args.error_status
-            )));
+        for (flag, status) in [
+            ("--error-status", args.error_status),
+            ("--coded-status", args.coded_status),
+        ] {
+            if axum::http::StatusCode::from_u16(status).is_err() {
+                return Err(SandboxError::Config(format!(
+                    "{flag} {status} is not an HTTP status"
+                )));
+            }
         }
         if args.api_key.is_empty() {
             return Err(SandboxError::Config("--api-key must not be empty".into()));
@@ -186,8 +233,17 @@ impl TryFrom<SandboxArgs> for SandboxConfig {
                 fault_rate: args.fault_rate,
                 drop_rate: args.drop_rate,
                 lose_rate: args.lose_rate,
+                oversize_rate: args.oversize_rate,
+                hollow_rate: args.hollow_rate,
+                coded_rate: args.coded_rate,
+                coded_status: args.coded_status,
                 latency: Duration::from_millis(args.latency_ms),
                 jitter: Duration::from_millis(args.jitter_ms),
+                reorder_bulk: args.reorder_bulk,
+                retry_after: args.retry_after,
+                retry_after_secs: args.retry_after_secs,
+                misdirect: args.misdirect,
+                echo_key: args.echo_key,
             },
             seed: args.seed,
             error_status: args.error_status,
@@ -392,6 +448,8 @@ struct App {
     mobivate: Mutex<MobivateStore>,
     faults: Mutex<FaultPlan>,
     counters: Mutex<Counters>,
+    /// Draws for `reorder_bulk`, apart from the fault draws.
+    shuffle: Mutex<SplitMix64>,
 }
 
 /// Locks a mutex; a poisoned one is still usable since every update is atomic
@@ -407,6 +465,8 @@ impl App {
         let fault_seed = rng.next_u64();
         let mobivate_seed = rng.next_u64();
         let smspartner = SmsPartnerStore::new(&config.groups, &mut rng);
+        // Drawn last, so every other stream is what it was before it existed.
+        let shuffle = SplitMix64::new(rng.next_u64());
         let plan = FaultPlan::new(
             config.stress.clone(),
             fault_seed,
@@ -417,6 +477,7 @@ impl App {
             mobivate: Mutex::new(MobivateStore::new(mobivate_seed)),
             faults: Mutex::new(plan),
             counters: Mutex::new(Counters::default()),
+            shuffle: Mutex::new(shuffle),
             config,
         }
     }

@@ -983,6 +983,237 @@ async fn injected_5xx_applies_nothing() {
     );
 }
 
+// ------------------------------------------------------------ hostile modes
+
+fn bulk_body(phones: &[String]) -> Value {
+    let list: Vec<Value> = phones.iter().map(|p| json!({"phoneNumber": p})).collect();
+    json!({"apiKey": KEY, "groupId": "sandbox", "contactsList": list})
+}
+
+#[tokio::test]
+async fn reordered_bulk_results_keep_each_number_with_its_own_result() {
+    let (h, c) = serve(stressed(|s| s.reorder_bulk = true)).await;
+    h.seed_smspartner("sandbox", [input("+33600000010")])
+        .unwrap();
+    let phones: Vec<String> = (10..40).map(|i| format!("+336000000{i:02}")).collect();
+    let (status, body) = post(&c, &h, "/v1/contact/add", bulk_body(&phones)).await;
+    assert_eq!(status, StatusCode::OK);
+    let results = body["results"].as_array().unwrap();
+    let order: Vec<&str> = results
+        .iter()
+        .map(|r| r["phoneNumber"].as_str().unwrap())
+        .collect();
+    assert_ne!(order, phones, "not in request order");
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, phones, "one result per number");
+    for r in results {
+        let code = if r["phoneNumber"] == "+33600000010" {
+            15
+        } else {
+            200
+        };
+        assert_eq!(r["code"], code, "{r}");
+    }
+}
+
+#[tokio::test]
+async fn retry_after_forms() {
+    let limited = |form: faults::RetryAfterForm, secs: Option<u64>| {
+        stressed(move |s| {
+            s.rate = Some(0.01);
+            s.burst = 1;
+            s.retry_after = form;
+            s.retry_after_secs = secs;
+        })
+    };
+    let header_after_the_burst = |config: SandboxConfig| async move {
+        let (h, c) = serve(config).await;
+        let url = format!("{}/v1/group/list?apiKey={KEY}", h.base_url());
+        assert_eq!(c.get(&url).send().await.unwrap().status(), StatusCode::OK);
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        r.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    use faults::RetryAfterForm as F;
+    assert_eq!(
+        header_after_the_burst(limited(F::Seconds, None))
+            .await
+            .as_deref(),
+        Some("100")
+    );
+    assert_eq!(
+        header_after_the_burst(limited(F::Seconds, Some(3600)))
+            .await
+            .as_deref(),
+        Some("3600")
+    );
+    let date = header_after_the_burst(limited(F::Date, Some(3600)))
+        .await
+        .unwrap();
+    let wait = crate::dispatch::parse_retry_after(&date, chrono::Utc::now()).unwrap();
+    assert!((3590..=3600).contains(&wait.as_secs()), "{date}: {wait:?}");
+    let far = header_after_the_burst(limited(F::Date, Some(u64::MAX)))
+        .await
+        .unwrap();
+    assert!(far.ends_with("9999 23:59:59 GMT"), "{far}");
+    let garbage = header_after_the_burst(limited(F::Garbage, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::dispatch::parse_retry_after(&garbage, chrono::Utc::now()),
+        None
+    );
+    assert_eq!(header_after_the_burst(limited(F::None, None)).await, None);
+}
+
+#[tokio::test]
+async fn misdirect_answers_like_a_host_without_the_api_and_applies_nothing() {
+    for (mode, status, starts) in [
+        (
+            faults::Misdirect::NotFound,
+            StatusCode::NOT_FOUND,
+            "Not Found",
+        ),
+        (faults::Misdirect::Html, StatusCode::OK, "<!DOCTYPE html>"),
+    ] {
+        let (h, c) = serve(stressed(|s| s.misdirect = Some(mode))).await;
+        for r in [
+            c.post(format!("{}/v1/contact/add", h.base_url()))
+                .json(&add_body("0611111111")),
+            mv(&c, &h, reqwest::Method::POST, "/addressbook/contacts")
+                .json(&json!({"alias": "a", "msisdn": "33611111111"})),
+            c.get(format!(
+                "{}/v1/contact/list?apiKey={KEY}&groupId=sandbox",
+                h.base_url()
+            )),
+        ] {
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), status, "{mode:?}");
+            assert!(r.text().await.unwrap().starts_with(starts), "{mode:?}");
+        }
+        let state = h.snapshot();
+        assert!(state.group("sandbox").is_empty() && state.mobivate.is_empty());
+        assert!(state.counters.received.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn echo_key_puts_the_requests_key_in_every_error_message() {
+    let (h, c) = serve(stressed(|s| s.echo_key = true)).await;
+    // SMS Partner: key in the body, then in the query; a wrong key is echoed as sent.
+    let (_, b) = post(
+        &c,
+        &h,
+        "/v1/contact/update",
+        json!({"apiKey": KEY, "contactId": "999", "contact": {"firstname": "x"}}),
+    )
+    .await;
+    assert_eq!(b["code"], 404);
+    assert!(b["message"].as_str().unwrap().contains(KEY), "{b}");
+    let (_, b) = get(&c, &h, "/v1/contact/detail?apiKey=other-key&contactId=1").await;
+    assert_eq!(b["code"], 10);
+    assert!(b["message"].as_str().unwrap().contains("other-key"), "{b}");
+    // Mobivate: the Bearer token, in error.message.
+    let (s, b) = answer(
+        mv(&c, &h, reqwest::Method::POST, "/addressbook/contacts/nope")
+            .json(&json!({"alias": "a"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(b["error"]["message"].as_str().unwrap().contains(KEY), "{b}");
+    // Successes are left alone.
+    let (_, b) = post(&c, &h, "/v1/contact/add", add_body("0611111111")).await;
+    assert_eq!(b["success"], true);
+    assert!(!b.to_string().contains(KEY), "{b}");
+}
+
+#[tokio::test]
+async fn oversized_answers_apply_then_never_end() {
+    let (h, _) = serve(stressed(|s| s.oversize_rate = 1.0)).await;
+    let client = Client::new();
+    let mut r = client
+        .post(format!("{}/v1/contact/add", h.base_url()))
+        .json(&add_body("0611111111"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Far more than any answer should be, and still coming.
+    let mut read = 0usize;
+    while read < 32 << 20 {
+        read += r
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the body does not end")
+            .len();
+    }
+    drop(r);
+    let state = h.snapshot();
+    assert_eq!(state.group("sandbox").len(), 1, "applied");
+    assert_eq!(state.counters.faults.oversized, 1);
+    assert_eq!(
+        state
+            .counters
+            .unanswered
+            .smspartner_add_count("sandbox", "+33611111111"),
+        1,
+        "the client could not read the answer"
+    );
+}
+
+#[tokio::test]
+async fn hollow_answers_apply_then_say_nothing() {
+    let (h, c) = serve(stressed(|s| s.hollow_rate = 1.0)).await;
+    let (status, body) = answer(
+        mv(&c, &h, reqwest::Method::POST, "/addressbook/contacts")
+            .json(&json!({"alias": "a", "msisdn": "33611111111"})),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"success": true})));
+    let (status, body) = post(&c, &h, "/v1/contact/add", add_body("0622222222")).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let state = h.snapshot();
+    assert_eq!(state.mobivate.len(), 1, "applied");
+    assert_eq!(state.group("sandbox").len(), 1, "applied");
+    assert_eq!(
+        state.counters.count("POST /addressbook/contacts", "hollow"),
+        1
+    );
+    assert_eq!(
+        state.counters.unanswered.mobivate_add_count("33611111111"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn coded_faults_apply_nothing_and_ride_the_configured_status() {
+    let (h, c) = serve(stressed(|s| {
+        s.coded_rate = 1.0;
+        s.coded_status = 503;
+    }))
+    .await;
+    let (status, body) = post(&c, &h, "/v1/contact/add", add_body("0611111111")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        (body["success"].clone(), body["code"].clone()),
+        (json!(false), json!(90))
+    );
+    let (status, body) = answer(
+        mv(&c, &h, reqwest::Method::POST, "/addressbook/contacts")
+            .json(&json!({"alias": "a", "msisdn": "33611111111"})),
+    )
+    .await;
+    assert_mv_error(status, &body, StatusCode::BAD_REQUEST, "ValidationError");
+    let state = h.snapshot();
+    assert!(state.group("sandbox").is_empty() && state.mobivate.is_empty());
+    assert_eq!(state.counters.faults.coded, 2);
+    assert!(state.counters.received.is_empty());
+}
+
 /// Sends a raw HTTP/1.1 request and returns every byte the server sent before
 /// closing the connection.
 async fn raw_exchange(h: &SandboxHandle, path: &str, body: &str) -> Vec<u8> {
@@ -1228,7 +1459,62 @@ fn flags_parse_into_a_checked_config() {
     assert!(bad(&["--fault-rate", "0.6", "--lose-rate", "0.6"]));
     assert!(bad(&["--error-status", "42"]));
     assert!(bad(&["--api-key", ""]));
+    assert!(bad(&[
+        "--oversize-rate",
+        "0.5",
+        "--hollow-rate",
+        "0.3",
+        "--coded-rate",
+        "0.3"
+    ]));
+    assert!(bad(&["--coded-status", "1000"]));
+    assert!(bad(&["--hollow-rate", "2"]));
     assert!(!bad(&["--rate", "0.2"]));
+
+    let args = Cli::try_parse_from([
+        "sandbox",
+        "--oversize-rate",
+        "0.1",
+        "--hollow-rate",
+        "0.2",
+        "--coded-rate",
+        "0.3",
+        "--coded-status",
+        "502",
+        "--reorder-bulk",
+        "--retry-after",
+        "date",
+        "--retry-after-secs",
+        "3600",
+        "--misdirect",
+        "html",
+        "--echo-key",
+    ])
+    .unwrap()
+    .args;
+    let s = SandboxConfig::try_from(args).unwrap().stress;
+    assert_eq!(
+        (s.oversize_rate, s.hollow_rate, s.coded_rate, s.coded_status),
+        (0.1, 0.2, 0.3, 502)
+    );
+    assert!(s.reorder_bulk && s.echo_key);
+    assert_eq!(s.retry_after, faults::RetryAfterForm::Date);
+    assert_eq!(s.retry_after_secs, Some(3600));
+    assert_eq!(s.misdirect, Some(faults::Misdirect::Html));
+    for (form, want) in [
+        ("seconds", faults::RetryAfterForm::Seconds),
+        ("garbage", faults::RetryAfterForm::Garbage),
+        ("none", faults::RetryAfterForm::None),
+    ] {
+        let args = Cli::try_parse_from(["sandbox", "--retry-after", form])
+            .unwrap()
+            .args;
+        assert_eq!(args.retry_after, want);
+    }
+    let args = Cli::try_parse_from(["sandbox", "--misdirect", "404"])
+        .unwrap()
+        .args;
+    assert_eq!(args.misdirect, Some(faults::Misdirect::NotFound));
 }
 
 #[tokio::test]

@@ -25,8 +25,14 @@ pub(super) enum Abort {
     Auth(String),
     Interrupted,
     Unanswered,
-    Unreachable { host: String, cause: String },
+    Unreachable {
+        host: String,
+        cause: String,
+    },
     Output(String),
+    /// The provider's answers say no request can go on (a `Retry-After`
+    /// beyond `--max-retry-after`, a base URL that is not its API).
+    Provider(String),
 }
 
 /// Calls in a row that got no answer even after their retries before the
@@ -239,7 +245,7 @@ impl Engine {
                 Abort::Unreachable { host, cause } => {
                     tracing::error!("cannot reach {host}: {cause}; stopping")
                 }
-                Abort::Output(m) => tracing::error!("{m}; stopping"),
+                Abort::Output(m) | Abort::Provider(m) => tracing::error!("{m}; stopping"),
             }
             *a = Some(why);
         }
@@ -279,7 +285,13 @@ impl Engine {
                 unsendable("the API key is not a valid HTTP header value".into())
             })?;
         }
-        let result = self.dispatcher.send_marked(&call, sent).await;
+        let classify = |status: u16, after: Option<std::time::Duration>, body: &[u8]| {
+            self.provider.classify(status, after, body)
+        };
+        let result = self
+            .dispatcher
+            .send_classified(&call, sent, &classify)
+            .await;
         // Answered, or given up on: either way nothing of it is pending any more.
         sent.store(false, Ordering::SeqCst);
         match &result {
@@ -287,12 +299,19 @@ impl Engine {
                 self.unanswered.store(0, Ordering::Relaxed);
                 self.unreachable.store(0, Ordering::Relaxed);
             }
-            Err(SendError::Network {
-                message,
-                maybe_applied,
-            }) => {
+            Err(e @ (SendError::RetryAfterTooLong { .. } | SendError::Misdirected { .. })) => {
+                self.abort(Abort::Provider(e.to_string()));
+            }
+            Err(e @ (SendError::Network { .. } | SendError::TooLarge { .. })) => {
+                let (message, maybe_applied) = match e {
+                    SendError::Network {
+                        message,
+                        maybe_applied,
+                    } => (message.clone(), *maybe_applied),
+                    other => (other.to_string(), true),
+                };
                 let n = self.unanswered.fetch_add(1, Ordering::Relaxed) + 1;
-                let unreachable = if *maybe_applied {
+                let unreachable = if maybe_applied {
                     self.unreachable.store(0, Ordering::Relaxed);
                     0
                 } else {
@@ -301,7 +320,7 @@ impl Engine {
                 if unreachable >= MAX_CONSECUTIVE_CONNECT_FAILURES {
                     self.abort(Abort::Unreachable {
                         host: self.host.clone(),
-                        cause: message.clone(),
+                        cause: message,
                     });
                 } else if n >= MAX_CONSECUTIVE_NETWORK_FAILURES {
                     self.abort(Abort::Unanswered);
@@ -336,7 +355,21 @@ impl Engine {
                 ),
             )),
             SendError::Network { message, .. } => Ok(RowError::new(ErrorCode::Network, message)),
-            SendError::Cancelled => Err(()),
+            SendError::TooLarge { limit } => Ok(RowError::new(
+                ErrorCode::ResponseInvalid,
+                format!(
+                    "every answer was larger than {limit} bytes and was not read; the request may have been applied, and the next run settles it"
+                ),
+            )),
+            SendError::RetryAfterTooLong {
+                maybe_applied: true,
+                ..
+            } => Ok(RowError::new(
+                ErrorCode::Unconfirmed,
+                "an earlier attempt got no answer, then the provider asked for a pause longer than --max-retry-after; it may have been applied, and the next run settles it",
+            )),
+            SendError::Misdirected { code, message } => Ok(RowError::new(code, message)),
+            SendError::RetryAfterTooLong { .. } | SendError::Cancelled => Err(()),
         }
     }
 
@@ -394,7 +427,7 @@ impl Engine {
         let reply = self.call(req, &sent).await;
         let answered = Instant::now();
         let results = match reply {
-            Ok(r) => self.provider.parse_add(jobs.len(), r.status, &r.body),
+            Ok(r) => self.provider.parse_add(&contacts, r.status, &r.body),
             Err(e) => {
                 let err = Self::send_error(e);
                 for j in jobs {
@@ -426,8 +459,12 @@ impl Engine {
                     job.ticket.finish(Outcome::Added, Vec::new(), "", &id);
                 }
                 AddResult::Rejected(e) => {
-                    let phone = job.contact.phone.clone();
-                    self.record(&group, |target| Update::Refused { target, phone });
+                    // An answer that cannot be read may hide an applied add:
+                    // the row stays pending, for the next run to settle.
+                    if e.code != ErrorCode::ResponseInvalid {
+                        let phone = job.contact.phone.clone();
+                        self.record(&group, |target| Update::Refused { target, phone });
+                    }
                     job.ticket.fail(e);
                 }
                 AddResult::AlreadyExists => existing.push(job),

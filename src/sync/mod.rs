@@ -48,6 +48,9 @@ use signals::Signals;
 /// How long requests in flight may still run once the run is stopping.
 const GRACE: Duration = Duration::from_secs(5);
 
+/// The largest `--max-retry-after`, in seconds: a day.
+const MAX_RETRY_AFTER_SECS: u64 = 86_400;
+
 /// A share or a count of invalid rows beyond which nothing is sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MaxInvalid {
@@ -159,13 +162,25 @@ impl SyncConfig {
             ));
         }
         let rate = args.rate.unwrap_or_else(|| default_rate(args.provider));
-        if !(rate.is_finite() && rate > 0.0) {
+        if !(crate::dispatch::MIN_RATE..=crate::dispatch::MAX_RATE).contains(&rate) {
             return Err(Error::Usage(format!(
-                "--rate {rate}: must be a positive number"
+                "--rate {rate}: must be between {} and {} requests per second",
+                crate::dispatch::MIN_RATE,
+                crate::dispatch::MAX_RATE
             )));
         }
-        if args.concurrency == 0 {
-            return Err(Error::Usage("--concurrency must be at least 1".into()));
+        if !(1..=crate::dispatch::MAX_CONCURRENCY).contains(&args.concurrency) {
+            return Err(Error::Usage(format!(
+                "--concurrency {}: must be between 1 and {}",
+                args.concurrency,
+                crate::dispatch::MAX_CONCURRENCY
+            )));
+        }
+        if args.max_retry_after > MAX_RETRY_AFTER_SECS {
+            return Err(Error::Usage(format!(
+                "--max-retry-after {}: must be at most {MAX_RETRY_AFTER_SECS} seconds (one day)",
+                args.max_retry_after
+            )));
         }
         let mut dispatch = DispatchConfig {
             rate,
@@ -173,6 +188,7 @@ impl SyncConfig {
             ..DispatchConfig::default()
         };
         dispatch.retry.max_retries = args.max_retries;
+        dispatch.retry.max_retry_after = Duration::from_secs(args.max_retry_after);
         let max_invalid = args
             .max_invalid
             .as_deref()
@@ -1009,14 +1025,13 @@ fn new_engine(
         // Only a dry run gets here without a Mobivate base URL, and it sends nothing.
         ProviderKind::Mobivate => {
             let url = base("https://mobivate.invalid/")?;
-            (url.clone(), Box::new(Mobivate::new(url).map_err(bad_url)?))
+            let provider = Mobivate::new(url.clone()).map_err(bad_url)?;
+            (url, Box::new(provider.redacting(&key)))
         }
         ProviderKind::Smspartner | ProviderKind::Sandbox => {
             let url = base(crate::provider::smspartner::DEFAULT_BASE_URL)?;
-            (
-                url.clone(),
-                Box::new(SmsPartner::new(url).map_err(bad_url)?),
-            )
+            let provider = SmsPartner::new(url.clone()).map_err(bad_url)?;
+            (url, Box::new(provider.redacting(&key)))
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
