@@ -3,61 +3,13 @@
 //! still reports every row truthfully, and streams are read safely.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use contact_sync::sandbox::faults::FaultSettings;
 
 use crate::util::*;
-
-/// Requests of any kind the sandbox received.
-fn requests(sb: &Sandbox) -> u64 {
-    sb.state()
-        .counters
-        .requests
-        .values()
-        .flat_map(|m| m.values())
-        .sum()
-}
-
-/// The binary, started in `dir` with the test key and `args`, stderr piped.
-fn spawn(dir: &Dir, args: &[&str], stdin: Stdio) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
-        .current_dir(dir.path(""))
-        .env("CONTACT_SYNC_API_KEY", KEY)
-        .env("TMPDIR", dir.path(""))
-        .env("XDG_STATE_HOME", dir.state_home())
-        .env_remove("RUST_LOG")
-        .args(args)
-        .stdin(stdin)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Reads stderr until a line contains `needle` (waiting on the process, not the clock).
-fn wait_for(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &str) {
-    for line in lines.by_ref() {
-        if line.unwrap().contains(needle) {
-            return;
-        }
-    }
-    panic!("stderr ended before {needle:?}");
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-fn stderr_lines(child: &mut Child) -> std::io::Lines<BufReader<ChildStderr>> {
-    BufReader::new(child.stderr.take().unwrap()).lines()
-}
 
 #[test]
 fn an_output_that_is_the_input_is_refused_and_the_input_is_untouched() {
