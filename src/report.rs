@@ -45,14 +45,6 @@ impl Target {
             Target::File(p) => p.display().to_string(),
         }
     }
-
-    /// A name for messages about the file while the run lasts (`<path>.partial`).
-    pub fn describe_partial(&self) -> String {
-        match self {
-            Target::Stdout => "standard output".into(),
-            Target::File(p) => partial_path(p).display().to_string(),
-        }
-    }
 }
 
 /// The path a file output is written to while the run lasts.

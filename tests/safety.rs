@@ -3,61 +3,13 @@
 //! still reports every row truthfully, and streams are read safely.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use contact_sync::sandbox::faults::FaultSettings;
 
 use crate::util::*;
-
-/// Requests of any kind the sandbox received.
-fn requests(sb: &Sandbox) -> u64 {
-    sb.state()
-        .counters
-        .requests
-        .values()
-        .flat_map(|m| m.values())
-        .sum()
-}
-
-/// The binary, started in `dir` with the test key and `args`, stderr piped.
-fn spawn(dir: &Dir, args: &[&str], stdin: Stdio) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
-        .current_dir(dir.path(""))
-        .env("CONTACT_SYNC_API_KEY", KEY)
-        .env("TMPDIR", dir.path(""))
-        .env("XDG_STATE_HOME", dir.state_home())
-        .env_remove("RUST_LOG")
-        .args(args)
-        .stdin(stdin)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Reads stderr until a line contains `needle` (waiting on the process, not the clock).
-fn wait_for(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &str) {
-    for line in lines.by_ref() {
-        if line.unwrap().contains(needle) {
-            return;
-        }
-    }
-    panic!("stderr ended before {needle:?}");
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-fn stderr_lines(child: &mut Child) -> std::io::Lines<BufReader<ChildStderr>> {
-    BufReader::new(child.stderr.take().unwrap()).lines()
-}
 
 #[test]
 fn an_output_that_is_the_input_is_refused_and_the_input_is_untouched() {
@@ -355,9 +307,9 @@ fn sigint_while_standard_input_is_spooled_reports_what_came_and_leaves_no_spool(
     assert!(left.is_empty(), "no spool left in TMPDIR: {left:?}");
 }
 
-/// Interrupts (`signals` times) a run whose requests hang; returns the report.
+/// Interrupts (`signals` times, with `sig`) a run whose requests hang; returns the report.
 #[cfg(unix)]
-fn interrupt_hung_requests(signals: usize) -> Vec<Line> {
+fn interrupt_hung_requests(sig: &str, signals: usize) -> Vec<Line> {
     let sb = Sandbox::start(FaultSettings {
         latency: Duration::from_secs(120),
         ..FaultSettings::default()
@@ -385,10 +337,10 @@ fn interrupt_hung_requests(signals: usize) -> Vec<Line> {
     let mut lines = stderr_lines(&mut child);
     wait_for(&mut lines, "adding 1 rows");
     wait_for(&mut lines, "adding 1 rows");
-    signal(&child, "INT");
+    signal(&child, sig);
     if signals > 1 {
         wait_for(&mut lines, "interrupted: sending nothing more");
-        signal(&child, "INT");
+        signal(&child, sig);
     }
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let status = child.wait().unwrap();
@@ -428,13 +380,19 @@ fn assert_hung_outcomes(report: &[Line]) {
 #[cfg(unix)]
 #[test]
 fn sigint_with_hung_requests_reports_them_unconfirmed_after_the_grace() {
-    assert_hung_outcomes(&interrupt_hung_requests(1));
+    assert_hung_outcomes(&interrupt_hung_requests("INT", 1));
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_with_hung_requests_reports_them_unconfirmed_after_the_grace() {
+    assert_hung_outcomes(&interrupt_hung_requests("TERM", 1));
 }
 
 #[cfg(unix)]
 #[test]
 fn a_second_sigint_stops_at_once_and_still_reports_every_row() {
-    assert_hung_outcomes(&interrupt_hung_requests(2));
+    assert_hung_outcomes(&interrupt_hung_requests("INT", 2));
 }
 
 #[test]

@@ -12,24 +12,6 @@ use contact_sync::sandbox::faults::FaultSettings;
 
 use crate::util::*;
 
-/// Requests of any kind the sandbox received.
-fn requests(sb: &Sandbox) -> u64 {
-    sb.state()
-        .counters
-        .requests
-        .values()
-        .flat_map(|m| m.values())
-        .sum()
-}
-
-fn outcome_counts(report: &[Line]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for l in report {
-        *m.entry(l.outcome.clone()).or_default() += 1;
-    }
-    m
-}
-
 /// `csv_of` with row `i`'s first name changed.
 fn edited(phones: &[String], i: usize) -> String {
     csv_of(phones).replacen(&format!("First{i},"), &format!("Edited{i},"), 1)
@@ -53,7 +35,7 @@ fn an_unchanged_file_synced_again_sends_nothing() {
         assert!(
             report.iter().all(|l| l.outcome == "unchanged"),
             "{provider}: {:?}",
-            outcome_counts(&report)
+            outcomes(&report)
         );
         // --no-state sends again (the provider answers "already exists").
         let third = sb.sync(&dir, provider, &["--no-state", "--rate", "1000"]);
@@ -76,7 +58,7 @@ fn one_edited_row_costs_one_update() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(requests(&sb) - before, 1, "exactly one request");
     let report = dir.report("in.report.csv");
-    let counts = outcome_counts(&report);
+    let counts = outcomes(&report);
     assert_eq!(counts.get("updated"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("unchanged"), Some(&49), "{counts:?}");
     assert_eq!(report[7].outcome, "updated");
@@ -175,7 +157,7 @@ fn a_dry_run_reads_the_store_and_writes_nothing() {
     let out = sb.sync(&dir, "mobivate", &["--dry-run"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(requests(&sb), before, "a dry run sends nothing");
-    let counts = outcome_counts(&dir.report("in.report.csv"));
+    let counts = outcomes(&dir.report("in.report.csv"));
     assert_eq!(
         counts,
         BTreeMap::from([
@@ -423,4 +405,25 @@ fn state_show_forget_and_rebuild() {
     let received = sb.state().counters.received;
     assert!(received.smspartner_adds_in("g1").values().all(|n| *n == 1));
     assert_eq!(sb.state().counters.total("POST /v1/contact/update"), 30);
+}
+
+#[test]
+fn full_sends_every_valid_row_once_and_refreshes_the_store() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(15, 0)));
+    assert_eq!(code(&sb.sync(&dir, "mobivate", &["--rate", "1000"])), 0);
+    let before = requests(&sb);
+    let out = sb.sync(&dir, "mobivate", &["--rate", "1000", "--full"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(requests(&sb) - before, 15, "one update a row");
+    assert!(
+        dir.report("in.report.csv")
+            .iter()
+            .all(|l| l.outcome == "updated")
+    );
+    // The store is fresh again: the next run sends nothing.
+    let before = requests(&sb);
+    assert_eq!(code(&sb.sync(&dir, "mobivate", &["--rate", "1000"])), 0);
+    assert_eq!(requests(&sb), before);
 }

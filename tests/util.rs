@@ -2,8 +2,10 @@
 //! for what it leaves behind.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::Output;
+use std::process::{Child, ChildStderr, Command as StdCommand, Stdio};
 
 use assert_cmd::Command;
 use contact_sync::sandbox::faults::FaultSettings;
@@ -244,4 +246,52 @@ pub fn csv_of(phones: &[String]) -> String {
         s.push_str(&format!("{p},First{i},Last{i}\n"));
     }
     s
+}
+
+/// Requests of any kind the sandbox received.
+pub fn requests(sb: &Sandbox) -> u64 {
+    sb.state()
+        .counters
+        .requests
+        .values()
+        .flat_map(|m| m.values())
+        .sum()
+}
+
+/// The binary, started in `dir` with the test key and `args`, stderr piped.
+pub fn spawn(dir: &Dir, args: &[&str], stdin: Stdio) -> Child {
+    StdCommand::new(assert_cmd::cargo::cargo_bin("contact-sync"))
+        .current_dir(dir.path(""))
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .env("TMPDIR", dir.path(""))
+        .env("XDG_STATE_HOME", dir.state_home())
+        .env_remove("RUST_LOG")
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads stderr until a line contains `needle` (waiting on the process, not the clock).
+pub fn wait_for(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &str) {
+    for line in lines.by_ref() {
+        if line.unwrap().contains(needle) {
+            return;
+        }
+    }
+    panic!("stderr ended before {needle:?}");
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let ok = StdCommand::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+pub fn stderr_lines(child: &mut Child) -> std::io::Lines<BufReader<ChildStderr>> {
+    BufReader::new(child.stderr.take().unwrap()).lines()
 }
