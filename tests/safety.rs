@@ -111,6 +111,7 @@ fn a_report_on_a_closed_pipe_stops_the_sending_with_exit_3() {
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
         .current_dir(dir.path(""))
         .env("CONTACT_SYNC_API_KEY", KEY)
+        .env("XDG_STATE_HOME", dir.state_home())
         .args([
             "-v",
             "sync",
@@ -151,6 +152,7 @@ fn a_sync_report_on_a_pipe_closed_before_it_starts_sends_nothing() {
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
         .current_dir(dir.path(""))
         .env("CONTACT_SYNC_API_KEY", KEY)
+        .env("XDG_STATE_HOME", dir.state_home())
         .args([
             "sync",
             "in.csv",

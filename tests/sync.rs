@@ -526,6 +526,7 @@ fn sigint_finishes_in_flight_work_reports_every_row_and_exits_3() {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
         .current_dir(dir.path(""))
         .env("CONTACT_SYNC_API_KEY", KEY)
+        .env("XDG_STATE_HOME", dir.state_home())
         .args([
             "-v",
             "sync",
