@@ -566,3 +566,32 @@ fn mobivate_ignores_an_auto_mapped_id_column_it_cannot_check() {
         "rows were matched by number and added"
     );
 }
+
+#[test]
+fn a_key_that_cannot_be_a_header_stops_mobivate_before_anything_is_read() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(3, 0)));
+    let url = sb.url();
+    let out = dir
+        .command()
+        .env("CONTACT_SYNC_API_KEY", "abc\u{7f}def")
+        .args([
+            "sync",
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(
+        err.contains("CONTACT_SYNC_API_KEY") && !err.contains("abc"),
+        "{err}"
+    );
+    assert_eq!(requests(&sb), 0);
+    assert!(!dir.path("in.report.csv").exists());
+}

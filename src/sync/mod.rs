@@ -195,6 +195,16 @@ impl SyncConfig {
             .map(MaxInvalid::parse)
             .transpose()?;
         let key = api_key(args.provider, args.dry_run)?;
+        if args.provider == ProviderKind::Mobivate
+            && !args.dry_run
+            && reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err()
+        {
+            // Caught here, the run stops before reading anything (exit 2).
+            return Err(Error::Usage(format!(
+                "{} holds a character that cannot go in an HTTP header (a line break or a control character?): check how it was set",
+                crate::secret::ENV_VAR
+            )));
+        }
         let state = if args.no_state {
             None
         } else if let Some(path) = &args.state {
