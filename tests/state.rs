@@ -4,8 +4,7 @@
 //! again ends exact.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use contact_sync::sandbox::faults::FaultSettings;
@@ -200,11 +199,9 @@ fn a_second_run_on_the_same_store_is_refused_while_the_first_runs() {
     let dir = Dir::new();
     dir.write("in.csv", csv_of(&numbers(3, 0)));
     let url = slow.url();
-    let mut first = Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
-        .current_dir(dir.path(""))
-        .env("CONTACT_SYNC_API_KEY", KEY)
-        .env("XDG_STATE_HOME", dir.state_home())
-        .args([
+    let mut first = spawn(
+        &dir,
+        &[
             "-v",
             "sync",
             "in.csv",
@@ -212,17 +209,11 @@ fn a_second_run_on_the_same_store_is_refused_while_the_first_runs() {
             "mobivate",
             "--base-url",
             &url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("adding 1 rows") {
-            break;
-        }
-    }
+        ],
+        Stdio::null(),
+    );
+    let mut lines = stderr_lines(&mut first);
+    wait_for(&mut lines, "adding 1 rows");
     let second = slow.sync(&dir, "mobivate", &["--report", "second.csv"]);
     let err = stderr(&second);
     first.kill().unwrap();
@@ -268,11 +259,9 @@ fn killed_then_rerun(at: usize) {
     let phones = numbers(12, 0);
     dir.write("in.csv", csv_of(&phones));
     let url = sb.url();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
-        .current_dir(dir.path(""))
-        .env("CONTACT_SYNC_API_KEY", KEY)
-        .env("XDG_STATE_HOME", dir.state_home())
-        .args([
+    let mut child = spawn(
+        &dir,
+        &[
             "-v",
             "sync",
             "in.csv",
@@ -280,13 +269,14 @@ fn killed_then_rerun(at: usize) {
             "mobivate",
             "--base-url",
             &url,
-        ])
-        .args(["--concurrency", "2", "--rate", "1000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            "--concurrency",
+            "2",
+            "--rate",
+            "1000",
+        ],
+        Stdio::null(),
+    );
+    let mut lines = stderr_lines(&mut child);
     let mut seen = 0;
     for line in lines.by_ref() {
         if line.unwrap().contains("adding 1 rows") {
