@@ -222,6 +222,17 @@ pub(super) struct Directory {
 struct Listing {
     loaded_at: Option<Instant>,
     ids: HashMap<String, String>,
+    /// A listing that stopped on a failed page: where it was, and what it had.
+    resume: Option<ListProgress>,
+}
+
+/// A listing under way: the next page's cursor, the contacts so far, and
+/// when it began (a page that failed is fetched again, never page 1).
+#[derive(Default)]
+pub(super) struct ListProgress {
+    cursor: u64,
+    ids: HashMap<String, String>,
+    started: Option<Instant>,
 }
 
 impl Engine {
@@ -568,9 +579,20 @@ impl Engine {
         &self,
         group: &str,
     ) -> Result<HashMap<String, String>, Option<RowError>> {
-        let mut ids = HashMap::new();
-        let mut cursor = Some(0);
-        while let Some(c) = cursor {
+        let mut progress = ListProgress::default();
+        self.list_from(group, &mut progress).await
+    }
+
+    /// Lists `group` from where `progress` stands; on a failed page,
+    /// `progress` keeps the pages already read, so the next call resumes.
+    async fn list_from(
+        &self,
+        group: &str,
+        progress: &mut ListProgress,
+    ) -> Result<HashMap<String, String>, Option<RowError>> {
+        progress.started.get_or_insert_with(Instant::now);
+        loop {
+            let c = progress.cursor;
             let req = self.provider.list(&self.key, group, c);
             let reply = self
                 .call(req, &AtomicBool::new(false))
@@ -581,10 +603,14 @@ impl Engine {
                 .parse_list(c, reply.status, &reply.body)
                 .map_err(|e| Some(self.op_error(e)))?;
             for entry in page.entries {
-                ids.insert(entry.phone, entry.contact_id);
+                progress.ids.insert(entry.phone, entry.contact_id);
             }
-            cursor = page.next;
+            match page.next {
+                Some(next) => progress.cursor = next,
+                None => break,
+            }
         }
+        let ids = std::mem::take(&mut progress.ids);
         tracing::debug!("listed {} contacts of target {group:?}", ids.len());
         let entries: Vec<(String, String)> =
             ids.iter().map(|(p, i)| (p.clone(), i.clone())).collect();
@@ -613,8 +639,17 @@ impl Engine {
         if listing.loaded_at.is_some_and(|t| t > answered) {
             return Ok(None);
         }
-        let started = Instant::now();
-        let ids = self.list_target(group).await?;
+        let mut progress = listing.resume.take().unwrap_or_default();
+        let result = self.list_from(group, &mut progress).await;
+        let started = progress.started.unwrap_or_else(Instant::now);
+        let ids = match result {
+            Ok(ids) => ids,
+            Err(e) => {
+                // The next row that needs the listing goes on from the failed page.
+                listing.resume = Some(progress);
+                return Err(e);
+            }
+        };
         listing.ids = ids;
         listing.loaded_at = Some(started);
         Ok(listing.ids.get(phone).cloned())
