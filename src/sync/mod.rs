@@ -362,6 +362,9 @@ async fn run_async(
             "--provider smspartner needs --group-id (or a groupId column)".into(),
         ));
     }
+    // Fingerprints do not depend on the URL (the sandbox's comes later), and a
+    // bad URL is refused here, before any output exists.
+    let (_, fingerprinter) = make_provider(cfg.kind, cfg.base_url.as_ref(), &cfg.key)?;
     let outputs = Outputs::create(
         &cfg.output.report,
         cfg.output.rejects.as_ref(),
@@ -393,14 +396,11 @@ async fn run_async(
         }
         _ => None,
     };
-    let skip = match &preload {
-        Some((_, map)) => Some(Skip {
-            map: Arc::clone(map),
-            fingerprinter: fingerprinter(cfg.kind)?,
-            full: cfg.full,
-        }),
-        None => None,
-    };
+    let skip = preload.as_ref().map(|(_, map)| Skip {
+        map: Arc::clone(map),
+        fingerprinter,
+        full: cfg.full,
+    });
 
     // When the store knows the target, the first pass writes the report as
     // it goes: if no row needs a request, that report is the run's, and the
@@ -760,21 +760,6 @@ fn state_key(cfg: &SyncConfig, group: &str) -> TargetKey {
     }
 }
 
-/// A provider instance for fingerprints only (they do not depend on the URL).
-fn fingerprinter(kind: ProviderKind) -> Result<Box<dyn Provider>, Error> {
-    let internal = |e: String| Error::Runtime(format!("internal: {e}"));
-    let url = reqwest::Url::parse(crate::provider::smspartner::DEFAULT_BASE_URL)
-        .map_err(|e| internal(e.to_string()))?;
-    Ok(match kind {
-        ProviderKind::Mobivate => {
-            Box::new(Mobivate::new(url).map_err(|e| internal(e.to_string()))?)
-        }
-        ProviderKind::Smspartner | ProviderKind::Sandbox => {
-            Box::new(SmsPartner::new(url).map_err(|e| internal(e.to_string()))?)
-        }
-    })
-}
-
 /// What the store knows of each group's target.
 type Maps = HashMap<String, Arc<TargetMap>>;
 
@@ -1018,6 +1003,33 @@ fn build_engine(cfg: &SyncConfig, state: Option<StateCtx>) -> Result<Engine, Err
     )
 }
 
+/// The provider `kind` at `base_url` (its default when `None`), redacting
+/// `key` from what the server says, and that URL.
+fn make_provider(
+    kind: ProviderKind,
+    base_url: Option<&reqwest::Url>,
+    key: &ApiKey,
+) -> Result<(reqwest::Url, Box<dyn Provider>), Error> {
+    let bad_url = |e: crate::provider::BaseUrlError| Error::Usage(format!("--base-url: {e}"));
+    let base = |default: &str| match base_url {
+        Some(u) => Ok(u.clone()),
+        None => reqwest::Url::parse(default).map_err(|e| Error::Usage(e.to_string())),
+    };
+    Ok(match kind {
+        // Only a dry run gets here without a Mobivate base URL, and it sends nothing.
+        ProviderKind::Mobivate => {
+            let url = base("https://mobivate.invalid/")?;
+            let provider = Mobivate::new(url.clone()).map_err(bad_url)?;
+            (url, Box::new(provider.redacting(key)))
+        }
+        ProviderKind::Smspartner | ProviderKind::Sandbox => {
+            let url = base(crate::provider::smspartner::DEFAULT_BASE_URL)?;
+            let provider = SmsPartner::new(url.clone()).map_err(bad_url)?;
+            (url, Box::new(provider.redacting(key)))
+        }
+    })
+}
+
 /// An engine for `kind` at `base_url` (the provider's default when `None`).
 fn new_engine(
     kind: ProviderKind,
@@ -1026,24 +1038,7 @@ fn new_engine(
     key: ApiKey,
     state: Option<StateCtx>,
 ) -> Result<Engine, Error> {
-    let bad_url = |e: crate::provider::BaseUrlError| Error::Usage(format!("--base-url: {e}"));
-    let base = |default: &str| match base_url {
-        Some(u) => Ok(u.clone()),
-        None => reqwest::Url::parse(default).map_err(|e| Error::Usage(e.to_string())),
-    };
-    let (url, provider): (reqwest::Url, Box<dyn Provider>) = match kind {
-        // Only a dry run gets here without a Mobivate base URL, and it sends nothing.
-        ProviderKind::Mobivate => {
-            let url = base("https://mobivate.invalid/")?;
-            let provider = Mobivate::new(url.clone()).map_err(bad_url)?;
-            (url, Box::new(provider.redacting(&key)))
-        }
-        ProviderKind::Smspartner | ProviderKind::Sandbox => {
-            let url = base(crate::provider::smspartner::DEFAULT_BASE_URL)?;
-            let provider = SmsPartner::new(url.clone()).map_err(bad_url)?;
-            (url, Box::new(provider.redacting(&key)))
-        }
-    };
+    let (url, provider) = make_provider(kind, base_url, &key)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let dispatcher = Dispatcher::new(dispatch, stop_rx).map_err(|e| Error::Usage(e.to_string()))?;
     Ok(Engine {
