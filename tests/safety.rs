@@ -182,20 +182,7 @@ fn a_killed_run_leaves_a_partial_report_that_the_next_run_names() {
     let dir = Dir::new();
     dir.write("in.csv", csv_of(&numbers(5, 0)));
     let url = slow.url();
-    let mut child = spawn(
-        &dir,
-        &[
-            "-v",
-            "sync",
-            "in.csv",
-            "--provider",
-            "mobivate",
-            "--base-url",
-            &url,
-        ],
-        Stdio::null(),
-    );
-    let mut lines = stderr_lines(&mut child);
+    let (mut child, mut lines) = spawn_mobivate(&dir, &url, &[]);
     wait_for(&mut lines, "adding 1 rows");
     signal(&child, "KILL");
     child.wait().unwrap();
@@ -230,20 +217,7 @@ fn interrupt_during_the_first_pass(sig: &str) {
     let rows = 60_000;
     dir.write("in.csv", csv_of(&numbers(rows, 0)));
     let url = sb.url();
-    let mut child = spawn(
-        &dir,
-        &[
-            "-v",
-            "sync",
-            "in.csv",
-            "--provider",
-            "mobivate",
-            "--base-url",
-            &url,
-        ],
-        Stdio::null(),
-    );
-    let mut lines = stderr_lines(&mut child);
+    let (mut child, mut lines) = spawn_mobivate(&dir, &url, &[]);
     wait_for(&mut lines, "checking every row before sending");
     signal(&child, sig);
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
@@ -319,24 +293,8 @@ fn interrupt_hung_requests(sig: &str, signals: usize) -> Vec<Line> {
     let dir = Dir::new();
     dir.write("in.csv", csv_of(&numbers(12, 0)));
     let url = sb.url();
-    let mut child = spawn(
-        &dir,
-        &[
-            "-v",
-            "sync",
-            "in.csv",
-            "--provider",
-            "mobivate",
-            "--base-url",
-            &url,
-            "--concurrency",
-            "2",
-            "--rate",
-            "1000",
-        ],
-        Stdio::null(),
-    );
-    let mut lines = stderr_lines(&mut child);
+    let (mut child, mut lines) =
+        spawn_mobivate(&dir, &url, &["--concurrency", "2", "--rate", "1000"]);
     wait_for(&mut lines, "adding 1 rows");
     wait_for(&mut lines, "adding 1 rows");
     signal(&child, sig);

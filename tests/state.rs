@@ -4,7 +4,6 @@
 //! again ends exact.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use contact_sync::sandbox::faults::FaultSettings;
@@ -199,20 +198,7 @@ fn a_second_run_on_the_same_store_is_refused_while_the_first_runs() {
     let dir = Dir::new();
     dir.write("in.csv", csv_of(&numbers(3, 0)));
     let url = slow.url();
-    let mut first = spawn(
-        &dir,
-        &[
-            "-v",
-            "sync",
-            "in.csv",
-            "--provider",
-            "mobivate",
-            "--base-url",
-            &url,
-        ],
-        Stdio::null(),
-    );
-    let mut lines = stderr_lines(&mut first);
+    let (mut first, mut lines) = spawn_mobivate(&dir, &url, &[]);
     wait_for(&mut lines, "adding 1 rows");
     let second = slow.sync(&dir, "mobivate", &["--report", "second.csv"]);
     let err = stderr(&second);
@@ -259,24 +245,8 @@ fn killed_then_rerun(at: usize) {
     let phones = numbers(12, 0);
     dir.write("in.csv", csv_of(&phones));
     let url = sb.url();
-    let mut child = spawn(
-        &dir,
-        &[
-            "-v",
-            "sync",
-            "in.csv",
-            "--provider",
-            "mobivate",
-            "--base-url",
-            &url,
-            "--concurrency",
-            "2",
-            "--rate",
-            "1000",
-        ],
-        Stdio::null(),
-    );
-    let mut lines = stderr_lines(&mut child);
+    let (mut child, mut lines) =
+        spawn_mobivate(&dir, &url, &["--concurrency", "2", "--rate", "1000"]);
     let mut seen = 0;
     for line in lines.by_ref() {
         if line.unwrap().contains("adding 1 rows") {

@@ -295,3 +295,25 @@ pub fn signal(child: &Child, sig: &str) {
 pub fn stderr_lines(child: &mut Child) -> std::io::Lines<BufReader<ChildStderr>> {
     BufReader::new(child.stderr.take().unwrap()).lines()
 }
+
+/// Starts `-v sync in.csv` on Mobivate at `url` with `extra` flags, in the
+/// background; returns the child and its stderr lines.
+pub fn spawn_mobivate(
+    dir: &Dir,
+    url: &str,
+    extra: &[&str],
+) -> (Child, std::io::Lines<BufReader<ChildStderr>>) {
+    let mut args = vec![
+        "-v",
+        "sync",
+        "in.csv",
+        "--provider",
+        "mobivate",
+        "--base-url",
+        url,
+    ];
+    args.extend(extra);
+    let mut child = spawn(dir, &args, Stdio::null());
+    let lines = stderr_lines(&mut child);
+    (child, lines)
+}
