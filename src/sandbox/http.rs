@@ -32,7 +32,7 @@ use super::faults::{Fault, Misdirect, RetryAfterForm};
 use super::store::{
     BulkOutcome, ContactInput, MobivateInput, MvError, SortField, SpError, parse_phone,
 };
-use super::{App, Received, lock};
+use super::{App, HoldFate, Received, lock};
 
 /// Default and largest `limit` of a Mobivate listing.
 const MV_DEFAULT_LIMIT: usize = 25;
@@ -191,6 +191,30 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
     };
     let write = method != axum::http::Method::GET && method != axum::http::Method::HEAD;
     let decision = lock(&app.faults).decide_for(started, write);
+    let hold = lock(&app.hold).admit();
+    if hold != HoldFate::Serve {
+        let applied = if hold == HoldFate::ApplyAndHold {
+            next.run(req).await.extensions_mut().remove::<Received>()
+        } else {
+            None
+        };
+        {
+            let mut counters = lock(&app.counters);
+            *counters
+                .requests
+                .entry(endpoint)
+                .or_default()
+                .entry("held".into())
+                .or_default() += 1;
+            if let Some(received) = &applied {
+                counters.received.merge(received);
+                counters.unanswered.merge(received);
+            }
+            counters.held += 1;
+        }
+        // Never answered: the connection task drops this future with the connection.
+        return std::future::pending::<Response>().await;
+    }
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }

@@ -291,6 +291,9 @@ pub struct Counters {
     /// or refused, but the client never heard, so sending it again is fair.
     #[serde(default)]
     pub unanswered: Received,
+    /// Requests held without an answer by [`SandboxHandle::hold_from`].
+    #[serde(default)]
+    pub held: u64,
 }
 
 impl Counters {
@@ -450,6 +453,43 @@ struct App {
     counters: Mutex<Counters>,
     /// Draws for `reorder_bulk`, apart from the fault draws.
     shuffle: Mutex<SplitMix64>,
+    /// Where [`SandboxHandle::hold_from`] starts holding requests.
+    hold: Mutex<Hold>,
+}
+
+/// The test hook that freezes the server at a chosen request.
+#[derive(Debug, Default)]
+struct Hold {
+    /// Hold from this API request on (1-based, counted since it was set).
+    from: Option<u64>,
+    /// API requests seen since it was set.
+    seen: u64,
+}
+
+/// What the hold does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HoldFate {
+    /// Served as usual.
+    Serve,
+    /// Applied, then never answered.
+    ApplyAndHold,
+    /// Never applied, never answered.
+    Hold,
+}
+
+impl Hold {
+    /// The fate of the next API request.
+    fn admit(&mut self) -> HoldFate {
+        let Some(from) = self.from else {
+            return HoldFate::Serve;
+        };
+        self.seen += 1;
+        match self.seen.cmp(&from) {
+            std::cmp::Ordering::Less => HoldFate::Serve,
+            std::cmp::Ordering::Equal => HoldFate::ApplyAndHold,
+            std::cmp::Ordering::Greater => HoldFate::Hold,
+        }
+    }
 }
 
 /// Locks a mutex; a poisoned one is still usable since every update is atomic
@@ -478,6 +518,7 @@ impl App {
             faults: Mutex::new(plan),
             counters: Mutex::new(Counters::default()),
             shuffle: Mutex::new(shuffle),
+            hold: Mutex::new(Hold::default()),
             config,
         }
     }
@@ -572,6 +613,22 @@ impl SandboxHandle {
         lock(&self.app.smspartner)
             .delete(contact_id)
             .map_err(|e| SandboxError::Seed(format!("{contact_id:?}: {}", e.message)))
+    }
+
+    /// Freezes the server for a kill test: the `n`th API request from now
+    /// (1-based) is applied and never answered, and every later one is held
+    /// unapplied, until [`SandboxHandle::release`]. `counters.held` counts
+    /// both, so a test waits for it, then kills the client at a known point.
+    pub fn hold_from(&self, n: u64) {
+        *lock(&self.app.hold) = Hold {
+            from: Some(n.max(1)),
+            seen: 0,
+        };
+    }
+
+    /// Serves new requests as usual again (those already held stay unanswered).
+    pub fn release(&self) {
+        *lock(&self.app.hold) = Hold::default();
     }
 
     /// Stops accepting, lets in-flight requests finish (5 s at most), and returns.

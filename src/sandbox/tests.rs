@@ -1553,3 +1553,56 @@ async fn unknown_routes_are_404_and_counted() {
     assert_mv_error(s, &b, StatusCode::NOT_FOUND, "NotFoundError");
     assert_eq!(h.snapshot().counters.count("GET other", "404"), 2);
 }
+
+#[tokio::test]
+async fn a_hold_applies_the_chosen_request_then_answers_nothing_until_released() {
+    let (h, c) = plain().await;
+    let add = |phone: &str| json!({"apiKey": KEY, "groupId": "sandbox", "contact": {"phoneNumber": phone}});
+    let send = |phone: &str| {
+        c.post(format!("{}/v1/contact/add", h.base_url()))
+            .json(&add(phone))
+            .timeout(Duration::from_millis(300))
+            .send()
+    };
+    h.hold_from(2);
+    assert!(
+        send("0611111111").await.is_ok(),
+        "the first request is served"
+    );
+    assert!(
+        send("0622222222").await.is_err(),
+        "the second is applied, not answered"
+    );
+    assert!(
+        send("0633333333").await.is_err(),
+        "the third is held unapplied"
+    );
+    let state = h.snapshot();
+    assert_eq!(state.counters.held, 2);
+    assert_eq!(state.counters.count("POST /v1/contact/add", "held"), 2);
+    let numbers: Vec<&str> = state
+        .group("sandbox")
+        .iter()
+        .map(|c| c.phone.as_str())
+        .collect();
+    assert_eq!(numbers, ["+33611111111", "+33622222222"]);
+    assert_eq!(
+        state
+            .counters
+            .received
+            .smspartner_add_count("sandbox", "+33622222222"),
+        1
+    );
+    assert_eq!(
+        state
+            .counters
+            .received
+            .smspartner_add_count("sandbox", "+33633333333"),
+        0
+    );
+    h.release();
+    assert!(
+        send("0633333333").await.is_ok(),
+        "served again once released"
+    );
+}
