@@ -173,6 +173,18 @@ pub trait Provider: Send + Sync {
     /// The updated contact's id: the one in the response, else `contact_id`.
     fn parse_update(&self, contact_id: &str, status: u16, body: &[u8]) -> Result<String, OpError>;
 
+    /// The request deleting contact `contact_id` (mirror mode).
+    ///
+    /// `Err(OpError::NotFound)` when the id cannot name a contact at all (so no
+    /// request could be sent safely).
+    fn delete(&self, key: &ApiKey, contact_id: &str) -> Result<ApiRequest, OpError>;
+
+    /// `Ok(())` when the contact was deleted; `Err(OpError::NotFound)` when
+    /// the provider says it does not exist (already gone: the caller counts
+    /// it as deleted); `Err(OpError::Auth)` to stop the run; `Err(OpError::Failed)`
+    /// for anything else.
+    fn parse_delete(&self, status: u16, body: &[u8]) -> Result<(), OpError>;
+
     /// The request for one page of `group`'s contacts; cursor 0 is the first page.
     fn list(&self, key: &ApiKey, group: &str, cursor: u64) -> ApiRequest;
 

@@ -374,6 +374,13 @@ async fn sp_update_delete_and_detail() {
     assert_eq!(state.group("sandbox").len(), 1);
     assert_eq!(state.counters.total("POST /v1/contact/update"), 6);
     assert_eq!(state.counters.count("GET /v1/contact/detail", "200"), 3);
+    // Only the delete that removed a contact is counted as received.
+    assert_eq!(
+        state.counters.received.smspartner_deletes,
+        std::collections::BTreeMap::from([(ids[0].clone(), 1)])
+    );
+    assert_eq!(state.counters.received.delete_count(), 1);
+    assert_eq!(state.counters.total("POST /v1/contact/delete"), 3);
 }
 
 /// Sends what `SmsPartner::detail` builds and reads the answer with its `parse_detail`.
@@ -720,6 +727,8 @@ async fn mv_update_list_and_delete() {
 
     let state = h.snapshot();
     assert_eq!(state.mobivate.len(), 6);
+    assert_eq!(state.counters.received.mobivate_deletes.len(), 1);
+    assert_eq!(state.counters.received.delete_count(), 1);
     assert_eq!(
         state
             .counters
