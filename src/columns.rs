@@ -40,11 +40,14 @@ pub enum Field {
     GroupId,
     /// Mobivate alias.
     Alias,
+    /// The person asked for no SMS (a yes/no cell): the row is never sent,
+    /// and mirror mode deletes its contact.
+    OptOut,
 }
 
 impl Field {
     /// Number of fields.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     /// Every field, in canonical order.
     pub const ALL: [Field; Field::COUNT] = [
         Field::PhoneNumber,
@@ -59,6 +62,7 @@ impl Field {
         Field::ContactId,
         Field::GroupId,
         Field::Alias,
+        Field::OptOut,
     ];
 
     /// The canonical field name, as in SPEC §3 and `--map`.
@@ -76,6 +80,7 @@ impl Field {
             Field::ContactId => "contactId",
             Field::GroupId => "groupId",
             Field::Alias => "alias",
+            Field::OptOut => "optOut",
         }
     }
 
@@ -131,6 +136,7 @@ impl Field {
             // to the same key.
             Field::ContactId => &["contact id"],
             Field::GroupId => &["group", "group id", "groupe"],
+            Field::OptOut => OPT_OUT_HEADERS,
             Field::Custom1 | Field::Custom2 | Field::Custom3 | Field::Custom4 | Field::Alias => &[],
         }
     }
@@ -147,6 +153,31 @@ impl fmt::Display for Field {
         f.write_str(self.name())
     }
 }
+
+/// Headers that map to `optOut` (matched folded, like every alias): what
+/// real exports call an SMS opt-out. Never an email opt-out (`Unsubscribed`,
+/// `EMAIL_BLACKLISTED`, `HasOptedOutOfEmail`): someone who wants no email may
+/// still want texts. docs/usage.md lists them; a test keeps the two in step.
+pub const OPT_OUT_HEADERS: &[&str] = &[
+    "opt out",
+    "opted out",
+    "sms opt out",
+    "sms opted out",
+    "opted out of sms",
+    "opted out of all sms",
+    "sms unsubscribed",
+    "unsubscribed from sms",
+    "stop sms",
+    "sms stop",
+    "sms blacklisted",
+    "blacklisted sms",
+    "do not text",
+    "do not sms",
+    "sms désinscrit",
+    "désinscrit sms",
+    "opposition sms",
+    "refus sms",
+];
 
 /// Lower-cases and drops accents, spaces, `_` and `-`, so `Prénom` matches `prenom`.
 pub fn fold(s: &str) -> String {
@@ -1263,6 +1294,36 @@ mod tests {
         assert_eq!(phone_label("LANDLINE_NUMBER"), PhoneLabel::NotPhone);
         assert_eq!(phone_label("WHATSAPP"), PhoneLabel::NotPhone);
         assert_eq!(phone_column(&["SMS", "Phone"]), Ok(Some(0)));
+    }
+
+    #[test]
+    fn sms_opt_out_headers_map_to_opt_out_and_email_ones_do_not() {
+        for h in OPT_OUT_HEADERS.iter().copied().chain([
+            "SMS_BLACKLISTED",
+            "Opt-Out",
+            "Stop SMS",
+            "optOut",
+            "OPTED_OUT",
+        ]) {
+            assert_eq!(Field::from_header(h), Some(Field::OptOut), "{h}");
+            assert_eq!(phone_label(h), PhoneLabel::NotPhone, "{h}");
+        }
+        for h in [
+            "EMAIL_BLACKLISTED",
+            "Unsubscribed",
+            "HasOptedOutOfEmail",
+            "Stop",
+        ] {
+            assert_eq!(Field::from_header(h), None, "{h}");
+        }
+        let (map, ignored) = ColumnMap::resolve(
+            &["EMAIL", "SMS", "SMS_BLACKLISTED", "EMAIL_BLACKLISTED"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(map.get(Field::PhoneNumber), Some(1));
+        assert_eq!(map.get(Field::OptOut), Some(2));
+        assert_eq!(ignored, ["EMAIL", "EMAIL_BLACKLISTED"]);
     }
 
     #[test]

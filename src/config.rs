@@ -213,6 +213,8 @@ pub struct OutputConfig {
     pub rejects: Option<Target>,
     /// The JSON summary, if asked for.
     pub summary_json: Option<PathBuf>,
+    /// The backup of mirror-mode deletions (sync `--delete-missing` only).
+    pub backup: Option<PathBuf>,
 }
 
 impl OutputConfig {
@@ -234,9 +236,32 @@ impl OutputConfig {
             report,
             rejects,
             summary_json: args.summary_json.clone(),
+            backup: None,
         };
         config.check_paths(source)?;
         Ok(config)
+    }
+
+    /// Adds the deletion backup (`path`, else `<report stem>.deleted.csv`
+    /// beside the report), checked like every other output.
+    pub fn with_backup(
+        mut self,
+        path: Option<&Path>,
+        source: &Source,
+    ) -> Result<OutputConfig, Error> {
+        let report = match &self.report {
+            Target::File(p) => p.clone(),
+            Target::Stdout => match source.default_report() {
+                Target::File(p) => p,
+                Target::Stdout => PathBuf::from("stdin.report.csv"),
+            },
+        };
+        self.backup = Some(match path {
+            Some(p) => p.to_path_buf(),
+            None => default_backup(&report),
+        });
+        self.check_paths(source)?;
+        Ok(self)
     }
 
     /// Every file output with its flag, final and partial paths included.
@@ -254,6 +279,10 @@ impl OutputConfig {
         }
         if let Some(p) = &self.summary_json {
             add("--summary-json", p);
+        }
+        if let Some(p) = &self.backup {
+            // Appended to in place: it has no partial path.
+            files.push(("--deleted-backup", p.clone()));
         }
         files
     }
@@ -289,6 +318,20 @@ impl OutputConfig {
         }
         Ok(())
     }
+}
+
+/// `<report stem>.deleted.csv` beside the report: `in.report.csv` gives
+/// `in.deleted.csv`, `out.csv` gives `out.deleted.csv`.
+pub fn default_backup(report: &Path) -> PathBuf {
+    let name = report
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let stem = name
+        .strip_suffix(".report.csv")
+        .or_else(|| name.strip_suffix(".csv"))
+        .unwrap_or(&name);
+    report.with_file_name(format!("{stem}.deleted.csv"))
 }
 
 /// What makes two paths the same file: its device and inode when it exists
@@ -368,6 +411,22 @@ mod tests {
         assert_eq!(
             parse_map("contactId=Id").unwrap(),
             (Field::ContactId, "Id".into())
+        );
+    }
+
+    #[test]
+    fn the_deletion_backup_is_named_after_the_report() {
+        assert_eq!(
+            default_backup(Path::new("in.report.csv")),
+            PathBuf::from("in.deleted.csv")
+        );
+        assert_eq!(
+            default_backup(Path::new("/var/out/nightly.csv")),
+            PathBuf::from("/var/out/nightly.deleted.csv")
+        );
+        assert_eq!(
+            default_backup(Path::new("report")),
+            PathBuf::from("report.deleted.csv")
         );
     }
 

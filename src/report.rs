@@ -250,7 +250,8 @@ impl WriteError {
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportRow<'a> {
-    /// Line where the record starts.
+    /// Line where the record starts; 0 for a row that is no input row (a
+    /// mirror-mode deletion), written empty.
     pub line: u64,
     /// What happened.
     pub outcome: Outcome,
@@ -346,7 +347,11 @@ impl ReportWriter {
         if row.errors.is_empty() {
             self.message.push_str(row.note);
         }
-        let line = row.line.to_string();
+        let line = if row.line == 0 {
+            String::new()
+        } else {
+            row.line.to_string()
+        };
         let fields: [&str; 6] = [
             line.as_str(),
             row.outcome.as_str(),
@@ -438,6 +443,102 @@ impl RejectsWriter {
     /// Removes the file: the run stopped before any row was written.
     pub fn discard(self) {
         self.out.discard();
+    }
+}
+
+/// The backup file's columns: SPEC field names, so `sync` reads it back as
+/// input (`groupId` only for a provider with groups: an empty group column
+/// would make every row `GROUP_MISSING`).
+pub const BACKUP_COLUMNS: [&str; 11] = [
+    "phoneNumber",
+    "firstname",
+    "lastname",
+    "date",
+    "url",
+    "custom1",
+    "custom2",
+    "custom3",
+    "custom4",
+    "groupId",
+    "alias",
+];
+
+/// The backup of mirror-mode deletions: each contact's last-sent fields,
+/// written and flushed before its deletion is sent. Appended to, never
+/// truncated, so a run killed mid-deletion and its rerun lose nothing.
+pub struct BackupWriter {
+    out: csv::Writer<File>,
+    target: Target,
+    columns: Vec<&'static str>,
+}
+
+impl BackupWriter {
+    /// Opens `path` for appending, writing the header when it is new or
+    /// empty; refuses a file whose header is not the backup's. `groups`:
+    /// the provider has groups (SMS Partner), so the backup has `groupId`.
+    pub fn open(path: &Path, groups: bool) -> Result<BackupWriter, WriteError> {
+        let columns: Vec<&'static str> = BACKUP_COLUMNS
+            .into_iter()
+            .filter(|c| groups || *c != "groupId")
+            .collect();
+        let target = Target::File(path.to_path_buf());
+        let err = |e: io::Error| WriteError::new("deletion backup", &target, e);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)
+            .map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        if len > 0 {
+            use std::io::{BufRead, Read, Seek};
+            file.seek(io::SeekFrom::Start(0)).map_err(err)?;
+            let mut first = String::new();
+            io::BufReader::new((&file).take(4096))
+                .read_line(&mut first)
+                .map_err(err)?;
+            if first.trim_end() != columns.join(",") {
+                return Err(err(io::Error::other(
+                    "it exists and is not a deletion backup (its first line is not the backup's header); give --deleted-backup another path",
+                )));
+            }
+        }
+        let mut out = csv::WriterBuilder::new().from_writer(file);
+        if len == 0 {
+            out.write_record(&columns)
+                .and_then(|()| out.flush().map_err(csv::Error::from))
+                .map_err(|e| WriteError::csv("deletion backup", &target, e))?;
+        }
+        Ok(BackupWriter {
+            out,
+            target,
+            columns,
+        })
+    }
+
+    /// Appends one contact (its fields as the state store keeps them, a JSON
+    /// object under SPEC field names) and flushes it to the file.
+    pub fn write(&mut self, fields: &str) -> Result<(), WriteError> {
+        let obj: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(fields).unwrap_or_default();
+        let cells: Vec<std::borrow::Cow<'_, str>> = self
+            .columns
+            .iter()
+            .map(|name| {
+                let value = obj.get(*name).and_then(|v| v.as_str()).unwrap_or("");
+                if *name == "phoneNumber" {
+                    neutralise_phone(value)
+                } else {
+                    neutralise(value)
+                }
+            })
+            .collect();
+        self.out
+            .write_record(cells.iter().map(|c| c.as_bytes()))
+            .map_err(|e| WriteError::csv("deletion backup", &self.target, e))?;
+        self.out
+            .flush()
+            .map_err(|e| WriteError::new("deletion backup", &self.target, e))
     }
 }
 
@@ -545,6 +646,8 @@ pub struct Summary {
     pub throttled: u64,
     /// Wall-clock time of the run.
     pub duration: Duration,
+    /// Report rows that are mirror-mode deletions (counted in `outcomes` too).
+    pub deletions: u64,
 }
 
 impl Summary {
@@ -598,6 +701,12 @@ impl Summary {
                 s.push_str(&format!("  {c:<20}{n}\n"));
             }
         }
+        if self.deletions > 0 {
+            s.push_str(&format!(
+                "deletions: {} of the rows above (mirror mode)\n",
+                self.deletions
+            ));
+        }
         if self.requests > 0 {
             s.push_str(&format!(
                 "requests: {} (retries {}, 429s {})\n",
@@ -616,6 +725,7 @@ impl Summary {
         serde_json::json!({
             "rows": self.rows(),
             "outcomes": outcomes,
+            "deletions": self.deletions,
             "codes": self.codes,
             "requests": self.requests,
             "retries": self.retries,

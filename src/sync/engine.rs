@@ -15,9 +15,9 @@ use crate::normalize::Contact;
 use crate::progress;
 use crate::provider::{AddResult, ApiRequest, OpError, Provider};
 use crate::record::Record;
-use crate::report::{RejectsWriter, ReportRow, ReportWriter, Summary, WriteError};
+use crate::report::{BackupWriter, RejectsWriter, ReportRow, ReportWriter, Summary, WriteError};
 use crate::secret::ApiKey;
-use crate::state::{Sent, StateWriter, Status, Update};
+use crate::state::{Managed, Sent, StateWriter, Status, Update};
 
 /// Why a run stopped early.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +184,14 @@ impl Job {
             fields: serde_json::Value::Object(fields).to_string(),
         }
     }
+}
+
+/// A managed contact that mirror mode deletes, and its target group.
+pub(super) struct Deletion {
+    /// The target group (SMS Partner), empty for Mobivate.
+    pub(super) group: String,
+    /// What the store holds of it.
+    pub(super) contact: Managed,
 }
 
 /// The state store's side of a run: its writer, and the target of each group.
@@ -573,6 +581,116 @@ impl Engine {
         None
     }
 
+    /// Deletes one managed contact (mirror mode): its id from the store, else
+    /// from the listing; its last-sent fields appended to `backup` and
+    /// flushed; then recorded pending, and only then sent. Deleted, or
+    /// already gone (a 404), the store forgets it; refused, it stands as
+    /// before; unanswered, it stays pending for the next run.
+    pub(super) async fn delete(
+        &self,
+        deletion: Deletion,
+        ticket: Ticket,
+        backup: Arc<Mutex<BackupWriter>>,
+        started: Instant,
+    ) {
+        let Deletion { group, contact } = deletion;
+        let phone = contact.phone.clone();
+        if self.aborted() {
+            return ticket.not_attempted(NOT_SENT);
+        }
+        let id = match contact.contact_id.clone() {
+            Some(id) => id,
+            // Added in bulk and never listed: the listing gives its id.
+            None => match self.find(&group, &phone, started).await {
+                Ok(Some(id)) => id,
+                Ok(None) => {
+                    self.record(&group, |target| Update::Deleted { target, phone });
+                    return ticket.finish(
+                        Outcome::Deleted,
+                        Vec::new(),
+                        "not on the provider any more; forgotten",
+                        "",
+                    );
+                }
+                Err(Some(e)) => return ticket.fail(e),
+                Err(None) => return ticket.not_attempted(NOT_SENT),
+            },
+        };
+        if self.aborted() {
+            return ticket.not_attempted(NOT_SENT);
+        }
+        let req = match self.provider.delete(&self.key, &id) {
+            Ok(req) => req,
+            Err(e) => {
+                let row = self.op_error(e);
+                return ticket.finish(Outcome::Failed, vec![row], "", &id);
+            }
+        };
+        let written = match backup.lock() {
+            Ok(mut b) => b.write(&contact.fields).map_err(|e| e.to_string()),
+            Err(_) => Err("internal: the deletion backup's lock is poisoned".to_string()),
+        };
+        if let Err(e) = written {
+            // No deletion without its backup.
+            self.abort(Abort::Output(e));
+            return ticket.not_attempted(NOT_SENT);
+        }
+        if let Some((writer, target)) = self.target(&group) {
+            let pending = Update::PendingDelete {
+                target,
+                phone: phone.clone(),
+            };
+            if let Err(e) = writer.commit(pending).await {
+                self.abort(Abort::Output(e));
+                return ticket.not_attempted(NOT_SENT);
+            }
+        }
+        let kept = |phone: String| {
+            let status = contact.status;
+            move |target| Update::Kept {
+                target,
+                phone,
+                status,
+            }
+        };
+        match self.call(req, &ticket.sent).await {
+            Ok(r) => match self.provider.parse_delete(r.status, &r.body) {
+                Ok(()) => {
+                    self.record(&group, |target| Update::Deleted { target, phone });
+                    ticket.finish(Outcome::Deleted, Vec::new(), "", &id);
+                }
+                Err(OpError::NotFound(_)) => {
+                    self.record(&group, |target| Update::Deleted { target, phone });
+                    ticket.finish(Outcome::Deleted, Vec::new(), "already gone", &id);
+                }
+                Err(e) => {
+                    self.record(&group, kept(phone));
+                    let row = self.op_error(e);
+                    ticket.finish(Outcome::Failed, vec![row], "", &id);
+                }
+            },
+            Err(e) => match Self::send_error(e) {
+                // May have been applied: stays pending, for the next run.
+                Ok(row)
+                    if matches!(
+                        row.code,
+                        ErrorCode::Unconfirmed | ErrorCode::ResponseInvalid
+                    ) =>
+                {
+                    ticket.finish(Outcome::Failed, vec![row], "", &id)
+                }
+                Ok(row) => {
+                    self.record(&group, kept(phone));
+                    ticket.finish(Outcome::Failed, vec![row], "", &id);
+                }
+                Err(()) => {
+                    self.record(&group, kept(phone));
+                    ticket.not_attempted(NOT_SENT);
+                }
+            },
+        }
+    }
+
     /// Every contact of `group` on the provider (number → id), recorded in
     /// the state store as known.
     pub(super) async fn list_target(
@@ -701,6 +819,9 @@ pub(super) async fn write_in_order(
         while let Some(d) = ready.take().or_else(|| pending.remove(&next)) {
             next += 1;
             summary.record(d.outcome, &d.errors);
+            if d.line == 0 {
+                summary.deletions += 1;
+            }
             counts.record(d.outcome);
             permits.add_permits(1);
             if failed.is_some() {
