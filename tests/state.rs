@@ -454,14 +454,23 @@ fn assert_none_sent_again(
 #[cfg(unix)]
 #[test]
 fn a_mobivate_run_killed_at_a_chosen_request_and_run_again_ends_exact() {
-    for at in [1, 3, 6] {
-        let sb = Sandbox::calm();
+    let mut lost_answers = 0;
+    for at in [1, 4, 8] {
+        // Latency and lost answers, so some rows are retried before the kill.
+        let sb = Sandbox::seeded(
+            FaultSettings {
+                latency: Duration::from_millis(20),
+                lose_rate: 0.2,
+                ..FaultSettings::default()
+            },
+            at,
+        );
         let dir = Dir::new();
-        let phones = numbers(6, 0);
+        let phones = numbers(8, 0);
         dir.write("in.csv", csv_of(&phones));
         let at_kill = killed_at_hold(&sb, &dir, "mobivate", at);
         let heard = answered(|r| &r.mobivate_adds, &at_kill);
-        let out = sb.sync(&dir, "mobivate", &[]);
+        let out = sb.sync(&dir, "mobivate", &["--max-retries", "30"]);
         assert_eq!(code(&out), 0, "kill at {at}: {}", stderr(&out));
         let state = sb.state();
         let mut held: Vec<String> = state
@@ -476,15 +485,22 @@ fn a_mobivate_run_killed_at_a_chosen_request_and_run_again_ends_exact() {
         );
         assert_none_sent_again(|r| &r.mobivate_adds, &heard, &at_kill[1], &state);
         let report = dir.report("in.report.csv");
-        assert_eq!(report.len(), 6, "kill at {at}: every row reported");
+        assert_eq!(report.len(), 8, "kill at {at}: every row reported");
         let unchanged = report.iter().filter(|l| l.outcome == "unchanged").count();
         assert_eq!(unchanged, heard.len(), "kill at {at}: {report:?}");
-        // The applied but unanswered add is settled, never added twice.
+        // An add is sent again only when its answer was lost (or held).
         for p in &phones {
-            let adds = state.counters.received.mobivate_adds[p.trim_start_matches('+')];
-            assert!(adds <= 2, "kill at {at}: {p} added {adds} times");
+            let m = p.trim_start_matches('+');
+            let adds = state.counters.received.mobivate_adds[m];
+            let lost = state.counters.unanswered.mobivate_adds.get(m).copied();
+            assert!(
+                adds <= 1 + lost.unwrap_or(0),
+                "kill at {at}: {p} added {adds} times, {lost:?} answers lost"
+            );
         }
+        lost_answers += state.counters.faults.lost;
     }
+    assert!(lost_answers > 0, "the runs met lost answers");
 }
 
 #[cfg(unix)]
