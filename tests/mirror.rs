@@ -95,17 +95,6 @@ fn deletions(report: &[Line]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Waits until the sandbox holds a request without answering it.
-fn wait_held(sb: &Sandbox) {
-    for _ in 0..6000 {
-        if sb.state().counters.held >= 1 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("no request was held");
-}
-
 #[test]
 fn three_rows_removed_delete_exactly_their_contacts_never_one_added_by_hand() {
     for provider in PROVIDERS {
@@ -476,7 +465,10 @@ fn a_run_killed_during_deletions_and_run_again_ends_exact() {
             args.extend(["--group-id", "g1"]);
         }
         let mut child = spawn(&dir, &args, std::process::Stdio::null());
-        wait_held(&sb);
+        assert!(
+            sb.handle().wait_held(1, std::time::Duration::from_secs(60)),
+            "{provider}: no request was held"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         sb.handle().release();

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use lock::Lock;
-pub use writer::{Sent, StateWriter, Update};
+pub use writer::{Sent, Settled, StateWriter, Update};
 
 /// A contact this tool synced from a file row and saw confirmed (mirror
 /// mode's candidates for deletion).
