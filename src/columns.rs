@@ -1327,6 +1327,18 @@ mod tests {
     }
 
     #[test]
+    fn the_docs_list_every_opt_out_header() {
+        let docs = include_str!("../docs/usage.md")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        for h in OPT_OUT_HEADERS {
+            assert!(docs.contains(h), "docs/usage.md does not name {h:?}");
+        }
+    }
+
+    #[test]
     fn the_docs_show_the_layouts_table_as_the_code_has_it() {
         let docs = include_str!("../docs/spreadsheets.md");
         assert!(
