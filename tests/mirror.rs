@@ -515,3 +515,90 @@ fn a_run_killed_during_deletions_and_run_again_ends_exact() {
         assert_eq!(requests(&sb), before, "{provider}");
     }
 }
+
+#[test]
+fn a_contact_already_gone_counts_as_deleted_and_the_summary_counts_deletions() {
+    let (sb, dir, phones) = synced("smspartner");
+    // Bulk-added: the store has no ids. One of them is deleted by hand first.
+    let id_of = |phone: &str| {
+        sb.state()
+            .group("g1")
+            .iter()
+            .find(|c| c.phone == phone)
+            .map(|c| c.contact_id.clone())
+            .unwrap()
+    };
+    sb.handle().delete_smspartner(&id_of(&phones[1])).unwrap();
+    // A row whose opt-out cell says neither yes nor no keeps its contact.
+    let mut file = String::from("phone,firstname,lastname,opted out\n");
+    for (i, p) in phones.iter().enumerate().skip(2) {
+        let flag = if i == 9 { "maybe" } else { "" };
+        file.push_str(&format!("{p},First{i},Last{i},{flag}\n"));
+    }
+    dir.write("in.csv", &file);
+    let out = sb.sync(
+        &dir,
+        "smspartner",
+        &["--delete-missing", "--summary-json", "sum.json"],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_eq!(report[7].code, "OPTOUT_INVALID");
+    let gone: Vec<&Line> = report.iter().filter(|l| l.line == 0).collect();
+    assert_eq!(gone.len(), 2);
+    assert!(gone.iter().all(|l| l.outcome == "deleted"), "{gone:?}");
+    let by_hand = gone.iter().find(|l| l.phone == phones[1]).unwrap();
+    assert!(
+        by_hand.message.contains("not on the provider"),
+        "{by_hand:?}"
+    );
+    let held = held(&sb, "smspartner");
+    assert_eq!(held, sorted(without(&phones, &[0, 1])));
+    assert!(
+        held.contains(&phones[9]),
+        "an unreadable opt-out keeps its contact"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&dir.read("sum.json")).unwrap();
+    assert_eq!(summary["deletions"], 2);
+    assert_eq!(summary["outcomes"]["deleted"], 2);
+    assert_eq!(summary["rows"], 28 + 2);
+
+    // With its id known, a contact deleted by hand meets a 404: still deleted.
+    let (sb, dir, phones) = synced("mobivate");
+    let id = sb
+        .state()
+        .mobivate
+        .iter()
+        .find(|c| format!("+{}", c.msisdn) == phones[4])
+        .map(|c| c.id.clone())
+        .unwrap();
+    let url = sb.url();
+    let gone = reqwest_delete(&format!("{url}/addressbook/contacts/{id}"));
+    assert!(gone);
+    dir.write("in.csv", csv_keeping(&phones, &without(&phones, &[4])));
+    let out = sb.sync(&dir, "mobivate", &["--delete-missing"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    let row = report.iter().find(|l| l.line == 0).unwrap();
+    assert_eq!(
+        (
+            row.outcome.as_str(),
+            row.message.as_str(),
+            row.contact_id.as_str()
+        ),
+        ("deleted", "already gone", id.as_str())
+    );
+}
+
+/// Deletes by hand on the sandbox's Mobivate API, as a user would.
+fn reqwest_delete(url: &str) -> bool {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .delete(url)
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+}
