@@ -486,6 +486,10 @@ fn a_run_killed_during_deletions_and_run_again_ends_exact() {
                 "{provider}: backed up before sending: {backup}"
             );
         }
+        assert!(
+            !backup.contains(&phones[survivor]),
+            "{provider}: never sent, so not backed up yet: {backup}"
+        );
 
         // A run without --delete-missing deletes nothing more.
         let out = sb.sync(&dir, provider, &[]);

@@ -1579,7 +1579,10 @@ async fn sync_rows(
     // Wait for the work in flight; once stopping, the watcher cancels it after the grace.
     drain_tasks(&mut tasks, engine, &mut progress, &mut ticker).await;
     // Mirror mode, once every row is through: one report row per deletion.
+    // No more deletions under way than requests in flight, so a contact is
+    // backed up and marked pending only just before its request can leave.
     let started = Instant::now();
+    let slots = Arc::new(Semaphore::new(cfg.dispatch.concurrency));
     for deletion in deletions {
         let ticket = Ticket {
             seq,
@@ -1596,7 +1599,9 @@ async fn sync_rows(
             (Some(backup), Sending::Send) => {
                 let worker = Arc::clone(engine);
                 let backup = Arc::clone(backup);
+                let slots = Arc::clone(&slots);
                 spawn_job(&mut tasks, engine, async move {
+                    let _slot = slots.acquire_owned().await;
                     worker.delete(deletion, ticket, backup, started).await;
                 });
             }
