@@ -606,3 +606,52 @@ fn reqwest_delete(url: &str) -> bool {
             .is_ok_and(|r| r.status().is_success())
     })
 }
+
+/// SIGTERM while a deletion is out: the run stops within its grace, and the
+/// report still has a row for every deletion (the one out `UNCONFIRMED`,
+/// the one never sent `not_attempted`), exit 3.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_mirror_run_still_reports_every_deletion() {
+    let (sb, dir, phones) = synced("mobivate");
+    dir.write(
+        "in.csv",
+        csv_keeping(&phones, &without(&phones, &[20, 21, 22])),
+    );
+    sb.handle().hold_from(2);
+    let url = sb.url();
+    let args = [
+        "sync",
+        "in.csv",
+        "--provider",
+        "mobivate",
+        "--base-url",
+        &url,
+        "--delete-missing",
+        "--concurrency",
+        "1",
+    ];
+    let mut child = spawn(&dir, &args, std::process::Stdio::null());
+    assert!(
+        sb.handle().wait_held(1, std::time::Duration::from_secs(60)),
+        "no request was held"
+    );
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 27 + 3);
+    let mut fates: Vec<(String, String)> = report[27..]
+        .iter()
+        .map(|l| (l.outcome.clone(), l.code.clone()))
+        .collect();
+    fates.sort();
+    assert_eq!(
+        fates,
+        [
+            ("deleted".to_string(), String::new()),
+            ("failed".to_string(), "UNCONFIRMED".to_string()),
+            ("not_attempted".to_string(), String::new()),
+        ]
+    );
+}
