@@ -95,6 +95,35 @@ fn deletions(report: &[Line]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Starts a mirror run of `in.csv` (one request at a time) whose second
+/// request the sandbox applies and never answers, holding every later one;
+/// returns once it holds that one.
+#[cfg(unix)]
+fn spawn_held(sb: &Sandbox, dir: &Dir, provider: &str) -> std::process::Child {
+    sb.handle().hold_from(2);
+    let url = sb.url();
+    let mut args = vec![
+        "sync",
+        "in.csv",
+        "--provider",
+        provider,
+        "--base-url",
+        &url,
+        "--delete-missing",
+        "--concurrency",
+        "1",
+    ];
+    if provider == "smspartner" {
+        args.extend(["--group-id", "g1"]);
+    }
+    let child = spawn(dir, &args, std::process::Stdio::null());
+    assert!(
+        sb.handle().wait_held(1, std::time::Duration::from_secs(60)),
+        "{provider}: no request was held"
+    );
+    child
+}
+
 #[test]
 fn three_rows_removed_delete_exactly_their_contacts_never_one_added_by_hand() {
     for provider in PROVIDERS {
@@ -448,27 +477,7 @@ fn a_run_killed_during_deletions_and_run_again_ends_exact() {
             edit(csv_keeping(&phones, &without(&phones, &gone))),
         );
         // The first deletion answered, the second applied and never answered.
-        sb.handle().hold_from(2);
-        let url = sb.url();
-        let mut args = vec![
-            "sync",
-            "in.csv",
-            "--provider",
-            provider,
-            "--base-url",
-            &url,
-            "--delete-missing",
-            "--concurrency",
-            "1",
-        ];
-        if provider == "smspartner" {
-            args.extend(["--group-id", "g1"]);
-        }
-        let mut child = spawn(&dir, &args, std::process::Stdio::null());
-        assert!(
-            sb.handle().wait_held(1, std::time::Duration::from_secs(60)),
-            "{provider}: no request was held"
-        );
+        let mut child = spawn_held(&sb, &dir, provider);
         child.kill().unwrap();
         child.wait().unwrap();
         sb.handle().release();
@@ -618,24 +627,7 @@ fn an_interrupted_mirror_run_still_reports_every_deletion() {
         "in.csv",
         csv_keeping(&phones, &without(&phones, &[20, 21, 22])),
     );
-    sb.handle().hold_from(2);
-    let url = sb.url();
-    let args = [
-        "sync",
-        "in.csv",
-        "--provider",
-        "mobivate",
-        "--base-url",
-        &url,
-        "--delete-missing",
-        "--concurrency",
-        "1",
-    ];
-    let mut child = spawn(&dir, &args, std::process::Stdio::null());
-    assert!(
-        sb.handle().wait_held(1, std::time::Duration::from_secs(60)),
-        "no request was held"
-    );
+    let mut child = spawn_held(&sb, &dir, "mobivate");
     signal(&child, "TERM");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(3));
