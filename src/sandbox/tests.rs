@@ -1577,6 +1577,9 @@ async fn a_hold_applies_the_chosen_request_then_answers_nothing_until_released()
         .expect("the first request is served");
     assert_eq!(first.status(), StatusCode::OK);
     let second = tokio::spawn(send("0622222222"));
+    // The second must reach the server before the third is sent, or either may be "the nth".
+    let second_held = tokio::task::block_in_place(|| h.wait_held(1, Duration::from_secs(30)));
+    assert!(second_held, "the second request is held");
     let third = tokio::spawn(send("0633333333"));
     let reached = tokio::task::block_in_place(|| h.wait_held(2, Duration::from_secs(30)));
     assert!(reached, "both later requests are held");
