@@ -72,6 +72,59 @@ impl Error {
     }
 }
 
+/// A share or a count of invalid rows beyond which nothing is sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxInvalid {
+    /// At most this many invalid rows.
+    Count(u64),
+    /// At most this percentage of the rows.
+    Percent(f64),
+}
+
+impl MaxInvalid {
+    /// `N` or `N%`.
+    pub fn parse(s: &str) -> Result<MaxInvalid, Error> {
+        let bad = || {
+            Error::Usage(format!(
+                "--max-invalid {s:?}: expected a count like 10 or a share like 5%"
+            ))
+        };
+        match s.trim().strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p.trim().parse().map_err(|_| bad())?;
+                if (0.0..=100.0).contains(&p) {
+                    Ok(MaxInvalid::Percent(p))
+                } else {
+                    Err(bad())
+                }
+            }
+            None => s.trim().parse().map(MaxInvalid::Count).map_err(|_| bad()),
+        }
+    }
+
+    /// The flag's value parsed from `arg`, if given.
+    pub fn from_arg(arg: Option<&str>) -> Result<Option<MaxInvalid>, Error> {
+        arg.map(MaxInvalid::parse).transpose()
+    }
+
+    /// Why a run is refused by this limit: `3 of 4 rows are invalid, more than --max-invalid 25% allows`.
+    pub fn refusal(self, invalid: u64, rows: u64) -> String {
+        let limit = match self {
+            MaxInvalid::Count(n) => n.to_string(),
+            MaxInvalid::Percent(p) => format!("{p}%"),
+        };
+        format!("{invalid} of {rows} rows are invalid, more than --max-invalid {limit} allows")
+    }
+
+    /// Whether `invalid` of `rows` is more than allowed.
+    pub fn exceeded(self, invalid: u64, rows: u64) -> bool {
+        match self {
+            MaxInvalid::Count(n) => invalid > n,
+            MaxInvalid::Percent(p) => rows > 0 && (invalid as f64) * 100.0 > p * rows as f64,
+        }
+    }
+}
+
 /// Where the input comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -369,6 +422,18 @@ mod tests {
             parse_map("contactId=Id").unwrap(),
             (Field::ContactId, "Id".into())
         );
+    }
+
+    #[test]
+    fn max_invalid_counts_and_shares() {
+        assert_eq!(MaxInvalid::parse("10").unwrap(), MaxInvalid::Count(10));
+        assert_eq!(MaxInvalid::parse("5%").unwrap(), MaxInvalid::Percent(5.0));
+        assert!(MaxInvalid::parse("x").is_err());
+        assert!(MaxInvalid::parse("150%").is_err());
+        assert!(!MaxInvalid::Count(2).exceeded(2, 100));
+        assert!(MaxInvalid::Count(2).exceeded(3, 100));
+        assert!(!MaxInvalid::Percent(5.0).exceeded(5, 100));
+        assert!(MaxInvalid::Percent(5.0).exceeded(6, 100));
     }
 
     #[test]

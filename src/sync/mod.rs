@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use crate::cli::{LogArgs, ProviderKind, SyncArgs};
 use crate::codes::Outcome;
 use crate::columns::Field;
-use crate::config::{Error, InputConfig, OutputConfig, Source};
+use crate::config::{Error, InputConfig, MaxInvalid, OutputConfig, Source};
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::input::{InputBytes, Opened, SpoolEnd, Spooling};
 use crate::plan::{Action, Batcher, plan};
@@ -50,45 +50,6 @@ const GRACE: Duration = Duration::from_secs(5);
 
 /// The largest `--max-retry-after`, in seconds: a day.
 const MAX_RETRY_AFTER_SECS: u64 = 86_400;
-
-/// A share or a count of invalid rows beyond which nothing is sent.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MaxInvalid {
-    /// At most this many invalid rows.
-    Count(u64),
-    /// At most this percentage of the rows.
-    Percent(f64),
-}
-
-impl MaxInvalid {
-    /// `N` or `N%`.
-    pub fn parse(s: &str) -> Result<MaxInvalid, Error> {
-        let bad = || {
-            Error::Usage(format!(
-                "--max-invalid {s:?}: expected a count like 10 or a share like 5%"
-            ))
-        };
-        match s.trim().strip_suffix('%') {
-            Some(p) => {
-                let p: f64 = p.trim().parse().map_err(|_| bad())?;
-                if (0.0..=100.0).contains(&p) {
-                    Ok(MaxInvalid::Percent(p))
-                } else {
-                    Err(bad())
-                }
-            }
-            None => s.trim().parse().map(MaxInvalid::Count).map_err(|_| bad()),
-        }
-    }
-
-    /// Whether `invalid` of `rows` is more than allowed.
-    pub fn exceeded(self, invalid: u64, rows: u64) -> bool {
-        match self {
-            MaxInvalid::Count(n) => invalid > n,
-            MaxInvalid::Percent(p) => rows > 0 && (invalid as f64) * 100.0 > p * rows as f64,
-        }
-    }
-}
 
 /// The default rate for each provider, in requests per second.
 pub fn default_rate(kind: ProviderKind) -> f64 {
@@ -189,11 +150,7 @@ impl SyncConfig {
         };
         dispatch.retry.max_retries = args.max_retries;
         dispatch.retry.max_retry_after = Duration::from_secs(args.max_retry_after);
-        let max_invalid = args
-            .max_invalid
-            .as_deref()
-            .map(MaxInvalid::parse)
-            .transpose()?;
+        let max_invalid = MaxInvalid::from_arg(args.max_invalid.as_deref())?;
         let key = api_key(args.provider, args.dry_run)?;
         if args.provider == ProviderKind::Mobivate
             && !args.dry_run
@@ -478,14 +435,13 @@ async fn run_async(
             tracing::warn!("interrupted while checking the file: nothing was sent");
         }
         Sending::Interrupted
-    } else if cfg
+    } else if let Some(limit) = cfg
         .max_invalid
-        .is_some_and(|m| m.exceeded(first.invalid, first.rows))
+        .filter(|m| m.exceeded(first.invalid, first.rows))
     {
         tracing::error!(
-            "{} of {} rows are invalid, more than --max-invalid allows: sending nothing",
-            first.invalid,
-            first.rows
+            "{}: sending nothing",
+            limit.refusal(first.invalid, first.rows)
         );
         Sending::Refused
     } else if cfg.dry_run {
@@ -1388,18 +1344,6 @@ fn finish_outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn max_invalid_counts_and_shares() {
-        assert_eq!(MaxInvalid::parse("10").unwrap(), MaxInvalid::Count(10));
-        assert_eq!(MaxInvalid::parse("5%").unwrap(), MaxInvalid::Percent(5.0));
-        assert!(MaxInvalid::parse("x").is_err());
-        assert!(MaxInvalid::parse("150%").is_err());
-        assert!(!MaxInvalid::Count(2).exceeded(2, 100));
-        assert!(MaxInvalid::Count(2).exceeded(3, 100));
-        assert!(!MaxInvalid::Percent(5.0).exceeded(5, 100));
-        assert!(MaxInvalid::Percent(5.0).exceeded(6, 100));
-    }
 
     #[test]
     fn plain_http_only_to_loopback_unless_allowed() {
