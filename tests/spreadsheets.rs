@@ -659,3 +659,135 @@ fn sync_sends_an_empty_group_cell_to_the_group_id() {
         ["+33612345678"]
     );
 }
+
+/// Every line of `out`'s stderr, parsed as JSON: fails on the first that is not.
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    let err = stderr(out);
+    assert!(!err.trim().is_empty(), "something was logged");
+    err.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{err}")))
+        .collect()
+}
+
+/// The one line that carries the end-of-run summary.
+fn summary_line(lines: &[serde_json::Value]) -> &serde_json::Value {
+    let found: Vec<_> = lines
+        .iter()
+        .filter(|l| l["fields"]["summary"].is_object())
+        .collect();
+    assert_eq!(found.len(), 1, "{lines:?}");
+    found[0]
+}
+
+#[test]
+fn json_logs_every_stderr_line_is_one_json_object() {
+    let sb = crate::util::Sandbox::calm();
+    let dir = Dir::new();
+
+    // A run that goes through, at debug verbosity.
+    dir.write(
+        "in.csv",
+        "phone,first name\n0612345678,Ann\n0612345679,Bob\n",
+    );
+    let out = sb.sync(&dir, "smspartner", &["--log-format", "json", "-v"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert!(lines.iter().any(|l| l["level"] == "DEBUG"), "{lines:?}");
+    let summary = summary_line(&lines);
+    assert_eq!(summary["level"], "INFO");
+    assert_eq!(summary["fields"]["summary"]["outcomes"]["added"], 2);
+    assert_eq!(summary["fields"]["exit_code"], 0);
+    assert_eq!(summary["fields"]["report"], "in.report.csv");
+    assert!(summary["timestamp"].is_string());
+    assert_eq!(sb.group_phones("g1").len(), 2);
+
+    // A run with row errors and warnings: the bundled sample.
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/contacts.csv");
+    let out = dir.run(&[
+        "--log-format",
+        "json",
+        "validate",
+        sample.to_str().unwrap(),
+        "--report",
+        "r.csv",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary = summary_line(&lines);
+    assert!(summary["fields"]["summary"]["outcomes"]["invalid"].as_u64() > Some(0));
+    assert_eq!(summary["fields"]["exit_code"], 1);
+
+    // Refused by --max-invalid: a warning, the error and the summary.
+    dir.write("bad.csv", "phone,colour\n06 12,red\n0612345678,blue\n");
+    let out = dir.run(&[
+        "validate",
+        "bad.csv",
+        "--max-invalid",
+        "0",
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert!(lines.iter().any(|l| l["level"] == "WARN"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l["level"] == "ERROR"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("--max-invalid 0"))),
+        "{lines:?}"
+    );
+    assert_eq!(summary_line(&lines)["fields"]["exit_code"], 2);
+
+    // Fatal errors (exit 2): an input-file error, and a command line clap refuses.
+    dir.write("nophone.csv", "name,email\nBob,bob@example.com\n");
+    for args in [
+        &["--log-format", "json", "validate", "nophone.csv"][..],
+        &[
+            "validate",
+            "nophone.csv",
+            "--log-format=json",
+            "--no-such-flag",
+        ],
+        &[
+            "--log-format",
+            "json",
+            "sync",
+            "nophone.csv",
+            "--provider",
+            "sandbox",
+        ],
+    ] {
+        let out = dir.run(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        let lines = json_lines(&out);
+        let last = lines.last().unwrap();
+        assert_eq!(last["level"], "ERROR", "{args:?}: {lines:?}");
+        let message = last["fields"]["message"].as_str().unwrap();
+        assert!(!message.starts_with("error:"), "{message}");
+        assert!(
+            message.contains("no phone number column") || message.contains("--no-such-flag"),
+            "{args:?}: {message}"
+        );
+    }
+
+    // Aborted after sending began (exit 3): rejected credentials.
+    let out = dir
+        .command()
+        .env("CONTACT_SYNC_API_KEY", "wrong-key-e81d")
+        .args(["--log-format", "json", "sync", "in.csv", "--provider"])
+        .args(["mobivate", "--base-url", &sb.url()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(summary_line(&lines)["fields"]["exit_code"], 3);
+
+    // Text stays as it was.
+    let out = dir.run(&["validate", "nophone.csv"]);
+    assert!(
+        stderr(&out).starts_with("contact-sync: error: "),
+        "{}",
+        stderr(&out)
+    );
+}
