@@ -297,7 +297,9 @@ impl OutputConfig {
         let mut files = Vec::new();
         let mut add = |flag: &'static str, path: &Path| {
             files.push((flag, path.to_path_buf()));
-            files.push((flag, crate::report::partial_path(path)));
+            if !crate::report::is_special(path) {
+                files.push((flag, crate::report::partial_path(path)));
+            }
         };
         if let Target::File(p) = &self.report {
             add("--report", p);
@@ -331,7 +333,12 @@ impl OutputConfig {
         }
         for (i, ((flag_a, path_a), key_a)) in files.iter().zip(&keys).enumerate() {
             for ((flag_b, path_b), key_b) in files.iter().zip(&keys).skip(i + 1) {
-                if flag_a != flag_b && key_a.is_some() && key_a == key_b {
+                // Two outputs to /dev/null (or a terminal) destroy nothing.
+                if flag_a != flag_b
+                    && key_a.is_some()
+                    && key_a == key_b
+                    && !crate::report::is_special(path_a)
+                {
                     return Err(Error::Usage(format!(
                         "{flag_a} {} and {flag_b} {} are the same file: give each output its own path",
                         path_a.display(),

@@ -57,16 +57,27 @@ pub fn partial_path(path: &Path) -> PathBuf {
 /// A file written as `<path>.partial` and moved to `<path>` when the run
 /// ends, so the final path always holds a whole file; a killed run leaves
 /// the `.partial` with everything flushed so far.
+///
+/// A path that is not a regular file (`/dev/null`, a FIFO, `/dev/stderr`) is
+/// written in place: renaming a file over it would replace the device.
 #[derive(Debug)]
 pub struct PartialFile {
     path: PathBuf,
-    partial: PathBuf,
+    /// `None` when writing in place.
+    partial: Option<PathBuf>,
     file: File,
 }
 
 impl PartialFile {
     /// Creates (or replaces) `<path>.partial`, naming one left by an earlier run.
     pub fn create(path: &Path) -> io::Result<PartialFile> {
+        if is_special(path) {
+            return Ok(PartialFile {
+                path: path.to_path_buf(),
+                partial: None,
+                file: std::fs::OpenOptions::new().write(true).open(path)?,
+            });
+        }
         let partial = partial_path(path);
         if partial.exists() {
             tracing::warn!(
@@ -77,23 +88,34 @@ impl PartialFile {
         let file = File::create(&partial)?;
         Ok(PartialFile {
             path: path.to_path_buf(),
-            partial,
+            partial: Some(partial),
             file,
         })
     }
 
     /// Flushes to disk and moves the file to its final path.
-    pub fn commit(self) -> io::Result<()> {
+    pub fn commit(mut self) -> io::Result<()> {
+        let Some(partial) = &self.partial else {
+            return self.file.flush();
+        };
         self.file.sync_all()?;
         drop(self.file);
-        std::fs::rename(&self.partial, &self.path)
+        std::fs::rename(partial, &self.path)
     }
 
     /// Removes the partial file: the run stopped before writing anything worth keeping.
     pub fn discard(self) {
         drop(self.file);
-        let _ = std::fs::remove_file(&self.partial);
+        if let Some(partial) = &self.partial {
+            let _ = std::fs::remove_file(partial);
+        }
     }
+}
+
+/// Whether `path` exists and is something other than a regular file or a
+/// directory: a device, a FIFO, a socket (symlinks followed).
+pub fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// Where a writer's bytes go.

@@ -339,3 +339,56 @@ fn max_invalid_refuses_the_same_files_as_sync_would() {
     let out = dir.run(&["validate", "header.csv", "--max-invalid", "0"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+/// `--report /dev/null` and friends: a path that is a device or a FIFO is
+/// written in place, never replaced by a renamed file (as root, that
+/// replaced /dev/null with a regular file). FIFOs stand in for the device,
+/// held open for reading and writing here so nothing blocks.
+#[cfg(unix)]
+#[test]
+fn a_report_to_a_fifo_or_device_is_written_in_place_not_replaced() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let dir = Dir::new();
+    dir.write("in.csv", "phone\n0612345678\n06 12\n");
+    let mut ends = Vec::new();
+    for name in ["report.fifo", "other.fifo"] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path(name))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let end = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.path(name))
+            .unwrap();
+        ends.push(end);
+    }
+    // Two outputs on one device destroy nothing: allowed.
+    let out = dir.run(&[
+        "validate",
+        "in.csv",
+        "--report",
+        "report.fifo",
+        "--rejects",
+        "other.fifo",
+        "--summary-json",
+        "other.fifo",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    for name in ["report.fifo", "other.fifo"] {
+        let meta = std::fs::metadata(dir.path(name)).unwrap();
+        assert!(meta.file_type().is_fifo(), "{name} is still a FIFO");
+        assert!(!dir.path(&format!("{name}.partial")).exists());
+    }
+    let mut buf = vec![0; 4096];
+    let n = ends[0].read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        text.starts_with("line,outcome,code,message,phone,contact_id\n2,valid,"),
+        "{text}"
+    );
+    let n = ends[1].read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("PHONE_INVALID"));
+}
