@@ -1009,6 +1009,7 @@ fn new_engine(
         unreachable: std::sync::atomic::AtomicU32::new(0),
         host: url.host_str().unwrap_or("the provider").to_string(),
         state,
+        listing: progress::ListingGauge::default(),
     })
 }
 
@@ -1148,8 +1149,7 @@ async fn sync_rows(
             let rows = tokio::select! {
                 rows = row_rx.recv() => rows,
                 _ = ticker.tick() => {
-                    let stats = engine.dispatcher.stats();
-                    progress.tick(stats.attempts, stats.rate);
+                    progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
                     continue;
                 }
             };
@@ -1179,13 +1179,11 @@ async fn sync_rows(
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = ticker.tick() => {
-                    let stats = engine.dispatcher.stats();
-                    progress.tick(stats.attempts, stats.rate);
+                    progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
                 }
             }
         };
         permit.forget();
-        progress.counts.read.fetch_add(1, Ordering::Relaxed);
         let ticket = Ticket {
             seq,
             line: row.record.line,
@@ -1290,8 +1288,7 @@ async fn sync_rows(
         tokio::select! {
             next = tasks.join_next() => if next.is_none() { break },
             _ = ticker.tick() => {
-                let stats = engine.dispatcher.stats();
-                progress.tick(stats.attempts, stats.rate);
+                progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
             }
         }
     }
