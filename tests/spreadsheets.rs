@@ -791,3 +791,58 @@ fn json_logs_every_stderr_line_is_one_json_object() {
         stderr(&out)
     );
 }
+
+/// The fenced block of `lang` that follows `after` in `doc`.
+fn fenced<'a>(doc: &'a str, after: &str, lang: &str) -> &'a str {
+    let from = doc.find(after).expect("anchor in the doc") + after.len();
+    let open = format!("```{lang}\n");
+    let start = doc[from..].find(&open).expect("fenced block") + from + open.len();
+    let end = doc[start..].find("```").expect("closed block") + start;
+    &doc[start..end]
+}
+
+#[test]
+fn docs_report_md_examples_are_what_the_sample_produces() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.md"),
+    )
+    .unwrap();
+    let dir = Dir::new();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/contacts.csv");
+    let out = dir.run(&[
+        "sync",
+        sample.to_str().unwrap(),
+        "--provider",
+        "sandbox",
+        "--summary-json",
+        "contacts.json",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+
+    let report = dir.read("contacts.report.csv");
+    let actual: Vec<&str> = report.lines().collect();
+    let shown = fenced(&doc, "## An example", "csv");
+    assert!(shown.lines().count() > 5);
+    for line in shown.lines() {
+        assert!(actual.contains(&line), "not in the sample's report: {line}");
+    }
+
+    // The summary on stderr, but for its timing.
+    let shown = fenced(&doc, "The end-of-run summary of the same run", "text");
+    let (timing, rest) = shown.split_once('\n').unwrap();
+    assert!(timing.starts_with("54 rows in "), "{timing}");
+    assert!(stderr(&out).contains(rest), "{}", stderr(&out));
+
+    // The JSON summary, but for its timing.
+    let untimed = |text: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let o = v.as_object_mut().unwrap();
+        assert!(o.remove("duration_seconds").is_some());
+        assert!(o.remove("rows_per_second").is_some());
+        v
+    };
+    assert_eq!(
+        untimed(fenced(&doc, "## Summary", "json")),
+        untimed(&dir.read("contacts.json"))
+    );
+}
