@@ -393,7 +393,10 @@ pub enum MapError {
         mobile: bool,
     },
     /// `--map` names a header that is not in the file.
-    #[error("--map {field}={header}: the file has no column named {header:?}")]
+    #[error(
+        "--map {field}={header}: the file has no column named {}",
+        crate::words::quote(header)
+    )]
     UnknownHeader {
         /// The field being mapped.
         field: Field,
@@ -495,9 +498,9 @@ impl ColumnMap {
                     passed_over,
                 } => {
                     map.phone_choice = Some(format!(
-                        "phone numbers are read from column {:?}, the one labelled mobile; \
+                        "phone numbers are read from column {}, the one labelled mobile; \
                          passed over: {} (--map phoneNumber=HEADER picks another)",
-                        headers[chosen].trim(),
+                        crate::words::quote(headers[chosen].trim()),
                         quoted_list(passed_over.iter().map(|&p| headers[p]))
                     ));
                     map.index[Field::PhoneNumber as usize] = Some(chosen);
@@ -845,7 +848,7 @@ fn ambiguous_phone_message(candidates: &[String], mobile: bool) -> String {
 /// `"A", "B", "C"`.
 fn quoted_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
     items
-        .map(|h| format!("{:?}", h.trim()))
+        .map(|h| crate::words::quote(h.trim()))
         .collect::<Vec<_>>()
         .join(", ")
 }

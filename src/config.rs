@@ -86,7 +86,8 @@ impl MaxInvalid {
     pub fn parse(s: &str) -> Result<MaxInvalid, Error> {
         let bad = || {
             Error::Usage(format!(
-                "--max-invalid {s:?}: expected a count like 10 or a share like 5%"
+                "--max-invalid {}: expected a count like 10 or a share like 5%",
+                crate::words::quote(s)
             ))
         };
         match s.trim().strip_suffix('%') {
@@ -386,7 +387,8 @@ pub fn parse_delimiter(s: &str) -> Result<u8, Error> {
         "tab" | "\\t" | "\t" => Ok(b'\t'),
         _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" => Ok(s.as_bytes()[0]),
         _ => Err(Error::Usage(format!(
-            "--delimiter {s:?}: expected one character such as , ; | or the word tab"
+            "--delimiter {}: expected one character such as , ; | or the word tab",
+            crate::words::quote(s)
         ))),
     }
 }
@@ -396,13 +398,16 @@ pub fn parse_delimiter(s: &str) -> Result<u8, Error> {
 pub fn parse_map(s: &str) -> Result<(Field, String), Error> {
     let (field, header) = s.split_once('=').ok_or_else(|| {
         Error::Usage(format!(
-            "--map {s:?}: expected FIELD=HEADER (or FIELD= to leave FIELD unmapped)"
+            "--map {}: expected FIELD=HEADER (or FIELD= to leave FIELD unmapped)",
+            crate::words::quote(s)
         ))
     })?;
     let field = Field::from_name(field).ok_or_else(|| {
         let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
         Error::Usage(format!(
-            "--map {s:?}: unknown field {field:?}; fields are {}",
+            "--map {}: unknown field {}; fields are {}",
+            crate::words::quote(s),
+            crate::words::quote(field),
             names.join(", ")
         ))
     })?;

@@ -99,10 +99,10 @@ pub struct Contact {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionsError {
     /// `--default-region` is not a region libphonenumber knows.
-    #[error("--default-region {0:?} is not a known ISO 3166 region code (e.g. FR, GB, US)")]
+    #[error("--default-region {} is not a known ISO 3166 region code (e.g. FR, GB, US)", crate::words::quote(.0))]
     UnknownRegion(String),
     /// A `--date-format` is not a usable strftime pattern.
-    #[error("--date-format {0:?} is not a usable date pattern (e.g. %d/%m/%Y)")]
+    #[error("--date-format {} is not a usable date pattern (e.g. %d/%m/%Y)", crate::words::quote(.0))]
     BadDateFormat(String),
 }
 

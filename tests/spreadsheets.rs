@@ -565,7 +565,20 @@ fn mixed_encodings_are_decoded_row_by_row_and_counted() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("the file mixes encodings: 2 rows with accents are UTF-8, 1 rows are not and were read as Windows-1252 (lines 3)"),
+        err.contains("the file mixes encodings, so each row was decoded on its own: 2 rows with accents in UTF-8, 1 row in Windows-1252 (line 3)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no --encoding reads both kinds right"),
+        "{err}"
+    );
+    let report = crate::util::parse_report(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(report.len(), 3);
+    // Forcing Windows-1252 garbles the UTF-8 rows: the warning names them.
+    let (exit, _, err) = validate(&dir, "in.csv", &["--encoding", "windows-1252"]);
+    assert_eq!(exit, 0);
+    assert!(
+        err.contains("--encoding windows-1252: 2 rows are valid UTF-8 with accents (lines 2, 4), which windows-1252 garbles"),
         "{err}"
     );
     // Forcing UTF-8 rejects that row, and says what would read it.
@@ -845,4 +858,39 @@ fn docs_report_md_examples_are_what_the_sample_produces() {
         untimed(fenced(&doc, "## Summary", "json")),
         untimed(&dir.read("contacts.json"))
     );
+}
+
+#[test]
+fn invisible_characters_in_headers_and_flags_are_named_not_escaped() {
+    let dir = Dir::new();
+    dir.write(
+        "nbsp.csv",
+        "First Name,Mobile\u{a0}Phone,Business Phone\n\"Ann\",\"06 12 34 56 78\",\"01 23 45 67 89\"\n",
+    );
+    let (exit, _, err) = validate(&dir, "nbsp.csv", &[]);
+    assert_eq!(exit, 0, "{err}");
+    assert!(
+        err.contains("column \"Mobile Phone\" (with a non-breaking space at position 7), the one labelled mobile"),
+        "{err}"
+    );
+    dir.write("zw.csv", "Phone,Home\u{200b}Phone\n0612345678,\n");
+    let (exit, _, err) = validate(&dir, "zw.csv", &[]);
+    assert_eq!(exit, 2);
+    assert!(
+        err.contains("\"HomePhone\" (with a zero-width space at position 5)"),
+        "{err}"
+    );
+    for args in [
+        &["--map", "phoneNumber=Home\u{a0}Phone"][..],
+        &["--delimiter", "\t\t"],
+        &["--default-region", "F\u{a0}R"],
+        &["--date-format", "%d\u{200b}"],
+        &["--max-invalid", "5\u{a0}%"],
+    ] {
+        let out = dir.run(&[&["validate", "zw.csv"][..], args].concat());
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{args:?}: {err}");
+        assert!(!err.contains("\\u{"), "{args:?}: {err}");
+        assert!(err.contains(" at position "), "{args:?}: {err}");
+    }
 }

@@ -34,7 +34,7 @@ fn base_url(t: &StateTarget) -> Result<Option<reqwest::Url>, Error> {
         .as_deref()
         .map(|u| {
             let url = reqwest::Url::parse(u)
-                .map_err(|e| Error::Usage(format!("--base-url {u:?}: {e}")))?;
+                .map_err(|e| Error::Usage(format!("--base-url {}: {e}", crate::words::quote(u))))?;
             check_base_url(&url, t.allow_insecure_http)?;
             Ok(url)
         })

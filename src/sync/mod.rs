@@ -110,8 +110,9 @@ impl SyncConfig {
         let output = OutputConfig::from_args(&args.output, &input.source)?;
         let base_url = match &args.base_url {
             Some(u) => {
-                let url = reqwest::Url::parse(u)
-                    .map_err(|e| Error::Usage(format!("--base-url {u:?}: {e}")))?;
+                let url = reqwest::Url::parse(u).map_err(|e| {
+                    Error::Usage(format!("--base-url {}: {e}", crate::words::quote(u)))
+                })?;
                 check_base_url(&url, args.allow_insecure_http)?;
                 Some(url)
             }
@@ -304,7 +305,8 @@ async fn run_async(
         // only a column the user pointed at is trusted.
         let header = opened.reader.header().get(col).cloned().unwrap_or_default();
         tracing::warn!(
-            "not using column {header:?} as Mobivate contact ids (they cannot be checked before updating); --map contactId={header:?} uses it"
+            "not using column {} as Mobivate contact ids (they cannot be checked before updating); --map contactId=\"{header}\" uses it",
+            crate::words::quote(&header)
         );
         cfg.input.overrides.push((Field::ContactId, String::new()));
         opened = cfg.input.open_stream(Box::new(bytes.reader()))?;
@@ -557,8 +559,8 @@ async fn run_async(
     if let Some(handle) = sandbox {
         for g in &handle.snapshot().smspartner {
             tracing::info!(
-                "sandbox group {:?} now holds {} contacts",
-                g.id,
+                "sandbox group {} now holds {} contacts",
+                crate::words::quote(&g.id),
                 g.contacts.len()
             );
         }
@@ -828,7 +830,8 @@ async fn check_file_ids(
             Err(_) if engine.aborted() => return Ok(()),
             Err(e) => {
                 return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {column:?}: {e}; nothing was sent"
+                    "cannot check the contact ids of column {}: {e}; nothing was sent",
+                    crate::words::quote(column)
                 )));
             }
         };
@@ -843,7 +846,8 @@ async fn check_file_ids(
             }
             Err(e) => {
                 return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {column:?}: {e}; nothing was sent"
+                    "cannot check the contact ids of column {}: {e}; nothing was sent",
+                    crate::words::quote(column)
                 )));
             }
         }
@@ -855,7 +859,8 @@ async fn check_file_ids(
     );
     if wrong.len() * 2 > samples.len() {
         return Err(Error::Usage(format!(
-            "column {column:?} does not hold this provider's contact ids: of the first {} ids of the file, {} do not exist or hold another number ({}). Nothing was sent. If it is another system's id, leave it out with --map contactId= ; rows are then matched by phone number",
+            "column {} does not hold this provider's contact ids: of the first {} ids of the file, {} do not exist or hold another number ({}). Nothing was sent. If it is another system's id, leave it out with --map contactId= ; rows are then matched by phone number",
+            crate::words::quote(column),
             samples.len(),
             wrong.len(),
             wrong.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
