@@ -83,6 +83,8 @@ pub struct EncodingStats {
     pub windows_1252_rows: u64,
     /// The first few lines read as Windows-1252, for the log.
     pub windows_1252_lines: Vec<u64>,
+    /// The header row is one of them.
+    pub header_windows_1252: bool,
     /// With `--encoding windows-1252` or `latin1`: the encoding forced, and
     /// the rows (header included) that are valid UTF-8 with accents, which
     /// it garbles.
@@ -118,6 +120,12 @@ fn rows(n: u64) -> String {
 const NAMED_LINES: usize = 5;
 
 impl EncodingStats {
+    /// Data rows (the header left out) decoded as Windows-1252.
+    pub fn data_rows_1252(&self) -> u64 {
+        self.windows_1252_rows
+            .saturating_sub(u64::from(self.header_windows_1252))
+    }
+
     /// A log line saying how the file was decoded when that is worth saying:
     /// `Some((true, _))` is a warning (the file mixes encodings).
     pub fn describe(&self) -> Option<(bool, String)> {
@@ -316,6 +324,7 @@ impl<R: Read> CsvReader<R> {
             Some(RecordStatus::Ok) => {}
         }
         reader.header = rec.iter().map(|h| h.trim().to_string()).collect();
+        reader.stats.header_windows_1252 = reader.stats.windows_1252_rows > 0;
         Ok(reader)
     }
 

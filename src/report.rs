@@ -565,6 +565,8 @@ pub struct Summary {
     pub retries: u64,
     /// 429 responses seen.
     pub throttled: u64,
+    /// Data rows that were not UTF-8 and were decoded as Windows-1252.
+    pub windows_1252_rows: u64,
     /// Wall-clock time of the run.
     pub duration: Duration,
 }
@@ -616,6 +618,17 @@ impl Summary {
                 s.push_str(&format!("  {c:<20}{n}\n"));
             }
         }
+        if self.windows_1252_rows > 0 {
+            s.push_str(&format!(
+                "decoded as Windows-1252: {} {}\n",
+                self.windows_1252_rows,
+                if self.windows_1252_rows == 1 {
+                    "row"
+                } else {
+                    "rows"
+                }
+            ));
+        }
         if self.requests > 0 {
             s.push_str(&format!(
                 "requests: {} (retries {}, 429s {})\n",
@@ -649,6 +662,7 @@ impl Summary {
             "requests": self.requests,
             "retries": self.retries,
             "throttled": self.throttled,
+            "windows_1252_rows": self.windows_1252_rows,
             "duration_seconds": self.duration.as_secs_f64(),
             "rows_per_second": self.rows_per_second(),
         })

@@ -101,6 +101,7 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
         return Err(e.into());
     }
     log_input_facts(&stats);
+    summary.windows_1252_rows = stats.encoding.data_rows_1252();
     report.finish()?;
     if let Some(r) = rejects {
         r.finish()?;

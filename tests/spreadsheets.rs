@@ -572,6 +572,11 @@ fn mixed_encodings_are_decoded_row_by_row_and_counted() {
         err.contains("no --encoding reads both kinds right"),
         "{err}"
     );
+    assert!(err.contains("decoded as Windows-1252: 1 row\n"), "{err}");
+    let counted = dir.run(&["validate", "in.csv", "--summary-json", "s.json"]);
+    assert_eq!(code(&counted), 0, "{}", stderr(&counted));
+    let summary: serde_json::Value = serde_json::from_str(&dir.read("s.json")).unwrap();
+    assert_eq!(summary["windows_1252_rows"], 1, "the header is not counted");
     let report = crate::util::parse_report(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(report.len(), 3);
     // Forcing Windows-1252 garbles the UTF-8 rows: the warning names them.

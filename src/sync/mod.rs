@@ -237,6 +237,8 @@ enum Sending {
 struct FirstPass {
     rows: u64,
     invalid: u64,
+    /// Data rows decoded as Windows-1252.
+    windows_1252: u64,
     interrupted: bool,
     /// The first valid rows whose contact id comes from the file: (id, phone, group).
     file_ids: Vec<(String, String, String)>,
@@ -577,6 +579,7 @@ async fn run_async(
     pass.summary.requests = stats.attempts;
     pass.summary.retries = stats.retries;
     pass.summary.throttled = stats.throttled;
+    pass.summary.windows_1252_rows = first.windows_1252;
     let ending = if let Some(why) = pass.stopped_early {
         Ending::Aborted(Some(why))
     } else {
@@ -665,9 +668,10 @@ fn finish_without_sending(
     let Speculation {
         report,
         rejects,
-        summary,
+        mut summary,
         ..
     } = spec;
+    summary.windows_1252_rows = first.windows_1252;
     report.finish()?;
     if let Some(r) = rejects {
         r.finish()?;
@@ -928,6 +932,7 @@ fn first_pass(
         source,
     })?;
     crate::validate::log_input_facts(&stats);
+    first.windows_1252 = stats.encoding.data_rows_1252();
     // A signal after the last row still means the run was interrupted.
     first.interrupted |= raised.load(Ordering::Relaxed);
     if let Some(spec) = speculation.as_mut()
