@@ -577,6 +577,19 @@ fn mixed_encodings_are_decoded_row_by_row_and_counted() {
     assert_eq!(code(&counted), 0, "{}", stderr(&counted));
     let summary: serde_json::Value = serde_json::from_str(&dir.read("s.json")).unwrap();
     assert_eq!(summary["windows_1252_rows"], 1, "the header is not counted");
+    // sync counts them alike, and sends the accents right.
+    let sb = crate::util::Sandbox::calm();
+    let synced = sb.sync(&dir, "smspartner", &["--summary-json", "sync.json"]);
+    assert_eq!(code(&synced), 0, "{}", stderr(&synced));
+    let summary: serde_json::Value = serde_json::from_str(&dir.read("sync.json")).unwrap();
+    assert_eq!(summary["windows_1252_rows"], 1);
+    let names: std::collections::BTreeSet<String> = sb
+        .state()
+        .group("g1")
+        .iter()
+        .map(|c| c.firstname.clone())
+        .collect();
+    assert_eq!(names, ["André", "Renée", "Zoé"].map(String::from).into());
     let report = crate::util::parse_report(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(report.len(), 3);
     // Forcing Windows-1252 garbles the UTF-8 rows: the warning names them.
