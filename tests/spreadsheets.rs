@@ -912,3 +912,35 @@ fn invisible_characters_in_headers_and_flags_are_named_not_escaped() {
         assert!(err.contains(" at position "), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn docs_usage_md_json_log_example_is_what_the_french_sample_produces() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/usage.md"),
+    )
+    .unwrap();
+    let shown = fenced(&doc, "`contact-sync --log-format json validate", "json");
+    let dir = Dir::new();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/excel-fr.csv");
+    let out = dir.run(&["--log-format", "json", "validate", sample.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // Times and speeds vary from run to run; everything else must match.
+    let untimed = |line: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let o = v.as_object_mut().unwrap();
+        assert!(o.remove("timestamp").is_some());
+        let fields = o["fields"].as_object_mut().unwrap();
+        if let Some(summary) = fields.get_mut("summary") {
+            let s = summary.as_object_mut().unwrap();
+            assert!(s.remove("duration_seconds").is_some());
+            assert!(s.remove("rows_per_second").is_some());
+            let message = fields["message"].as_str().unwrap();
+            let rows = message.split(" in ").next().unwrap().to_string();
+            fields.insert("message".into(), rows.into());
+        }
+        v
+    };
+    let want: Vec<_> = shown.lines().map(untimed).collect();
+    let got: Vec<_> = stderr(&out).lines().map(untimed).collect();
+    assert_eq!(want, got);
+}
