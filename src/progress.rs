@@ -521,6 +521,33 @@ mod tests {
     }
 
     #[test]
+    fn usage_md_shows_the_bar_as_describe_writes_it() {
+        let doc = include_str!("../docs/usage.md");
+        let sending = Figures {
+            total: 2000,
+            ok: 346,
+            problems: 0,
+            requests: 450,
+            listing: None,
+        };
+        let listing = Figures {
+            total: 2000,
+            ok: 0,
+            problems: 0,
+            requests: 43,
+            listing: Some(780),
+        };
+        for (f, requests) in [(sending, 38.8), (listing, 35.8)] {
+            let rates = Rates {
+                rows: Some(38.5),
+                requests: Some(requests),
+            };
+            let line = format!("{}/{} rows  {}\n", f.done(), f.total, describe(&f, rates));
+            assert!(doc.contains(&line), "usage.md lacks: {line}");
+        }
+    }
+
+    #[test]
     fn a_listing_shows_until_its_guard_is_dropped() {
         let g = ListingGauge::default();
         assert_eq!(g.now(), None);
