@@ -82,11 +82,16 @@ pub enum MaxInvalid {
 }
 
 impl MaxInvalid {
-    /// `N` or `N%`.
+    /// `N` or `N%`, given to `--max-invalid`.
     pub fn parse(s: &str) -> Result<MaxInvalid, Error> {
+        MaxInvalid::parse_for("--max-invalid", s)
+    }
+
+    /// `N` or `N%`, given to `flag` (the same form serves `--max-delete`).
+    pub fn parse_for(flag: &str, s: &str) -> Result<MaxInvalid, Error> {
         let bad = || {
             Error::Usage(format!(
-                "--max-invalid {}: expected a count like 10 or a share like 5%",
+                "{flag} {}: expected a count like 10 or a share like 5%",
                 crate::words::quote(s)
             ))
         };
