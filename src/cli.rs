@@ -110,6 +110,9 @@ pub struct ValidateArgs {
     /// The group a sync would use: empty groupId cells fall back to it, as in sync.
     #[arg(long, value_name = "ID")]
     pub group_id: Option<String>,
+    /// Exit 2 when more rows than this are invalid, as sync would (it would send nothing): a count, or a share like 5%.
+    #[arg(long, value_name = "N[%]")]
+    pub max_invalid: Option<String>,
     /// Worker threads for normalisation [default: number of CPUs].
     #[arg(long, hide = true)]
     pub threads: Option<usize>,

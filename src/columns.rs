@@ -424,12 +424,18 @@ pub enum MapError {
         mobile: bool,
     },
     /// `--map` names a header that is not in the file.
-    #[error("--map {field}={header}: the file has no column named {header:?}")]
+    #[error(
+        "--map {field}={header}: the file has no column named {}; its columns are {}",
+        crate::words::quote(header),
+        some_columns(columns)
+    )]
     UnknownHeader {
         /// The field being mapped.
         field: Field,
         /// The header named.
         header: String,
+        /// The file's columns, for the message.
+        columns: Vec<String>,
     },
 }
 
@@ -458,6 +464,7 @@ impl ColumnMap {
                     MapError::UnknownHeader {
                         field: *field,
                         header: header.clone(),
+                        columns: headers.iter().map(|h| h.to_string()).collect(),
                     }
                 })?))
             };
@@ -526,9 +533,9 @@ impl ColumnMap {
                     passed_over,
                 } => {
                     map.phone_choice = Some(format!(
-                        "phone numbers are read from column {:?}, the one labelled mobile; \
+                        "phone numbers are read from column {}, the one labelled mobile; \
                          passed over: {} (--map phoneNumber=HEADER picks another)",
-                        headers[chosen].trim(),
+                        crate::words::quote(headers[chosen].trim()),
                         quoted_list(passed_over.iter().map(|&p| headers[p]))
                     ));
                     map.index[Field::PhoneNumber as usize] = Some(chosen);
@@ -873,10 +880,21 @@ fn ambiguous_phone_message(candidates: &[String], mobile: bool) -> String {
     )
 }
 
+/// The first columns of a header, quoted, with the count when there are more.
+fn some_columns(columns: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let list = quoted_list(columns.iter().take(SHOWN).map(String::as_str));
+    if columns.len() > SHOWN {
+        format!("{list} … ({} in all)", columns.len())
+    } else {
+        list
+    }
+}
+
 /// `"A", "B", "C"`.
 fn quoted_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
     items
-        .map(|h| format!("{:?}", h.trim()))
+        .map(|h| crate::words::quote(h.trim()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -939,10 +957,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(map.get(Field::PhoneNumber), Some(1));
-        assert!(matches!(
-            ColumnMap::resolve(&["phone"], &[(Field::Url, "web".into())]),
-            Err(MapError::UnknownHeader { .. })
-        ));
+        let err = ColumnMap::resolve(&["phone", "Site\u{a0}web"], &[(Field::Url, "web".into())])
+            .unwrap_err();
+        assert!(matches!(err, MapError::UnknownHeader { .. }));
+        assert_eq!(
+            err.to_string(),
+            "--map url=web: the file has no column named \"web\"; its columns are \"phone\", \"Site web\" (with a non-breaking space at position 5)"
+        );
+        let many: Vec<String> = (1..=25).map(|i| format!("c{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let err = ColumnMap::resolve(&many, &[(Field::Url, "web".into())]).unwrap_err();
+        assert!(
+            err.to_string().ends_with("\"c19\", \"c20\" … (25 in all)"),
+            "{err}"
+        );
     }
 
     fn resolve(

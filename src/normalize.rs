@@ -102,10 +102,10 @@ pub struct Contact {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionsError {
     /// `--default-region` is not a region libphonenumber knows.
-    #[error("--default-region {0:?} is not a known ISO 3166 region code (e.g. FR, GB, US)")]
+    #[error("--default-region {} is not a known ISO 3166 region code (e.g. FR, GB, US)", crate::words::quote(.0))]
     UnknownRegion(String),
     /// A `--date-format` is not a usable strftime pattern.
-    #[error("--date-format {0:?} is not a usable date pattern (e.g. %d/%m/%Y)")]
+    #[error("--date-format {} is not a usable date pattern (e.g. %d/%m/%Y)", crate::words::quote(.0))]
     BadDateFormat(String),
 }
 
@@ -1145,7 +1145,7 @@ fn url(raw: &str) -> Result<String, RowError> {
     let parsed = match reqwest::Url::parse(raw) {
         Ok(u) => u,
         Err(_) if !raw.contains(':') => return Err(bad("it has no scheme")),
-        Err(e) => return Err(bad(&e.to_string())),
+        Err(e) => return Err(bad(url_error_words(e))),
     };
     // The parser lower-cases the scheme, so `HTTP://` lands here too.
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -1165,6 +1165,21 @@ fn url(raw: &str) -> Result<String, RowError> {
         return Err(bad("it has no host"));
     }
     Ok(raw.to_string())
+}
+
+/// The URL parser's complaint in a user's words.
+fn url_error_words(e: url::ParseError) -> &'static str {
+    use url::ParseError as P;
+    match e {
+        P::EmptyHost => "it has no host",
+        P::IdnaError => "its host is not a valid domain name",
+        P::InvalidPort => "its port is not a number from 0 to 65535",
+        P::InvalidIpv4Address => "its host is not a valid IPv4 address",
+        P::InvalidIpv6Address => "its host is not a valid IPv6 address",
+        P::InvalidDomainCharacter => "its host holds a character a domain name cannot have",
+        P::RelativeUrlWithoutBase | P::RelativeUrlWithCannotBeABaseBase => "it has no scheme",
+        _ => "it cannot be read as a URL",
+    }
 }
 
 /// Why a cell cannot be one phone number, before libphonenumber looks at it.
@@ -1738,6 +1753,31 @@ mod tests {
             &Record::from_cells(2, &["0612345678", raw]),
         )
         .map(|c| c.url)
+    }
+
+    #[test]
+    fn url_parser_complaints_are_worded_for_people() {
+        for (raw, why) in [
+            ("http://", "it has no host"),
+            (
+                "https://example.com:99999/",
+                "its port is not a number from 0 to 65535",
+            ),
+            ("http://[::1/", "its host is not a valid IPv6 address"),
+            ("http://1.2.3.256/", "its host is not a valid IPv4 address"),
+            (
+                "http://exa<mple.com/",
+                "its host is not a valid domain name",
+            ),
+        ] {
+            let errors = url_with(raw).expect_err(raw);
+            assert_eq!(codes(&errors), [ErrorCode::UrlInvalid], "{raw}");
+            assert!(
+                errors[0].message.contains(why),
+                "{raw}: {}",
+                errors[0].message
+            );
+        }
     }
 
     #[test]

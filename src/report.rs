@@ -57,16 +57,27 @@ pub fn partial_path(path: &Path) -> PathBuf {
 /// A file written as `<path>.partial` and moved to `<path>` when the run
 /// ends, so the final path always holds a whole file; a killed run leaves
 /// the `.partial` with everything flushed so far.
+///
+/// A path that is not a regular file (`/dev/null`, a FIFO, `/dev/stderr`) is
+/// written in place: renaming a file over it would replace the device.
 #[derive(Debug)]
 pub struct PartialFile {
     path: PathBuf,
-    partial: PathBuf,
+    /// `None` when writing in place.
+    partial: Option<PathBuf>,
     file: File,
 }
 
 impl PartialFile {
     /// Creates (or replaces) `<path>.partial`, naming one left by an earlier run.
     pub fn create(path: &Path) -> io::Result<PartialFile> {
+        if is_special(path) {
+            return Ok(PartialFile {
+                path: path.to_path_buf(),
+                partial: None,
+                file: std::fs::OpenOptions::new().write(true).open(path)?,
+            });
+        }
         let partial = partial_path(path);
         if partial.exists() {
             tracing::warn!(
@@ -77,23 +88,34 @@ impl PartialFile {
         let file = File::create(&partial)?;
         Ok(PartialFile {
             path: path.to_path_buf(),
-            partial,
+            partial: Some(partial),
             file,
         })
     }
 
     /// Flushes to disk and moves the file to its final path.
-    pub fn commit(self) -> io::Result<()> {
+    pub fn commit(mut self) -> io::Result<()> {
+        let Some(partial) = &self.partial else {
+            return self.file.flush();
+        };
         self.file.sync_all()?;
         drop(self.file);
-        std::fs::rename(&self.partial, &self.path)
+        std::fs::rename(partial, &self.path)
     }
 
     /// Removes the partial file: the run stopped before writing anything worth keeping.
     pub fn discard(self) {
         drop(self.file);
-        let _ = std::fs::remove_file(&self.partial);
+        if let Some(partial) = &self.partial {
+            let _ = std::fs::remove_file(partial);
+        }
     }
+}
+
+/// Whether `path` exists and is something other than a regular file or a
+/// directory: a device, a FIFO, a socket (symlinks followed).
+pub fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// Where a writer's bytes go.
@@ -644,6 +666,8 @@ pub struct Summary {
     pub retries: u64,
     /// 429 responses seen.
     pub throttled: u64,
+    /// Data rows that were not UTF-8 and were decoded as Windows-1252.
+    pub windows_1252_rows: u64,
     /// Wall-clock time of the run.
     pub duration: Duration,
     /// Report rows that are mirror-mode deletions (counted in `outcomes` too).
@@ -686,12 +710,8 @@ impl Summary {
 
     /// The summary for people, several lines.
     pub fn human(&self) -> String {
-        let mut s = format!(
-            "{} rows in {:.2}s ({:.0} rows/s)\n",
-            self.rows(),
-            self.duration.as_secs_f64(),
-            self.rows_per_second()
-        );
+        let mut s = self.headline();
+        s.push('\n');
         for (o, n) in &self.outcomes {
             s.push_str(&format!("  {:<14}{n}\n", o.as_str()));
         }
@@ -707,6 +727,17 @@ impl Summary {
                 self.deletions
             ));
         }
+        if self.windows_1252_rows > 0 {
+            s.push_str(&format!(
+                "decoded as Windows-1252: {} {}\n",
+                self.windows_1252_rows,
+                if self.windows_1252_rows == 1 {
+                    "row"
+                } else {
+                    "rows"
+                }
+            ));
+        }
         if self.requests > 0 {
             s.push_str(&format!(
                 "requests: {} (retries {}, 429s {})\n",
@@ -714,6 +745,17 @@ impl Summary {
             ));
         }
         s
+    }
+
+    /// The summary's first line: `54 rows in 0.05s (1107 rows/s)`.
+    pub fn headline(&self) -> String {
+        let rows = self.rows();
+        format!(
+            "{rows} {} in {:.2}s ({:.0} rows/s)",
+            if rows == 1 { "row" } else { "rows" },
+            self.duration.as_secs_f64(),
+            self.rows_per_second()
+        )
     }
 
     /// The summary as JSON, for monitoring.
@@ -730,6 +772,7 @@ impl Summary {
             "requests": self.requests,
             "retries": self.retries,
             "throttled": self.throttled,
+            "windows_1252_rows": self.windows_1252_rows,
             "duration_seconds": self.duration.as_secs_f64(),
             "rows_per_second": self.rows_per_second(),
         })

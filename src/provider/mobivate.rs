@@ -362,7 +362,10 @@ impl Provider for Mobivate {
             // Sent, "" "." or ".." would collapse onto the create endpoint.
             return Err(OpError::NotFound(RowError::new(
                 ErrorCode::Http(404),
-                format!("contact id {contact_id:?} cannot name a Mobivate contact"),
+                format!(
+                    "contact id {} cannot name a Mobivate contact",
+                    crate::words::quote(contact_id)
+                ),
             )));
         }
         Ok(self.request(

@@ -224,6 +224,8 @@ pub(super) struct Engine {
     pub(super) host: String,
     /// The state store, unless the run has none.
     pub(super) state: Option<StateCtx>,
+    /// Listings under way, for the progress display.
+    pub(super) listing: progress::ListingGauge,
 }
 
 /// Per-target listing of existing contacts, fetched on first need.
@@ -715,6 +717,7 @@ impl Engine {
         progress: &mut ListProgress,
     ) -> Result<HashMap<String, String>, Option<RowError>> {
         progress.started.get_or_insert_with(Instant::now);
+        let _shown = self.listing.start();
         loop {
             let c = progress.cursor;
             let req = self.provider.list(&self.key, group, c);
@@ -726,6 +729,7 @@ impl Engine {
                 .provider
                 .parse_list(c, reply.status, &reply.body)
                 .map_err(|e| Some(self.op_error(e)))?;
+            self.listing.page(page.entries.len());
             for entry in page.entries {
                 progress.ids.insert(entry.phone, entry.contact_id);
             }
@@ -815,6 +819,9 @@ pub(super) async fn write_in_order(
             }
         };
         let Some(done) = done else { break };
+        // Counted as it finishes, not when its turn to be written comes:
+        // the updates of one batch finish in any order.
+        counts.record(done.outcome);
         // Most rows come in order: they skip the map.
         let mut ready = if done.seq == next {
             Some(done)
@@ -828,7 +835,6 @@ pub(super) async fn write_in_order(
             if d.line == 0 {
                 summary.deletions += 1;
             }
-            counts.record(d.outcome);
             permits.add_permits(1);
             if failed.is_some() {
                 continue;

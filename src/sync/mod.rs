@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use crate::cli::{LogArgs, ProviderKind, SyncArgs};
 use crate::codes::Outcome;
 use crate::columns::Field;
-use crate::config::{Error, InputConfig, OutputConfig, Source};
+use crate::config::{Error, InputConfig, MaxInvalid, OutputConfig, Source};
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::input::{InputBytes, Opened, SpoolEnd, Spooling};
 use crate::plan::{Action, Batcher, plan};
@@ -52,50 +52,6 @@ const GRACE: Duration = Duration::from_secs(5);
 
 /// The largest `--max-retry-after`, in seconds: a day.
 const MAX_RETRY_AFTER_SECS: u64 = 86_400;
-
-/// A share or a count of invalid rows beyond which nothing is sent.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MaxInvalid {
-    /// At most this many invalid rows.
-    Count(u64),
-    /// At most this percentage of the rows.
-    Percent(f64),
-}
-
-impl MaxInvalid {
-    /// `N` or `N%`, given to `--max-invalid`.
-    pub fn parse(s: &str) -> Result<MaxInvalid, Error> {
-        MaxInvalid::parse_for("--max-invalid", s)
-    }
-
-    /// `N` or `N%`, given to `flag` (the same form serves `--max-delete`).
-    pub fn parse_for(flag: &str, s: &str) -> Result<MaxInvalid, Error> {
-        let bad = || {
-            Error::Usage(format!(
-                "{flag} {s:?}: expected a count like 10 or a share like 5%"
-            ))
-        };
-        match s.trim().strip_suffix('%') {
-            Some(p) => {
-                let p: f64 = p.trim().parse().map_err(|_| bad())?;
-                if (0.0..=100.0).contains(&p) {
-                    Ok(MaxInvalid::Percent(p))
-                } else {
-                    Err(bad())
-                }
-            }
-            None => s.trim().parse().map(MaxInvalid::Count).map_err(|_| bad()),
-        }
-    }
-
-    /// Whether `invalid` of `rows` is more than allowed.
-    pub fn exceeded(self, invalid: u64, rows: u64) -> bool {
-        match self {
-            MaxInvalid::Count(n) => invalid > n,
-            MaxInvalid::Percent(p) => rows > 0 && (invalid as f64) * 100.0 > p * rows as f64,
-        }
-    }
-}
 
 /// The default rate for each provider, in requests per second.
 pub fn default_rate(kind: ProviderKind) -> f64 {
@@ -163,8 +119,9 @@ impl SyncConfig {
         let output = OutputConfig::from_args(&args.output, &input.source)?;
         let base_url = match &args.base_url {
             Some(u) => {
-                let url = reqwest::Url::parse(u)
-                    .map_err(|e| Error::Usage(format!("--base-url {u:?}: {e}")))?;
+                let url = reqwest::Url::parse(u).map_err(|e| {
+                    Error::Usage(format!("--base-url {}: {e}", crate::words::quote(u)))
+                })?;
                 check_base_url(&url, args.allow_insecure_http)?;
                 Some(url)
             }
@@ -203,11 +160,7 @@ impl SyncConfig {
         };
         dispatch.retry.max_retries = args.max_retries;
         dispatch.retry.max_retry_after = Duration::from_secs(args.max_retry_after);
-        let max_invalid = args
-            .max_invalid
-            .as_deref()
-            .map(MaxInvalid::parse)
-            .transpose()?;
+        let max_invalid = MaxInvalid::from_arg(args.max_invalid.as_deref())?;
         let key = api_key(args.provider, args.dry_run)?;
         if args.provider == ProviderKind::Mobivate
             && !args.dry_run
@@ -313,6 +266,8 @@ enum Sending {
 struct FirstPass {
     rows: u64,
     invalid: u64,
+    /// Data rows decoded as Windows-1252.
+    windows_1252: u64,
     interrupted: bool,
     /// The first valid rows whose contact id comes from the file: (id, phone, group).
     file_ids: Vec<(String, String, String)>,
@@ -444,7 +399,8 @@ async fn run_async(
         // only a column the user pointed at is trusted.
         let header = opened.reader.header().get(col).cloned().unwrap_or_default();
         tracing::warn!(
-            "not using column {header:?} as Mobivate contact ids (they cannot be checked before updating); --map contactId={header:?} uses it"
+            "not using column {} as Mobivate contact ids (they cannot be checked before updating); --map contactId=\"{header}\" uses it",
+            crate::words::quote(&header)
         );
         cfg.input.overrides.push((Field::ContactId, String::new()));
         opened = cfg.input.open_stream(Box::new(bytes.reader()))?;
@@ -576,14 +532,13 @@ async fn run_async(
             tracing::warn!("interrupted while checking the file: nothing was sent");
         }
         Sending::Interrupted
-    } else if cfg
+    } else if let Some(limit) = cfg
         .max_invalid
-        .is_some_and(|m| m.exceeded(first.invalid, first.rows))
+        .filter(|m| m.exceeded(first.invalid, first.rows))
     {
         tracing::error!(
-            "{} of {} rows are invalid, more than --max-invalid allows: sending nothing",
-            first.invalid,
-            first.rows
+            "{}: sending nothing",
+            limit.refusal(first.invalid, first.rows)
         );
         Sending::Refused
     } else if cfg.dry_run {
@@ -748,8 +703,8 @@ async fn run_async(
     if let Some(handle) = sandbox {
         for g in &handle.snapshot().smspartner {
             tracing::info!(
-                "sandbox group {:?} now holds {} contacts",
-                g.id,
+                "sandbox group {} now holds {} contacts",
+                crate::words::quote(&g.id),
                 g.contacts.len()
             );
         }
@@ -766,6 +721,7 @@ async fn run_async(
     pass.summary.requests = stats.attempts;
     pass.summary.retries = stats.retries;
     pass.summary.throttled = stats.throttled;
+    pass.summary.windows_1252_rows = first.windows_1252;
     let ending = if let Some(why) = pass.stopped_early {
         Ending::Aborted(Some(why))
     } else {
@@ -854,9 +810,10 @@ fn finish_without_sending(
     let Speculation {
         report,
         rejects,
-        summary,
+        mut summary,
         ..
     } = spec;
+    summary.windows_1252_rows = first.windows_1252;
     report.finish()?;
     if let Some(r) = rejects {
         r.finish()?;
@@ -1093,7 +1050,8 @@ async fn check_file_ids(
             Err(_) if engine.aborted() => return Ok(()),
             Err(e) => {
                 return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {column:?}: {e}; nothing was sent"
+                    "cannot check the contact ids of column {}: {e}; nothing was sent",
+                    crate::words::quote(column)
                 )));
             }
         };
@@ -1108,7 +1066,8 @@ async fn check_file_ids(
             }
             Err(e) => {
                 return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {column:?}: {e}; nothing was sent"
+                    "cannot check the contact ids of column {}: {e}; nothing was sent",
+                    crate::words::quote(column)
                 )));
             }
         }
@@ -1120,7 +1079,8 @@ async fn check_file_ids(
     );
     if wrong.len() * 2 > samples.len() {
         return Err(Error::Usage(format!(
-            "column {column:?} does not hold this provider's contact ids: of the first {} ids of the file, {} do not exist or hold another number ({}). Nothing was sent. If it is another system's id, leave it out with --map contactId= ; rows are then matched by phone number",
+            "column {} does not hold this provider's contact ids: of the first {} ids of the file, {} do not exist or hold another number ({}). Nothing was sent. If it is another system's id, leave it out with --map contactId= ; rows are then matched by phone number",
+            crate::words::quote(column),
             samples.len(),
             wrong.len(),
             wrong.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
@@ -1197,6 +1157,7 @@ fn first_pass(
         source,
     })?;
     crate::validate::log_input_facts(&stats);
+    first.windows_1252 = stats.encoding.data_rows_1252();
     // A signal after the last row still means the run was interrupted.
     first.interrupted |= raised.load(Ordering::Relaxed);
     if let Some(spec) = speculation.as_mut()
@@ -1288,6 +1249,7 @@ fn new_engine(
         unreachable: std::sync::atomic::AtomicU32::new(0),
         host: url.host_str().unwrap_or("the provider").to_string(),
         state,
+        listing: progress::ListingGauge::default(),
     })
 }
 
@@ -1430,8 +1392,7 @@ async fn sync_rows(
             let rows = tokio::select! {
                 rows = row_rx.recv() => rows,
                 _ = ticker.tick() => {
-                    let stats = engine.dispatcher.stats();
-                    progress.tick(stats.attempts, stats.rate);
+                    progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
                     continue;
                 }
             };
@@ -1461,13 +1422,11 @@ async fn sync_rows(
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = ticker.tick() => {
-                    let stats = engine.dispatcher.stats();
-                    progress.tick(stats.attempts, stats.rate);
+                    progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
                 }
             }
         };
         permit.forget();
-        progress.counts.read.fetch_add(1, Ordering::Relaxed);
         let ticket = Ticket {
             seq,
             line: row.record.line,
@@ -1649,8 +1608,7 @@ async fn drain_tasks(
         tokio::select! {
             next = tasks.join_next() => if next.is_none() { break },
             _ = ticker.tick() => {
-                let stats = engine.dispatcher.stats();
-                progress.tick(stats.attempts, stats.rate);
+                progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
             }
         }
     }
@@ -1680,18 +1638,6 @@ fn finish_outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn max_invalid_counts_and_shares() {
-        assert_eq!(MaxInvalid::parse("10").unwrap(), MaxInvalid::Count(10));
-        assert_eq!(MaxInvalid::parse("5%").unwrap(), MaxInvalid::Percent(5.0));
-        assert!(MaxInvalid::parse("x").is_err());
-        assert!(MaxInvalid::parse("150%").is_err());
-        assert!(!MaxInvalid::Count(2).exceeded(2, 100));
-        assert!(MaxInvalid::Count(2).exceeded(3, 100));
-        assert!(!MaxInvalid::Percent(5.0).exceeded(5, 100));
-        assert!(MaxInvalid::Percent(5.0).exceeded(6, 100));
-    }
 
     #[test]
     fn plain_http_only_to_loopback_unless_allowed() {
