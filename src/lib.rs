@@ -10,6 +10,7 @@ pub mod cli;
 pub mod codes;
 pub mod columns;
 pub mod config;
+pub mod config_file;
 pub mod dispatch;
 pub mod input;
 pub mod logging;
@@ -48,6 +49,22 @@ pub fn run(cli: Cli) -> Result<u8, config::Error> {
             runtime
                 .block_on(sandbox::run_foreground(config))
                 .map_err(|e| config::Error::Runtime(e.to_string()))?;
+            Ok(codes::exit::OK)
+        }
+        Command::Config(args) => match args.action {
+            cli::ConfigAction::Check { path, file } => config_file::check(&path, file.as_deref()),
+        },
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(args.shell, &mut cmd, "contact-sync", &mut out);
+            Ok(codes::exit::OK)
+        }
+        Command::Man => {
+            let mut out = std::io::stdout().lock();
+            cli::render_man(&mut out)
+                .map_err(|e| config::Error::Runtime(format!("cannot write the man page: {e}")))?;
             Ok(codes::exit::OK)
         }
     }
