@@ -76,9 +76,15 @@ fn finish(result: run::RunResult, log: &cli::LogArgs) -> u8 {
         let mut fields = serde_json::Map::new();
         fields.insert("summary".into(), result.summary.to_json());
         fields.insert("report".into(), result.report.clone().into());
+        if let Some(rejects) = &result.rejects {
+            fields.insert("rejects".into(), rejects.clone().into());
+        }
         fields.insert("exit_code".into(), result.exit_code.into());
+        if let Some(next) = result.summary.next(&result.closing()) {
+            fields.insert("next".into(), next.into());
+        }
         let text = match log.log_format {
-            cli::LogFormat::Text => format!("{}report: {}", result.summary.human(), result.report),
+            cli::LogFormat::Text => result.render(),
             cli::LogFormat::Json => result.summary.headline(),
         };
         logging::emit(logging::Level::Info, &text, Some(fields));

@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use crate::codes::exit;
-use crate::config::Error;
-use crate::report::{Summary, SummaryFile, Target};
+use crate::config::{Error, OutputConfig};
+use crate::report::{Closing, Summary, SummaryFile};
 
 /// What a finished run leaves behind.
 #[derive(Debug, Clone)]
@@ -13,8 +13,10 @@ pub struct RunResult {
     pub summary: Summary,
     /// The process exit code (SPEC §2).
     pub exit_code: u8,
-    /// Where the report went, for the closing line.
+    /// Where the report went, for the closing lines.
     pub report: String,
+    /// Where the rejects went, when asked for.
+    pub rejects: Option<String>,
     /// Why the run stopped early, printed after the summary.
     pub error: Option<String>,
 }
@@ -39,7 +41,7 @@ impl RunResult {
         mut summary: Summary,
         started: Instant,
         summary_file: Option<SummaryFile>,
-        report: &Target,
+        outputs: &OutputConfig,
         ending: Ending,
         sent: bool,
     ) -> Result<RunResult, Error> {
@@ -62,9 +64,25 @@ impl RunResult {
         Ok(RunResult {
             summary,
             exit_code,
-            report: report.describe(),
+            report: outputs.report.describe(),
+            rejects: outputs.rejects.as_ref().map(|r| r.describe()),
             error,
         })
+    }
+
+    /// Where the outputs went and how the run ended.
+    pub fn closing(&self) -> Closing<'_> {
+        Closing {
+            report: &self.report,
+            rejects: self.rejects.as_deref(),
+            html: None,
+            exit_code: self.exit_code,
+        }
+    }
+
+    /// The end-of-run summary for people.
+    pub fn render(&self) -> String {
+        self.summary.render(&self.closing())
     }
 }
 

@@ -744,7 +744,7 @@ async fn run_async(
         pass.summary,
         started,
         summary_file,
-        &cfg.output.report,
+        &cfg.output,
         ending,
         sent,
     )
@@ -782,7 +782,7 @@ impl Speculation {
                 }
             };
         let id = unchanged_id.flatten().unwrap_or_default();
-        self.summary.record(outcome, errors);
+        self.summary.record_at(row.record.line, outcome, errors);
         let written = self
             .report
             .write(&crate::report::ReportRow {
@@ -844,7 +844,7 @@ fn finish_without_sending(
         summary,
         started,
         summary_file,
-        &cfg.output.report,
+        &cfg.output,
         Ending::Finished,
         false,
     )
