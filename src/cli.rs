@@ -161,6 +161,9 @@ pub struct OutputArgs {
     /// Write the end-of-run summary as JSON.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
+    /// Write a self-contained HTML report: the summary, charts of outcomes and error codes, the rejected rows in a table that sorts and filters.
+    #[arg(long, value_name = "PATH")]
+    pub report_html: Option<PathBuf>,
 }
 
 /// `contact-sync validate`.

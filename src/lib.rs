@@ -12,6 +12,7 @@ pub mod columns;
 pub mod config;
 pub mod config_file;
 pub mod dispatch;
+pub mod html;
 pub mod input;
 pub mod logging;
 pub mod normalize;

@@ -564,36 +564,90 @@ impl BackupWriter {
     }
 }
 
-/// The JSON summary's file, created before the run starts and written at its end.
+/// The files written from the summary at the end of the run (the JSON
+/// summary, the HTML report), created before the run starts.
 #[derive(Debug)]
 pub struct SummaryFile {
-    file: PartialFile,
-    target: Target,
+    json: Option<(PartialFile, Target)>,
+    html: Option<(PartialFile, Target)>,
 }
 
 impl SummaryFile {
-    /// Creates `<path>.partial`, so an unwritable path stops the run before it starts.
-    pub fn create(path: &Path) -> Result<SummaryFile, WriteError> {
-        let target = Target::File(path.to_path_buf());
-        let file = PartialFile::create(path).map_err(|e| WriteError::new("summary", &target, e))?;
-        Ok(SummaryFile { file, target })
+    /// Creates each `<path>.partial`, so an unwritable path stops the run
+    /// before it starts; `None` when neither file is asked for.
+    pub fn create(
+        json: Option<&Path>,
+        html: Option<&Path>,
+    ) -> Result<Option<SummaryFile>, WriteError> {
+        let open = |path: &Path, what: &'static str| {
+            let target = Target::File(path.to_path_buf());
+            PartialFile::create(path)
+                .map(|f| (f, target.clone()))
+                .map_err(|e| WriteError::new(what, &target, e))
+        };
+        let json = json.map(|p| open(p, "summary")).transpose()?;
+        let html = match html.map(|p| open(p, "HTML report")).transpose() {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some((f, _)) = json {
+                    f.discard();
+                }
+                return Err(e);
+            }
+        };
+        Ok((json.is_some() || html.is_some()).then_some(SummaryFile { json, html }))
     }
 
-    /// Writes `summary` and moves the file to its final path.
-    pub fn write(mut self, summary: &Summary) -> Result<(), WriteError> {
-        let text = serde_json::to_string_pretty(&summary.to_json())
-            .map_err(|e| WriteError::new("summary", &self.target, e))?;
-        let written = self
-            .file
-            .file
-            .write_all((text + "\n").as_bytes())
-            .and_then(|()| self.file.commit());
-        written.map_err(|e| WriteError::new("summary", &self.target, e))
+    /// Writes the JSON summary and the HTML report (its rows read back from
+    /// `report`), and moves each file to its final path.
+    pub fn write(
+        self,
+        summary: &Summary,
+        closing: &Closing<'_>,
+        report: &Target,
+        input: &str,
+    ) -> Result<(), WriteError> {
+        if let Some((mut file, target)) = self.json {
+            let text = serde_json::to_string_pretty(&summary.to_json())
+                .map_err(|e| WriteError::new("summary", &target, e))?;
+            file.file
+                .write_all((text + "\n").as_bytes())
+                .and_then(|()| file.commit())
+                .map_err(|e| WriteError::new("summary", &target, e))?;
+        }
+        if let Some((mut file, target)) = self.html {
+            let fail = |e: String| WriteError::new("HTML report", &target, io::Error::other(e));
+            let (rows, total) = match report {
+                Target::File(p) => {
+                    let f = std::fs::File::open(p)
+                        .or_else(|_| std::fs::File::open(partial_path(p)))
+                        .map_err(|e| fail(format!("cannot read the report back: {e}")))?;
+                    crate::html::rejected_rows(io::BufReader::new(f))
+                        .map_err(|e| fail(format!("cannot read the report back: {e}")))?
+                }
+                Target::Stdout => (Vec::new(), 0),
+            };
+            let generated = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+            let page = crate::html::Page {
+                input,
+                summary,
+                closing,
+                generated: &generated,
+            };
+            let html = crate::html::render(&page, &rows, total).map_err(|e| fail(e.to_string()))?;
+            file.file
+                .write_all(html.as_bytes())
+                .and_then(|()| file.commit())
+                .map_err(|e| WriteError::new("HTML report", &target, e))?;
+        }
+        Ok(())
     }
 
-    /// Removes the file: the run stopped before it started.
+    /// Removes the files: the run stopped before it started.
     pub fn discard(self) {
-        self.file.discard();
+        for (f, _) in self.json.into_iter().chain(self.html) {
+            f.discard();
+        }
     }
 }
 
@@ -613,6 +667,7 @@ impl Outputs {
         report: &Target,
         rejects: Option<&Target>,
         summary: Option<&Path>,
+        html: Option<&Path>,
         header: &[String],
         delimiter: u8,
     ) -> Result<Outputs, WriteError> {
@@ -624,15 +679,15 @@ impl Outputs {
             }
             other => other.transpose()?,
         };
-        let summary = match summary.map(SummaryFile::create) {
-            Some(Err(e)) => {
+        let summary = match SummaryFile::create(summary, html) {
+            Err(e) => {
                 report.discard();
                 if let Some(r) = rejects {
                     r.discard();
                 }
                 return Err(e);
             }
-            other => other.transpose()?,
+            Ok(s) => s,
         };
         Ok(Outputs {
             report,

@@ -17,6 +17,8 @@ pub struct RunResult {
     pub report: String,
     /// Where the rejects went, when asked for.
     pub rejects: Option<String>,
+    /// Where the HTML report went, when asked for.
+    pub html: Option<String>,
     /// Why the run stopped early, printed after the summary.
     pub error: Option<String>,
 }
@@ -52,8 +54,17 @@ impl RunResult {
             Ending::NothingSent => (exit::NOTHING_SENT, None),
             Ending::Aborted(why) => (exit::ABORTED, why),
         };
+        let html = outputs.html.as_ref().map(|p| p.display().to_string());
+        let rejects = outputs.rejects.as_ref().map(|r| r.describe());
+        let report = outputs.report.describe();
+        let closing = Closing {
+            report: &report,
+            rejects: rejects.as_deref(),
+            html: html.as_deref(),
+            exit_code,
+        };
         if let Some(file) = summary_file
-            && let Err(e) = file.write(&summary)
+            && let Err(e) = file.write(&summary, &closing, &outputs.report, &outputs.input)
         {
             if !sent {
                 return Err(e.into());
@@ -64,8 +75,9 @@ impl RunResult {
         Ok(RunResult {
             summary,
             exit_code,
-            report: outputs.report.describe(),
-            rejects: outputs.rejects.as_ref().map(|r| r.describe()),
+            report,
+            rejects,
+            html,
             error,
         })
     }
@@ -75,7 +87,7 @@ impl RunResult {
         Closing {
             report: &self.report,
             rejects: self.rejects.as_deref(),
-            html: None,
+            html: self.html.as_deref(),
             exit_code: self.exit_code,
         }
     }

@@ -55,6 +55,7 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
         &output.report,
         output.rejects.as_ref(),
         output.summary_json.as_deref(),
+        output.html.as_deref(),
         opened.reader.header(),
         opened.reader.delimiter(),
     )?;

@@ -430,6 +430,7 @@ async fn run_async(
         &cfg.output.report,
         cfg.output.rejects.as_ref(),
         cfg.output.summary_json.as_deref(),
+        cfg.output.html.as_deref(),
         opened.reader.header(),
         opened.reader.delimiter(),
     )?;
