@@ -4,6 +4,7 @@
 
 mod columns_safety;
 mod config;
+mod docs;
 mod html;
 mod mirror;
 mod normalize_rules;

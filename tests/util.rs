@@ -135,14 +135,26 @@ impl Sandbox {
 
     /// A sandbox whose faults draw from `seed`.
     pub fn seeded(stress: FaultSettings, seed: u64) -> Sandbox {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let config = SandboxConfig {
-            api_key: KEY.into(),
-            groups: vec!["g1".into(), "g2".into()],
+        Sandbox::configured(SandboxConfig {
             stress,
             seed,
+            ..Sandbox::config(&["g1", "g2"])
+        })
+    }
+
+    /// A calm sandbox's settings, with these SMS Partner groups.
+    pub fn config(groups: &[&str]) -> SandboxConfig {
+        SandboxConfig {
+            api_key: KEY.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            seed: 1,
             ..SandboxConfig::default()
-        };
+        }
+    }
+
+    /// A sandbox with these settings.
+    pub fn configured(config: SandboxConfig) -> Sandbox {
+        let rt = tokio::runtime::Runtime::new().unwrap();
         let handle = rt.block_on(contact_sync::sandbox::start(config)).unwrap();
         Sandbox {
             rt,
