@@ -25,7 +25,9 @@ pub struct ApiKey(String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     /// The variable is not set.
-    #[error("the API key is missing: set the environment variable {ENV_VAR}")]
+    #[error(
+        "the API key is missing: set the environment variable {ENV_VAR}, or {FILE_ENV_VAR} to the path of a file holding it"
+    )]
     Missing,
     /// The variable is set but empty or blank.
     #[error("the API key is empty: the environment variable {ENV_VAR} is set but blank")]

@@ -272,6 +272,19 @@ fn the_nightly_sample_drives_a_sandbox_run() {
             "{line}"
         );
     }
+    // The same file serves validate, which skips the sync-only keys.
+    let out = dir.run(&["validate", "--config", "nightly.toml"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let last = stderr(&out).lines().last().unwrap_or("").to_string();
+    let summary: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(
+        summary["fields"]["summary"]["outcomes"]["valid"], 43,
+        "{last}"
+    );
+    assert_eq!(
+        summary["fields"]["rejects"], "contacts.rejects.csv",
+        "{last}"
+    );
 }
 
 #[test]
@@ -338,4 +351,22 @@ fn the_configuration_reference_matches_the_flags() {
         doc.contains(&table),
         "docs/configuration.md's table differs from the flags; run UPDATE_DOCS=1 cargo test --test integration config::the_configuration_reference"
     );
+}
+
+#[test]
+fn the_config_check_example_is_what_it_prints() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+    let start = doc.find("```text\n").unwrap() + "```text\n".len();
+    let shown = &doc[start..start + doc[start..].find("```").unwrap()];
+    let out = Dir::new()
+        .command()
+        .current_dir(root)
+        .env_remove("CONTACT_SYNC_API_KEY")
+        .env_remove("CONTACT_SYNC_API_KEY_FILE")
+        .args(["config", "check", "samples/nightly-smspartner.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), shown);
 }
