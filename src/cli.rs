@@ -291,6 +291,9 @@ pub enum StateAction {
 /// Which store and target a `state` subcommand works on: the same flags as `sync`.
 #[derive(Debug, Clone, Args)]
 pub struct StateTarget {
+    /// Read the target (provider, base-url, group-id, state) from a sync config file; flags win.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// The provider.
     #[arg(long, value_enum)]
     pub provider: Option<ProviderKind>,

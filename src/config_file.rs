@@ -123,6 +123,20 @@ pub fn keys() -> Vec<Key> {
             });
         }
     }
+    // `state show|rebuild|forget --config` take the target's keys.
+    if let Some(state) = cmd
+        .find_subcommand("state")
+        .and_then(|s| s.find_subcommand("show"))
+    {
+        for arg in state.get_arguments() {
+            if let Some(k) = keys
+                .iter_mut()
+                .find(|k| Some(k.name.as_str()) == arg.get_long())
+            {
+                k.commands.push("state");
+            }
+        }
+    }
     keys
 }
 
@@ -178,13 +192,17 @@ where
 /// The arguments with the config file's flags appended, or as given when no
 /// `--config` is.
 fn merged_args(args: &[OsString], matches: &ArgMatches) -> Result<Vec<OsString>, ConfigError> {
-    let Some((name, sub)) = matches.subcommand() else {
-        return Ok(args.to_vec());
-    };
-    if !SUBCOMMANDS.contains(&name) {
-        return Ok(args.to_vec());
+    // The innermost subcommand (`sync`, `state show`) and its definition.
+    let mut sub = matches;
+    let mut cmd = Cli::command();
+    while let Some((name, m)) = sub.subcommand() {
+        let Some(c) = cmd.find_subcommand(name).cloned() else {
+            return Ok(args.to_vec());
+        };
+        cmd = c;
+        sub = m;
     }
-    let Some(path) = sub.get_one::<PathBuf>("config") else {
+    let Some(path) = sub.try_get_one::<PathBuf>("config").ok().flatten() else {
         return Ok(args.to_vec());
     };
     let table = read(path)?;
@@ -196,6 +214,14 @@ fn merged_args(args: &[OsString], matches: &ArgMatches) -> Result<Vec<OsString>,
                 m.try_get_raw(id).is_ok() && m.value_source(id) == Some(ValueSource::CommandLine)
             })
     };
+    // A key the subcommand has no flag for is skipped: a sync config also
+    // serves `validate` and `state`.
+    let applies = |key: &str| {
+        key == "log-format"
+            || cmd
+                .get_arguments()
+                .any(|a| a.get_long() == Some(key) || (key == "file" && a.get_id() == "file"))
+    };
     let cli_maps: Vec<Field> = sub
         .try_get_many::<String>("map")
         .ok()
@@ -205,7 +231,7 @@ fn merged_args(args: &[OsString], matches: &ArgMatches) -> Result<Vec<OsString>,
         .filter_map(|m| m.split_once('=').and_then(|(f, _)| Field::from_name(f)))
         .collect();
     let base = path.parent().unwrap_or(Path::new(""));
-    let mut flags = flags(&table, name, base, path)?;
+    let mut flags = flags(&table, &applies, base, path)?;
     flags.retain(|f| match f {
         Flag::Map(field, _) => !cli_maps.contains(field),
         other => !given(&other.id()),
@@ -313,11 +339,10 @@ fn unknown_key(path: &Path, key: &str, known: &[Key]) -> String {
     }
 }
 
-/// The flags `table` stands for under subcommand `command`; keys of the other
-/// subcommand are skipped (a sync config also serves `validate`).
+/// The flags `table` stands for, of the keys that `applies` to the subcommand.
 fn flags(
     table: &toml::Table,
-    command: &str,
+    applies: &dyn Fn(&str) -> bool,
     base: &Path,
     path: &Path,
 ) -> Result<Vec<Flag>, ConfigError> {
@@ -335,7 +360,7 @@ fn flags(
         let Some(key) = known.iter().find(|k| &k.name == name) else {
             continue;
         };
-        if !key.commands.contains(&command) {
+        if !applies(name) {
             continue;
         }
         match key.kind {
@@ -596,7 +621,7 @@ mod tests {
         assert_eq!(find("rate").map(|k| k.commands.clone()), Some(vec!["sync"]));
         assert_eq!(
             find("group-id").map(|k| k.commands.clone()),
-            Some(vec!["validate", "sync"])
+            Some(vec!["validate", "sync", "state"])
         );
         assert!(find("log-format").is_some());
         for absent in ["config", "help", "threads", "verbose", "quiet"] {

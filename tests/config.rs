@@ -13,17 +13,27 @@ fn sample(name: &str) -> PathBuf {
 
 const ROWS: &str = "phone,firstname\n0611111111,Ann\n0622222222,Bob\n";
 
-#[test]
-fn the_file_sets_options_and_flags_win() {
-    let sb = Sandbox::calm();
+/// A dir holding `in.csv` (two rows) and `job.toml`: a sync of it into
+/// group g2 of `sb`, plus `extra` lines.
+fn job(sb: &Sandbox, extra: &str) -> Dir {
     let dir = Dir::new();
     dir.write("in.csv", ROWS);
     dir.write(
         "job.toml",
         format!(
-            "file = \"in.csv\"\nprovider = \"smspartner\"\nbase-url = \"{}\"\ngroup-id = \"g2\"\nreport = \"from-config.csv\"\nrejects = \"rejects.csv\"\n",
+            "file = \"in.csv\"\nprovider = \"smspartner\"\nbase-url = \"{}\"\ngroup-id = \"g2\"\n{extra}",
             sb.url()
         ),
+    );
+    dir
+}
+
+#[test]
+fn the_file_sets_options_and_flags_win() {
+    let sb = Sandbox::calm();
+    let dir = job(
+        &sb,
+        "report = \"from-config.csv\"\nrejects = \"rejects.csv\"\n",
     );
     let out = dir
         .command()
@@ -39,6 +49,22 @@ fn the_file_sets_options_and_flags_win() {
     assert_eq!(sb.group_phones("g2").len(), 2);
     assert!(sb.group_phones("g1").is_empty());
     assert_eq!(outcomes(&dir.report("from-flag.csv"))["added"], 2);
+}
+
+#[test]
+fn state_commands_take_the_target_from_the_config() {
+    let sb = Sandbox::calm();
+    let dir = job(&sb, "rate = 50\n");
+    let out = crate::util::sync(&dir, &["--config", "job.toml"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = dir.run(&["state", "show", "--config", "job.toml"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(shown.contains("group g2"), "{shown}");
+    assert!(!shown.contains("no state store"), "{shown}");
+    // A flag still wins: another group has no store yet.
+    let out = dir.run(&["state", "show", "--config", "job.toml", "--group-id", "g1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no state store"));
 }
 
 #[test]
