@@ -25,7 +25,7 @@ Examples:
     contact-sync sync --config /etc/contact-sync/nightly.toml --log-format json
 
   Try the whole pipeline without an account:
-    contact-sync sync samples/contacts.csv --provider sandbox --group-id demo
+    contact-sync sync samples/contacts.csv --provider sandbox
 
 The API key comes from CONTACT_SYNC_API_KEY, or from the file named by
 CONTACT_SYNC_API_KEY_FILE; never from a flag or a config file.
@@ -324,17 +324,44 @@ pub fn render_man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     man.render_options_section(out)?;
     man.render_subcommands_section(out)?;
     for sub in cmd.get_subcommands() {
-        let name = format!("contact-sync {}", sub.get_name());
-        writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
-        if let Some(about) = sub.get_about() {
-            writeln!(out, "{}", roff_escape(&about.to_string()))?;
-        }
-        let page = clap_mangen::Man::new(sub.clone().bin_name(name));
-        page.render_synopsis_section(out)?;
-        page.render_options_section(out)?;
+        render_man_section(out, sub, "contact-sync")?;
     }
-    man.render_extra_section(out)?;
+    // The after-help text is the examples.
+    let mut extra = Vec::new();
+    man.render_extra_section(&mut extra)?;
+    out.write_all(
+        String::from_utf8_lossy(&extra)
+            .replace(".SH EXTRA", ".SH EXAMPLES")
+            .as_bytes(),
+    )?;
     man.render_version_section(out)?;
+    Ok(())
+}
+
+/// One subcommand's section of the man page (its synopsis and options),
+/// then one for each of its own subcommands (`state show`, `config check`).
+fn render_man_section(
+    out: &mut dyn std::io::Write,
+    sub: &clap::Command,
+    parent: &str,
+) -> std::io::Result<()> {
+    let name = format!("{parent} {}", sub.get_name());
+    writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+    if let Some(about) = sub.get_about() {
+        writeln!(out, "{}", roff_escape(&about.to_string()))?;
+    }
+    let page = clap_mangen::Man::new(sub.clone().bin_name(name.clone()));
+    let mut section = Vec::new();
+    page.render_synopsis_section(&mut section)?;
+    page.render_options_section(&mut section)?;
+    // Subsections of the command's section, not top-level sections.
+    let section = String::from_utf8_lossy(&section)
+        .replace(".SH SYNOPSIS", ".SS Synopsis")
+        .replace(".SH OPTIONS", ".SS Options");
+    out.write_all(section.as_bytes())?;
+    for nested in sub.get_subcommands() {
+        render_man_section(out, nested, &name)?;
+    }
     Ok(())
 }
 

@@ -335,7 +335,8 @@ fn the_man_page_holds_every_flag_and_the_examples() {
     let page = String::from_utf8_lossy(&out.stdout);
     assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
     let cmd = contact_sync::cli::Cli::command();
-    for sub in cmd.get_subcommands() {
+    let nested = cmd.get_subcommands().flat_map(|s| s.get_subcommands());
+    for sub in cmd.get_subcommands().chain(nested) {
         for arg in sub.get_arguments() {
             if let (Some(long), false) = (arg.get_long(), arg.is_hide_set()) {
                 let roff = format!("\\-\\-{}", long.replace('-', "\\-"));
