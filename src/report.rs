@@ -819,10 +819,12 @@ impl Summary {
                 ));
             }
             if codes.len() > TOP_CODES {
+                let more = codes.len() - TOP_CODES;
                 let rest: u64 = codes[TOP_CODES..].iter().map(|(_, n)| n).sum();
                 s.push_str(&format!(
-                    "  … and {} more codes ({rest} in all): see the report\n",
-                    codes.len() - TOP_CODES
+                    "  … and {more} more {} ({rest} {}): see the report\n",
+                    if more == 1 { "code" } else { "codes" },
+                    if rest == 1 { "time" } else { "times" }
                 ));
             }
         }
@@ -889,6 +891,13 @@ impl Summary {
                 format!("{n} rows")
             }
         };
+        let the_invalid = |n: u64| {
+            if n == 1 {
+                "the invalid row".to_string()
+            } else {
+                format!("the {n} invalid rows")
+            }
+        };
         let codes = |outcome_codes: &[&str]| {
             self.top_codes()
                 .iter()
@@ -911,7 +920,7 @@ impl Summary {
             return Some(match closing.rejects {
                 Some(r) if invalid > 0 => format!(
                     "nothing was sent: fix {} in {r} (or the export), then run again",
-                    rows(invalid)
+                    the_invalid(invalid)
                 ),
                 _ => "nothing was sent: see the error above, fix it, then run again".into(),
             });
@@ -919,7 +928,10 @@ impl Summary {
         let mut steps = Vec::new();
         if invalid > 0 {
             steps.push(match closing.rejects {
-                Some(r) => format!("fix {} in {r} and run again with it as the input", rows(invalid)),
+                Some(r) => format!(
+                    "fix {} in {r} and run again with it as the input",
+                    the_invalid(invalid)
+                ),
                 None => format!(
                     "fix {} listed as invalid in {} (--rejects PATH writes them to a file you can fix and feed back)",
                     rows(invalid),
@@ -929,7 +941,7 @@ impl Summary {
         }
         if failed > 0 {
             steps.push(format!(
-                "{} failed on the provider's side: run again later (see docs/error-codes.md for each code)",
+                "{} failed to go through: run again later, rows already sent are not sent twice (docs/error-codes.md explains each code)",
                 rows(failed)
             ));
         }
@@ -1126,7 +1138,7 @@ mod tests {
         assert!(text.contains("rejects: in.rejects.csv\n"), "{text}");
         assert!(
             text.ends_with(
-                "next: fix 9 rows in in.rejects.csv and run again with it as the input\n"
+                "next: fix the 9 invalid rows in in.rejects.csv and run again with it as the input\n"
             ),
             "{text}"
         );
@@ -1187,6 +1199,6 @@ mod tests {
             s.record_at(i as u64 + 2, Outcome::Invalid, &row_error(code));
         }
         let text = s.render(&Closing::default());
-        assert!(text.contains("… and 2 more codes (2 in all)"), "{text}");
+        assert!(text.contains("… and 2 more codes (2 times)"), "{text}");
     }
 }
