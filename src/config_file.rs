@@ -180,30 +180,45 @@ where
             })
         });
     }
-    let merged = match lenient.try_get_matches_from(&args) {
+    let (merged, config) = match lenient.try_get_matches_from(&args) {
         Ok(matches) => merged_args(&args, &matches)?,
         // The strict pass below words the error (or prints --help).
-        Err(_) => args,
+        Err(_) => (args.clone(), None),
     };
-    let matches = Cli::command().try_get_matches_from(&merged)?;
-    Ok(Cli::from_arg_matches(&matches)?)
+    match Cli::command().try_get_matches_from(&merged) {
+        Ok(matches) => Ok(Cli::from_arg_matches(&matches)?),
+        // The command line alone parsed: the file's values are at fault.
+        Err(e) if config.is_some() && e.use_stderr() => Err(ConfigError::File(format!(
+            "--config {}: {}",
+            config.unwrap_or_default().display(),
+            e.render()
+                .to_string()
+                .trim_start_matches("error: ")
+                .trim_end()
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The arguments with the config file's flags appended, or as given when no
 /// `--config` is.
-fn merged_args(args: &[OsString], matches: &ArgMatches) -> Result<Vec<OsString>, ConfigError> {
+/// Also returns the config file's path, when one was given.
+fn merged_args(
+    args: &[OsString],
+    matches: &ArgMatches,
+) -> Result<(Vec<OsString>, Option<PathBuf>), ConfigError> {
     // The innermost subcommand (`sync`, `state show`) and its definition.
     let mut sub = matches;
     let mut cmd = Cli::command();
     while let Some((name, m)) = sub.subcommand() {
         let Some(c) = cmd.find_subcommand(name).cloned() else {
-            return Ok(args.to_vec());
+            return Ok((args.to_vec(), None));
         };
         cmd = c;
         sub = m;
     }
     let Some(path) = sub.try_get_one::<PathBuf>("config").ok().flatten() else {
-        return Ok(args.to_vec());
+        return Ok((args.to_vec(), None));
     };
     let table = read(path)?;
     let given = |id: &str| {
@@ -234,7 +249,17 @@ fn merged_args(args: &[OsString], matches: &ArgMatches) -> Result<Vec<OsString>,
     let mut flags = flags(&table, &applies, base, path)?;
     flags.retain(|f| match f {
         Flag::Map(field, _) => !cli_maps.contains(field),
-        other => !given(&other.id()),
+        // Nor a key whose flag conflicts with one given (`state` against
+        // `--no-state`): the command line wins there too.
+        other => {
+            let id = other.id();
+            let conflicts = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == id.as_str())
+                .map(|a| cmd.get_arg_conflicts_with(a))
+                .unwrap_or_default();
+            !given(&id) && !conflicts.iter().any(|c| given(c.get_id().as_str()))
+        }
     });
     // The file's flags go before a `--`, after which all is positional.
     let end = args.iter().position(|a| a == "--").unwrap_or(args.len());
@@ -252,7 +277,7 @@ fn merged_args(args: &[OsString], matches: &ArgMatches) -> Result<Vec<OsString>,
         merged.push("--".into());
         merged.push(p.into_os_string());
     }
-    Ok(merged)
+    Ok((merged, Some(path.clone())))
 }
 
 /// One flag a config key stands for.

@@ -68,6 +68,22 @@ fn state_commands_take_the_target_from_the_config() {
 }
 
 #[test]
+fn a_flag_wins_over_a_key_it_conflicts_with() {
+    let dir = Dir::new();
+    dir.write("in.csv", ROWS);
+    dir.write("job.toml", "provider = \"sandbox\"\nstate = \"job.db\"\n");
+    let out = dir.run(&["sync", "in.csv", "--config", "job.toml", "--no-state"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        !dir.path("job.db").exists(),
+        "--no-state won over the file's state"
+    );
+    let out = dir.run(&["sync", "in.csv", "--config", "job.toml"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(dir.path("job.db").exists(), "the file's state is used");
+}
+
+#[test]
 fn a_flag_wins_per_field_of_the_map() {
     let sb = Sandbox::calm();
     let dir = Dir::new();
@@ -144,7 +160,11 @@ fn a_wrong_value_names_the_config_file() {
     dir.write("job.toml", "provider = \"carrier-pigeon\"\n");
     let out = dir.run(&["sync", "in.csv", "--config", "job.toml"]);
     assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("carrier-pigeon"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--config job.toml: invalid value 'carrier-pigeon'"),
+        "{err}"
+    );
 }
 
 #[cfg(unix)]
