@@ -56,7 +56,7 @@ fn samples_in(dir: &Dir, url: &str) {
 
 #[test]
 fn every_command_of_the_guide_and_the_provider_pages_runs() {
-    let sb = Sandbox::configured(Sandbox::config(&["1234"]));
+    let sb = Sandbox::with_groups(Default::default(), 1, &["1234"]);
     let url = sb.url();
     let dir = Dir::new();
     samples_in(&dir, &url);

@@ -135,26 +135,19 @@ impl Sandbox {
 
     /// A sandbox whose faults draw from `seed`.
     pub fn seeded(stress: FaultSettings, seed: u64) -> Sandbox {
-        Sandbox::configured(SandboxConfig {
-            stress,
-            seed,
-            ..Sandbox::config(&["g1", "g2"])
-        })
+        Sandbox::with_groups(stress, seed, &["g1", "g2"])
     }
 
-    /// A calm sandbox's settings, with these SMS Partner groups.
-    pub fn config(groups: &[&str]) -> SandboxConfig {
-        SandboxConfig {
+    /// A sandbox holding the SMS Partner groups `groups`.
+    pub fn with_groups(stress: FaultSettings, seed: u64, groups: &[&str]) -> Sandbox {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let config = SandboxConfig {
             api_key: KEY.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
-            seed: 1,
+            stress,
+            seed,
             ..SandboxConfig::default()
-        }
-    }
-
-    /// A sandbox with these settings.
-    pub fn configured(config: SandboxConfig) -> Sandbox {
-        let rt = tokio::runtime::Runtime::new().unwrap();
+        };
         let handle = rt.block_on(contact_sync::sandbox::start(config)).unwrap();
         Sandbox {
             rt,
