@@ -245,10 +245,16 @@ impl InputConfig {
 
     /// Reads the header of `stream` (this input's bytes) and maps its columns.
     pub fn open_stream(&self, stream: Box<dyn Read + Send>) -> Result<OpenInput, Error> {
-        let reader = CsvReader::new(stream, self.reader).map_err(|source| Error::Read {
+        let mut reader = CsvReader::new(stream, self.reader).map_err(|source| Error::Read {
             path: self.source.describe(),
             source,
         })?;
+        if let Source::File(path) = &self.source
+            && let Ok(meta) = std::fs::metadata(path)
+            && meta.is_file()
+        {
+            reader.set_size_hint(meta.len());
+        }
         let headers: Vec<&str> = reader.header().iter().map(String::as_str).collect();
         let (map, ignored) =
             ColumnMap::resolve(&headers, &self.overrides).map_err(|source| Error::Map {

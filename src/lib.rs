@@ -12,6 +12,7 @@ pub mod columns;
 pub mod config;
 pub mod config_file;
 pub mod dispatch;
+mod hash;
 pub mod html;
 pub mod input;
 pub mod logging;

@@ -259,6 +259,8 @@ pub struct CsvReader<R> {
     stats: EncodingStats,
     delimiter: u8,
     header: Vec<String>,
+    /// The input's size in bytes, when known (a regular file).
+    size_hint: Option<u64>,
 }
 
 impl<R: Read> CsvReader<R> {
@@ -316,6 +318,7 @@ impl<R: Read> CsvReader<R> {
             stats,
             delimiter,
             header: Vec::new(),
+            size_hint: None,
         };
         let mut rec = Record::default();
         match reader.read_raw(&mut rec)? {
@@ -352,6 +355,16 @@ impl<R: Read> CsvReader<R> {
             }
             return Ok(Some(status));
         }
+    }
+
+    /// Records the input's size in bytes, so tables can be sized once.
+    pub fn set_size_hint(&mut self, bytes: u64) {
+        self.size_hint = Some(bytes);
+    }
+
+    /// The input's size in bytes, when known.
+    pub fn size_hint(&self) -> Option<u64> {
+        self.size_hint
     }
 
     /// How `auto` decoded the rows read so far.
