@@ -56,6 +56,7 @@ pub enum Command {
     /// Check a file and report every row's problems; sends nothing.
     Validate(ValidateArgs),
     /// Add or update every valid row on the provider, rate-limited and retried.
+    #[command(after_help = EXAMPLES)]
     Sync(SyncArgs),
     /// Inspect, rebuild or forget the state store of a target.
     State(StateArgs),

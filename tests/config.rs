@@ -372,11 +372,13 @@ fn the_man_page_holds_every_flag_and_the_examples() {
 
 #[test]
 fn help_shows_the_three_uses() {
-    let out = Dir::new().run(&["--help"]);
-    assert_eq!(code(&out), 0);
-    let help = String::from_utf8_lossy(&out.stdout);
-    for use_ in ["Nightly job", "One-off import", "Dry run"] {
-        assert!(help.contains(use_), "{help}");
+    for args in [&["--help"][..], &["sync", "--help"]] {
+        let out = Dir::new().run(args);
+        assert_eq!(code(&out), 0);
+        let help = String::from_utf8_lossy(&out.stdout);
+        for use_ in ["Nightly job", "One-off import", "Dry run"] {
+            assert!(help.contains(use_), "{args:?}: {help}");
+        }
     }
 }
 
