@@ -533,12 +533,24 @@ impl<R: Read> CsvReader<R> {
 
 /// A cell without the `'` that a report or rejects file puts before a
 /// leading `=` `+` `-` `@` tab or CR (SPEC §6), so a rejects file fed back
-/// sends the original value.
-fn unescape(cell: &str) -> &str {
-    match cell.as_bytes() {
-        [b'\'', b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r', ..] => &cell[1..],
-        _ => cell,
+/// sends the original value: the inverse of [`crate::report::neutralise`].
+/// A run of `'` before such a character loses one, so a value that itself
+/// began with `'=` comes back whole.
+pub fn unescape(cell: &str) -> &str {
+    if cell.starts_with('\'') && formula_after_quotes(cell) {
+        &cell[1..]
+    } else {
+        cell
     }
+}
+
+/// Whether `cell`, past any leading `'`, starts with a character a
+/// spreadsheet runs as a formula: `=` `+` `-` `@` tab CR.
+pub fn formula_after_quotes(cell: &str) -> bool {
+    matches!(
+        cell.trim_start_matches('\'').as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
 }
 
 /// A delimiter in words, for messages.
@@ -890,7 +902,8 @@ mod tests {
             ReaderOptions::default(),
         );
         assert_eq!(rows[0].2, ["+33612345678", "=cmd", "-1"]);
-        assert_eq!(rows[1].2, ["'0612345678", "it's", "''@"]);
+        // Two quotes lose one: what `neutralise` makes of a value `'@`.
+        assert_eq!(rows[1].2, ["'0612345678", "it's", "'@"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod normalize_rules;
 mod robust;
 mod safety;
 mod sandbox;
+mod security;
 mod spreadsheets;
 mod state;
 mod sync;
