@@ -133,10 +133,14 @@ impl Spooling {
     /// Starts copying `stream` (named `name` in messages). The copy fails when
     /// the disk is nearly full or the first line never ends.
     pub fn start(stream: impl Read + Send + 'static, name: &str) -> Result<Spooling, InputError> {
-        let file = tempfile::tempfile().map_err(|source| InputError::Io {
-            path: "a temporary file for the input".into(),
-            source,
-        })?;
+        // Unlinked at once (or never named: O_TMPFILE), and owner-only
+        // besides: it holds the whole input.
+        let file = tempfile::tempfile()
+            .and_then(|f| crate::private::restrict(&f).map(|()| f))
+            .map_err(|source| InputError::Io {
+                path: "a temporary file for the input".into(),
+                source,
+            })?;
         let shared = Arc::new(SpoolShared {
             file,
             gate: Mutex::new(0),
@@ -323,6 +327,20 @@ mod tests {
         Spooling::start(stream, "test")?
             .finish(std::future::pending())
             .await
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_spool_is_owner_only_and_has_no_name_on_disk() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (bytes, _) = spool(&b"phone\n0612345678\n"[..]).await.unwrap();
+        let meta = bytes.file.metadata().unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            meta.nlink(),
+            0,
+            "unlinked: nothing left behind, nothing to open"
+        );
     }
 
     #[tokio::test]

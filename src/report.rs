@@ -86,7 +86,7 @@ impl PartialFile {
                 partial.display()
             );
         }
-        let file = File::create(&partial)?;
+        let file = crate::private::create(&partial)?;
         Ok(PartialFile {
             path: path.to_path_buf(),
             partial: Some(partial),
@@ -555,12 +555,13 @@ impl BackupWriter {
             .collect();
         let target = Target::File(path.to_path_buf());
         let err = |e: io::Error| WriteError::new("deletion backup", &target, e);
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = crate::private::options()
             .create(true)
             .append(true)
             .read(true)
             .open(path)
             .map_err(err)?;
+        crate::private::restrict(&file).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
         if len > 0 {
             use std::io::{BufRead, Read, Seek};

@@ -82,3 +82,55 @@ fn control_characters_are_escaped_visibly_in_the_report_only() {
         "the rejects file keeps the cell as read"
     );
 }
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file a run leaves holds personal data: owner-only (0600), whatever
+/// the umask; a report that existed world-readable is narrowed too.
+#[cfg(unix)]
+#[test]
+fn every_output_and_the_state_store_are_owner_only() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(3, 0);
+    dir.write("in.csv", csv_of(&phones) + "bad,x,y\n");
+    dir.write("in.report.csv", "old");
+    std::fs::set_permissions(
+        dir.path("in.report.csv"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let extra = [
+        "--state",
+        "s.db",
+        "--rejects",
+        "rej.csv",
+        "--summary-json",
+        "sum.json",
+    ];
+    let out = sb.sync(&dir, "smspartner", &extra);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    for name in ["in.report.csv", "rej.csv", "sum.json", "s.db"] {
+        assert_eq!(mode(&dir.path(name)), 0o600, "{name}");
+    }
+    // Mirror mode: the backup of the deleted contact.
+    dir.write("in.csv", csv_of(&phones[..2]));
+    let out = sb.sync(
+        &dir,
+        "smspartner",
+        &[
+            "--state",
+            "s.db",
+            "--delete-missing",
+            "--max-delete",
+            "100%",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(dir.read("in.deleted.csv").contains(&phones[2]));
+    assert_eq!(mode(&dir.path("in.deleted.csv")), 0o600);
+}
