@@ -106,6 +106,29 @@ impl InputBytes {
         }
     }
 
+    /// When the file's size is no longer the size it had when opened (a
+    /// file still being written, or replaced in place): `(opened, now)`.
+    /// Every pass reads the opened length only, so they agree row for row.
+    pub fn size_change(&self) -> Option<(u64, u64)> {
+        let now = self.file.metadata().ok()?.len();
+        (now != self.len).then_some((self.len, now))
+    }
+
+    /// A warning for [`InputBytes::size_change`], if the size changed.
+    pub fn size_warning(&self) -> Option<String> {
+        let (opened, now) = self.size_change()?;
+        Some(if now > opened {
+            format!(
+                "the input grew by {} bytes while it was read (another program is still writing it?): only the {opened} bytes it had when the run started were read; run again once it is complete",
+                now - opened
+            )
+        } else {
+            format!(
+                "the input shrank from {opened} to {now} bytes while it was read (replaced in place?): rows past byte {now} may be missing from this run; run again"
+            )
+        })
+    }
+
     /// Whether the bytes are a private copy of a stream.
     pub fn is_spooled(&self) -> bool {
         self.spooled

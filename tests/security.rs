@@ -134,3 +134,257 @@ fn every_output_and_the_state_store_are_owner_only() {
     assert!(dir.read("in.deleted.csv").contains(&phones[2]));
     assert_eq!(mode(&dir.path("in.deleted.csv")), 0o600);
 }
+
+/// Runs `validate in.csv` on `bytes` with `extra` flags: exit code, report, stderr.
+fn validate_bytes(dir: &Dir, bytes: &[u8], extra: &[&str]) -> (i32, Vec<Line>, String) {
+    dir.write("in.csv", bytes);
+    let mut args = vec!["validate", "in.csv"];
+    args.extend(extra);
+    let out = dir.run(&args);
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    let report = if dir.path("in.report.csv").exists() {
+        dir.report("in.report.csv")
+    } else {
+        Vec::new()
+    };
+    (code(&out), report, err)
+}
+
+#[test]
+fn nul_bytes_are_row_problems_and_shown_visibly_in_messages() {
+    let dir = Dir::new();
+    let (rc, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\n0612345678,a\x00b\n\x00\x00\x00\n0612345679,ok\n",
+        &[],
+    );
+    assert_eq!(rc, 1);
+    assert_eq!(
+        triples(&report),
+        [
+            (2, "valid", ""),
+            (3, "invalid", "PHONE_INVALID"),
+            (4, "valid", "")
+        ]
+    );
+    assert_eq!(report[1].phone, "\\0\\0\\0");
+    // A header cell with a NUL is named, visibly, in the warning.
+    let (rc, _, err) = validate_bytes(&dir, b"phone,na\x00me\n0612345678,a\n", &[]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        err.contains("ignoring columns with no matching field: na\\0me"),
+        "{err}"
+    );
+    assert!(!err.contains('\0'));
+}
+
+#[test]
+fn invalid_utf8_inside_a_utf8_file_is_read_as_windows_1252_or_refused_when_forced() {
+    let dir = Dir::new();
+    let file =
+        b"phone,firstname\n0612345678,Zo\xc3\xab\n0612345679,a\xff\xfeb\n0612345670,\xc3\x89lise\n";
+    let (rc, report, err) = validate_bytes(&dir, file, &[]);
+    assert_eq!(rc, 0, "{err}");
+    assert_eq!(report.len(), 3);
+    assert!(err.contains("Windows-1252"), "{err}");
+    let (rc, report, _) = validate_bytes(&dir, file, &["--encoding", "utf-8"]);
+    assert_eq!(rc, 1);
+    assert_eq!(
+        triples(&report),
+        [
+            (2, "valid", ""),
+            (3, "invalid", "ROW_MALFORMED"),
+            (4, "valid", "")
+        ]
+    );
+}
+
+#[test]
+fn a_header_of_100_000_columns_is_read_and_the_warning_stays_short() {
+    let dir = Dir::new();
+    let mut file = String::from("phone");
+    for i in 0..100_000 {
+        file.push_str(&format!(",c{i}"));
+    }
+    file.push_str("\n0612345678");
+    file.push_str(&",".repeat(100_000));
+    file.push('\n');
+    let (rc, report, err) = validate_bytes(&dir, file.as_bytes(), &[]);
+    assert_eq!(rc, 0, "{}", &err[..err.len().min(2000)]);
+    assert_eq!(triples(&report), [(2, "valid", "")]);
+    assert!(err.contains("c0, c1,") && err.contains("and 99980 more"));
+    assert!(err.len() < 10_000, "the warning names a few columns only");
+}
+
+#[test]
+fn a_50_mib_line_is_one_malformed_row_and_reading_goes_on() {
+    let dir = Dir::new();
+    for filler in [b'x', b','] {
+        let mut file = b"phone,name\n0612345678,".to_vec();
+        file.resize(file.len() + (50 << 20), filler);
+        file.extend(b"\n0612345679,ok\n");
+        let (rc, report, _) = validate_bytes(&dir, &file, &[]);
+        assert_eq!(rc, 1, "filler {}", filler as char);
+        assert_eq!(
+            triples(&report),
+            [(2, "invalid", "ROW_MALFORMED"), (3, "valid", "")],
+            "filler {}",
+            filler as char
+        );
+        assert!(report[0].message.contains("longer than 1048576 bytes"));
+    }
+}
+
+#[test]
+fn ten_million_blank_lines_produce_no_rows_and_keep_line_numbers() {
+    let dir = Dir::new();
+    let mut file = b"phone\n0612345678\n".to_vec();
+    file.resize(file.len() + 10_000_000, b'\n');
+    file.extend(b"0612345679\n");
+    let (rc, report, _) = validate_bytes(&dir, &file, &[]);
+    assert_eq!(rc, 0);
+    assert_eq!(
+        triples(&report),
+        [(2, "valid", ""), (10_000_003, "valid", "")]
+    );
+}
+
+#[test]
+fn cr_only_line_endings_keep_physical_line_numbers() {
+    let dir = Dir::new();
+    let (rc, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\r0612345678,a\r\r\"0612345679\",\"b\rc\"\rbad,d\r",
+        &[],
+    );
+    assert_eq!(rc, 1);
+    assert_eq!(
+        triples(&report),
+        [
+            (2, "valid", ""),
+            (4, "valid", ""),
+            (6, "invalid", "PHONE_INVALID")
+        ]
+    );
+}
+
+#[test]
+fn a_header_repeated_mid_file_is_named_and_the_rows_after_it_are_read() {
+    let dir = Dir::new();
+    let (rc, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\n0612345678,a\n Phone ,firstname\n0612345679,b\n",
+        &[],
+    );
+    assert_eq!(rc, 1);
+    assert_eq!(
+        triples(&report),
+        [
+            (2, "valid", ""),
+            (3, "invalid", "PHONE_INVALID"),
+            (4, "valid", "")
+        ]
+    );
+    // ` Phone ` is not `phone`: only cells equal to the header's (trimmed) count.
+    assert_eq!(report[1].phone, " Phone ");
+    let (_, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\n0612345678,a\nphone,firstname\n0612345679,b\n",
+        &[],
+    );
+    assert_eq!(report[1].code, "ROW_MALFORMED");
+    assert!(
+        report[1].message.contains("repeats the header of line 1"),
+        "{}",
+        report[1].message
+    );
+}
+
+#[test]
+fn a_quote_never_closed_names_its_line_and_the_lines_it_swallowed() {
+    let dir = Dir::new();
+    let (rc, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\n0612345678,a\n0612345679,\"open\n0612345670,c\n0612345671,d\n",
+        &[],
+    );
+    assert_eq!(rc, 1);
+    assert_eq!(
+        triples(&report),
+        [(2, "valid", ""), (3, "invalid", "ROW_MALFORMED")]
+    );
+    assert!(
+        report[1].message.contains(
+            "a quote opened on line 3 is never closed: it swallowed the 2 lines after it"
+        ),
+        "{}",
+        report[1].message
+    );
+    // Closed quotes spanning lines, and `""` inside them, are no such thing.
+    let (rc, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\n0612345678,\"a\n\"\"b\"\"\"\n0612345679,x\"y\n",
+        &[],
+    );
+    assert_eq!(rc, 0, "{report:?}");
+    assert_eq!(triples(&report), [(2, "valid", ""), (4, "valid", "")]);
+}
+
+/// Rows appended while a run is under way are not read, by any pass: the
+/// run reads the length the file had when it started, says so, and the next
+/// run takes the rest.
+#[test]
+fn a_file_that_grows_while_it_is_read_is_read_as_it_was_opened() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(5, 0);
+    dir.write("in.csv", csv_of(&phones[..3]));
+    sb.handle().hold_from(1);
+    let url = sb.url();
+    let args = [
+        "sync",
+        "in.csv",
+        "--provider",
+        "smspartner",
+        "--base-url",
+        &url,
+        "--group-id",
+        "g1",
+        "--no-state",
+        "--concurrency",
+        "1",
+    ];
+    let mut child = spawn(&dir, &args, std::process::Stdio::null());
+    let mut err = child.stderr.take().unwrap();
+    assert!(
+        sb.handle().wait_held(1, std::time::Duration::from_secs(60)),
+        "no request was held"
+    );
+    let mut more = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path("in.csv"))
+        .unwrap();
+    use std::io::{Read, Write};
+    write!(more, "{},Late,Row\n{},Half", phones[3], phones[4]).unwrap();
+    drop(more);
+    sb.handle().release();
+    let status = child.wait().unwrap();
+    let mut text = String::new();
+    err.read_to_string(&mut text).unwrap();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("the input grew by"), "{text}");
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 3, "{report:?}");
+    let held = sb.group_phones("g1");
+    assert_eq!(
+        held.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut p = phones[..3].to_vec();
+            p.sort();
+            p
+        },
+        "only the rows the file had when the run started"
+    );
+    assert!(held.values().all(|n| *n == 1));
+}
