@@ -199,6 +199,9 @@ struct Utf16Reader<R> {
     start: usize,
     end: usize,
     eof: bool,
+    /// The decoder was given the end of the input and took all of it: it
+    /// must not be called again (encoding_rs panics).
+    finished: bool,
 }
 
 impl<R: Read> Utf16Reader<R> {
@@ -213,6 +216,7 @@ impl<R: Read> Utf16Reader<R> {
             start: 0,
             end: first.len(),
             eof: false,
+            finished: false,
         }
     }
 }
@@ -226,16 +230,23 @@ impl<R: Read> Read for Utf16Reader<R> {
             ));
         }
         loop {
+            if self.finished {
+                return Ok(0);
+            }
             if self.start == self.end && !self.eof {
                 let n = read_retrying(&mut self.inner, &mut self.raw)?;
                 self.start = 0;
                 self.end = n;
                 self.eof = n == 0;
             }
-            let (_, read, written, _) =
+            let (result, read, written, _) =
                 self.decoder
                     .decode_to_utf8(&self.raw[self.start..self.end], out, self.eof);
             self.start += read;
+            // Found by the property tests: a file with an odd byte count
+            // ends in a replacement character, and the next read called
+            // the finished decoder again.
+            self.finished = self.eof && result == encoding_rs::CoderResult::InputEmpty;
             if written > 0 || self.eof {
                 return Ok(written);
             }

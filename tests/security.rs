@@ -388,3 +388,22 @@ fn a_file_that_grows_while_it_is_read_is_read_as_it_was_opened() {
     );
     assert!(held.values().all(|n| *n == 1));
 }
+
+/// Regression (property tests): a UTF-16 file whose byte count is odd ends
+/// in half a character; the reader panicked on the read after it.
+#[test]
+fn a_utf16_file_with_an_odd_byte_count_reads_without_a_panic() {
+    let dir = Dir::new();
+    let mut file = vec![0xFF, 0xFE];
+    for unit in "phone,firstname\n0612345678,Zoé\n".encode_utf16() {
+        file.extend(unit.to_le_bytes());
+    }
+    file.push(b'x');
+    let (rc, report, err) = validate_bytes(&dir, &file, &[]);
+    assert_eq!(rc, 1, "{err}");
+    // The half character is a replacement character on a line of its own.
+    assert_eq!(
+        triples(&report),
+        [(2, "valid", ""), (3, "invalid", "PHONE_INVALID")]
+    );
+}

@@ -5,6 +5,7 @@
 mod columns_safety;
 mod mirror;
 mod normalize_rules;
+mod props;
 mod robust;
 mod safety;
 mod sandbox;
