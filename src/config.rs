@@ -203,8 +203,8 @@ pub struct OpenInput {
 const NAMED_IGNORED: usize = 20;
 
 impl OpenInput {
-    /// The warning naming the ignored columns (the first few, control
-    /// characters made visible), if there are any.
+    /// The warning naming the ignored columns (the first few, invisible
+    /// characters named in words), if there are any.
     pub fn ignored_warning(&self) -> Option<String> {
         if self.ignored.is_empty() {
             return None;
@@ -213,7 +213,13 @@ impl OpenInput {
             .ignored
             .iter()
             .take(NAMED_IGNORED)
-            .map(|h| crate::report::visible(h))
+            .map(|h| {
+                if h.chars().any(|c| crate::words::invisible(c).is_some()) {
+                    crate::words::quote(h)
+                } else {
+                    h.clone()
+                }
+            })
             .collect();
         let more = self.ignored.len().saturating_sub(NAMED_IGNORED);
         let tail = if more > 0 {
@@ -275,10 +281,16 @@ impl InputConfig {
 
     /// Reads the header of `stream` (this input's bytes) and maps its columns.
     pub fn open_stream(&self, stream: Box<dyn Read + Send>) -> Result<OpenInput, Error> {
-        let reader = CsvReader::new(stream, self.reader).map_err(|source| Error::Read {
+        let mut reader = CsvReader::new(stream, self.reader).map_err(|source| Error::Read {
             path: self.source.describe(),
             source,
         })?;
+        if let Source::File(path) = &self.source
+            && let Ok(meta) = std::fs::metadata(path)
+            && meta.is_file()
+        {
+            reader.set_size_hint(meta.len());
+        }
         let headers: Vec<&str> = reader.header().iter().map(String::as_str).collect();
         let (map, ignored) =
             ColumnMap::resolve(&headers, &self.overrides).map_err(|source| Error::Map {

@@ -11,6 +11,7 @@ pub mod codes;
 pub mod columns;
 pub mod config;
 pub mod dispatch;
+mod hash;
 pub mod input;
 pub mod logging;
 pub mod normalize;

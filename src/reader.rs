@@ -275,6 +275,8 @@ pub struct CsvReader<R> {
     header: Vec<String>,
     /// The header's line (2 after a `sep=` line).
     header_line: u64,
+    /// The input's size in bytes, when known (a regular file).
+    size_hint: Option<u64>,
 }
 
 impl<R: Read> CsvReader<R> {
@@ -334,6 +336,7 @@ impl<R: Read> CsvReader<R> {
             delimiter,
             header: Vec::new(),
             header_line: 1,
+            size_hint: None,
         };
         let mut rec = Record::default();
         match reader.read_raw(&mut rec)? {
@@ -382,6 +385,16 @@ impl<R: Read> CsvReader<R> {
     /// Whether `rec` holds the header's cells again.
     fn is_header_again(&self, rec: &Record) -> bool {
         rec.len() == self.header.len() && rec.iter().zip(&self.header).all(|(c, h)| c.trim() == h)
+    }
+
+    /// Records the input's size in bytes, so tables can be sized once.
+    pub fn set_size_hint(&mut self, bytes: u64) {
+        self.size_hint = Some(bytes);
+    }
+
+    /// The input's size in bytes, when known.
+    pub fn size_hint(&self) -> Option<u64> {
+        self.size_hint
     }
 
     /// How `auto` decoded the rows read so far.

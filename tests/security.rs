@@ -169,11 +169,13 @@ fn nul_bytes_are_row_problems_and_shown_visibly_in_messages() {
         ]
     );
     assert_eq!(report[1].phone, "\\0\\0\\0");
-    // A header cell with a NUL is named, visibly, in the warning.
+    // A header cell with a NUL is named, in words, in the warning.
     let (rc, _, err) = validate_bytes(&dir, b"phone,na\x00me\n0612345678,a\n", &[]);
     assert_eq!(rc, 0, "{err}");
     assert!(
-        err.contains("ignoring columns with no matching field: na\\0me"),
+        err.contains(
+            "ignoring columns with no matching field: \"name\" (with a control character (U+0000)"
+        ),
         "{err}"
     );
     assert!(!err.contains('\0'));
