@@ -18,6 +18,7 @@ pub mod input;
 pub mod logging;
 pub mod normalize;
 pub mod plan;
+pub mod private;
 pub mod progress;
 pub mod provider;
 pub mod reader;

@@ -336,6 +336,9 @@ impl Store {
                     StateError::unusable(path, format!("cannot create its directory: {e}"))
                 })?;
             }
+            // SQLite gives its -wal and -shm files the mode of the database.
+            crate::private::precreate(path)
+                .map_err(|e| StateError::unusable(path, format!("cannot create it: {e}")))?;
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX

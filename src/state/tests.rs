@@ -295,6 +295,26 @@ async fn managed_contacts_go_pending_delete_then_away_or_back() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn the_store_its_journal_files_and_its_lock_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let lock = Lock::acquire(&path).unwrap();
+    assert_eq!(mode(&dir.path().join("s.db.lock")), 0o600);
+    let store = Store::open(&path, &key(), false).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    for side in ["s.db-wal", "s.db-shm"] {
+        let p = dir.path().join(side);
+        assert!(p.exists(), "{side} is there while the store is open");
+        assert_eq!(mode(&p), 0o600, "{side}");
+    }
+    drop(store);
+    drop(lock);
+}
+
 /// A store whose target `g1` holds 300 numbers (a third with ids), written
 /// through the writer so that its close leaves a snapshot.
 fn store_with_snapshot(path: &std::path::Path) -> (i64, Vec<String>) {
