@@ -135,10 +135,15 @@ impl Sandbox {
 
     /// A sandbox whose faults draw from `seed`.
     pub fn seeded(stress: FaultSettings, seed: u64) -> Sandbox {
+        Sandbox::with_groups(stress, seed, &["g1", "g2"])
+    }
+
+    /// A sandbox holding the SMS Partner groups `groups`.
+    pub fn with_groups(stress: FaultSettings, seed: u64, groups: &[&str]) -> Sandbox {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let config = SandboxConfig {
             api_key: KEY.into(),
-            groups: vec!["g1".into(), "g2".into()],
+            groups: groups.iter().map(|g| g.to_string()).collect(),
             stress,
             seed,
             ..SandboxConfig::default()
