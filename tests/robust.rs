@@ -652,6 +652,125 @@ fn flag_values_out_of_range_are_usage_errors_and_send_nothing() {
     }
 }
 
+// ------------------------------------------------------------ listings
+
+/// The listing endpoint of `provider`, as the sandbox counts it.
+fn listing_endpoint(provider: &str) -> &'static str {
+    if provider == "mobivate" {
+        "GET /addressbook/contacts"
+    } else {
+        "GET /v1/contact/list"
+    }
+}
+
+#[test]
+fn a_listing_that_cannot_complete_spends_its_budget_and_its_rows_fail_listing_failed() {
+    for provider in PROVIDERS {
+        // Every read fails, every write passes: the adds say "already
+        // there", and the listing that would find the ids never completes.
+        let sb = Sandbox::start(FaultSettings {
+            read_fault_rate: 1.0,
+            ..FaultSettings::default()
+        });
+        let phones = numbers(12, 0);
+        preload(&sb, provider, &phones);
+        let dir = Dir::new();
+        dir.write("in.csv", csv_of(&phones));
+        let out = sb.sync(&dir, provider, &["--rate", "1000", "--max-retries", "2"]);
+        assert_eq!(code(&out), 1, "{provider}: {}", stderr(&out));
+        let report = dir.report("in.report.csv");
+        assert_every_row_once(&report, phones.len());
+        for row in &report {
+            assert_eq!(
+                (row.outcome.as_str(), row.code.as_str()),
+                ("failed", "LISTING_FAILED"),
+                "{provider}: {row:?}"
+            );
+            assert!(row.message.contains("budget of 12 requests"), "{row:?}");
+        }
+        // 2 × (2 + 1) × (0 pages + 2) = 12 requests a listing. SMS Partner's
+        // rows all wait on one listing; Mobivate's rows are answered one by
+        // one, and a row answered after a listing failed may start another.
+        let listings = sb.state().counters.total(listing_endpoint(provider));
+        if provider == "smspartner" {
+            assert_eq!(listings, 12, "{provider}");
+        } else {
+            assert!(
+                listings.is_multiple_of(12) && listings <= 12 * 12,
+                "{provider}: {listings}"
+            );
+        }
+        let held = held(&sb.state(), provider);
+        assert!(held.values().all(|c| c.len() == 1 && c[0].1 == "Old"));
+    }
+}
+
+#[test]
+fn a_listing_whose_pages_often_fail_completes_page_by_page_within_its_budget() {
+    for provider in PROVIDERS {
+        let sb = Sandbox::start(FaultSettings {
+            read_fault_rate: 0.5,
+            ..FaultSettings::default()
+        });
+        // SMS Partner: 15 pages of 20; Mobivate: 3 pages of 100.
+        let phones = numbers(300, 0);
+        preload(&sb, provider, &phones);
+        let dir = Dir::new();
+        dir.write("in.csv", csv_of(&phones));
+        let out = sb.sync(&dir, provider, &["--rate", "1000", "--max-retries", "1"]);
+        assert_eq!(code(&out), 0, "{provider}: {}", stderr(&out));
+        let report = dir.report("in.report.csv");
+        assert!(report.iter().all(|l| l.outcome == "updated"), "{provider}");
+    }
+}
+
+/// A file whose first `existing` numbers are already on the provider and
+/// whose other rows are new: the existing rows need a listing while the
+/// new rows are being added to the same target.
+fn listing_under_concurrent_adds(provider: &str, existing: usize, new: usize, conc: &str) {
+    // Injected 5xx (nothing applied) send writes back to wait for their
+    // retries: they land between the listing's pages.
+    let sb = Sandbox::start(FaultSettings {
+        unstable_listing: true,
+        fault_rate: 0.2,
+        ..FaultSettings::default()
+    });
+    let phones = numbers(existing + new, 0);
+    preload(&sb, provider, &phones[..existing]);
+    let before = held(&sb.state(), provider);
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&phones));
+    let out = sb.sync(&dir, provider, &["--rate", "1000", "--concurrency", conc]);
+    assert_eq!(code(&out), 0, "{provider}: {}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_every_row_once(&report, phones.len());
+    let held = held(&sb.state(), provider);
+    for (i, (row, phone)) in report.iter().zip(&phones).enumerate() {
+        let want = if i < existing { "updated" } else { "added" };
+        assert_eq!(row.outcome, want, "{provider}: {row:?}");
+        assert_eq!(held[phone].len(), 1, "{provider}: {phone}");
+        assert_eq!(held[phone][0].1, format!("First{i}"), "{provider}: {phone}");
+        if i < existing {
+            assert_eq!(row.contact_id, before[phone][0].0, "{provider}: {phone}");
+        }
+    }
+}
+
+#[test]
+fn a_mobivate_listing_is_sorted_so_concurrent_adds_cannot_make_it_miss_a_contact() {
+    // Without a sort order, this sandbox reshuffles the listing on every
+    // write; one add per request lands between every two pages.
+    listing_under_concurrent_adds("mobivate", 300, 300, "4");
+}
+
+#[test]
+fn an_sms_partner_group_gets_no_add_while_it_is_listed() {
+    // SMS Partner promises no order: this sandbox reshuffles the group on
+    // every write. The existing rows' listing (25 pages or more) would
+    // otherwise run while later batches are retried.
+    listing_under_concurrent_adds("smspartner", 100, 2900, "2");
+}
+
 // ------------------------------------------------------------ fault campaign
 
 /// One campaign seed on one provider: `rows` rows, a third already on the

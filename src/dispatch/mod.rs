@@ -427,6 +427,11 @@ impl Dispatcher {
         })
     }
 
+    /// Retries of one call at most (`--max-retries`).
+    pub fn max_retries(&self) -> u32 {
+        self.retry.max_retries
+    }
+
     /// The counters so far and the current paced rate.
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
@@ -471,6 +476,19 @@ impl Dispatcher {
         sent: &AtomicBool,
         classify: Classify<'_>,
     ) -> Result<HttpReply, SendError> {
+        self.send_counted(call, sent, classify, &AtomicU64::new(0))
+            .await
+    }
+
+    /// [`Dispatcher::send_classified`], adding each attempt sent (retries
+    /// included) to `attempts`, so a caller can keep a budget of requests.
+    pub async fn send_counted(
+        &self,
+        call: &HttpCall,
+        sent: &AtomicBool,
+        classify: Classify<'_>,
+        attempts: &AtomicU64,
+    ) -> Result<HttpReply, SendError> {
         let mut stop = self.stop.clone();
         let mut retries = 0u32;
         let mut last: Option<Attempt> = None;
@@ -478,7 +496,9 @@ impl Dispatcher {
         loop {
             // Stopped while waiting for a permit or a token: this attempt was
             // not sent, so the answer is the previous one's, if any.
-            let Some((attempt, sent_at)) = self.attempt(call, retries > 0, &mut stop, sent).await
+            let Some((attempt, sent_at)) = self
+                .attempt(call, retries > 0, &mut stop, sent, attempts)
+                .await
             else {
                 return last.map_or(Err(SendError::Cancelled), |a| self.finish(a, reached));
             };
@@ -628,6 +648,7 @@ impl Dispatcher {
         is_retry: bool,
         stop: &mut watch::Receiver<bool>,
         sent: &AtomicBool,
+        attempts: &AtomicU64,
     ) -> Option<(Attempt, Instant)> {
         let ready = async {
             self.hold.wait().await;
@@ -645,6 +666,7 @@ impl Dispatcher {
         }
         sent.store(true, Ordering::SeqCst);
         bump(&self.counters.attempts);
+        bump(attempts);
         if is_retry {
             bump(&self.counters.retries);
         }

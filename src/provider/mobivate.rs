@@ -390,14 +390,25 @@ impl Provider for Mobivate {
         }
     }
 
-    /// `GET /addressbook/contacts?offset&limit`, cursor = offset (`group` unused).
+    /// `GET /addressbook/contacts?offset&limit&sortField=created_on&sortDir=asc`,
+    /// cursor = offset (`group` unused). Oldest first: a contact created
+    /// while the listing runs sorts after every contact that existed when it
+    /// began, and an update moves nothing, so paging by offset never skips
+    /// one of those (an insert can only repeat a record, which is harmless).
     fn list(&self, key: &ApiKey, _group: &str, cursor: u64) -> ApiRequest {
         let mut req = self.request(Method::GET, &["addressbook", "contacts"], key, None);
         req.url
             .query_pairs_mut()
             .append_pair("offset", &cursor.to_string())
-            .append_pair("limit", &PAGE_LIMIT.to_string());
+            .append_pair("limit", &PAGE_LIMIT.to_string())
+            .append_pair("sortField", "created_on")
+            .append_pair("sortDir", "asc");
         req
+    }
+
+    /// Sorted oldest first (see [`Provider::list`] above): no lock needed.
+    fn listing_stable_under_writes(&self) -> bool {
+        true
     }
 
     /// The listing ends on an empty page, at `total`, or (with no total) at a short page.
@@ -575,12 +586,15 @@ mod tests {
     }
 
     #[test]
-    fn list_uses_offset_and_limit() {
+    fn list_uses_offset_and_limit_oldest_first() {
         let req = mv().list(&key(), "unused", 200);
         assert_eq!(req.method, Method::GET);
         assert!(req.body.is_none());
         assert_eq!(req.url.path(), "/api/addressbook/contacts");
-        assert_eq!(req.url.query(), Some("offset=200&limit=100"));
+        assert_eq!(
+            req.url.query(),
+            Some("offset=200&limit=100&sortField=created_on&sortDir=asc")
+        );
         assert_eq!(req.bearer.as_ref().map(ApiKey::expose), Some(SECRET));
     }
 

@@ -179,6 +179,14 @@ pub trait Provider: Send + Sync {
     /// The page answered to `list(.., cursor)`.
     fn parse_list(&self, cursor: u64, status: u16, body: &[u8]) -> Result<ListPage, OpError>;
 
+    /// Whether paging through [`Provider::list`] while this run adds and
+    /// updates contacts of the target still sees every contact that existed
+    /// when the listing began (a sort order that writes cannot disturb).
+    /// When not, the engine sends no write to a target while it is listed.
+    fn listing_stable_under_writes(&self) -> bool {
+        false
+    }
+
     /// The request reading back contact `contact_id`, to check that an id
     /// given by the file holds the row's number before updating through it;
     /// `None` when the provider has no read by id (Mobivate).

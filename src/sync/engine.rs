@@ -3,11 +3,11 @@
 //! writer that puts results back in input order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedRwLockReadGuard, RwLock, Semaphore, mpsc, watch};
 
 use crate::codes::{ErrorCode, Outcome, RowError};
 use crate::dispatch::{Dispatcher, HttpCall, HttpReply, SendError};
@@ -216,23 +216,51 @@ pub(super) struct Engine {
 #[derive(Default)]
 pub(super) struct Directory {
     targets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Listing>>>>,
+    /// Per target, for providers whose listing order writes can disturb:
+    /// each write holds it shared while in flight, a listing holds it alone,
+    /// so no write of this run lands in a target while it is listed.
+    gates: Mutex<HashMap<String, Arc<RwLock<()>>>>,
+}
+
+impl Directory {
+    fn gate(&self, group: &str) -> Option<Arc<RwLock<()>>> {
+        let mut gates = self.gates.lock().ok()?;
+        Some(Arc::clone(gates.entry(group.to_string()).or_default()))
+    }
 }
 
 #[derive(Default)]
 struct Listing {
     loaded_at: Option<Instant>,
     ids: HashMap<String, String>,
-    /// A listing that stopped on a failed page: where it was, and what it had.
-    resume: Option<ListProgress>,
+    /// The last listing that spent its budget: when it ended, and why.
+    failed: Option<(Instant, RowError)>,
 }
 
-/// A listing under way: the next page's cursor, the contacts so far, and
-/// when it began (a page that failed is fetched again, never page 1).
+/// A listing under way: the next page's cursor, the contacts so far, when
+/// it began, and what it has spent (a page that failed is fetched again,
+/// never page 1, until the budget is spent).
 #[derive(Default)]
 pub(super) struct ListProgress {
     cursor: u64,
     ids: HashMap<String, String>,
     started: Option<Instant>,
+    /// Pages read.
+    pages: u64,
+    /// Requests sent, retries included.
+    spent: AtomicU64,
+}
+
+/// Requests a listing may send before its rows fail `LISTING_FAILED`:
+/// `2 × (--max-retries + 1) × (pages read + 2)` — every page read earns two
+/// pages' worth of attempts, and the listing starts with four. A listing
+/// failing most of its attempts (70% at 30% 5xx, 20% lost, 20% dropped)
+/// spends about 3.3 requests a page against the 12 each earns at the
+/// default 5 retries.
+pub(super) fn listing_budget(max_retries: u32, pages_read: u64) -> u64 {
+    (u64::from(max_retries) + 1)
+        .saturating_mul(2)
+        .saturating_mul(pages_read.saturating_add(2))
 }
 
 impl Engine {
@@ -274,6 +302,26 @@ impl Engine {
         req: ApiRequest,
         sent: &AtomicBool,
     ) -> Result<HttpReply, SendError> {
+        self.call_counted(req, sent, &AtomicU64::new(0)).await
+    }
+
+    /// Holds off a write to `group` while the group is listed, when the
+    /// provider's listing order is not stable under writes; the guard is
+    /// held while the write is in flight.
+    async fn write_gate(&self, group: &str) -> Option<OwnedRwLockReadGuard<()>> {
+        if self.provider.listing_stable_under_writes() {
+            return None;
+        }
+        Some(self.directory.gate(group)?.read_owned().await)
+    }
+
+    /// [`Engine::call`], adding each attempt sent to `attempts`.
+    pub(super) async fn call_counted(
+        &self,
+        req: ApiRequest,
+        sent: &AtomicBool,
+        attempts: &AtomicU64,
+    ) -> Result<HttpReply, SendError> {
         let unsendable = |message: String| SendError::Network {
             message,
             maybe_applied: false,
@@ -301,7 +349,7 @@ impl Engine {
         };
         let result = self
             .dispatcher
-            .send_classified(&call, sent, &classify)
+            .send_counted(&call, sent, &classify, attempts)
             .await;
         // Answered, or given up on: either way nothing of it is pending any more.
         sent.store(false, Ordering::SeqCst);
@@ -435,7 +483,9 @@ impl Engine {
         let contacts: Vec<&Contact> = jobs.iter().map(|j| j.contact.as_ref()).collect();
         tracing::debug!("adding {} rows to target {group:?}", contacts.len());
         let req = self.provider.add(&self.key, &group, &contacts);
+        let gate = self.write_gate(&group).await;
         let reply = self.call(req, &sent).await;
+        drop(gate);
         let answered = Instant::now();
         let results = match reply {
             Ok(r) => self.provider.parse_add(&contacts, r.status, &r.body),
@@ -537,7 +587,10 @@ impl Engine {
             job.ticket.not_attempted(NOT_SENT);
             return None;
         }
-        match self.call(req, &job.ticket.sent).await {
+        let gate = self.write_gate(&group).await;
+        let reply = self.call(req, &job.ticket.sent).await;
+        drop(gate);
+        match reply {
             Ok(r) => match self.provider.parse_update(&id, r.status, &r.body) {
                 Ok(id) => {
                     let row = job.sent(Status::Confirmed, Some(id.clone()));
@@ -579,12 +632,49 @@ impl Engine {
         &self,
         group: &str,
     ) -> Result<HashMap<String, String>, Option<RowError>> {
+        self.list_budgeted(group).await.map(|(ids, _)| ids)
+    }
+
+    /// Lists `group` whole, each failed page fetched again, within
+    /// [`listing_budget`]; the contacts and when the listing began.
+    async fn list_budgeted(
+        &self,
+        group: &str,
+    ) -> Result<(HashMap<String, String>, Instant), Option<RowError>> {
         let mut progress = ListProgress::default();
-        self.list_from(group, &mut progress).await
+        loop {
+            let result = self.list_from(group, &mut progress).await;
+            let last = match result {
+                Ok(ids) => return Ok((ids, progress.started.unwrap_or_else(Instant::now))),
+                Err(e) if self.aborted() => return Err(e),
+                Err(None) => return Err(None),
+                Err(Some(e)) => e,
+            };
+            let spent = progress.spent.load(Ordering::Relaxed);
+            let budget = listing_budget(self.dispatcher.max_retries(), progress.pages);
+            if spent >= budget {
+                tracing::warn!(
+                    "listing of target {group:?} stopped after {spent} requests: {}",
+                    last.message
+                );
+                return Err(Some(RowError::new(
+                    ErrorCode::ListingFailed,
+                    format!(
+                        "the listing of existing contacts did not complete within its budget of {budget} requests ({} pages read; the last failure: {})",
+                        progress.pages, last.message
+                    ),
+                )));
+            }
+            tracing::debug!(
+                "listing of target {group:?}: a page failed ({}); fetching it again ({spent} of {budget} requests spent)",
+                last.message
+            );
+        }
     }
 
     /// Lists `group` from where `progress` stands; on a failed page,
     /// `progress` keeps the pages already read, so the next call resumes.
+    /// The caller keeps the listing's budget and its stability.
     async fn list_from(
         &self,
         group: &str,
@@ -595,13 +685,14 @@ impl Engine {
             let c = progress.cursor;
             let req = self.provider.list(&self.key, group, c);
             let reply = self
-                .call(req, &AtomicBool::new(false))
+                .call_counted(req, &AtomicBool::new(false), &progress.spent)
                 .await
                 .map_err(|e| Self::send_error(e).ok())?;
             let page = self
                 .provider
                 .parse_list(c, reply.status, &reply.body)
                 .map_err(|e| Some(self.op_error(e)))?;
+            progress.pages += 1;
             for entry in page.entries {
                 progress.ids.insert(entry.phone, entry.contact_id);
             }
@@ -639,16 +730,28 @@ impl Engine {
         if listing.loaded_at.is_some_and(|t| t > answered) {
             return Ok(None);
         }
-        let mut progress = listing.resume.take().unwrap_or_default();
-        let result = self.list_from(group, &mut progress).await;
-        let started = progress.started.unwrap_or_else(Instant::now);
-        let ids = match result {
-            Ok(ids) => ids,
-            Err(e) => {
-                // The next row that needs the listing goes on from the failed page.
-                listing.resume = Some(progress);
-                return Err(e);
+        if let Some((at, e)) = &listing.failed
+            && *at > answered
+        {
+            // The rows that were waiting on a listing that spent its budget.
+            return Err(Some(e.clone()));
+        }
+        // No write of this run reaches the target while it is listed, unless
+        // the provider's order keeps the listing exact anyway.
+        let _alone = match self.provider.listing_stable_under_writes() {
+            true => None,
+            false => match self.directory.gate(group) {
+                Some(gate) => Some(gate.write_owned().await),
+                None => return Err(None),
+            },
+        };
+        let (ids, started) = match self.list_budgeted(group).await {
+            Ok(listed) => listed,
+            Err(Some(e)) if e.code == ErrorCode::ListingFailed => {
+                listing.failed = Some((Instant::now(), e.clone()));
+                return Err(Some(e));
             }
+            Err(e) => return Err(e),
         };
         listing.ids = ids;
         listing.loaded_at = Some(started);
