@@ -115,12 +115,19 @@ impl Ticket {
 
 impl Drop for Ticket {
     /// A ticket dropped unfinished belongs to an abandoned task: its row was
-    /// either never sent, or sent and never answered.
+    /// either never sent, or sent and never answered — or to a task that
+    /// panicked, a fault of this tool that the row reports as `INTERNAL`.
     fn drop(&mut self) {
         if self.finished {
             return;
         }
-        let (outcome, errors, note) = if self.sent.load(Ordering::SeqCst) {
+        let (outcome, errors, note) = if std::thread::panicking() {
+            let error = RowError::new(
+                ErrorCode::Internal,
+                "a fault of this tool (a panic, logged) ended this row; it may have been sent, and the next run settles it",
+            );
+            (Outcome::Failed, vec![error], String::new())
+        } else if self.sent.load(Ordering::SeqCst) {
             let error = RowError::new(
                 ErrorCode::Unconfirmed,
                 "the request was sent but the run stopped before its answer came; it may have been applied, and the next run settles it",
@@ -539,7 +546,9 @@ impl Engine {
             let group = group.clone();
             updates.spawn(async move { engine.update_existing(&group, job, answered).await });
         }
-        while updates.join_next().await.is_some() {}
+        while let Some(joined) = updates.join_next().await {
+            reap(joined, &self.key);
+        }
     }
 
     /// Finds the id of a row the provider already holds, then updates it.
@@ -759,6 +768,26 @@ impl Engine {
     }
 }
 
+/// Logs a sending task that panicked: its rows already reported `INTERNAL`
+/// as the panic dropped their tickets. The message passes through the key's
+/// redaction.
+pub(super) fn reap(joined: Result<(), tokio::task::JoinError>, key: &ApiKey) {
+    let Err(e) = joined else { return };
+    if !e.is_panic() {
+        return;
+    }
+    let payload = e.into_panic();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    tracing::error!(
+        "internal error: a sending task panicked ({}); its rows are reported failed INTERNAL",
+        key.redact(&message)
+    );
+}
+
 /// Writes results in input order as they arrive, returning each row's
 /// window slot, and flushes at least once a second. A write error stops the
 /// sending (exit 3); rows keep being counted and their slots returned, so
@@ -832,4 +861,62 @@ pub(super) async fn write_in_order(
         }
     }
     (summary, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(seq: u64, tx: &mpsc::UnboundedSender<Done>) -> Ticket {
+        Ticket {
+            seq,
+            line: seq + 2,
+            phone: format!("+3361234567{seq}"),
+            record: None,
+            tx: tx.clone(),
+            finished: false,
+            sent: Arc::new(AtomicBool::new(false)),
+            note: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_row_whose_task_panics_is_reported_internal_not_lost() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let held = ticket(0, &tx);
+        let task = tokio::spawn(async move {
+            let _held = held;
+            panic!("a bug");
+        });
+        let joined = task.await;
+        assert!(joined.as_ref().is_err_and(|e| e.is_panic()));
+        reap(joined, &ApiKey::new("k".into()));
+        let done = rx.recv().await.expect("the row is reported");
+        assert_eq!(done.outcome, Outcome::Failed);
+        assert_eq!(done.errors.len(), 1);
+        assert_eq!(done.errors[0].code, ErrorCode::Internal);
+        assert!(done.errors[0].message.contains("fault of this tool"));
+    }
+
+    #[tokio::test]
+    async fn a_row_of_an_abandoned_task_is_not_attempted_or_unconfirmed() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        drop(ticket(0, &tx));
+        let sent = ticket(1, &tx);
+        sent.sent.store(true, Ordering::SeqCst);
+        drop(sent);
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.outcome, Outcome::NotAttempted);
+        let second = rx.recv().await.unwrap();
+        assert_eq!(second.errors[0].code, ErrorCode::Unconfirmed);
+    }
+
+    #[test]
+    fn the_listing_budget_grows_with_the_pages_read() {
+        assert_eq!(listing_budget(2, 0), 12);
+        assert_eq!(listing_budget(5, 0), 24);
+        assert_eq!(listing_budget(5, 1), 36);
+        assert_eq!(listing_budget(0, 10), 24);
+        assert_eq!(listing_budget(u32::MAX, u64::MAX), u64::MAX);
+    }
 }

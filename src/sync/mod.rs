@@ -42,7 +42,9 @@ pub mod admin;
 mod engine;
 mod signals;
 
-use engine::{Abort, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, write_in_order};
+use engine::{
+    Abort, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, reap, write_in_order,
+};
 use signals::Signals;
 
 /// How long requests in flight may still run once the run is stopping.
@@ -1221,7 +1223,7 @@ async fn sync_rows(
                 p = Arc::clone(&permits).acquire_owned() => {
                     break p.map_err(|_| Error::Runtime("internal: report window closed".into()))?;
                 }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => reap(joined, &engine.key),
                 _ = ticker.tick() => {
                     let stats = engine.dispatcher.stats();
                     progress.tick(stats.attempts, stats.rate);
@@ -1320,7 +1322,9 @@ async fn sync_rows(
             }
         }
         // Reap finished tasks so the set does not grow with the file.
-        while tasks.try_join_next().is_some() {}
+        while let Some(joined) = tasks.try_join_next() {
+            reap(joined, &engine.key);
+        }
     }
     for (group, jobs) in batcher.drain() {
         spawn_job(
@@ -1332,7 +1336,10 @@ async fn sync_rows(
     // Wait for the work in flight; once stopping, the watcher cancels it after the grace.
     loop {
         tokio::select! {
-            next = tasks.join_next() => if next.is_none() { break },
+            next = tasks.join_next() => match next {
+                Some(joined) => reap(joined, &engine.key),
+                None => break,
+            },
             _ = ticker.tick() => {
                 let stats = engine.dispatcher.stats();
                 progress.tick(stats.attempts, stats.rate);
