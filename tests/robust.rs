@@ -652,6 +652,114 @@ fn flag_values_out_of_range_are_usage_errors_and_send_nothing() {
     }
 }
 
+// ------------------------------------------------------------ report window
+
+/// The report's window admits `max_batch × (concurrency + 2) + 1024` rows
+/// that are not written yet; these files hold more, and slow answers come
+/// back out of order, so the window fills and must drain in input order.
+#[test]
+fn mobivate_rows_beyond_the_window_with_slow_answers_come_back_in_order() {
+    let sb = Sandbox::start(FaultSettings {
+        latency: std::time::Duration::from_millis(1),
+        jitter: std::time::Duration::from_millis(6),
+        ..FaultSettings::default()
+    });
+    // Window: 1 × (4 + 2) + 1024 = 1,030 rows.
+    let phones = numbers(1_300, 0);
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&phones));
+    let url = sb.url();
+    let out = sync_or_hang(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &url,
+            "--rate",
+            "10000",
+            "--concurrency",
+            "4",
+        ],
+        std::time::Duration::from_secs(300),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_every_row_once(&report, phones.len());
+    let held = held(&sb.state(), "mobivate");
+    for (i, (row, phone)) in report.iter().zip(&phones).enumerate() {
+        assert_eq!(row.outcome, "added", "{row:?}");
+        assert_eq!(&row.phone, phone, "line {} holds its own row", row.line);
+        assert_eq!(
+            held[phone],
+            vec![(row.contact_id.clone(), format!("First{i}"))]
+        );
+    }
+}
+
+#[test]
+fn partial_batches_of_many_groups_are_sent_when_they_fill_the_window() {
+    // Eight groups, rows dealt round-robin: at --concurrency 1 the window
+    // (500 × 3 + 1024 = 2,524 rows) fills while no group has a full batch
+    // of 500, so the partial batches must go out, or nothing moves again.
+    let groups = ["g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8"];
+    let sb = Sandbox::with_groups(
+        FaultSettings {
+            latency: std::time::Duration::from_millis(2),
+            ..FaultSettings::default()
+        },
+        1,
+        &groups,
+    );
+    let phones = numbers(3_000, 0);
+    let mut text = String::from("phone,firstname,groupId\n");
+    for (i, p) in phones.iter().enumerate() {
+        text.push_str(&format!("{p},First{i},{}\n", groups[i % groups.len()]));
+    }
+    let dir = Dir::new();
+    dir.write("in.csv", text);
+    let url = sb.url();
+    let out = sync_or_hang(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "smspartner",
+            "--base-url",
+            &url,
+            "--rate",
+            "1000",
+            "--concurrency",
+            "1",
+        ],
+        std::time::Duration::from_secs(300),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_every_row_once(&report, phones.len());
+    assert!(report.iter().all(|l| l.outcome == "added"));
+    let state = sb.state();
+    // At least each group's partial batch when the window first filled,
+    // and the rest at the end; never row by row.
+    let adds = state.counters.total("POST /v1/contact/add");
+    assert!((16..=48).contains(&adds), "{adds} bulk adds");
+    for (g, group) in groups.iter().enumerate() {
+        let held: Vec<&str> = state
+            .group(group)
+            .iter()
+            .map(|c| c.phone.as_str())
+            .collect();
+        let want: Vec<&str> = phones
+            .iter()
+            .skip(g)
+            .step_by(groups.len())
+            .map(String::as_str)
+            .collect();
+        assert_eq!(held, want, "{group}");
+    }
+}
+
 // ------------------------------------------------------------ listings
 
 /// The listing endpoint of `provider`, as the sandbox counts it.

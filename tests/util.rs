@@ -129,10 +129,15 @@ impl Sandbox {
 
     /// A sandbox whose faults draw from `seed`.
     pub fn seeded(stress: FaultSettings, seed: u64) -> Sandbox {
+        Sandbox::with_groups(stress, seed, &["g1", "g2"])
+    }
+
+    /// A sandbox holding the SMS Partner groups `groups`.
+    pub fn with_groups(stress: FaultSettings, seed: u64, groups: &[&str]) -> Sandbox {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let config = SandboxConfig {
             api_key: KEY.into(),
-            groups: vec!["g1".into(), "g2".into()],
+            groups: groups.iter().map(|g| g.to_string()).collect(),
             stress,
             seed,
             ..SandboxConfig::default()
@@ -316,4 +321,35 @@ pub fn spawn_mobivate(
     let mut child = spawn(dir, &args, Stdio::null());
     let lines = stderr_lines(&mut child);
     (child, lines)
+}
+
+/// Runs `sync` with `args` in `dir` like [`sync`], but kills the process and
+/// fails the test if it has not ended after `limit`: a guard against a run
+/// that hangs, not a measure of speed.
+pub fn sync_or_hang(dir: &Dir, args: &[&str], limit: std::time::Duration) -> std::process::Output {
+    let mut full = vec!["sync"];
+    full.extend(args);
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("contact-sync"))
+        .current_dir(dir.path(""))
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .env("XDG_STATE_HOME", dir.state_home())
+        .env_remove("RUST_LOG")
+        .args(&full)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the run hung: {}", stderr(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
