@@ -4,9 +4,11 @@
 //! again ends exact.
 
 use std::collections::BTreeMap;
+use std::process::Stdio;
 use std::time::Duration;
 
 use contact_sync::sandbox::faults::FaultSettings;
+use contact_sync::sandbox::{Received, SandboxState};
 
 use crate::util::*;
 
@@ -386,4 +388,168 @@ fn full_sends_every_valid_row_once_and_refreshes_the_store() {
     let before = requests(&sb);
     assert_eq!(code(&sb.sync(&dir, "mobivate", &["--rate", "1000"])), 0);
     assert_eq!(requests(&sb), before);
+}
+
+/// Starts `sync in.csv` on `provider` one request at a time with the sandbox
+/// set to hold from its `at`-th request, kills the run (SIGKILL) once that
+/// request is applied and unanswered; returns the sandbox before the run and
+/// as the kill left it.
+fn killed_at_hold(sb: &Sandbox, dir: &Dir, provider: &str, at: u64) -> [SandboxState; 2] {
+    let url = sb.url();
+    let mut args = vec!["sync", "in.csv", "--provider", provider, "--base-url", &url];
+    args.extend(["--concurrency", "1", "--rate", "1000"]);
+    if provider == "smspartner" {
+        args.extend(["--group-id", "g1"]);
+    }
+    let before = sb.state();
+    sb.handle().hold_from(at);
+    let mut child = spawn(dir, &args, Stdio::null());
+    let held = sb
+        .handle()
+        .wait_held(before.counters.held + 1, Duration::from_secs(60));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(held, "the run reached request {at}");
+    let at_kill = sb.state();
+    sb.handle().release();
+    [before, at_kill]
+}
+
+/// Per key, what the run had heard back by the kill (a request leaves only
+/// once every answer before it is committed, so the rerun sends none again): received minus
+/// unanswered, between two snapshots of the sandbox's counts.
+fn answered(
+    counts: impl Fn(&Received) -> &BTreeMap<String, u64>,
+    [before, at_kill]: &[SandboxState; 2],
+) -> BTreeMap<String, u64> {
+    let heard = |s: &SandboxState, k: &String| {
+        let received = counts(&s.counters.received).get(k).copied().unwrap_or(0);
+        received - counts(&s.counters.unanswered).get(k).copied().unwrap_or(0)
+    };
+    counts(&at_kill.counters.received)
+        .keys()
+        .map(|k| (k.clone(), heard(at_kill, k) - heard(before, k)))
+        .filter(|(_, c)| *c > 0)
+        .collect()
+}
+
+/// No key in `heard` reached the sandbox again between `at_kill` and `now`.
+fn assert_none_sent_again(
+    counts: impl Fn(&Received) -> &BTreeMap<String, u64>,
+    heard: &BTreeMap<String, u64>,
+    at_kill: &SandboxState,
+    now: &SandboxState,
+) {
+    let count = |s: &SandboxState, k: &String| counts(&s.counters.received).get(k).copied();
+    let again: Vec<&String> = heard
+        .keys()
+        .filter(|k| count(now, k) > count(at_kill, k))
+        .collect();
+    assert!(
+        again.is_empty(),
+        "{again:?} were confirmed before the kill and sent again"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_mobivate_run_killed_at_a_chosen_request_and_run_again_ends_exact() {
+    let mut lost_answers = 0;
+    for at in [1, 4, 8] {
+        // Latency and lost answers, so some rows are retried before the kill.
+        let sb = Sandbox::seeded(
+            FaultSettings {
+                latency: Duration::from_millis(20),
+                lose_rate: 0.2,
+                ..FaultSettings::default()
+            },
+            at,
+        );
+        let dir = Dir::new();
+        let phones = numbers(8, 0);
+        dir.write("in.csv", csv_of(&phones));
+        let at_kill = killed_at_hold(&sb, &dir, "mobivate", at);
+        let heard = answered(|r| &r.mobivate_adds, &at_kill);
+        let out = sb.sync(&dir, "mobivate", &["--max-retries", "30"]);
+        assert_eq!(code(&out), 0, "kill at {at}: {}", stderr(&out));
+        let state = sb.state();
+        let mut held: Vec<String> = state
+            .mobivate
+            .iter()
+            .map(|c| format!("+{}", c.msisdn))
+            .collect();
+        held.sort();
+        assert_eq!(
+            held, phones,
+            "kill at {at}: exactly the file's contacts, once each"
+        );
+        assert_none_sent_again(|r| &r.mobivate_adds, &heard, &at_kill[1], &state);
+        let report = dir.report("in.report.csv");
+        assert_eq!(report.len(), 8, "kill at {at}: every row reported");
+        let unchanged = report.iter().filter(|l| l.outcome == "unchanged").count();
+        assert_eq!(unchanged, heard.len(), "kill at {at}: {report:?}");
+        // An add is sent again only when its answer was lost (or held).
+        for p in &phones {
+            let m = p.trim_start_matches('+');
+            let adds = state.counters.received.mobivate_adds[m];
+            let lost = state.counters.unanswered.mobivate_adds.get(m).copied();
+            assert!(
+                adds <= 1 + lost.unwrap_or(0),
+                "kill at {at}: {p} added {adds} times, {lost:?} answers lost"
+            );
+        }
+        lost_answers += state.counters.faults.lost;
+    }
+    assert!(lost_answers > 0, "the runs met lost answers");
+}
+
+#[cfg(unix)]
+#[test]
+fn smspartner_runs_killed_during_a_bulk_add_and_during_updates_end_exact() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(30, 0);
+    dir.write("in.csv", csv_of(&phones));
+    // The bulk add is applied, its answer never comes.
+    let [_, at_kill] = killed_at_hold(&sb, &dir, "smspartner", 1);
+    assert_eq!(at_kill.counters.held, 1);
+    let out = sb.sync(&dir, "smspartner", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let group = sb.group_phones("g1");
+    assert_eq!(group.keys().cloned().collect::<Vec<_>>(), phones);
+    assert!(group.values().all(|n| *n == 1));
+    // Five edited rows, killed at the third update: the two confirmed ones are
+    // not sent again, the rest are, and every first name ends as the file says.
+    let mut file = csv_of(&phones);
+    for i in [2, 9, 14, 21, 28] {
+        file = file.replacen(&format!("First{i},"), &format!("Edited{i},"), 1);
+    }
+    dir.write("in.csv", &file);
+    let at_kill = killed_at_hold(&sb, &dir, "smspartner", 3);
+    let heard = answered(|r| &r.smspartner_updates, &at_kill);
+    assert_eq!(heard.len(), 2, "{:?}", at_kill[1].counters);
+    let out = sb.sync(&dir, "smspartner", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let state = sb.state();
+    assert_none_sent_again(|r| &r.smspartner_updates, &heard, &at_kill[1], &state);
+    let firstnames: BTreeMap<String, String> = state
+        .group("g1")
+        .iter()
+        .map(|c| (c.phone.clone(), c.firstname.clone()))
+        .collect();
+    for (i, p) in phones.iter().enumerate() {
+        let want = if [2, 9, 14, 21, 28].contains(&i) {
+            format!("Edited{i}")
+        } else {
+            format!("First{i}")
+        };
+        assert_eq!(firstnames[p], want);
+    }
+    let report = dir.report("in.report.csv");
+    let counts = outcomes(&report);
+    assert_eq!(
+        counts.get("unchanged"),
+        Some(&(30 - 5 + heard.len())),
+        "{counts:?}"
+    );
 }

@@ -302,6 +302,15 @@ pub struct Dispatcher {
     max_body: usize,
     /// Answers in a row that were not the provider's.
     misdirected_streak: AtomicU32,
+    /// What every attempt waits for once it may leave, if anything.
+    gate: Option<Box<dyn Gate>>,
+}
+
+/// Something each attempt waits for after its permit and pacing, just before
+/// it leaves (the state store catching up with the answers heard so far).
+pub trait Gate: Send + Sync {
+    /// Resolves when the attempt may leave.
+    fn open(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// A time before which no attempt starts, set from `Retry-After`.
@@ -424,12 +433,19 @@ impl Dispatcher {
             counters: Counters::default(),
             max_body: config.max_body,
             misdirected_streak: AtomicU32::new(0),
+            gate: None,
         })
     }
 
     /// Retries of one call at most (`--max-retries`).
     pub fn max_retries(&self) -> u32 {
         self.retry.max_retries
+    }
+
+    /// Makes every attempt wait for `gate` just before it leaves.
+    pub fn with_gate(mut self, gate: Box<dyn Gate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// The counters so far and the current paced rate.
@@ -654,6 +670,9 @@ impl Dispatcher {
             self.hold.wait().await;
             let permit = self.permits.acquire().await.ok();
             self.pacer.ready().await;
+            if let Some(gate) = &self.gate {
+                gate.open().await;
+            }
             permit
         };
         let _permit = tokio::select! {

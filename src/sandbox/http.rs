@@ -191,6 +191,8 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
     };
     let write = method != axum::http::Method::GET && method != axum::http::Method::HEAD;
     let decision = lock(&app.faults).decide_for(started, write);
+    // Subscribed before admission, so a release in between is not missed.
+    let mut released = app.released.subscribe();
     let hold = lock(&app.hold).admit();
     if hold != HoldFate::Serve {
         let applied = if hold == HoldFate::ApplyAndHold {
@@ -212,8 +214,10 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
             }
             counters.held += 1;
         }
-        // Never answered: the connection task drops this future with the connection.
-        return std::future::pending::<Response>().await;
+        app.held_grew.notify_all();
+        // Unanswered until released (a killed client's connection is gone by then).
+        let _ = released.changed().await;
+        return (StatusCode::SERVICE_UNAVAILABLE, "released after a hold").into_response();
     }
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;

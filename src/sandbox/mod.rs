@@ -16,7 +16,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -471,6 +471,10 @@ struct App {
     shuffle: Mutex<SplitMix64>,
     /// Where [`SandboxHandle::hold_from`] starts holding requests.
     hold: Mutex<Hold>,
+    /// Bumped by [`SandboxHandle::release`] and at shutdown: held requests end.
+    released: watch::Sender<u64>,
+    /// Signalled whenever `counters.held` grows.
+    held_grew: Condvar,
 }
 
 /// The test hook that freezes the server at a chosen request.
@@ -535,6 +539,8 @@ impl App {
             counters: Mutex::new(Counters::default()),
             shuffle: Mutex::new(shuffle),
             hold: Mutex::new(Hold::default()),
+            released: watch::channel(0).0,
+            held_grew: Condvar::new(),
             config,
         }
     }
@@ -642,13 +648,30 @@ impl SandboxHandle {
         };
     }
 
-    /// Serves new requests as usual again (those already held stay unanswered).
+    /// Serves new requests as usual again; those held so far are answered
+    /// 503 (to a client that is still there, like any transient refusal).
     pub fn release(&self) {
         *lock(&self.app.hold) = Hold::default();
+        self.app.released.send_modify(|generation| *generation += 1);
+    }
+
+    /// Blocks the calling thread until `counters.held` reaches `n`; false if
+    /// `timeout` passed first (a test that never got there fails, not hangs).
+    pub fn wait_held(&self, n: u64, timeout: Duration) -> bool {
+        let counters = lock(&self.app.counters);
+        match self
+            .app
+            .held_grew
+            .wait_timeout_while(counters, timeout, |c| c.held < n)
+        {
+            Ok((_, result)) => !result.timed_out(),
+            Err(poisoned) => poisoned.into_inner().0.held >= n,
+        }
     }
 
     /// Stops accepting, lets in-flight requests finish (5 s at most), and returns.
     pub async fn shutdown(mut self) {
+        self.app.released.send_modify(|generation| *generation += 1);
         let _ = self.shutdown.send(true);
         if let Some(task) = self.task.take() {
             let _ = task.await;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use lock::Lock;
-pub use writer::{Sent, StateWriter, Update};
+pub use writer::{Sent, Settled, StateWriter, Update};
 
 use crate::secret::ApiKey;
 

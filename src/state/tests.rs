@@ -1,5 +1,7 @@
 //! Tests of the state store on temporary files.
 
+use std::future::Future;
+
 use super::*;
 
 fn key() -> ApiKey {
@@ -107,6 +109,42 @@ async fn sends_go_pending_then_confirmed_and_survive_a_reopen() {
         (summary.numbers, summary.managed, summary.pending),
         (2, 1, 1)
     );
+}
+
+#[tokio::test]
+async fn settled_waits_until_what_was_queued_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let store = Store::open(&path, &key(), false).unwrap();
+    let target = store.target(&target_key("g1")).unwrap();
+    let writer = StateWriter::start(store).unwrap();
+    let settled = writer.settled();
+    // Nothing queued: open at once.
+    settled.wait().await;
+    // Another connection holds the write lock, so the writer cannot commit.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    writer.send(Update::Confirmed {
+        target,
+        row: sent("+33611111111", Status::Confirmed, Some("c1"), 1),
+    });
+    let mut wait = std::pin::pin!(settled.wait());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        wait.as_mut().poll(&mut cx).is_pending(),
+        "a change still queued keeps the gate shut"
+    );
+    blocker.execute_batch("COMMIT").unwrap();
+    wait.await;
+    let seen: Option<String> = blocker
+        .query_row(
+            "SELECT contact_id FROM contacts WHERE phone = '+33611111111'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(seen.as_deref(), Some("c1"), "committed once the gate opens");
+    writer.close().unwrap();
 }
 
 #[test]

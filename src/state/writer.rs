@@ -1,13 +1,17 @@
 //! The store's writer: one thread that owns the connection and commits what
 //! the sending tasks report, a few hundred changes a transaction, as they
 //! arrive. Pending marks are acknowledged only once committed, so a request
-//! never leaves before the store knows it may be applied.
+//! never leaves before the store knows it may be applied; and [`Settled`]
+//! lets a request wait until every answer heard before it is committed, so a
+//! killed run loses only the answers of requests still in flight.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use rusqlite::{Connection, params};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::{StateError, Status, Store, now};
 
@@ -82,6 +86,8 @@ enum Msg {
 /// The handle the run uses to change the store.
 pub struct StateWriter {
     tx: mpsc::Sender<Msg>,
+    /// Changes queued so far, and committed so far (by the writer thread).
+    settled: Settled,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<Result<(), StateError>>>>,
 }
 
@@ -89,25 +95,37 @@ impl StateWriter {
     /// Moves `store` to its own thread.
     pub fn start(store: Store) -> Result<StateWriter, StateError> {
         let (tx, rx) = mpsc::channel();
+        let (committed_tx, committed) = watch::channel(0);
         let path = store.path.clone();
         let thread = std::thread::Builder::new()
             .name("state".into())
-            .spawn(move || run(store.conn, store.path, rx))
+            .spawn(move || run(store.conn, store.path, rx, committed_tx))
             .map_err(|e| StateError::unusable(&path, format!("cannot start its writer: {e}")))?;
         Ok(StateWriter {
             tx,
+            settled: Settled {
+                queued: Arc::new(AtomicU64::new(0)),
+                committed,
+            },
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
 
     /// Queues a change.
     pub fn send(&self, update: Update) {
+        self.settled.queued.fetch_add(1, Ordering::SeqCst);
         let _ = self.tx.send(Msg::Update(update));
+    }
+
+    /// A handle that waits until what is queued at the time is committed.
+    pub fn settled(&self) -> Settled {
+        self.settled.clone()
     }
 
     /// Queues a change and waits until it is committed.
     pub async fn commit(&self, update: Update) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
+        self.settled.queued.fetch_add(1, Ordering::SeqCst);
         self.tx
             .send(Msg::Update(update))
             .and_then(|()| self.tx.send(Msg::Barrier(done)))
@@ -135,10 +153,32 @@ impl StateWriter {
     }
 }
 
+/// Waits for the store to catch up with the changes queued so far.
+#[derive(Clone)]
+pub struct Settled {
+    queued: Arc<AtomicU64>,
+    committed: watch::Receiver<u64>,
+}
+
+impl Settled {
+    /// Resolves once every change queued before the call is committed (or
+    /// the writer is gone, which the next pending mark reports).
+    pub async fn wait(&self) {
+        let want = self.queued.load(Ordering::SeqCst);
+        let mut committed = self.committed.clone();
+        let _ = committed.wait_for(|done| *done >= want).await;
+    }
+}
+
 /// How many changes go into one transaction at most.
 const BATCH: usize = 512;
 
-fn run(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>) -> Result<(), StateError> {
+fn run(
+    mut conn: Connection,
+    path: PathBuf,
+    rx: mpsc::Receiver<Msg>,
+    committed: watch::Sender<u64>,
+) -> Result<(), StateError> {
     let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let mut msgs = vec![first];
@@ -151,10 +191,14 @@ fn run(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>) -> Result<(
         let mut barriers = Vec::new();
         let mut updates = Vec::new();
         let mut closing = false;
+        let mut seen = 0;
         for m in msgs {
             match m {
-                Msg::Update(u) if !closing => updates.push(u),
-                Msg::Update(_) => {}
+                Msg::Update(u) if !closing => {
+                    seen += 1;
+                    updates.push(u);
+                }
+                Msg::Update(_) => seen += 1,
                 Msg::Barrier(b) => barriers.push(b),
                 Msg::Close => closing = true,
             }
@@ -166,6 +210,9 @@ fn run(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>) -> Result<(
             tracing::error!("cannot write the state store {}: {e}", path.display());
             failed = Some(e.to_string());
         }
+        // Failed or not, these are done with: a failure stops the run through
+        // the next pending mark, not by leaving a request waiting here.
+        committed.send_modify(|done| *done += seen);
         for b in barriers {
             let _ = b.send(match &failed {
                 None => Ok(()),

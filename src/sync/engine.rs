@@ -193,6 +193,12 @@ impl Job {
     }
 }
 
+impl crate::dispatch::Gate for crate::state::Settled {
+    fn open(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.wait())
+    }
+}
+
 /// The state store's side of a run: its writer, and the target of each group.
 pub(super) struct StateCtx {
     pub(super) writer: StateWriter,

@@ -1042,7 +1042,12 @@ fn new_engine(
 ) -> Result<Engine, Error> {
     let (url, provider) = make_provider(kind, base_url, &key)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dispatcher = Dispatcher::new(dispatch, stop_rx).map_err(|e| Error::Usage(e.to_string()))?;
+    let mut dispatcher =
+        Dispatcher::new(dispatch, stop_rx).map_err(|e| Error::Usage(e.to_string()))?;
+    if let Some(state) = &state {
+        // A request leaves only once the answers heard before it are stored.
+        dispatcher = dispatcher.with_gate(Box::new(state.writer.settled()));
+    }
     Ok(Engine {
         provider,
         dispatcher,
