@@ -879,6 +879,108 @@ fn an_sms_partner_group_gets_no_add_while_it_is_listed() {
     listing_under_concurrent_adds("smspartner", 100, 2900, "2");
 }
 
+// ------------------------------------------------------------ lost answers
+
+/// A sandbox seed whose first request is lost (applied, no answer) and whose
+/// second is served, under `stress`: the draws the sandbox will make.
+fn seed_losing_the_first_request(stress: &FaultSettings) -> u64 {
+    use contact_sync::sandbox::faults::{Fault, FaultPlan, SplitMix64};
+    let now = tokio::time::Instant::now();
+    (1..10_000)
+        .find(|&seed| {
+            // The sandbox's fault stream is the first draw of its seed.
+            let fault_seed = SplitMix64::new(seed).next_u64();
+            let mut plan = FaultPlan::new(stress.clone(), fault_seed, now);
+            plan.decide(now).fault == Fault::Lose && plan.decide(now).fault == Fault::None
+        })
+        .expect("a seed")
+}
+
+#[test]
+fn a_lost_bulk_answer_is_settled_from_the_end_of_the_listing_without_updates() {
+    let stress = FaultSettings {
+        lose_rate: 0.2,
+        ..FaultSettings::default()
+    };
+    let seed = seed_losing_the_first_request(&stress);
+    let sb = Sandbox::seeded(stress, seed);
+    // A large group the file does not touch: 4,000 contacts, 200 pages.
+    let others = numbers(4_000, 1);
+    preload(&sb, "smspartner", &others);
+    // One batch of 400 new rows; its first attempt is applied and lost, the
+    // retry meets code 15 for every row.
+    let phones = numbers(400, 0);
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&phones));
+    let out = sb.sync(
+        &dir,
+        "smspartner",
+        &["--rate", "1000", "--concurrency", "1"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_every_row_once(&report, phones.len());
+    let state = sb.state();
+    assert_eq!(
+        state
+            .counters
+            .unanswered
+            .smspartner_add_count("g1", &phones[0]),
+        1
+    );
+    let held = held(&state, "smspartner");
+    for (i, (row, phone)) in report.iter().zip(&phones).enumerate() {
+        assert_eq!(row.outcome, "added", "{row:?}");
+        assert!(row.message.contains("answer was lost"), "{row:?}");
+        assert_eq!(
+            held[phone],
+            vec![(row.contact_id.clone(), format!("First{i}"))]
+        );
+    }
+    assert_eq!(held.len(), 4_400);
+    // The first page (for the total) and the last 20 or 21 pages hold the
+    // batch; the whole listing would be 220 pages, and 400 updates.
+    let listing = state.counters.total("GET /v1/contact/list");
+    assert!(listing <= 40, "{listing} listing requests");
+    assert_eq!(state.counters.total("POST /v1/contact/update"), 0);
+}
+
+#[test]
+fn a_lost_answer_for_a_contact_that_was_there_with_other_data_updates_it() {
+    let stress = FaultSettings {
+        lose_rate: 0.2,
+        ..FaultSettings::default()
+    };
+    let seed = seed_losing_the_first_request(&stress);
+    let sb = Sandbox::seeded(stress, seed);
+    // Already there with old data, unknown to the store: the retry's code 15
+    // is not this run's own add, and the listing's data says so.
+    let phones = numbers(30, 0);
+    preload(&sb, "smspartner", &phones[..10]);
+    let before = held(&sb.state(), "smspartner");
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&phones));
+    let out = sb.sync(
+        &dir,
+        "smspartner",
+        &["--rate", "1000", "--concurrency", "1"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    let held = held(&sb.state(), "smspartner");
+    for (i, (row, phone)) in report.iter().zip(&phones).enumerate() {
+        let want = if i < 10 { "updated" } else { "added" };
+        assert_eq!(row.outcome, want, "{row:?}");
+        assert_eq!(
+            held[phone],
+            vec![(row.contact_id.clone(), format!("First{i}"))]
+        );
+        if i < 10 {
+            assert_eq!(row.contact_id, before[phone][0].0);
+        }
+    }
+}
+
 // ------------------------------------------------------------ fault campaign
 
 /// One campaign seed on one provider: `rows` rows, a third already on the

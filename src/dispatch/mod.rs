@@ -358,6 +358,17 @@ enum Attempt {
     },
 }
 
+/// What one call (or a series of them) cost, for callers that keep count.
+#[derive(Debug, Default)]
+pub struct Meter {
+    /// Attempts sent, retries included.
+    pub attempts: AtomicU64,
+    /// Attempts that reached the server and got no answer that could be
+    /// read (timeout, connection closed after sending, body cut short or
+    /// over the cap): each may have been applied.
+    pub unanswered: AtomicU64,
+}
+
 /// How a call classifies a complete answer: status, `Retry-After`, body.
 pub type Classify<'a> = &'a (dyn Fn(u16, Option<Duration>, &[u8]) -> Verdict + Sync);
 
@@ -492,18 +503,20 @@ impl Dispatcher {
         sent: &AtomicBool,
         classify: Classify<'_>,
     ) -> Result<HttpReply, SendError> {
-        self.send_counted(call, sent, classify, &AtomicU64::new(0))
+        self.send_counted(call, sent, classify, &Meter::default())
             .await
     }
 
-    /// [`Dispatcher::send_classified`], adding each attempt sent (retries
-    /// included) to `attempts`, so a caller can keep a budget of requests.
+    /// [`Dispatcher::send_classified`], counting in `meter` the attempts
+    /// sent (so a caller can keep a budget of requests) and those that may
+    /// have been applied without an answer (so a caller can tell an "already
+    /// exists" that its own lost attempt caused).
     pub async fn send_counted(
         &self,
         call: &HttpCall,
         sent: &AtomicBool,
         classify: Classify<'_>,
-        attempts: &AtomicU64,
+        meter: &Meter,
     ) -> Result<HttpReply, SendError> {
         let mut stop = self.stop.clone();
         let mut retries = 0u32;
@@ -513,7 +526,7 @@ impl Dispatcher {
             // Stopped while waiting for a permit or a token: this attempt was
             // not sent, so the answer is the previous one's, if any.
             let Some((attempt, sent_at)) = self
-                .attempt(call, retries > 0, &mut stop, sent, attempts)
+                .attempt(call, retries > 0, &mut stop, sent, &meter.attempts)
                 .await
             else {
                 return last.map_or(Err(SendError::Cancelled), |a| self.finish(a, reached));
@@ -538,12 +551,16 @@ impl Dispatcher {
             };
             self.observe(&result, sent_at);
             let was_reached = reached;
-            reached |= match &attempt {
+            let unanswered = match &attempt {
                 Attempt::Reply { .. } => false,
                 Attempt::Failed { kind, .. } => {
                     !matches!(kind, NetworkKind::Connect | NetworkKind::Invalid)
                 }
             };
+            if unanswered {
+                bump(&meter.unanswered);
+            }
+            reached |= unanswered;
             let draw = self
                 .jitter
                 .lock()

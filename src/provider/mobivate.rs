@@ -406,6 +406,15 @@ impl Provider for Mobivate {
         req
     }
 
+    /// Pages of 100 records: cursor = offset.
+    fn last_cursor(&self, total: u64) -> Option<u64> {
+        total.checked_sub(1).map(|t| t / PAGE_LIMIT * PAGE_LIMIT)
+    }
+
+    fn previous_cursor(&self, cursor: u64) -> Option<u64> {
+        cursor.checked_sub(PAGE_LIMIT)
+    }
+
     /// Sorted oldest first (see [`Provider::list`] above): no lock needed.
     fn listing_stable_under_writes(&self) -> bool {
         true
@@ -435,18 +444,24 @@ impl Provider for Mobivate {
                     phone: listed_e164(&msisdn),
                     contact_id,
                     alias: r.get("alias").and_then(Value::as_str).map(str::to_string),
+                    held: None,
                 })
             })
             .collect();
         let len = u64::try_from(records.len()).unwrap_or(u64::MAX);
         let end = cursor.saturating_add(len);
-        let next = match json_int(obj.get("total")).and_then(|t| u64::try_from(t).ok()) {
+        let total = json_int(obj.get("total")).and_then(|t| u64::try_from(t).ok());
+        let next = match total {
             _ if len == 0 => None,
             Some(total) if end >= total => None,
             None if len < PAGE_LIMIT => None,
             _ => Some(end),
         };
-        Ok(ListPage { entries, next })
+        Ok(ListPage {
+            entries,
+            next,
+            total,
+        })
     }
 
     /// Mobivate has no read by id (API-NOTES): `None`.
@@ -990,7 +1005,8 @@ mod tests {
             Listed {
                 phone: "+33600000007".into(),
                 contact_id: "id-7".into(),
-                alias: Some("a7".into())
+                alias: Some("a7".into()),
+                held: None,
             }
         );
         assert_eq!(p.next, Some(100));
@@ -1009,7 +1025,8 @@ mod tests {
             p,
             ListPage {
                 entries: vec![],
-                next: None
+                next: None,
+                total: Some(250),
             }
         );
         // Without a total, a full page asks for more and a short one ends.

@@ -3,17 +3,17 @@
 //! writer that puts results back in input order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{OwnedRwLockReadGuard, RwLock, Semaphore, mpsc, watch};
 
 use crate::codes::{ErrorCode, Outcome, RowError};
-use crate::dispatch::{Dispatcher, HttpCall, HttpReply, SendError};
+use crate::dispatch::{Dispatcher, HttpCall, HttpReply, Meter, SendError};
 use crate::normalize::Contact;
 use crate::progress;
-use crate::provider::{AddResult, ApiRequest, OpError, Provider};
+use crate::provider::{AddResult, ApiRequest, ListPage, Listed, OpError, Provider};
 use crate::record::Record;
 use crate::report::{RejectsWriter, ReportRow, ReportWriter, Summary, WriteError};
 use crate::secret::ApiKey;
@@ -236,6 +236,11 @@ pub(super) struct Directory {
 }
 
 impl Directory {
+    fn listing(&self, group: &str) -> Option<Arc<tokio::sync::Mutex<Listing>>> {
+        let mut targets = self.targets.lock().ok()?;
+        Some(Arc::clone(targets.entry(group.to_string()).or_default()))
+    }
+
     fn gate(&self, group: &str) -> Option<Arc<RwLock<()>>> {
         let mut gates = self.gates.lock().ok()?;
         Some(Arc::clone(gates.entry(group.to_string()).or_default()))
@@ -261,7 +266,7 @@ pub(super) struct ListProgress {
     /// Pages read.
     pages: u64,
     /// Requests sent, retries included.
-    spent: AtomicU64,
+    spent: Meter,
 }
 
 /// Requests a listing may send before its rows fail `LISTING_FAILED`:
@@ -315,7 +320,7 @@ impl Engine {
         req: ApiRequest,
         sent: &AtomicBool,
     ) -> Result<HttpReply, SendError> {
-        self.call_counted(req, sent, &AtomicU64::new(0)).await
+        self.call_counted(req, sent, &Meter::default()).await
     }
 
     /// Holds off a write to `group` while the group is listed, when the
@@ -328,12 +333,12 @@ impl Engine {
         Some(self.directory.gate(group)?.read_owned().await)
     }
 
-    /// [`Engine::call`], adding each attempt sent to `attempts`.
+    /// [`Engine::call`], counting its attempts in `meter`.
     pub(super) async fn call_counted(
         &self,
         req: ApiRequest,
         sent: &AtomicBool,
-        attempts: &AtomicU64,
+        meter: &Meter,
     ) -> Result<HttpReply, SendError> {
         let unsendable = |message: String| SendError::Network {
             message,
@@ -362,7 +367,7 @@ impl Engine {
         };
         let result = self
             .dispatcher
-            .send_counted(&call, sent, &classify, attempts)
+            .send_counted(&call, sent, &classify, meter)
             .await;
         // Answered, or given up on: either way nothing of it is pending any more.
         sent.store(false, Ordering::SeqCst);
@@ -497,9 +502,13 @@ impl Engine {
         tracing::debug!("adding {} rows to target {group:?}", contacts.len());
         let req = self.provider.add(&self.key, &group, &contacts);
         let gate = self.write_gate(&group).await;
-        let reply = self.call(req, &sent).await;
+        let meter = Meter::default();
+        let reply = self.call_counted(req, &sent, &meter).await;
         drop(gate);
         let answered = Instant::now();
+        // An attempt may have been applied without an answer: the rows the
+        // final answer calls "already there" may be this call's own work.
+        let lost = meter.unanswered.load(Ordering::Relaxed) > 0;
         let results = match reply {
             Ok(r) => self.provider.parse_add(&contacts, r.status, &r.body),
             Err(e) => {
@@ -544,6 +553,11 @@ impl Engine {
                 AddResult::AlreadyExists => existing.push(job),
             }
         }
+        let existing = if lost && !existing.is_empty() {
+            self.settle_lost(&group, existing).await
+        } else {
+            existing
+        };
         // The rows already there are updated concurrently (each still waits for
         // the dispatcher's permits); aborting this task aborts them too.
         let mut updates = tokio::task::JoinSet::new();
@@ -554,6 +568,127 @@ impl Engine {
         }
         while let Some(joined) = updates.join_next().await {
             reap(joined, &self.key);
+        }
+    }
+
+    /// Settles the rows of a call whose earlier attempt got no answer and
+    /// whose final answer says they are already there, reading the target's
+    /// listing from its end: the contacts that attempt created are the most
+    /// recent ones, and no write of this run lands while it is read. A row
+    /// found holding what was sent is `added` (no update needed), one found
+    /// holding something else is updated; the rows not found once the
+    /// listing is read back to its first page, or when it cannot be read,
+    /// are handed back for the usual lookup. Each page read costs one request,
+    /// so a lost batch of 500 costs about the 25 pages it fills, not the
+    /// whole group.
+    async fn settle_lost(&self, group: &str, jobs: Vec<Job>) -> Vec<Job> {
+        let Some(listing) = self.directory.listing(group) else {
+            return jobs;
+        };
+        let _listing = listing.lock().await;
+        let _alone = match self.provider.listing_stable_under_writes() {
+            true => None,
+            false => match self.directory.gate(group) {
+                Some(gate) => Some(gate.write_owned().await),
+                None => return jobs,
+            },
+        };
+        let mut wanted: HashMap<String, Job> = jobs
+            .into_iter()
+            .map(|j| (j.contact.phone.clone(), j))
+            .collect();
+        let mut found: Vec<(Job, Listed)> = Vec::new();
+        let spent = Meter::default();
+        let mut pages = 0u64;
+        let mut cursor = Some(0);
+        let mut first = true;
+        while let Some(c) = cursor {
+            if wanted.is_empty() {
+                break;
+            }
+            let Some(page) = self.read_page(group, c, &spent, pages).await else {
+                break;
+            };
+            pages += 1;
+            for entry in page.entries {
+                if let Some(job) = wanted.remove(&entry.phone) {
+                    found.push((job, entry));
+                }
+            }
+            cursor = if first {
+                first = false;
+                // From the first page to the last, then backwards.
+                page.total
+                    .and_then(|t| self.provider.last_cursor(t))
+                    .filter(|&last| last > 0)
+            } else {
+                self.provider.previous_cursor(c).filter(|&p| p > 0)
+            };
+        }
+        tracing::debug!(
+            "settled {} rows of a lost answer in target {group:?} from {pages} pages of its listing ({} not found)",
+            found.len(),
+            wanted.len()
+        );
+        drop(_alone);
+        drop(_listing);
+        for (job, entry) in found {
+            if self.provider.listed_holds(&entry, &job.contact) {
+                let row = job.sent(Status::Confirmed, Some(entry.contact_id.clone()));
+                self.record(group, |target| Update::Confirmed { target, row });
+                job.ticket.finish(
+                    Outcome::Added,
+                    Vec::new(),
+                    "its answer was lost; the retry found it added with the data sent",
+                    &entry.contact_id,
+                );
+            } else {
+                let mut job = job;
+                job.stored_id = false;
+                let _ = self
+                    .update(
+                        job,
+                        entry.contact_id,
+                        "its answer was lost and the retry met it; updated",
+                    )
+                    .await;
+            }
+        }
+        wanted.into_values().collect()
+    }
+
+    /// One page of `group`'s listing, fetched again on failure within the
+    /// listing budget (`spent` so far, `pages` read); `None` when it cannot be
+    /// read (the run stopping included).
+    async fn read_page(
+        &self,
+        group: &str,
+        cursor: u64,
+        spent: &Meter,
+        pages: u64,
+    ) -> Option<ListPage> {
+        loop {
+            let req = self.provider.list(&self.key, group, cursor);
+            let page = match self.call_counted(req, &AtomicBool::new(false), spent).await {
+                Ok(reply) => self
+                    .provider
+                    .parse_list(cursor, reply.status, &reply.body)
+                    .map_err(|e| self.op_error(e).message),
+                Err(e) => Err(e.to_string()),
+            };
+            match page {
+                Ok(page) => return Some(page),
+                Err(_) if self.aborted() => return None,
+                Err(e) => {
+                    let used = spent.attempts.load(Ordering::Relaxed);
+                    if used >= listing_budget(self.dispatcher.max_retries(), pages) {
+                        tracing::debug!(
+                            "reading the end of target {group:?}'s listing: {e}; giving up"
+                        );
+                        return None;
+                    }
+                }
+            }
         }
     }
 
@@ -665,7 +800,7 @@ impl Engine {
                 Err(None) => return Err(None),
                 Err(Some(e)) => e,
             };
-            let spent = progress.spent.load(Ordering::Relaxed);
+            let spent = progress.spent.attempts.load(Ordering::Relaxed);
             let budget = listing_budget(self.dispatcher.max_retries(), progress.pages);
             if spent >= budget {
                 tracing::warn!(
