@@ -881,37 +881,31 @@ fn an_sms_partner_group_gets_no_add_while_it_is_listed() {
 
 // ------------------------------------------------------------ lost answers
 
-/// A sandbox seed whose first request is lost (applied, no answer) and whose
-/// second is served, under `stress`: the draws the sandbox will make.
-fn seed_losing_the_first_request(stress: &FaultSettings) -> u64 {
+/// A sandbox losing 20% of answers whose first request is lost (applied,
+/// no answer) and whose second is served: the seed is found from the draws
+/// the sandbox will make.
+fn sandbox_losing_the_first_request() -> Sandbox {
     use contact_sync::sandbox::faults::{Fault, FaultPlan, SplitMix64};
+    let stress = FaultSettings {
+        lose_rate: 0.2,
+        ..FaultSettings::default()
+    };
     let now = tokio::time::Instant::now();
-    (1..10_000)
+    let seed = (1..10_000)
         .find(|&seed| {
             // The sandbox's fault stream is the first draw of its seed.
             let fault_seed = SplitMix64::new(seed).next_u64();
             let mut plan = FaultPlan::new(stress.clone(), fault_seed, now);
             plan.decide(now).fault == Fault::Lose && plan.decide(now).fault == Fault::None
         })
-        .expect("a seed")
+        .expect("a seed");
+    Sandbox::seeded(stress, seed)
 }
 
-#[test]
-fn a_lost_bulk_answer_is_settled_from_the_end_of_the_listing_without_updates() {
-    let stress = FaultSettings {
-        lose_rate: 0.2,
-        ..FaultSettings::default()
-    };
-    let seed = seed_losing_the_first_request(&stress);
-    let sb = Sandbox::seeded(stress, seed);
-    // A large group the file does not touch: 4,000 contacts, 200 pages.
-    let others = numbers(4_000, 1);
-    preload(&sb, "smspartner", &others);
-    // One batch of 400 new rows; its first attempt is applied and lost, the
-    // retry meets code 15 for every row.
-    let phones = numbers(400, 0);
+/// Syncs `phones` (csv_of) to SMS Partner one request at a time.
+fn sync_one_at_a_time(sb: &Sandbox, phones: &[String]) -> Vec<Line> {
     let dir = Dir::new();
-    dir.write("in.csv", csv_of(&phones));
+    dir.write("in.csv", csv_of(phones));
     let out = sb.sync(
         &dir,
         "smspartner",
@@ -920,6 +914,19 @@ fn a_lost_bulk_answer_is_settled_from_the_end_of_the_listing_without_updates() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let report = dir.report("in.report.csv");
     assert_every_row_once(&report, phones.len());
+    report
+}
+
+#[test]
+fn a_lost_bulk_answer_is_settled_from_the_end_of_the_listing_without_updates() {
+    let sb = sandbox_losing_the_first_request();
+    // A large group the file does not touch: 4,000 contacts, 200 pages.
+    let others = numbers(4_000, 1);
+    preload(&sb, "smspartner", &others);
+    // One batch of 400 new rows; its first attempt is applied and lost, the
+    // retry meets code 15 for every row.
+    let phones = numbers(400, 0);
+    let report = sync_one_at_a_time(&sb, &phones);
     let state = sb.state();
     assert_eq!(
         state
@@ -947,26 +954,13 @@ fn a_lost_bulk_answer_is_settled_from_the_end_of_the_listing_without_updates() {
 
 #[test]
 fn a_lost_answer_for_a_contact_that_was_there_with_other_data_updates_it() {
-    let stress = FaultSettings {
-        lose_rate: 0.2,
-        ..FaultSettings::default()
-    };
-    let seed = seed_losing_the_first_request(&stress);
-    let sb = Sandbox::seeded(stress, seed);
+    let sb = sandbox_losing_the_first_request();
     // Already there with old data, unknown to the store: the retry's code 15
     // is not this run's own add, and the listing's data says so.
     let phones = numbers(30, 0);
     preload(&sb, "smspartner", &phones[..10]);
     let before = held(&sb.state(), "smspartner");
-    let dir = Dir::new();
-    dir.write("in.csv", csv_of(&phones));
-    let out = sb.sync(
-        &dir,
-        "smspartner",
-        &["--rate", "1000", "--concurrency", "1"],
-    );
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let report = dir.report("in.report.csv");
+    let report = sync_one_at_a_time(&sb, &phones);
     let held = held(&sb.state(), "smspartner");
     for (i, (row, phone)) in report.iter().zip(&phones).enumerate() {
         let want = if i < 10 { "updated" } else { "added" };
