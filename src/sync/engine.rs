@@ -572,15 +572,18 @@ impl Engine {
     }
 
     /// Settles the rows of a call whose earlier attempt got no answer and
-    /// whose final answer says they are already there, reading the target's
-    /// listing from its end: the contacts that attempt created are the most
-    /// recent ones, and no write of this run lands while it is read. A row
-    /// found holding what was sent is `added` (no update needed), one found
-    /// holding something else is updated; the rows not found once the
-    /// listing is read back to its first page, or when it cannot be read,
-    /// are handed back for the usual lookup. Each page read costs one request,
-    /// so a lost batch of 500 costs about the 25 pages it fills, not the
-    /// whole group.
+    /// whose final answer says they are already there, from a few pages of
+    /// the target's listing, read while no write of this run lands: the first
+    /// (for the total), then every `step`th page from the end, where a
+    /// listing in creation order holds what that attempt created (a batch
+    /// fills `step` pages in a row, so no probe jumps over it), then the
+    /// pages around the one that held some. A row found holding what was
+    /// sent is `added` (no update needed), one holding something else is
+    /// updated. Correctness does not rest on the order: a row counts as found
+    /// only when a page shows its number, and the rows not found (another
+    /// order, a page that cannot be read) are handed back for the usual
+    /// lookup. A lost batch of 500 costs its 25 or 26 pages and a probe for
+    /// each batch created after it, not the whole group.
     async fn settle_lost(&self, group: &str, jobs: Vec<Job>) -> Vec<Job> {
         let Some(listing) = self.directory.listing(group) else {
             return jobs;
@@ -600,30 +603,74 @@ impl Engine {
         let mut found: Vec<(Job, Listed)> = Vec::new();
         let spent = Meter::default();
         let mut pages = 0u64;
-        let mut cursor = Some(0);
-        let mut first = true;
-        while let Some(c) = cursor {
-            if wanted.is_empty() {
-                break;
-            }
-            let Some(page) = self.read_page(group, c, &spent, pages).await else {
-                break;
-            };
-            pages += 1;
-            for entry in page.entries {
+        // Takes the page's contacts that are wanted; whether there were any.
+        let mut take = |page: &ListPage, wanted: &mut HashMap<String, Job>| {
+            let mut hit = false;
+            for entry in &page.entries {
                 if let Some(job) = wanted.remove(&entry.phone) {
-                    found.push((job, entry));
+                    found.push((job, entry.clone()));
+                    hit = true;
                 }
             }
-            cursor = if first {
-                first = false;
-                // From the first page to the last, then backwards.
-                page.total
-                    .and_then(|t| self.provider.last_cursor(t))
-                    .filter(|&last| last > 0)
-            } else {
-                self.provider.previous_cursor(c).filter(|&p| p > 0)
+            hit
+        };
+        // The first page gives the total (and may hold some rows).
+        let first = self.read_page(group, 0, &spent, pages).await;
+        if let Some(first) = first {
+            pages += 1;
+            take(&first, &mut wanted);
+            let per_page = u64::try_from(first.entries.len()).unwrap_or(1).max(1);
+            // The batch's contacts fill `step` pages in a row at least: probing
+            // every `step`th page from the end cannot jump over them.
+            let step = (u64::try_from(wanted.len()).unwrap_or(u64::MAX) / per_page).max(1);
+            let back = |mut c: u64, n: u64| {
+                for _ in 0..n {
+                    c = self.provider.previous_cursor(c)?;
+                }
+                Some(c)
             };
+            let mut probe = first
+                .total
+                .and_then(|t| self.provider.last_cursor(t))
+                .filter(|&c| c > 0);
+            let mut hit = None;
+            while let Some(c) = probe.filter(|_| !wanted.is_empty()) {
+                let Some(page) = self.read_page(group, c, &spent, pages).await else {
+                    break;
+                };
+                pages += 1;
+                if take(&page, &mut wanted) {
+                    hit = Some((c, page.next));
+                    break;
+                }
+                probe = back(c, step).filter(|&p| p > 0);
+            }
+            // Around the page that held some: on each side while pages do.
+            if let Some((at, next)) = hit {
+                let mut c = back(at, 1).filter(|&p| p > 0);
+                while let Some(p) = c.filter(|_| !wanted.is_empty()) {
+                    let Some(page) = self.read_page(group, p, &spent, pages).await else {
+                        break;
+                    };
+                    pages += 1;
+                    c = take(&page, &mut wanted)
+                        .then(|| back(p, 1))
+                        .flatten()
+                        .filter(|&p| p > 0);
+                }
+                let mut c = next;
+                while let Some(p) = c.filter(|_| !wanted.is_empty()) {
+                    let Some(page) = self.read_page(group, p, &spent, pages).await else {
+                        break;
+                    };
+                    pages += 1;
+                    c = if take(&page, &mut wanted) {
+                        page.next
+                    } else {
+                        None
+                    };
+                }
+            }
         }
         tracing::debug!(
             "settled {} rows of a lost answer in target {group:?} from {pages} pages of its listing ({} not found)",
