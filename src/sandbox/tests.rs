@@ -1568,6 +1568,10 @@ async fn a_hold_applies_the_chosen_request_then_answers_nothing_until_released()
         .expect("the first request is served");
     assert_eq!(first.status(), StatusCode::OK);
     let second = tokio::spawn(send("0622222222"));
+    // The third leaves once the second is held: spawned together, either
+    // could reach the sandbox first.
+    let reached = tokio::task::block_in_place(|| h.wait_held(1, Duration::from_secs(30)));
+    assert!(reached, "the second request is held");
     let third = tokio::spawn(send("0633333333"));
     let reached = tokio::task::block_in_place(|| h.wait_held(2, Duration::from_secs(30)));
     assert!(reached, "both later requests are held");
