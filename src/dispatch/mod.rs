@@ -304,6 +304,8 @@ pub struct Dispatcher {
     misdirected_streak: AtomicU32,
     /// What every attempt waits for once it may leave, if anything.
     gate: Option<Box<dyn Gate>>,
+    /// `--concurrency`.
+    concurrency: usize,
 }
 
 /// Something each attempt waits for after its permit and pacing, just before
@@ -445,12 +447,18 @@ impl Dispatcher {
             max_body: config.max_body,
             misdirected_streak: AtomicU32::new(0),
             gate: None,
+            concurrency: config.concurrency,
         })
     }
 
     /// Retries of one call at most (`--max-retries`).
     pub fn max_retries(&self) -> u32 {
         self.retry.max_retries
+    }
+
+    /// Requests in flight at most (`--concurrency`).
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// Makes every attempt wait for `gate` just before it leaves.

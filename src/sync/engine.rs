@@ -3,7 +3,7 @@
 //! writer that puts results back in input order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -255,18 +255,42 @@ struct Listing {
     failed: Option<(Instant, RowError)>,
 }
 
-/// A listing under way: the next page's cursor, the contacts so far, when
-/// it began, and what it has spent (a page that failed is fetched again,
-/// never page 1, until the budget is spent).
+/// What a listing has spent: requests sent (retries included) and pages
+/// read, shared by the pages read at once.
 #[derive(Default)]
-pub(super) struct ListProgress {
-    cursor: u64,
-    ids: HashMap<String, String>,
-    started: Option<Instant>,
-    /// Pages read.
-    pages: u64,
-    /// Requests sent, retries included.
-    spent: Meter,
+pub(super) struct ListSpend {
+    meter: Meter,
+    pages: AtomicU64,
+}
+
+/// A page of a listing being read: its cursor and what came of it.
+type PageRead<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (u64, Result<ListPage, Option<RowError>>)> + Send + 'a>,
+>;
+
+/// Runs `futures` at once and gives their outputs in order.
+async fn join_all<'a, T>(
+    mut futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>>,
+) -> Vec<T> {
+    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, out) in futures.iter_mut().zip(done.iter_mut()) {
+            if out.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
 }
 
 /// Requests a listing may send before its rows fail `LISTING_FAILED`:
@@ -601,8 +625,7 @@ impl Engine {
             .map(|j| (j.contact.phone.clone(), j))
             .collect();
         let mut found: Vec<(Job, Listed)> = Vec::new();
-        let spent = Meter::default();
-        let mut pages = 0u64;
+        let spend = ListSpend::default();
         // Takes the page's contacts that are wanted; whether there were any.
         let mut take = |page: &ListPage, wanted: &mut HashMap<String, Job>| {
             let mut hit = false;
@@ -615,9 +638,8 @@ impl Engine {
             hit
         };
         // The first page gives the total (and may hold some rows).
-        let first = self.read_page(group, 0, &spent, pages).await;
+        let first = self.fetch_page(group, 0, &spend).await.ok();
         if let Some(first) = first {
-            pages += 1;
             take(&first, &mut wanted);
             let per_page = u64::try_from(first.entries.len()).unwrap_or(1).max(1);
             // The batch's contacts fill `step` pages in a row at least: probing
@@ -635,10 +657,9 @@ impl Engine {
                 .filter(|&c| c > 0);
             let mut hit = None;
             while let Some(c) = probe.filter(|_| !wanted.is_empty()) {
-                let Some(page) = self.read_page(group, c, &spent, pages).await else {
+                let Some(page) = self.fetch_page(group, c, &spend).await.ok() else {
                     break;
                 };
-                pages += 1;
                 if take(&page, &mut wanted) {
                     hit = Some((c, page.next));
                     break;
@@ -649,10 +670,9 @@ impl Engine {
             if let Some((at, next)) = hit {
                 let mut c = back(at, 1).filter(|&p| p > 0);
                 while let Some(p) = c.filter(|_| !wanted.is_empty()) {
-                    let Some(page) = self.read_page(group, p, &spent, pages).await else {
+                    let Some(page) = self.fetch_page(group, p, &spend).await.ok() else {
                         break;
                     };
-                    pages += 1;
                     c = take(&page, &mut wanted)
                         .then(|| back(p, 1))
                         .flatten()
@@ -660,10 +680,9 @@ impl Engine {
                 }
                 let mut c = next;
                 while let Some(p) = c.filter(|_| !wanted.is_empty()) {
-                    let Some(page) = self.read_page(group, p, &spent, pages).await else {
+                    let Some(page) = self.fetch_page(group, p, &spend).await.ok() else {
                         break;
                     };
-                    pages += 1;
                     c = if take(&page, &mut wanted) {
                         page.next
                     } else {
@@ -673,8 +692,9 @@ impl Engine {
             }
         }
         tracing::debug!(
-            "settled {} rows of a lost answer in target {group:?} from {pages} pages of its listing ({} not found)",
+            "settled {} rows of a lost answer in target {group:?} from {} pages of its listing ({} not found)",
             found.len(),
+            spend.pages.load(Ordering::Relaxed),
             wanted.len()
         );
         drop(_alone);
@@ -702,41 +722,6 @@ impl Engine {
             }
         }
         wanted.into_values().collect()
-    }
-
-    /// One page of `group`'s listing, fetched again on failure within the
-    /// listing budget (`spent` so far, `pages` read); `None` when it cannot be
-    /// read (the run stopping included).
-    async fn read_page(
-        &self,
-        group: &str,
-        cursor: u64,
-        spent: &Meter,
-        pages: u64,
-    ) -> Option<ListPage> {
-        loop {
-            let req = self.provider.list(&self.key, group, cursor);
-            let page = match self.call_counted(req, &AtomicBool::new(false), spent).await {
-                Ok(reply) => self
-                    .provider
-                    .parse_list(cursor, reply.status, &reply.body)
-                    .map_err(|e| self.op_error(e).message),
-                Err(e) => Err(e.to_string()),
-            };
-            match page {
-                Ok(page) => return Some(page),
-                Err(_) if self.aborted() => return None,
-                Err(e) => {
-                    let used = spent.attempts.load(Ordering::Relaxed);
-                    if used >= listing_budget(self.dispatcher.max_retries(), pages) {
-                        tracing::debug!(
-                            "reading the end of target {group:?}'s listing: {e}; giving up"
-                        );
-                        return None;
-                    }
-                }
-            }
-        }
     }
 
     /// Finds the id of a row the provider already holds, then updates it.
@@ -832,23 +817,101 @@ impl Engine {
         self.list_budgeted(group).await.map(|(ids, _)| ids)
     }
 
-    /// Lists `group` whole, each failed page fetched again, within
-    /// [`listing_budget`]; the contacts and when the listing began.
+    /// Lists `group` whole within [`listing_budget`]: the first page, then
+    /// (its total known) the others `--concurrency` at a time, then on from
+    /// the last while it says there is more (contacts added meanwhile, or no
+    /// total). The contacts and when the listing began.
     async fn list_budgeted(
         &self,
         group: &str,
     ) -> Result<(HashMap<String, String>, Instant), Option<RowError>> {
-        let mut progress = ListProgress::default();
+        let started = Instant::now();
+        let spend = ListSpend::default();
+        let mut ids = HashMap::new();
+        let first = self.fetch_page(group, 0, &spend).await?;
+        let mut cursors = Vec::new();
+        if first.next.is_some() {
+            let mut c = first.total.and_then(|t| self.provider.last_cursor(t));
+            while let Some(p) = c.filter(|&p| p > 0) {
+                cursors.push(p);
+                c = self.provider.previous_cursor(p);
+            }
+            cursors.reverse();
+        }
+        let mut next = if cursors.is_empty() { first.next } else { None };
+        for entry in first.entries {
+            ids.insert(entry.phone, entry.contact_id);
+        }
+        for wave in cursors.chunks(self.dispatcher.concurrency().max(1)) {
+            let reads = wave
+                .iter()
+                .map(|&c| {
+                    let spend = &spend;
+                    Box::pin(async move { (c, self.fetch_page(group, c, spend).await) })
+                        as PageRead<'_>
+                })
+                .collect();
+            for (c, page) in join_all(reads).await {
+                let page = page?;
+                if cursors.last() == Some(&c) {
+                    next = page.next;
+                }
+                for entry in page.entries {
+                    ids.insert(entry.phone, entry.contact_id);
+                }
+            }
+        }
+        while let Some(c) = next {
+            let page = self.fetch_page(group, c, &spend).await?;
+            next = page.next;
+            for entry in page.entries {
+                ids.insert(entry.phone, entry.contact_id);
+            }
+        }
+        tracing::debug!(
+            "listed {} contacts of target {group:?} in {} requests",
+            ids.len(),
+            spend.meter.attempts.load(Ordering::Relaxed)
+        );
+        let entries: Vec<(String, String)> =
+            ids.iter().map(|(p, i)| (p.clone(), i.clone())).collect();
+        self.record(group, |target| Update::Known { target, entries });
+        Ok((ids, started))
+    }
+
+    /// One page of `group`'s listing, fetched again on failure (never a
+    /// restart from page 1) while the listing's budget lasts; past it,
+    /// `LISTING_FAILED`. `Err(None)` when the run stops.
+    async fn fetch_page(
+        &self,
+        group: &str,
+        cursor: u64,
+        spend: &ListSpend,
+    ) -> Result<ListPage, Option<RowError>> {
         loop {
-            let result = self.list_from(group, &mut progress).await;
+            let req = self.provider.list(&self.key, group, cursor);
+            let result = match self
+                .call_counted(req, &AtomicBool::new(false), &spend.meter)
+                .await
+            {
+                Ok(reply) => self
+                    .provider
+                    .parse_list(cursor, reply.status, &reply.body)
+                    .map_err(|e| Some(self.op_error(e))),
+                Err(e) => Err(Self::send_error(e).ok()),
+            };
             let last = match result {
-                Ok(ids) => return Ok((ids, progress.started.unwrap_or_else(Instant::now))),
+                Ok(page) => {
+                    spend.pages.fetch_add(1, Ordering::Relaxed);
+                    return Ok(page);
+                }
                 Err(e) if self.aborted() => return Err(e),
                 Err(None) => return Err(None),
                 Err(Some(e)) => e,
             };
-            let spent = progress.spent.attempts.load(Ordering::Relaxed);
-            let budget = listing_budget(self.dispatcher.max_retries(), progress.pages);
+            let spent = spend.meter.attempts.load(Ordering::Relaxed);
+            let pages = spend.pages.load(Ordering::Relaxed);
+            let budget = listing_budget(self.dispatcher.max_retries(), pages);
             if spent >= budget {
                 tracing::warn!(
                     "listing of target {group:?} stopped after {spent} requests: {}",
@@ -857,8 +920,8 @@ impl Engine {
                 return Err(Some(RowError::new(
                     ErrorCode::ListingFailed,
                     format!(
-                        "the listing of existing contacts did not complete within its budget of {budget} requests ({} pages read; the last failure: {})",
-                        progress.pages, last.message
+                        "the listing of existing contacts did not complete within its budget of {budget} requests ({pages} pages read; the last failure: {})",
+                        last.message
                     ),
                 )));
             }
@@ -867,43 +930,6 @@ impl Engine {
                 last.message
             );
         }
-    }
-
-    /// Lists `group` from where `progress` stands; on a failed page,
-    /// `progress` keeps the pages already read, so the next call resumes.
-    /// The caller keeps the listing's budget and its stability.
-    async fn list_from(
-        &self,
-        group: &str,
-        progress: &mut ListProgress,
-    ) -> Result<HashMap<String, String>, Option<RowError>> {
-        progress.started.get_or_insert_with(Instant::now);
-        loop {
-            let c = progress.cursor;
-            let req = self.provider.list(&self.key, group, c);
-            let reply = self
-                .call_counted(req, &AtomicBool::new(false), &progress.spent)
-                .await
-                .map_err(|e| Self::send_error(e).ok())?;
-            let page = self
-                .provider
-                .parse_list(c, reply.status, &reply.body)
-                .map_err(|e| Some(self.op_error(e)))?;
-            progress.pages += 1;
-            for entry in page.entries {
-                progress.ids.insert(entry.phone, entry.contact_id);
-            }
-            match page.next {
-                Some(next) => progress.cursor = next,
-                None => break,
-            }
-        }
-        let ids = std::mem::take(&mut progress.ids);
-        tracing::debug!("listed {} contacts of target {group:?}", ids.len());
-        let entries: Vec<(String, String)> =
-            ids.iter().map(|(p, i)| (p.clone(), i.clone())).collect();
-        self.record(group, |target| Update::Known { target, entries });
-        Ok(ids)
     }
 
     /// The id of `phone` in `group`'s listing, fetched once and fetched again
