@@ -983,11 +983,19 @@ fn a_lost_answer_for_a_contact_that_was_there_with_other_data_updates_it() {
 /// answer to it was read (counted by the sandbox). A first run at the
 /// default retries, then reruns with `--max-retries 30` (as cron would) must
 /// end with exactly the file's contacts, none duplicated, each with its row's
-/// data. Returns (runs, requests) for the record.
-fn campaign(provider: &str, seed: u64, rows: usize, stress: FaultSettings) -> (usize, u64) {
+/// data. One row in `old_every` is already there; the runs must be exact
+/// after `max_runs` at most. Returns the runs and each one's requests.
+fn campaign(
+    provider: &str,
+    seed: u64,
+    rows: usize,
+    stress: FaultSettings,
+    old_every: usize,
+    max_runs: usize,
+) -> (usize, Vec<u64>) {
     let sb = Sandbox::seeded(stress, seed);
     let phones = numbers(rows, 0);
-    let old: Vec<String> = phones.iter().step_by(3).cloned().collect();
+    let old: Vec<String> = phones.iter().step_by(old_every).cloned().collect();
     preload(&sb, provider, &old);
     let old: BTreeSet<String> = old.into_iter().collect();
     let first_name: BTreeMap<&String, String> = phones
@@ -999,6 +1007,7 @@ fn campaign(provider: &str, seed: u64, rows: usize, stress: FaultSettings) -> (u
     dir.write("in.csv", csv_of(&phones));
     let mut runs = 0;
     let mut seen: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut spent: Vec<u64> = Vec::new();
     loop {
         runs += 1;
         let retries = if runs == 1 { "5" } else { "30" };
@@ -1056,6 +1065,7 @@ fn campaign(provider: &str, seed: u64, rows: usize, stress: FaultSettings) -> (u
                         "HTTP_429",
                         "NETWORK",
                         "API_15",
+                        "LISTING_FAILED",
                     ]
                     .contains(&row.code.as_str()),
                     "{why}: {row:?}"
@@ -1102,19 +1112,18 @@ fn campaign(provider: &str, seed: u64, rows: usize, stress: FaultSettings) -> (u
                 .collect();
             println!("  {why}: not yet exact: {off:?}");
         }
+        let total: u64 = state
+            .counters
+            .requests
+            .values()
+            .flat_map(|m| m.values())
+            .sum();
+        spent.push(total - spent.iter().sum::<u64>());
         if exact {
-            return (
-                runs,
-                state
-                    .counters
-                    .requests
-                    .values()
-                    .flat_map(|m| m.values())
-                    .sum(),
-            );
+            return (runs, spent);
         }
         assert!(
-            runs < 6,
+            runs < max_runs,
             "{why}: not exactly the file's contacts after {runs} runs"
         );
     }
@@ -1145,7 +1154,8 @@ fn fault_campaign_short() {
     for seed in 1..=3 {
         for provider in PROVIDERS {
             let started = std::time::Instant::now();
-            let (runs, requests) = campaign(provider, seed, 60, mixed_faults());
+            let (runs, spent) = campaign(provider, seed, 60, mixed_faults(), 3, 5);
+            let requests: u64 = spent.iter().sum();
             println!(
                 "{provider:<11} seed {seed}: {runs} runs, {requests} requests, {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -1175,12 +1185,69 @@ fn fault_campaign_long() {
     for seed in seeds {
         for provider in providers.iter().map(String::as_str) {
             let started = std::time::Instant::now();
-            let (runs, requests) = campaign(provider, seed, 600, mixed_faults());
+            let (runs, spent) = campaign(provider, seed, 600, mixed_faults(), 3, 5);
+            let requests: u64 = spent.iter().sum();
             println!(
                 "{provider:<11} {seed:>4} {:>5} {runs:>5} {requests:>9}   {:.1} s",
                 600,
                 started.elapsed().as_secs_f64()
             );
+        }
+    }
+}
+
+/// The faults of issue 10's last check: 30% 5xx, 20% lost answers, 20%
+/// dropped connections, nothing else.
+fn heavy_faults() -> FaultSettings {
+    FaultSettings {
+        fault_rate: 0.3,
+        lose_rate: 0.2,
+        drop_rate: 0.2,
+        ..FaultSettings::default()
+    }
+}
+
+/// The requests a first run of `rows` rows (every `old_every`th already
+/// there, unknown to the store) may send at `--max-retries 5`: every call
+/// at most 6 attempts; a call per row to add it (SMS Partner: a call per
+/// 500), one more per existing row to update it, and the listing's budget
+/// (`2 × 6 × (pages + 2)`) for each listing the rows can start. A row adds
+/// at most one listing (its add met "already there" after the last listing
+/// began), settled lost answers included.
+fn first_run_budget(provider: &str, rows: u64, old_every: u64) -> u64 {
+    let (adds, page) = if provider == "mobivate" {
+        (rows, 100)
+    } else {
+        (rows.div_ceil(500), 20)
+    };
+    let updates = rows.div_ceil(old_every) + rows / 20;
+    let listing = 2 * 6 * (rows.div_ceil(page) + 2);
+    6 * (adds + updates) + listing * (1 + rows / 100)
+}
+
+/// Issue 10's "done when": with 30% 5xx, 20% lost answers and 20% dropped
+/// connections, a 2,000-row upsert at the default retries ends within its
+/// request budget with a true report for every row, and one rerun at
+/// `--max-retries 30` leaves exactly the file's contacts. By hand:
+/// `cargo test --release --test integration robust::heavy_faults_2000 -- --ignored --nocapture`.
+/// Figures in docs/reliability.md.
+#[test]
+#[ignore = "long: 2,000 rows × 2 providers under 70% failed attempts"]
+fn heavy_faults_2000_rows_upsert_then_one_rerun_is_exact() {
+    let seeds: Vec<u64> = std::env::var("HEAVY_SEEDS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1]);
+    for seed in seeds {
+        for provider in PROVIDERS {
+            let started = std::time::Instant::now();
+            let (runs, spent) = campaign(provider, seed, 2_000, heavy_faults(), 2, 2);
+            let budget = first_run_budget(provider, 2_000, 2);
+            println!(
+                "{provider:<11} seed {seed}: {runs} runs, requests per run {spent:?} (first-run budget {budget}), {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            assert!(spent[0] <= budget, "{provider}: {} > {budget}", spent[0]);
         }
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use reqwest::header::{self, HeaderValue, InvalidHeaderValue};
 use reqwest::{Method, Url};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{RwLock, Semaphore, watch};
 use tokio::time::Instant;
 
 pub use aimd::Aimd;
@@ -511,20 +511,22 @@ impl Dispatcher {
         sent: &AtomicBool,
         classify: Classify<'_>,
     ) -> Result<HttpReply, SendError> {
-        self.send_counted(call, sent, classify, &Meter::default())
+        self.send_counted(call, sent, classify, &Meter::default(), None)
             .await
     }
 
     /// [`Dispatcher::send_classified`], counting in `meter` the attempts
     /// sent (so a caller can keep a budget of requests) and those that may
     /// have been applied without an answer (so a caller can tell an "already
-    /// exists" that its own lost attempt caused).
+    /// exists" that its own lost attempt caused). Each attempt holds
+    /// `shared` (read) while it is out, never while it waits to be retried.
     pub async fn send_counted(
         &self,
         call: &HttpCall,
         sent: &AtomicBool,
         classify: Classify<'_>,
         meter: &Meter,
+        shared: Option<&RwLock<()>>,
     ) -> Result<HttpReply, SendError> {
         let mut stop = self.stop.clone();
         let mut retries = 0u32;
@@ -534,7 +536,7 @@ impl Dispatcher {
             // Stopped while waiting for a permit or a token: this attempt was
             // not sent, so the answer is the previous one's, if any.
             let Some((attempt, sent_at)) = self
-                .attempt(call, retries > 0, &mut stop, sent, &meter.attempts)
+                .attempt(call, retries > 0, &mut stop, sent, &meter.attempts, shared)
                 .await
             else {
                 return last.map_or(Err(SendError::Cancelled), |a| self.finish(a, reached));
@@ -690,15 +692,21 @@ impl Dispatcher {
         stop: &mut watch::Receiver<bool>,
         sent: &AtomicBool,
         attempts: &AtomicU64,
+        shared: Option<&RwLock<()>>,
     ) -> Option<(Attempt, Instant)> {
         let ready = async {
             self.hold.wait().await;
+            // Before the permit: what holds `shared` alone may need permits.
+            let shared = match shared {
+                Some(lock) => Some(lock.read().await),
+                None => None,
+            };
             let permit = self.permits.acquire().await.ok();
             self.pacer.ready().await;
             if let Some(gate) = &self.gate {
                 gate.open().await;
             }
-            permit
+            permit.map(|p| (p, shared))
         };
         let _permit = tokio::select! {
             biased;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{OwnedRwLockReadGuard, RwLock, Semaphore, mpsc, watch};
+use tokio::sync::{RwLock, Semaphore, mpsc, watch};
 
 use crate::codes::{ErrorCode, Outcome, RowError};
 use crate::dispatch::{Dispatcher, HttpCall, HttpReply, Meter, SendError};
@@ -268,29 +268,20 @@ type PageRead<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = (u64, Result<ListPage, Option<RowError>>)> + Send + 'a>,
 >;
 
-/// Runs `futures` at once and gives their outputs in order.
-async fn join_all<'a, T>(
-    mut futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>>,
-) -> Vec<T> {
-    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, out) in futures.iter_mut().zip(done.iter_mut()) {
-            if out.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *out = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
+/// Waits for the first of `reads` to finish, removes it and gives its output.
+/// `reads` must not be empty.
+async fn first_done(reads: &mut Vec<PageRead<'_>>) -> (u64, Result<ListPage, Option<RowError>>) {
+    let (i, out) = std::future::poll_fn(|cx| {
+        for (i, read) in reads.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(out) = read.as_mut().poll(cx) {
+                return std::task::Poll::Ready((i, out));
             }
         }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
+        std::task::Poll::Pending
     })
     .await;
-    done.into_iter().flatten().collect()
+    drop(reads.swap_remove(i));
+    out
 }
 
 /// Requests a listing may send before its rows fail `LISTING_FAILED`:
@@ -344,25 +335,27 @@ impl Engine {
         req: ApiRequest,
         sent: &AtomicBool,
     ) -> Result<HttpReply, SendError> {
-        self.call_counted(req, sent, &Meter::default()).await
+        self.call_counted(req, sent, &Meter::default(), None).await
     }
 
-    /// Holds off a write to `group` while the group is listed, when the
-    /// provider's listing order is not stable under writes; the guard is
-    /// held while the write is in flight.
-    async fn write_gate(&self, group: &str) -> Option<OwnedRwLockReadGuard<()>> {
+    /// What a write to `group` holds (shared) while each attempt is out, so
+    /// that none lands while the group is listed, when the provider's
+    /// listing order is not stable under writes.
+    fn write_gate(&self, group: &str) -> Option<Arc<RwLock<()>>> {
         if self.provider.listing_stable_under_writes() {
             return None;
         }
-        Some(self.directory.gate(group)?.read_owned().await)
+        self.directory.gate(group)
     }
 
-    /// [`Engine::call`], counting its attempts in `meter`.
+    /// [`Engine::call`], counting its attempts in `meter`; each attempt
+    /// holds `shared` (read) while it is out.
     pub(super) async fn call_counted(
         &self,
         req: ApiRequest,
         sent: &AtomicBool,
         meter: &Meter,
+        shared: Option<&RwLock<()>>,
     ) -> Result<HttpReply, SendError> {
         let unsendable = |message: String| SendError::Network {
             message,
@@ -391,7 +384,7 @@ impl Engine {
         };
         let result = self
             .dispatcher
-            .send_counted(&call, sent, &classify, meter)
+            .send_counted(&call, sent, &classify, meter, shared)
             .await;
         // Answered, or given up on: either way nothing of it is pending any more.
         sent.store(false, Ordering::SeqCst);
@@ -525,10 +518,9 @@ impl Engine {
         let contacts: Vec<&Contact> = jobs.iter().map(|j| j.contact.as_ref()).collect();
         tracing::debug!("adding {} rows to target {group:?}", contacts.len());
         let req = self.provider.add(&self.key, &group, &contacts);
-        let gate = self.write_gate(&group).await;
+        let gate = self.write_gate(&group);
         let meter = Meter::default();
-        let reply = self.call_counted(req, &sent, &meter).await;
-        drop(gate);
+        let reply = self.call_counted(req, &sent, &meter, gate.as_deref()).await;
         let answered = Instant::now();
         // An attempt may have been applied without an answer: the rows the
         // final answer calls "already there" may be this call's own work.
@@ -769,9 +761,10 @@ impl Engine {
             job.ticket.not_attempted(NOT_SENT);
             return None;
         }
-        let gate = self.write_gate(&group).await;
-        let reply = self.call(req, &job.ticket.sent).await;
-        drop(gate);
+        let gate = self.write_gate(&group);
+        let reply = self
+            .call_counted(req, &job.ticket.sent, &Meter::default(), gate.as_deref())
+            .await;
         match reply {
             Ok(r) => match self.provider.parse_update(&id, r.status, &r.body) {
                 Ok(id) => {
@@ -842,23 +835,28 @@ impl Engine {
         for entry in first.entries {
             ids.insert(entry.phone, entry.contact_id);
         }
-        for wave in cursors.chunks(self.dispatcher.concurrency().max(1)) {
-            let reads = wave
-                .iter()
-                .map(|&c| {
-                    let spend = &spend;
-                    Box::pin(async move { (c, self.fetch_page(group, c, spend).await) })
-                        as PageRead<'_>
-                })
-                .collect();
-            for (c, page) in join_all(reads).await {
-                let page = page?;
-                if cursors.last() == Some(&c) {
-                    next = page.next;
-                }
-                for entry in page.entries {
-                    ids.insert(entry.phone, entry.contact_id);
-                }
+        // A sliding window: a page is asked for as soon as another is in.
+        let read = |c: u64| -> PageRead<'_> {
+            let spend = &spend;
+            Box::pin(async move { (c, self.fetch_page(group, c, spend).await) })
+        };
+        let mut waiting = cursors.iter().copied();
+        let mut reading: Vec<PageRead<'_>> = waiting
+            .by_ref()
+            .take(self.dispatcher.concurrency().max(1))
+            .map(read)
+            .collect();
+        while !reading.is_empty() {
+            let (c, page) = first_done(&mut reading).await;
+            let page = page?;
+            if cursors.last() == Some(&c) {
+                next = page.next;
+            }
+            for entry in page.entries {
+                ids.insert(entry.phone, entry.contact_id);
+            }
+            if let Some(c) = waiting.next() {
+                reading.push(read(c));
             }
         }
         while let Some(c) = next {
@@ -891,7 +889,7 @@ impl Engine {
         loop {
             let req = self.provider.list(&self.key, group, cursor);
             let result = match self
-                .call_counted(req, &AtomicBool::new(false), &spend.meter)
+                .call_counted(req, &AtomicBool::new(false), &spend.meter, None)
                 .await
             {
                 Ok(reply) => self
