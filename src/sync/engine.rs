@@ -255,6 +255,12 @@ struct Listing {
     failed: Option<(Instant, RowError)>,
 }
 
+/// Pages of a listing asked for at once, per request `--concurrency` lets
+/// fly: a page waiting to be retried holds no permit, so under faults more
+/// pages than permits keep the permits busy (the permits still bound what is
+/// in flight).
+const LISTING_WINDOW: usize = 8;
+
 /// What a listing has spent: requests sent (retries included) and pages
 /// read, shared by the pages read at once.
 #[derive(Default)]
@@ -811,7 +817,8 @@ impl Engine {
     }
 
     /// Lists `group` whole within [`listing_budget`]: the first page, then
-    /// (its total known) the others `--concurrency` at a time, then on from
+    /// (its total known) the others [`LISTING_WINDOW`] × `--concurrency` at
+    /// a time, then on from
     /// the last while it says there is more (contacts added meanwhile, or no
     /// total). The contacts and when the listing began.
     async fn list_budgeted(
@@ -843,7 +850,7 @@ impl Engine {
         let mut waiting = cursors.iter().copied();
         let mut reading: Vec<PageRead<'_>> = waiting
             .by_ref()
-            .take(self.dispatcher.concurrency().max(1))
+            .take(LISTING_WINDOW.saturating_mul(self.dispatcher.concurrency().max(1)))
             .map(read)
             .collect();
         while !reading.is_empty() {
