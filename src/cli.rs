@@ -110,6 +110,9 @@ pub struct ValidateArgs {
     /// The group a sync would use: empty groupId cells fall back to it, as in sync.
     #[arg(long, value_name = "ID")]
     pub group_id: Option<String>,
+    /// Exit 2 when more rows than this are invalid, as sync would (it would send nothing): a count, or a share like 5%.
+    #[arg(long, value_name = "N[%]")]
+    pub max_invalid: Option<String>,
     /// Worker threads for normalisation [default: number of CPUs].
     #[arg(long, hide = true)]
     pub threads: Option<usize>,
@@ -163,6 +166,15 @@ pub struct SyncArgs {
     /// Ignore what the state store says was sent: send every valid row once and refresh the store.
     #[arg(long)]
     pub full: bool,
+    /// Mirror mode: after the rows, delete the contacts this tool put on the target whose number left the file (or opted out).
+    #[arg(long)]
+    pub delete_missing: bool,
+    /// With --delete-missing: when more deletions than this are due, send nothing (exit 2); a count, or a share of the managed contacts like 10% [default: 10%].
+    #[arg(long, value_name = "N[%]", requires = "delete_missing")]
+    pub max_delete: Option<String>,
+    /// With --delete-missing: where each deleted contact's last-sent fields are appended, as sync input [default: <report stem>.deleted.csv beside the report].
+    #[arg(long, value_name = "PATH", requires = "delete_missing")]
+    pub deleted_backup: Option<PathBuf>,
 }
 
 /// Which provider to talk to.

@@ -12,12 +12,16 @@ pub enum Outcome {
     WouldAdd,
     /// Dry run: the row would update an existing contact.
     WouldUpdate,
+    /// Dry run (mirror mode): the contact would be deleted.
+    WouldDelete,
     /// The contact was created.
     Added,
     /// An existing contact was updated.
     Updated,
     /// Identical to what was last sent; no request made.
     Unchanged,
+    /// Mirror mode: the contact left the file (or opted out) and was deleted.
+    Deleted,
     /// The row failed validation and was not sent.
     Invalid,
     /// The provider refused the row or could not be reached.
@@ -28,13 +32,15 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in report order.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Valid,
         Outcome::WouldAdd,
         Outcome::WouldUpdate,
+        Outcome::WouldDelete,
         Outcome::Added,
         Outcome::Updated,
         Outcome::Unchanged,
+        Outcome::Deleted,
         Outcome::Invalid,
         Outcome::Failed,
         Outcome::NotAttempted,
@@ -46,9 +52,11 @@ impl Outcome {
             Outcome::Valid => "valid",
             Outcome::WouldAdd => "would_add",
             Outcome::WouldUpdate => "would_update",
+            Outcome::WouldDelete => "would_delete",
             Outcome::Added => "added",
             Outcome::Updated => "updated",
             Outcome::Unchanged => "unchanged",
+            Outcome::Deleted => "deleted",
             Outcome::Invalid => "invalid",
             Outcome::Failed => "failed",
             Outcome::NotAttempted => "not_attempted",
@@ -93,6 +101,8 @@ pub enum ErrorCode {
     DuplicatePhone,
     /// An empty group cell with no `--group-id` to fall back to.
     GroupMissing,
+    /// The opt-out cell is neither a yes nor a no.
+    OptOutInvalid,
     /// A provider error code (`API_<n>`).
     Api(i64),
     /// An HTTP error status with no provider code (`HTTP_<status>`).
@@ -125,6 +135,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::UrlInvalid => f.write_str("URL_INVALID"),
             ErrorCode::DuplicatePhone => f.write_str("DUPLICATE_PHONE"),
             ErrorCode::GroupMissing => f.write_str("GROUP_MISSING"),
+            ErrorCode::OptOutInvalid => f.write_str("OPTOUT_INVALID"),
             ErrorCode::Api(n) => write!(f, "API_{n}"),
             ErrorCode::Http(s) => write!(f, "HTTP_{s}"),
             ErrorCode::Network => f.write_str("NETWORK"),

@@ -40,11 +40,14 @@ pub enum Field {
     GroupId,
     /// Mobivate alias.
     Alias,
+    /// The person asked for no SMS (a yes/no cell): the row is never sent,
+    /// and mirror mode deletes its contact.
+    OptOut,
 }
 
 impl Field {
     /// Number of fields.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     /// Every field, in canonical order.
     pub const ALL: [Field; Field::COUNT] = [
         Field::PhoneNumber,
@@ -59,6 +62,7 @@ impl Field {
         Field::ContactId,
         Field::GroupId,
         Field::Alias,
+        Field::OptOut,
     ];
 
     /// The canonical field name, as in SPEC §3 and `--map`.
@@ -76,6 +80,7 @@ impl Field {
             Field::ContactId => "contactId",
             Field::GroupId => "groupId",
             Field::Alias => "alias",
+            Field::OptOut => "optOut",
         }
     }
 
@@ -131,6 +136,7 @@ impl Field {
             // to the same key.
             Field::ContactId => &["contact id"],
             Field::GroupId => &["group", "group id", "groupe"],
+            Field::OptOut => OPT_OUT_HEADERS,
             Field::Custom1 | Field::Custom2 | Field::Custom3 | Field::Custom4 | Field::Alias => &[],
         }
     }
@@ -147,6 +153,31 @@ impl fmt::Display for Field {
         f.write_str(self.name())
     }
 }
+
+/// Headers that map to `optOut` (matched folded, like every alias): what
+/// real exports call an SMS opt-out. Never an email opt-out (`Unsubscribed`,
+/// `EMAIL_BLACKLISTED`, `HasOptedOutOfEmail`): someone who wants no email may
+/// still want texts. docs/usage.md lists them; a test keeps the two in step.
+pub const OPT_OUT_HEADERS: &[&str] = &[
+    "opt out",
+    "opted out",
+    "sms opt out",
+    "sms opted out",
+    "opted out of sms",
+    "opted out of all sms",
+    "sms unsubscribed",
+    "unsubscribed from sms",
+    "stop sms",
+    "sms stop",
+    "sms blacklisted",
+    "blacklisted sms",
+    "do not text",
+    "do not sms",
+    "sms désinscrit",
+    "désinscrit sms",
+    "opposition sms",
+    "refus sms",
+];
 
 /// Lower-cases and drops accents, spaces, `_` and `-`, so `Prénom` matches `prenom`.
 pub fn fold(s: &str) -> String {
@@ -393,12 +424,18 @@ pub enum MapError {
         mobile: bool,
     },
     /// `--map` names a header that is not in the file.
-    #[error("--map {field}={header}: the file has no column named {header:?}")]
+    #[error(
+        "--map {field}={header}: the file has no column named {}; its columns are {}",
+        crate::words::quote(header),
+        some_columns(columns)
+    )]
     UnknownHeader {
         /// The field being mapped.
         field: Field,
         /// The header named.
         header: String,
+        /// The file's columns, for the message.
+        columns: Vec<String>,
     },
 }
 
@@ -427,6 +464,7 @@ impl ColumnMap {
                     MapError::UnknownHeader {
                         field: *field,
                         header: header.clone(),
+                        columns: headers.iter().map(|h| h.to_string()).collect(),
                     }
                 })?))
             };
@@ -495,9 +533,9 @@ impl ColumnMap {
                     passed_over,
                 } => {
                     map.phone_choice = Some(format!(
-                        "phone numbers are read from column {:?}, the one labelled mobile; \
+                        "phone numbers are read from column {}, the one labelled mobile; \
                          passed over: {} (--map phoneNumber=HEADER picks another)",
-                        headers[chosen].trim(),
+                        crate::words::quote(headers[chosen].trim()),
                         quoted_list(passed_over.iter().map(|&p| headers[p]))
                     ));
                     map.index[Field::PhoneNumber as usize] = Some(chosen);
@@ -842,10 +880,21 @@ fn ambiguous_phone_message(candidates: &[String], mobile: bool) -> String {
     )
 }
 
+/// The first columns of a header, quoted, with the count when there are more.
+fn some_columns(columns: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let list = quoted_list(columns.iter().take(SHOWN).map(String::as_str));
+    if columns.len() > SHOWN {
+        format!("{list} … ({} in all)", columns.len())
+    } else {
+        list
+    }
+}
+
 /// `"A", "B", "C"`.
 fn quoted_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
     items
-        .map(|h| format!("{:?}", h.trim()))
+        .map(|h| crate::words::quote(h.trim()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -908,10 +957,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(map.get(Field::PhoneNumber), Some(1));
-        assert!(matches!(
-            ColumnMap::resolve(&["phone"], &[(Field::Url, "web".into())]),
-            Err(MapError::UnknownHeader { .. })
-        ));
+        let err = ColumnMap::resolve(&["phone", "Site\u{a0}web"], &[(Field::Url, "web".into())])
+            .unwrap_err();
+        assert!(matches!(err, MapError::UnknownHeader { .. }));
+        assert_eq!(
+            err.to_string(),
+            "--map url=web: the file has no column named \"web\"; its columns are \"phone\", \"Site web\" (with a non-breaking space at position 5)"
+        );
+        let many: Vec<String> = (1..=25).map(|i| format!("c{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let err = ColumnMap::resolve(&many, &[(Field::Url, "web".into())]).unwrap_err();
+        assert!(
+            err.to_string().ends_with("\"c19\", \"c20\" … (25 in all)"),
+            "{err}"
+        );
     }
 
     fn resolve(
@@ -1263,6 +1322,48 @@ mod tests {
         assert_eq!(phone_label("LANDLINE_NUMBER"), PhoneLabel::NotPhone);
         assert_eq!(phone_label("WHATSAPP"), PhoneLabel::NotPhone);
         assert_eq!(phone_column(&["SMS", "Phone"]), Ok(Some(0)));
+    }
+
+    #[test]
+    fn sms_opt_out_headers_map_to_opt_out_and_email_ones_do_not() {
+        for h in OPT_OUT_HEADERS.iter().copied().chain([
+            "SMS_BLACKLISTED",
+            "Opt-Out",
+            "Stop SMS",
+            "optOut",
+            "OPTED_OUT",
+        ]) {
+            assert_eq!(Field::from_header(h), Some(Field::OptOut), "{h}");
+            assert_eq!(phone_label(h), PhoneLabel::NotPhone, "{h}");
+        }
+        for h in [
+            "EMAIL_BLACKLISTED",
+            "Unsubscribed",
+            "HasOptedOutOfEmail",
+            "Stop",
+        ] {
+            assert_eq!(Field::from_header(h), None, "{h}");
+        }
+        let (map, ignored) = ColumnMap::resolve(
+            &["EMAIL", "SMS", "SMS_BLACKLISTED", "EMAIL_BLACKLISTED"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(map.get(Field::PhoneNumber), Some(1));
+        assert_eq!(map.get(Field::OptOut), Some(2));
+        assert_eq!(ignored, ["EMAIL", "EMAIL_BLACKLISTED"]);
+    }
+
+    #[test]
+    fn the_docs_list_every_opt_out_header() {
+        let docs = include_str!("../docs/usage.md")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        for h in OPT_OUT_HEADERS {
+            assert!(docs.contains(h), "docs/usage.md does not name {h:?}");
+        }
     }
 
     #[test]

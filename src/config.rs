@@ -72,6 +72,65 @@ impl Error {
     }
 }
 
+/// A share or a count of invalid rows beyond which nothing is sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxInvalid {
+    /// At most this many invalid rows.
+    Count(u64),
+    /// At most this percentage of the rows.
+    Percent(f64),
+}
+
+impl MaxInvalid {
+    /// `N` or `N%`, given to `--max-invalid`.
+    pub fn parse(s: &str) -> Result<MaxInvalid, Error> {
+        MaxInvalid::parse_for("--max-invalid", s)
+    }
+
+    /// `N` or `N%`, given to `flag` (the same form serves `--max-delete`).
+    pub fn parse_for(flag: &str, s: &str) -> Result<MaxInvalid, Error> {
+        let bad = || {
+            Error::Usage(format!(
+                "{flag} {}: expected a count like 10 or a share like 5%",
+                crate::words::quote(s)
+            ))
+        };
+        match s.trim().strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p.trim().parse().map_err(|_| bad())?;
+                if (0.0..=100.0).contains(&p) {
+                    Ok(MaxInvalid::Percent(p))
+                } else {
+                    Err(bad())
+                }
+            }
+            None => s.trim().parse().map(MaxInvalid::Count).map_err(|_| bad()),
+        }
+    }
+
+    /// The flag's value parsed from `arg`, if given.
+    pub fn from_arg(arg: Option<&str>) -> Result<Option<MaxInvalid>, Error> {
+        arg.map(MaxInvalid::parse).transpose()
+    }
+
+    /// Why a run is refused by this limit: `3 of 4 rows are invalid, more than --max-invalid 25% allows`.
+    pub fn refusal(self, invalid: u64, rows: u64) -> String {
+        let limit = match self {
+            MaxInvalid::Count(n) => n.to_string(),
+            MaxInvalid::Percent(p) => format!("{p}%"),
+        };
+        format!("{invalid} of {rows} rows are invalid, more than --max-invalid {limit} allows")
+    }
+
+    /// Whether `invalid` of `rows` is more than allowed.
+    pub fn exceeded(self, invalid: u64, rows: u64) -> bool {
+        match self {
+            MaxInvalid::Count(n) => invalid > n,
+            MaxInvalid::Percent(p) => rows > 0 && (invalid as f64) * 100.0 > p * rows as f64,
+        }
+    }
+}
+
 /// Where the input comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -213,6 +272,8 @@ pub struct OutputConfig {
     pub rejects: Option<Target>,
     /// The JSON summary, if asked for.
     pub summary_json: Option<PathBuf>,
+    /// The backup of mirror-mode deletions (sync `--delete-missing` only).
+    pub backup: Option<PathBuf>,
 }
 
 impl OutputConfig {
@@ -234,9 +295,32 @@ impl OutputConfig {
             report,
             rejects,
             summary_json: args.summary_json.clone(),
+            backup: None,
         };
         config.check_paths(source)?;
         Ok(config)
+    }
+
+    /// Adds the deletion backup (`path`, else `<report stem>.deleted.csv`
+    /// beside the report), checked like every other output.
+    pub fn with_backup(
+        mut self,
+        path: Option<&Path>,
+        source: &Source,
+    ) -> Result<OutputConfig, Error> {
+        let report = match &self.report {
+            Target::File(p) => p.clone(),
+            Target::Stdout => match source.default_report() {
+                Target::File(p) => p,
+                Target::Stdout => PathBuf::from("stdin.report.csv"),
+            },
+        };
+        self.backup = Some(match path {
+            Some(p) => p.to_path_buf(),
+            None => default_backup(&report),
+        });
+        self.check_paths(source)?;
+        Ok(self)
     }
 
     /// Every file output with its flag, final and partial paths included.
@@ -244,7 +328,9 @@ impl OutputConfig {
         let mut files = Vec::new();
         let mut add = |flag: &'static str, path: &Path| {
             files.push((flag, path.to_path_buf()));
-            files.push((flag, crate::report::partial_path(path)));
+            if !crate::report::is_special(path) {
+                files.push((flag, crate::report::partial_path(path)));
+            }
         };
         if let Target::File(p) = &self.report {
             add("--report", p);
@@ -254,6 +340,10 @@ impl OutputConfig {
         }
         if let Some(p) = &self.summary_json {
             add("--summary-json", p);
+        }
+        if let Some(p) = &self.backup {
+            // Appended to in place: it has no partial path.
+            files.push(("--deleted-backup", p.clone()));
         }
         files
     }
@@ -278,7 +368,12 @@ impl OutputConfig {
         }
         for (i, ((flag_a, path_a), key_a)) in files.iter().zip(&keys).enumerate() {
             for ((flag_b, path_b), key_b) in files.iter().zip(&keys).skip(i + 1) {
-                if flag_a != flag_b && key_a.is_some() && key_a == key_b {
+                // Two outputs to /dev/null (or a terminal) destroy nothing.
+                if flag_a != flag_b
+                    && key_a.is_some()
+                    && key_a == key_b
+                    && !crate::report::is_special(path_a)
+                {
                     return Err(Error::Usage(format!(
                         "{flag_a} {} and {flag_b} {} are the same file: give each output its own path",
                         path_a.display(),
@@ -289,6 +384,20 @@ impl OutputConfig {
         }
         Ok(())
     }
+}
+
+/// `<report stem>.deleted.csv` beside the report: `in.report.csv` gives
+/// `in.deleted.csv`, `out.csv` gives `out.deleted.csv`.
+pub fn default_backup(report: &Path) -> PathBuf {
+    let name = report
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let stem = name
+        .strip_suffix(".report.csv")
+        .or_else(|| name.strip_suffix(".csv"))
+        .unwrap_or(&name);
+    report.with_file_name(format!("{stem}.deleted.csv"))
 }
 
 /// What makes two paths the same file: its device and inode when it exists
@@ -326,7 +435,8 @@ pub fn parse_delimiter(s: &str) -> Result<u8, Error> {
         "tab" | "\\t" | "\t" => Ok(b'\t'),
         _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" => Ok(s.as_bytes()[0]),
         _ => Err(Error::Usage(format!(
-            "--delimiter {s:?}: expected one character such as , ; | or the word tab"
+            "--delimiter {}: expected one character such as , ; | or the word tab",
+            crate::words::quote(s)
         ))),
     }
 }
@@ -336,13 +446,16 @@ pub fn parse_delimiter(s: &str) -> Result<u8, Error> {
 pub fn parse_map(s: &str) -> Result<(Field, String), Error> {
     let (field, header) = s.split_once('=').ok_or_else(|| {
         Error::Usage(format!(
-            "--map {s:?}: expected FIELD=HEADER (or FIELD= to leave FIELD unmapped)"
+            "--map {}: expected FIELD=HEADER (or FIELD= to leave FIELD unmapped)",
+            crate::words::quote(s)
         ))
     })?;
     let field = Field::from_name(field).ok_or_else(|| {
         let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
         Error::Usage(format!(
-            "--map {s:?}: unknown field {field:?}; fields are {}",
+            "--map {}: unknown field {}; fields are {}",
+            crate::words::quote(s),
+            crate::words::quote(field),
             names.join(", ")
         ))
     })?;
@@ -369,6 +482,34 @@ mod tests {
             parse_map("contactId=Id").unwrap(),
             (Field::ContactId, "Id".into())
         );
+    }
+
+    #[test]
+    fn the_deletion_backup_is_named_after_the_report() {
+        assert_eq!(
+            default_backup(Path::new("in.report.csv")),
+            PathBuf::from("in.deleted.csv")
+        );
+        assert_eq!(
+            default_backup(Path::new("/var/out/nightly.csv")),
+            PathBuf::from("/var/out/nightly.deleted.csv")
+        );
+        assert_eq!(
+            default_backup(Path::new("report")),
+            PathBuf::from("report.deleted.csv")
+        );
+    }
+
+    #[test]
+    fn max_invalid_counts_and_shares() {
+        assert_eq!(MaxInvalid::parse("10").unwrap(), MaxInvalid::Count(10));
+        assert_eq!(MaxInvalid::parse("5%").unwrap(), MaxInvalid::Percent(5.0));
+        assert!(MaxInvalid::parse("x").is_err());
+        assert!(MaxInvalid::parse("150%").is_err());
+        assert!(!MaxInvalid::Count(2).exceeded(2, 100));
+        assert!(MaxInvalid::Count(2).exceeded(3, 100));
+        assert!(!MaxInvalid::Percent(5.0).exceeded(5, 100));
+        assert!(MaxInvalid::Percent(5.0).exceeded(6, 100));
     }
 
     #[test]

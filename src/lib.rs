@@ -56,11 +56,18 @@ pub fn run(cli: Cli) -> Result<u8, config::Error> {
 /// Prints the end-of-run summary (unless quiet) and returns the exit code.
 fn finish(result: run::RunResult, log: &cli::LogArgs) -> u8 {
     if !log.quiet {
-        eprint!("{}", result.summary.human());
-        eprintln!("report: {}", result.report);
+        let mut fields = serde_json::Map::new();
+        fields.insert("summary".into(), result.summary.to_json());
+        fields.insert("report".into(), result.report.clone().into());
+        fields.insert("exit_code".into(), result.exit_code.into());
+        let text = match log.log_format {
+            cli::LogFormat::Text => format!("{}report: {}", result.summary.human(), result.report),
+            cli::LogFormat::Json => result.summary.headline(),
+        };
+        logging::emit(logging::Level::Info, &text, Some(fields));
     }
     if let Some(error) = &result.error {
-        eprintln!("contact-sync: error: {error}");
+        logging::error(error);
     }
     result.exit_code
 }

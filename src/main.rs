@@ -6,7 +6,10 @@ use clap::Parser;
 use contact_sync::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return contact_sync::logging::usage_error(e),
+    };
     contact_sync::logging::init(&cli.log);
     // `validate … --report - | head`: the reader went away, which is not an
     // error. A sync that cannot write its report is one.
@@ -25,7 +28,7 @@ fn main() -> ExitCode {
             }
             let code = err.exit_code();
             // Every error's message already names its cause.
-            eprintln!("contact-sync: error: {}", anyhow::Error::from(err));
+            contact_sync::logging::error(&anyhow::Error::from(err).to_string());
             ExitCode::from(code)
         }
     }

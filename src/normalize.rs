@@ -90,6 +90,9 @@ pub struct Contact {
     pub group_id: String,
     /// Mobivate alias from the file (empty when absent).
     pub alias: String,
+    /// The person asked for no SMS (`optOut` cell true-ish): never added or
+    /// updated; mirror mode deletes the contact.
+    pub opt_out: bool,
     /// The fields the file has a column for: an empty cell in one of them
     /// means "clear it" on update, a missing column means "leave it".
     pub present: FieldSet,
@@ -99,10 +102,10 @@ pub struct Contact {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionsError {
     /// `--default-region` is not a region libphonenumber knows.
-    #[error("--default-region {0:?} is not a known ISO 3166 region code (e.g. FR, GB, US)")]
+    #[error("--default-region {} is not a known ISO 3166 region code (e.g. FR, GB, US)", crate::words::quote(.0))]
     UnknownRegion(String),
     /// A `--date-format` is not a usable strftime pattern.
-    #[error("--date-format {0:?} is not a usable date pattern (e.g. %d/%m/%Y)")]
+    #[error("--date-format {} is not a usable date pattern (e.g. %d/%m/%Y)", crate::words::quote(.0))]
     BadDateFormat(String),
 }
 
@@ -312,6 +315,18 @@ impl Normalizer {
             Err(e) => errors.push(e),
         }
 
+        if let Some((col, raw)) = cell(Field::OptOut) {
+            match opt_out(raw) {
+                Ok(v) => contact.opt_out = v,
+                Err(e) => errors.push((col, e)),
+            }
+        }
+        // Nothing of an opted-out row is sent: only its number (and group) matter.
+        let checked = !contact.opt_out;
+        if contact.opt_out {
+            note(notes, OPTED_OUT_NOTE);
+        }
+
         for (field, out, code, what) in [
             (
                 Field::Firstname,
@@ -326,7 +341,7 @@ impl Normalizer {
                 "last name",
             ),
         ] {
-            if let Some((col, raw)) = cell(field) {
+            if let Some((col, raw)) = cell(field).filter(|_| checked) {
                 match self.name(raw, code, what, notes) {
                     Ok(name) => *out = name,
                     Err(e) => errors.push((col, e)),
@@ -334,7 +349,7 @@ impl Normalizer {
             }
         }
 
-        if let Some((col, raw)) = cell(Field::Date) {
+        if let Some((col, raw)) = cell(Field::Date).filter(|_| checked) {
             match self.date(raw, notes) {
                 Ok(Some(date)) => contact.date = date,
                 // A placeholder: the field is left out, so an update leaves it as it is.
@@ -343,7 +358,7 @@ impl Normalizer {
             }
         }
 
-        if let Some((col, raw)) = cell(Field::Url) {
+        if let Some((col, raw)) = cell(Field::Url).filter(|_| checked) {
             match url(raw) {
                 Ok(url) => contact.url = url,
                 Err(e) => errors.push((col, e)),
@@ -1047,6 +1062,64 @@ fn digit(n: u32) -> char {
 
 /// A trimmed URL cell, checked to be an absolute http(s) URL with a host and
 /// returned exactly as written: the provider stores what the user wrote.
+/// What the report says of an opted-out row.
+pub const OPTED_OUT_NOTE: &str =
+    "opted out (optOut): never added or updated; --delete-missing deletes its contact";
+
+/// Folded cell values that mean "opted out" (SPEC §3: yes, true, 1, x, oui),
+/// with the words exports write for it.
+const OPT_OUT_YES: &[&str] = &[
+    "yes",
+    "y",
+    "true",
+    "t",
+    "1",
+    "x",
+    "oui",
+    "o",
+    "vrai",
+    "optedout",
+    "optout",
+    "stop",
+    "unsubscribed",
+    "blacklisted",
+    "blocked",
+];
+
+/// Folded cell values that mean "not opted out".
+const OPT_OUT_NO: &[&str] = &[
+    "",
+    "no",
+    "n",
+    "false",
+    "f",
+    "0",
+    "non",
+    "faux",
+    "optedin",
+    "optin",
+    "subscribed",
+    "notspecified",
+];
+
+/// Whether an opt-out cell says the person opted out; a value that is
+/// neither a yes nor a no is refused rather than guessed.
+fn opt_out(raw: &str) -> Result<bool, RowError> {
+    let key = crate::columns::fold(raw);
+    if OPT_OUT_YES.contains(&key.as_str()) {
+        Ok(true)
+    } else if OPT_OUT_NO.contains(&key.as_str()) {
+        Ok(false)
+    } else {
+        Err(RowError::new(
+            ErrorCode::OptOutInvalid,
+            format!(
+                "{raw:?} in the opt-out column is neither a yes (yes, true, 1, x, oui) nor a no (no, false, 0, non, empty); the row is not sent and its contact is kept"
+            ),
+        ))
+    }
+}
+
 fn url(raw: &str) -> Result<String, RowError> {
     if raw.is_empty() {
         return Ok(String::new());
@@ -1072,7 +1145,7 @@ fn url(raw: &str) -> Result<String, RowError> {
     let parsed = match reqwest::Url::parse(raw) {
         Ok(u) => u,
         Err(_) if !raw.contains(':') => return Err(bad("it has no scheme")),
-        Err(e) => return Err(bad(&e.to_string())),
+        Err(e) => return Err(bad(url_error_words(e))),
     };
     // The parser lower-cases the scheme, so `HTTP://` lands here too.
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -1092,6 +1165,21 @@ fn url(raw: &str) -> Result<String, RowError> {
         return Err(bad("it has no host"));
     }
     Ok(raw.to_string())
+}
+
+/// The URL parser's complaint in a user's words.
+fn url_error_words(e: url::ParseError) -> &'static str {
+    use url::ParseError as P;
+    match e {
+        P::EmptyHost => "it has no host",
+        P::IdnaError => "its host is not a valid domain name",
+        P::InvalidPort => "its port is not a number from 0 to 65535",
+        P::InvalidIpv4Address => "its host is not a valid IPv4 address",
+        P::InvalidIpv6Address => "its host is not a valid IPv6 address",
+        P::InvalidDomainCharacter => "its host holds a character a domain name cannot have",
+        P::RelativeUrlWithoutBase | P::RelativeUrlWithCannotBeABaseBase => "it has no scheme",
+        _ => "it cannot be read as a URL",
+    }
 }
 
 /// Why a cell cannot be one phone number, before libphonenumber looks at it.
@@ -1668,6 +1756,31 @@ mod tests {
     }
 
     #[test]
+    fn url_parser_complaints_are_worded_for_people() {
+        for (raw, why) in [
+            ("http://", "it has no host"),
+            (
+                "https://example.com:99999/",
+                "its port is not a number from 0 to 65535",
+            ),
+            ("http://[::1/", "its host is not a valid IPv6 address"),
+            ("http://1.2.3.256/", "its host is not a valid IPv4 address"),
+            (
+                "http://exa<mple.com/",
+                "its host is not a valid domain name",
+            ),
+        ] {
+            let errors = url_with(raw).expect_err(raw);
+            assert_eq!(codes(&errors), [ErrorCode::UrlInvalid], "{raw}");
+            assert!(
+                errors[0].message.contains(why),
+                "{raw}: {}",
+                errors[0].message
+            );
+        }
+    }
+
+    #[test]
     fn urls_must_be_absolute_http_or_https() {
         for raw in [
             "http://x.fr",
@@ -2141,6 +2254,49 @@ mod tests {
             .normalize(&map(&[(Field::PhoneNumber, 0), (Field::Custom2, 1)]), &row)
             .unwrap();
         assert_eq!(c.custom[1], "Café");
+    }
+
+    #[test]
+    fn opt_out_cells_are_yes_no_or_refused_and_an_opted_out_row_needs_only_its_number() {
+        let n = fr();
+        let layout = map(&[
+            (Field::PhoneNumber, 0),
+            (Field::Firstname, 1),
+            (Field::OptOut, 2),
+        ]);
+        let row = |phone: &str, first: &str, opt: &str| {
+            n.normalize(&layout, &Record::from_cells(2, &[phone, first, opt]))
+        };
+        for yes in [
+            "yes",
+            "TRUE",
+            "1",
+            "x",
+            "Oui",
+            "Opted out",
+            "opted-out",
+            "STOP",
+        ] {
+            assert!(row("0612345678", "Ann", yes).unwrap().opt_out, "{yes}");
+        }
+        for no in ["", "no", "False", "0", "non", "Opted in", "Not specified"] {
+            assert!(!row("0612345678", "Ann", no).unwrap().opt_out, "{no}");
+        }
+        assert_eq!(
+            codes(&row("0612345678", "Ann", "maybe").unwrap_err()),
+            [ErrorCode::OptOutInvalid]
+        );
+        // Nothing of it is sent: a name too long does not matter, the number does.
+        let long = "a".repeat(40);
+        assert!(row("0612345678", &long, "yes").unwrap().opt_out);
+        assert_eq!(
+            codes(&row("0612345678", &long, "no").unwrap_err()),
+            [ErrorCode::FirstnameTooLong]
+        );
+        assert_eq!(
+            codes(&row("06 12", "Ann", "yes").unwrap_err()),
+            [ErrorCode::PhoneInvalid]
+        );
     }
 
     #[test]

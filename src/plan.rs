@@ -135,6 +135,15 @@ mod tests {
             plan(&c, Some(&pending_update), 7, false),
             Action::Update("k1".into())
         );
+        // A deletion whose answer was lost, and the file holds the number
+        // again: sent again (a 404 on the id then adds it back).
+        let pending_delete = entry(Some("k1"), Some(7), Status::PendingDelete);
+        assert_eq!(
+            plan(&c, Some(&pending_delete), 7, false),
+            Action::Update("k1".into())
+        );
+        let pending_delete = entry(None, Some(7), Status::PendingDelete);
+        assert_eq!(plan(&c, Some(&pending_delete), 7, false), Action::Add);
         // Only listed: the id is known, what it holds is not.
         let listed = entry(Some("k2"), None, Status::Known);
         assert_eq!(

@@ -83,12 +83,49 @@ pub struct EncodingStats {
     pub windows_1252_rows: u64,
     /// The first few lines read as Windows-1252, for the log.
     pub windows_1252_lines: Vec<u64>,
+    /// The header row is one of them.
+    pub header_windows_1252: bool,
+    /// With `--encoding windows-1252` or `latin1`: the encoding forced, and
+    /// the rows (header included) that are valid UTF-8 with accents, which
+    /// it garbles.
+    pub forced: Option<&'static str>,
+    /// Those rows.
+    pub garbled_rows: u64,
+    /// The first few of their lines.
+    pub garbled_lines: Vec<u64>,
+}
+
+/// `line 3`, `lines 3, 7`, `lines 3, 7, 9, 12, 15 …` when there are more than named.
+fn line_list(lines: &[u64], count: u64) -> String {
+    let named = lines
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = if count > lines.len() as u64 {
+        " …"
+    } else {
+        ""
+    };
+    let word = if count == 1 { "line" } else { "lines" };
+    format!("{word} {named}{more}")
+}
+
+/// `1 row`, `3 rows`.
+fn rows(n: u64) -> String {
+    format!("{n} {}", if n == 1 { "row" } else { "rows" })
 }
 
 /// How many Windows-1252 lines [`EncodingStats`] names.
 const NAMED_LINES: usize = 5;
 
 impl EncodingStats {
+    /// Data rows (the header left out) decoded as Windows-1252.
+    pub fn data_rows_1252(&self) -> u64 {
+        self.windows_1252_rows
+            .saturating_sub(u64::from(self.header_windows_1252))
+    }
+
     /// A log line saying how the file was decoded when that is worth saying:
     /// `Some((true, _))` is a warning (the file mixes encodings).
     pub fn describe(&self) -> Option<(bool, String)> {
@@ -98,20 +135,26 @@ impl EncodingStats {
                 format!("the file is {name} (it starts with a byte-order mark)"),
             ));
         }
+        if let Some(forced) = self.forced {
+            if self.garbled_rows == 0 {
+                return None;
+            }
+            return Some((
+                true,
+                format!(
+                    "--encoding {forced}: {} valid UTF-8 with accents ({}), which {forced} garbles (é reads as Ã©); without --encoding, each row is read in the encoding it was written in",
+                    if self.garbled_rows == 1 {
+                        "1 row is".to_string()
+                    } else {
+                        format!("{} are", rows(self.garbled_rows))
+                    },
+                    line_list(&self.garbled_lines, self.garbled_rows)
+                ),
+            ));
+        }
         if self.windows_1252_rows == 0 {
             return None;
         }
-        let lines = self
-            .windows_1252_lines
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let more = if self.windows_1252_rows > self.windows_1252_lines.len() as u64 {
-            " …"
-        } else {
-            ""
-        };
         if self.utf8_rows == 0 {
             Some((
                 false,
@@ -119,11 +162,14 @@ impl EncodingStats {
                     .to_string(),
             ))
         } else {
+            // Each row was read the way it was written: no --encoding would do better.
             Some((
                 true,
                 format!(
-                    "the file mixes encodings: {} rows with accents are UTF-8, {} rows are not and were read as Windows-1252 (lines {lines}{more}); check those rows' accents",
-                    self.utf8_rows, self.windows_1252_rows
+                    "the file mixes encodings, so each row was decoded on its own: {} with accents in UTF-8, {} in Windows-1252 ({}); check those rows' accents (no --encoding reads both kinds right)",
+                    rows(self.utf8_rows),
+                    rows(self.windows_1252_rows),
+                    line_list(&self.windows_1252_lines, self.windows_1252_rows)
                 ),
             ))
         }
@@ -221,7 +267,14 @@ impl<R: Read> CsvReader<R> {
     pub fn new(mut src: R, opts: ReaderOptions) -> Result<CsvReader<R>, ReadError> {
         let mut buf = vec![0u8; CHUNK];
         let (mut len, mut eof) = fill(&mut src, &mut buf)?;
-        let mut stats = EncodingStats::default();
+        let mut stats = EncodingStats {
+            forced: match opts.encoding {
+                Encoding::Windows1252 => Some("windows-1252"),
+                Encoding::Latin1 => Some("latin1"),
+                Encoding::Utf8 | Encoding::Auto => None,
+            },
+            ..EncodingStats::default()
+        };
         let utf16 = match buf[..len] {
             [0xFF, 0xFE, ..] => Some((encoding_rs::UTF_16LE, "UTF-16LE")),
             [0xFE, 0xFF, ..] => Some((encoding_rs::UTF_16BE, "UTF-16BE")),
@@ -271,6 +324,7 @@ impl<R: Read> CsvReader<R> {
             Some(RecordStatus::Ok) => {}
         }
         reader.header = rec.iter().map(|h| h.trim().to_string()).collect();
+        reader.stats.header_windows_1252 = reader.stats.windows_1252_rows > 0;
         Ok(reader)
     }
 
@@ -416,6 +470,15 @@ impl<R: Read> CsvReader<R> {
             start = end;
         }
         let bytes = &self.out[..start];
+        if matches!(self.encoding, Encoding::Latin1 | Encoding::Windows1252)
+            && !bytes.is_ascii()
+            && std::str::from_utf8(bytes).is_ok()
+        {
+            self.stats.garbled_rows += 1;
+            if self.stats.garbled_lines.len() < NAMED_LINES {
+                self.stats.garbled_lines.push(rec.line);
+            }
+        }
         let text: Cow<'_, str> = match self.encoding {
             Encoding::Latin1 => Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
             Encoding::Windows1252 => windows_1252(bytes),
@@ -679,7 +742,10 @@ mod tests {
         assert_eq!(stats.windows_1252_lines, [3]);
         let (warn, text) = stats.describe().unwrap();
         assert!(warn);
-        assert!(text.contains("lines 3)"), "{text}");
+        assert_eq!(
+            text,
+            "the file mixes encodings, so each row was decoded on its own: 2 rows with accents in UTF-8, 1 row in Windows-1252 (line 3); check those rows' accents (no --encoding reads both kinds right)"
+        );
         // A file all in Windows-1252 is said so, not warned about.
         let mut r = CsvReader::new(&b"T\xE9l\n1\n"[..], ReaderOptions::default()).unwrap();
         while r.next_record(&mut rec).unwrap().is_some() {}
@@ -688,6 +754,38 @@ mod tests {
         let mut r = CsvReader::new("tél\n1\n".as_bytes(), ReaderOptions::default()).unwrap();
         while r.next_record(&mut rec).unwrap().is_some() {}
         assert_eq!(r.encoding_stats().describe(), None);
+    }
+
+    #[test]
+    fn a_forced_single_byte_encoding_names_the_utf8_rows_it_garbles() {
+        let input = b"phone,name\n1,Zo\xC3\xA9\n2,Ren\xE9e\n3,ok\n4,Andr\xC3\xA9\n";
+        for (encoding, name) in [
+            (Encoding::Windows1252, "windows-1252"),
+            (Encoding::Latin1, "latin1"),
+        ] {
+            let opts = ReaderOptions {
+                encoding,
+                ..ReaderOptions::default()
+            };
+            let mut r = CsvReader::new(&input[..], opts).unwrap();
+            let mut rec = Record::default();
+            while r.next_record(&mut rec).unwrap().is_some() {}
+            let (warn, text) = r.encoding_stats().describe().unwrap();
+            assert!(warn);
+            assert_eq!(
+                text,
+                format!(
+                    "--encoding {name}: 2 rows are valid UTF-8 with accents (lines 2, 5), which {name} garbles (é reads as Ã©); without --encoding, each row is read in the encoding it was written in"
+                )
+            );
+            // A file all in that encoding gets no word.
+            let mut r = CsvReader::new(&b"T\xE9l\n1\n"[..], opts).unwrap();
+            while r.next_record(&mut rec).unwrap().is_some() {}
+            assert_eq!(r.encoding_stats().describe(), None);
+        }
+        assert_eq!(line_list(&[1, 2, 3], 3), "lines 1, 2, 3");
+        assert_eq!(line_list(&[4], 1), "line 4");
+        assert_eq!(line_list(&[1, 2], 9), "lines 1, 2 …");
     }
 
     #[test]

@@ -57,16 +57,27 @@ pub fn partial_path(path: &Path) -> PathBuf {
 /// A file written as `<path>.partial` and moved to `<path>` when the run
 /// ends, so the final path always holds a whole file; a killed run leaves
 /// the `.partial` with everything flushed so far.
+///
+/// A path that is not a regular file (`/dev/null`, a FIFO, `/dev/stderr`) is
+/// written in place: renaming a file over it would replace the device.
 #[derive(Debug)]
 pub struct PartialFile {
     path: PathBuf,
-    partial: PathBuf,
+    /// `None` when writing in place.
+    partial: Option<PathBuf>,
     file: File,
 }
 
 impl PartialFile {
     /// Creates (or replaces) `<path>.partial`, naming one left by an earlier run.
     pub fn create(path: &Path) -> io::Result<PartialFile> {
+        if is_special(path) {
+            return Ok(PartialFile {
+                path: path.to_path_buf(),
+                partial: None,
+                file: std::fs::OpenOptions::new().write(true).open(path)?,
+            });
+        }
         let partial = partial_path(path);
         if partial.exists() {
             tracing::warn!(
@@ -77,23 +88,34 @@ impl PartialFile {
         let file = File::create(&partial)?;
         Ok(PartialFile {
             path: path.to_path_buf(),
-            partial,
+            partial: Some(partial),
             file,
         })
     }
 
     /// Flushes to disk and moves the file to its final path.
-    pub fn commit(self) -> io::Result<()> {
+    pub fn commit(mut self) -> io::Result<()> {
+        let Some(partial) = &self.partial else {
+            return self.file.flush();
+        };
         self.file.sync_all()?;
         drop(self.file);
-        std::fs::rename(&self.partial, &self.path)
+        std::fs::rename(partial, &self.path)
     }
 
     /// Removes the partial file: the run stopped before writing anything worth keeping.
     pub fn discard(self) {
         drop(self.file);
-        let _ = std::fs::remove_file(&self.partial);
+        if let Some(partial) = &self.partial {
+            let _ = std::fs::remove_file(partial);
+        }
     }
+}
+
+/// Whether `path` exists and is something other than a regular file or a
+/// directory: a device, a FIFO, a socket (symlinks followed).
+pub fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// Where a writer's bytes go.
@@ -250,7 +272,8 @@ impl WriteError {
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportRow<'a> {
-    /// Line where the record starts.
+    /// Line where the record starts; 0 for a row that is no input row (a
+    /// mirror-mode deletion), written empty.
     pub line: u64,
     /// What happened.
     pub outcome: Outcome,
@@ -346,7 +369,11 @@ impl ReportWriter {
         if row.errors.is_empty() {
             self.message.push_str(row.note);
         }
-        let line = row.line.to_string();
+        let line = if row.line == 0 {
+            String::new()
+        } else {
+            row.line.to_string()
+        };
         let fields: [&str; 6] = [
             line.as_str(),
             row.outcome.as_str(),
@@ -438,6 +465,102 @@ impl RejectsWriter {
     /// Removes the file: the run stopped before any row was written.
     pub fn discard(self) {
         self.out.discard();
+    }
+}
+
+/// The backup file's columns: SPEC field names, so `sync` reads it back as
+/// input (`groupId` only for a provider with groups: an empty group column
+/// would make every row `GROUP_MISSING`).
+pub const BACKUP_COLUMNS: [&str; 11] = [
+    "phoneNumber",
+    "firstname",
+    "lastname",
+    "date",
+    "url",
+    "custom1",
+    "custom2",
+    "custom3",
+    "custom4",
+    "groupId",
+    "alias",
+];
+
+/// The backup of mirror-mode deletions: each contact's last-sent fields,
+/// written and flushed before its deletion is sent. Appended to, never
+/// truncated, so a run killed mid-deletion and its rerun lose nothing.
+pub struct BackupWriter {
+    out: csv::Writer<File>,
+    target: Target,
+    columns: Vec<&'static str>,
+}
+
+impl BackupWriter {
+    /// Opens `path` for appending, writing the header when it is new or
+    /// empty; refuses a file whose header is not the backup's. `groups`:
+    /// the provider has groups (SMS Partner), so the backup has `groupId`.
+    pub fn open(path: &Path, groups: bool) -> Result<BackupWriter, WriteError> {
+        let columns: Vec<&'static str> = BACKUP_COLUMNS
+            .into_iter()
+            .filter(|c| groups || *c != "groupId")
+            .collect();
+        let target = Target::File(path.to_path_buf());
+        let err = |e: io::Error| WriteError::new("deletion backup", &target, e);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)
+            .map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        if len > 0 {
+            use std::io::{BufRead, Read, Seek};
+            file.seek(io::SeekFrom::Start(0)).map_err(err)?;
+            let mut first = String::new();
+            io::BufReader::new((&file).take(4096))
+                .read_line(&mut first)
+                .map_err(err)?;
+            if first.trim_end() != columns.join(",") {
+                return Err(err(io::Error::other(
+                    "it exists and is not a deletion backup (its first line is not the backup's header); give --deleted-backup another path",
+                )));
+            }
+        }
+        let mut out = csv::WriterBuilder::new().from_writer(file);
+        if len == 0 {
+            out.write_record(&columns)
+                .and_then(|()| out.flush().map_err(csv::Error::from))
+                .map_err(|e| WriteError::csv("deletion backup", &target, e))?;
+        }
+        Ok(BackupWriter {
+            out,
+            target,
+            columns,
+        })
+    }
+
+    /// Appends one contact (its fields as the state store keeps them, a JSON
+    /// object under SPEC field names) and flushes it to the file.
+    pub fn write(&mut self, fields: &str) -> Result<(), WriteError> {
+        let obj: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(fields).unwrap_or_default();
+        let cells: Vec<std::borrow::Cow<'_, str>> = self
+            .columns
+            .iter()
+            .map(|name| {
+                let value = obj.get(*name).and_then(|v| v.as_str()).unwrap_or("");
+                if *name == "phoneNumber" {
+                    neutralise_phone(value)
+                } else {
+                    neutralise(value)
+                }
+            })
+            .collect();
+        self.out
+            .write_record(cells.iter().map(|c| c.as_bytes()))
+            .map_err(|e| WriteError::csv("deletion backup", &self.target, e))?;
+        self.out
+            .flush()
+            .map_err(|e| WriteError::new("deletion backup", &self.target, e))
     }
 }
 
@@ -543,8 +666,12 @@ pub struct Summary {
     pub retries: u64,
     /// 429 responses seen.
     pub throttled: u64,
+    /// Data rows that were not UTF-8 and were decoded as Windows-1252.
+    pub windows_1252_rows: u64,
     /// Wall-clock time of the run.
     pub duration: Duration,
+    /// Report rows that are mirror-mode deletions (counted in `outcomes` too).
+    pub deletions: u64,
 }
 
 impl Summary {
@@ -583,12 +710,8 @@ impl Summary {
 
     /// The summary for people, several lines.
     pub fn human(&self) -> String {
-        let mut s = format!(
-            "{} rows in {:.2}s ({:.0} rows/s)\n",
-            self.rows(),
-            self.duration.as_secs_f64(),
-            self.rows_per_second()
-        );
+        let mut s = self.headline();
+        s.push('\n');
         for (o, n) in &self.outcomes {
             s.push_str(&format!("  {:<14}{n}\n", o.as_str()));
         }
@@ -598,6 +721,23 @@ impl Summary {
                 s.push_str(&format!("  {c:<20}{n}\n"));
             }
         }
+        if self.deletions > 0 {
+            s.push_str(&format!(
+                "deletions: {} of the rows above (mirror mode)\n",
+                self.deletions
+            ));
+        }
+        if self.windows_1252_rows > 0 {
+            s.push_str(&format!(
+                "decoded as Windows-1252: {} {}\n",
+                self.windows_1252_rows,
+                if self.windows_1252_rows == 1 {
+                    "row"
+                } else {
+                    "rows"
+                }
+            ));
+        }
         if self.requests > 0 {
             s.push_str(&format!(
                 "requests: {} (retries {}, 429s {})\n",
@@ -605,6 +745,17 @@ impl Summary {
             ));
         }
         s
+    }
+
+    /// The summary's first line: `54 rows in 0.05s (1107 rows/s)`.
+    pub fn headline(&self) -> String {
+        let rows = self.rows();
+        format!(
+            "{rows} {} in {:.2}s ({:.0} rows/s)",
+            if rows == 1 { "row" } else { "rows" },
+            self.duration.as_secs_f64(),
+            self.rows_per_second()
+        )
     }
 
     /// The summary as JSON, for monitoring.
@@ -616,10 +767,12 @@ impl Summary {
         serde_json::json!({
             "rows": self.rows(),
             "outcomes": outcomes,
+            "deletions": self.deletions,
             "codes": self.codes,
             "requests": self.requests,
             "retries": self.retries,
             "throttled": self.throttled,
+            "windows_1252_rows": self.windows_1252_rows,
             "duration_seconds": self.duration.as_secs_f64(),
             "rows_per_second": self.rows_per_second(),
         })

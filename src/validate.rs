@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::cli::ValidateArgs;
 use crate::codes::Outcome;
 use crate::columns::Field;
-use crate::config::{Error, InputConfig, OutputConfig};
+use crate::config::{Error, InputConfig, MaxInvalid, OutputConfig};
 use crate::report::{Outputs, ReportRow, Summary};
 use crate::run::{Ending, RunResult, default_threads};
 use crate::scan::{ScanStats, Verdict, scan};
@@ -35,6 +35,7 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     let mut input = InputConfig::from_args(&args.input)?;
     input.set_default_group(args.group_id.as_deref())?;
     let output = OutputConfig::from_args(&args.output, &input.source)?;
+    let max_invalid = MaxInvalid::from_arg(args.max_invalid.as_deref())?;
     let opened = input.open()?;
     if let Some(choice) = opened.map.phone_choice() {
         tracing::info!("{choice}");
@@ -100,16 +101,30 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
         return Err(e.into());
     }
     log_input_facts(&stats);
+    summary.windows_1252_rows = stats.encoding.data_rows_1252();
     report.finish()?;
     if let Some(r) = rejects {
         r.finish()?;
     }
+    // The same guard as sync's, decided on the same counts: a script's
+    // pre-flight check refuses exactly the files the sync would.
+    let invalid = summary.count(Outcome::Invalid);
+    let ending = match max_invalid.filter(|m| m.exceeded(invalid, summary.rows())) {
+        Some(limit) => {
+            tracing::error!(
+                "{}: a sync would send nothing (exit 2)",
+                limit.refusal(invalid, summary.rows())
+            );
+            Ending::NothingSent
+        }
+        None => Ending::Finished,
+    };
     RunResult::conclude(
         summary,
         started,
         summary_file,
         &output.report,
-        Ending::Finished,
+        ending,
         false,
     )
 }

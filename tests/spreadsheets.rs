@@ -565,7 +565,38 @@ fn mixed_encodings_are_decoded_row_by_row_and_counted() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("the file mixes encodings: 2 rows with accents are UTF-8, 1 rows are not and were read as Windows-1252 (lines 3)"),
+        err.contains("the file mixes encodings, so each row was decoded on its own: 2 rows with accents in UTF-8, 1 row in Windows-1252 (line 3)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no --encoding reads both kinds right"),
+        "{err}"
+    );
+    assert!(err.contains("decoded as Windows-1252: 1 row\n"), "{err}");
+    let counted = dir.run(&["validate", "in.csv", "--summary-json", "s.json"]);
+    assert_eq!(code(&counted), 0, "{}", stderr(&counted));
+    let summary: serde_json::Value = serde_json::from_str(&dir.read("s.json")).unwrap();
+    assert_eq!(summary["windows_1252_rows"], 1, "the header is not counted");
+    // sync counts them alike, and sends the accents right.
+    let sb = crate::util::Sandbox::calm();
+    let synced = sb.sync(&dir, "smspartner", &["--summary-json", "sync.json"]);
+    assert_eq!(code(&synced), 0, "{}", stderr(&synced));
+    let summary: serde_json::Value = serde_json::from_str(&dir.read("sync.json")).unwrap();
+    assert_eq!(summary["windows_1252_rows"], 1);
+    let names: std::collections::BTreeSet<String> = sb
+        .state()
+        .group("g1")
+        .iter()
+        .map(|c| c.firstname.clone())
+        .collect();
+    assert_eq!(names, ["André", "Renée", "Zoé"].map(String::from).into());
+    let report = crate::util::parse_report(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(report.len(), 3);
+    // Forcing Windows-1252 garbles the UTF-8 rows: the warning names them.
+    let (exit, _, err) = validate(&dir, "in.csv", &["--encoding", "windows-1252"]);
+    assert_eq!(exit, 0);
+    assert!(
+        err.contains("--encoding windows-1252: 2 rows are valid UTF-8 with accents (lines 2, 4), which windows-1252 garbles"),
         "{err}"
     );
     // Forcing UTF-8 rejects that row, and says what would read it.
@@ -658,4 +689,258 @@ fn sync_sends_an_empty_group_cell_to_the_group_id() {
         sandbox.group_phones("g2").into_keys().collect::<Vec<_>>(),
         ["+33612345678"]
     );
+}
+
+/// Every line of `out`'s stderr, parsed as JSON: fails on the first that is not.
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    let err = stderr(out);
+    assert!(!err.trim().is_empty(), "something was logged");
+    err.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{err}")))
+        .collect()
+}
+
+/// The one line that carries the end-of-run summary.
+fn summary_line(lines: &[serde_json::Value]) -> &serde_json::Value {
+    let found: Vec<_> = lines
+        .iter()
+        .filter(|l| l["fields"]["summary"].is_object())
+        .collect();
+    assert_eq!(found.len(), 1, "{lines:?}");
+    found[0]
+}
+
+#[test]
+fn json_logs_every_stderr_line_is_one_json_object() {
+    let sb = crate::util::Sandbox::calm();
+    let dir = Dir::new();
+
+    // A run that goes through, at debug verbosity.
+    dir.write(
+        "in.csv",
+        "phone,first name\n0612345678,Ann\n0612345679,Bob\n",
+    );
+    let out = sb.sync(&dir, "smspartner", &["--log-format", "json", "-v"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert!(lines.iter().any(|l| l["level"] == "DEBUG"), "{lines:?}");
+    let summary = summary_line(&lines);
+    assert_eq!(summary["level"], "INFO");
+    assert_eq!(summary["fields"]["summary"]["outcomes"]["added"], 2);
+    assert_eq!(summary["fields"]["exit_code"], 0);
+    assert_eq!(summary["fields"]["report"], "in.report.csv");
+    assert!(summary["timestamp"].is_string());
+    assert_eq!(sb.group_phones("g1").len(), 2);
+
+    // A run with row errors and warnings: the bundled sample.
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/contacts.csv");
+    let out = dir.run(&[
+        "--log-format",
+        "json",
+        "validate",
+        sample.to_str().unwrap(),
+        "--report",
+        "r.csv",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary = summary_line(&lines);
+    assert!(summary["fields"]["summary"]["outcomes"]["invalid"].as_u64() > Some(0));
+    assert_eq!(summary["fields"]["exit_code"], 1);
+
+    // Refused by --max-invalid: a warning, the error and the summary.
+    dir.write("bad.csv", "phone,colour\n06 12,red\n0612345678,blue\n");
+    let out = dir.run(&[
+        "validate",
+        "bad.csv",
+        "--max-invalid",
+        "0",
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert!(lines.iter().any(|l| l["level"] == "WARN"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l["level"] == "ERROR"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("--max-invalid 0"))),
+        "{lines:?}"
+    );
+    assert_eq!(summary_line(&lines)["fields"]["exit_code"], 2);
+
+    // Fatal errors (exit 2): an input-file error, and a command line clap refuses.
+    dir.write("nophone.csv", "name,email\nBob,bob@example.com\n");
+    for args in [
+        &["--log-format", "json", "validate", "nophone.csv"][..],
+        &[
+            "validate",
+            "nophone.csv",
+            "--log-format=json",
+            "--no-such-flag",
+        ],
+        &[
+            "--log-format",
+            "json",
+            "sync",
+            "nophone.csv",
+            "--provider",
+            "sandbox",
+        ],
+    ] {
+        let out = dir.run(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        let lines = json_lines(&out);
+        let last = lines.last().unwrap();
+        assert_eq!(last["level"], "ERROR", "{args:?}: {lines:?}");
+        let message = last["fields"]["message"].as_str().unwrap();
+        assert!(!message.starts_with("error:"), "{message}");
+        assert!(
+            message.contains("no phone number column") || message.contains("--no-such-flag"),
+            "{args:?}: {message}"
+        );
+    }
+
+    // Aborted after sending began (exit 3): rejected credentials.
+    let out = dir
+        .command()
+        .env("CONTACT_SYNC_API_KEY", "wrong-key-e81d")
+        .args(["--log-format", "json", "sync", "in.csv", "--provider"])
+        .args(["mobivate", "--base-url", &sb.url()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(summary_line(&lines)["fields"]["exit_code"], 3);
+
+    // Text stays as it was.
+    let out = dir.run(&["validate", "nophone.csv"]);
+    assert!(
+        stderr(&out).starts_with("contact-sync: error: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The fenced block of `lang` that follows `after` in `doc`.
+fn fenced<'a>(doc: &'a str, after: &str, lang: &str) -> &'a str {
+    let from = doc.find(after).expect("anchor in the doc") + after.len();
+    let open = format!("```{lang}\n");
+    let start = doc[from..].find(&open).expect("fenced block") + from + open.len();
+    let end = doc[start..].find("```").expect("closed block") + start;
+    &doc[start..end]
+}
+
+#[test]
+fn docs_report_md_examples_are_what_the_sample_produces() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.md"),
+    )
+    .unwrap();
+    let dir = Dir::new();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/contacts.csv");
+    let out = dir.run(&[
+        "sync",
+        sample.to_str().unwrap(),
+        "--provider",
+        "sandbox",
+        "--summary-json",
+        "contacts.json",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+
+    let report = dir.read("contacts.report.csv");
+    let actual: Vec<&str> = report.lines().collect();
+    let shown = fenced(&doc, "## An example", "csv");
+    assert!(shown.lines().count() > 5);
+    for line in shown.lines() {
+        assert!(actual.contains(&line), "not in the sample's report: {line}");
+    }
+
+    // The summary on stderr, but for its timing.
+    let shown = fenced(&doc, "The end-of-run summary of the same run", "text");
+    let (timing, rest) = shown.split_once('\n').unwrap();
+    assert!(timing.starts_with("54 rows in "), "{timing}");
+    assert!(stderr(&out).contains(rest), "{}", stderr(&out));
+
+    // The JSON summary, but for its timing.
+    let untimed = |text: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let o = v.as_object_mut().unwrap();
+        assert!(o.remove("duration_seconds").is_some());
+        assert!(o.remove("rows_per_second").is_some());
+        v
+    };
+    assert_eq!(
+        untimed(fenced(&doc, "## Summary", "json")),
+        untimed(&dir.read("contacts.json"))
+    );
+}
+
+#[test]
+fn invisible_characters_in_headers_and_flags_are_named_not_escaped() {
+    let dir = Dir::new();
+    dir.write(
+        "nbsp.csv",
+        "First Name,Mobile\u{a0}Phone,Business Phone\n\"Ann\",\"06 12 34 56 78\",\"01 23 45 67 89\"\n",
+    );
+    let (exit, _, err) = validate(&dir, "nbsp.csv", &[]);
+    assert_eq!(exit, 0, "{err}");
+    assert!(
+        err.contains("column \"Mobile Phone\" (with a non-breaking space at position 7), the one labelled mobile"),
+        "{err}"
+    );
+    dir.write("zw.csv", "Phone,Home\u{200b}Phone\n0612345678,\n");
+    let (exit, _, err) = validate(&dir, "zw.csv", &[]);
+    assert_eq!(exit, 2);
+    assert!(
+        err.contains("\"HomePhone\" (with a zero-width space at position 5)"),
+        "{err}"
+    );
+    for args in [
+        &["--map", "phoneNumber=Home\u{a0}Phone"][..],
+        &["--delimiter", "\t\t"],
+        &["--default-region", "F\u{a0}R"],
+        &["--date-format", "%d\u{200b}"],
+        &["--max-invalid", "5\u{a0}%"],
+    ] {
+        let out = dir.run(&[&["validate", "zw.csv"][..], args].concat());
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{args:?}: {err}");
+        assert!(!err.contains("\\u{"), "{args:?}: {err}");
+        assert!(err.contains(" at position "), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn docs_usage_md_json_log_example_is_what_the_french_sample_produces() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/usage.md"),
+    )
+    .unwrap();
+    let shown = fenced(&doc, "`contact-sync --log-format json validate", "json");
+    let dir = Dir::new();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/excel-fr.csv");
+    let out = dir.run(&["--log-format", "json", "validate", sample.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // Times and speeds vary from run to run; everything else must match.
+    let untimed = |line: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let o = v.as_object_mut().unwrap();
+        assert!(o.remove("timestamp").is_some());
+        let fields = o["fields"].as_object_mut().unwrap();
+        if let Some(summary) = fields.get_mut("summary") {
+            let s = summary.as_object_mut().unwrap();
+            assert!(s.remove("duration_seconds").is_some());
+            assert!(s.remove("rows_per_second").is_some());
+            let message = fields["message"].as_str().unwrap();
+            let rows = message.split(" in ").next().unwrap().to_string();
+            fields.insert("message".into(), rows.into());
+        }
+        v
+    };
+    let want: Vec<_> = shown.lines().map(untimed).collect();
+    let got: Vec<_> = stderr(&out).lines().map(untimed).collect();
+    assert_eq!(want, got);
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod columns_safety;
+mod mirror;
 mod normalize_rules;
 mod robust;
 mod safety;

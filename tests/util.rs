@@ -21,6 +21,7 @@ pub struct Dir {
 /// One parsed report line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
+    /// 0 for a deletion (an empty `line`).
     pub line: u64,
     pub outcome: String,
     pub code: String,
@@ -85,7 +86,12 @@ pub fn parse_report(text: &str) -> Vec<Line> {
         .map(|r| {
             let r = r.expect("report row");
             Line {
-                line: r[0].parse().expect("line number"),
+                // Mirror-mode deletions follow the input's rows with an empty line.
+                line: if r[0].is_empty() {
+                    0
+                } else {
+                    r[0].parse().expect("line number")
+                },
                 outcome: r[1].to_string(),
                 code: r[2].to_string(),
                 message: r[3].to_string(),

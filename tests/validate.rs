@@ -269,3 +269,126 @@ fn report_to_a_closed_pipe_ends_quietly() {
     );
     assert!(!stderr(&out).contains("error"), "{}", stderr(&out));
 }
+
+#[test]
+fn max_invalid_refuses_the_same_files_as_sync_would() {
+    let dir = Dir::new();
+    // 2 invalid rows of 4: 50%.
+    dir.write("in.csv", "phone\n0612345678\n06 12\n06 13\n0612345679\n");
+    for (limit, want) in [("1", 2), ("2", 1), ("50%", 1), ("49%", 2), ("0%", 2)] {
+        let out = dir.run(&[
+            "validate",
+            "in.csv",
+            "--max-invalid",
+            limit,
+            "--summary-json",
+            "summary.json",
+        ]);
+        assert_eq!(code(&out), want, "--max-invalid {limit}: {}", stderr(&out));
+        if want == 2 {
+            assert!(
+                stderr(&out).contains(&format!(
+                    "2 of 4 rows are invalid, more than --max-invalid {limit} allows"
+                )),
+                "{}",
+                stderr(&out)
+            );
+        }
+        // The report and the summary are whole either way: they say what to fix.
+        let report = dir.report("in.report.csv");
+        assert_eq!(
+            triples(&report),
+            [
+                (2, "valid", ""),
+                (3, "invalid", "PHONE_INVALID"),
+                (4, "invalid", "PHONE_INVALID"),
+                (5, "valid", "")
+            ]
+        );
+        let summary: serde_json::Value = serde_json::from_str(&dir.read("summary.json")).unwrap();
+        assert_eq!(summary["outcomes"]["invalid"], 2);
+
+        // A dry run with the same limit decides alike (it sends nothing either way).
+        let out = dir.run(&[
+            "sync",
+            "in.csv",
+            "--provider",
+            "smspartner",
+            "--group-id",
+            "g1",
+            "--dry-run",
+            "--no-state",
+            "--max-invalid",
+            limit,
+            "--report",
+            "dry.csv",
+        ]);
+        assert_eq!(
+            code(&out),
+            want,
+            "sync --max-invalid {limit}: {}",
+            stderr(&out)
+        );
+    }
+
+    let out = dir.run(&["validate", "in.csv", "--max-invalid", "lots"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("expected a count like 10 or a share like 5%"));
+    // No rows, nothing to refuse.
+    dir.write("header.csv", "phone\n");
+    let out = dir.run(&["validate", "header.csv", "--max-invalid", "0"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+/// `--report /dev/null` and friends: a path that is a device or a FIFO is
+/// written in place, never replaced by a renamed file (as root, that
+/// replaced /dev/null with a regular file). FIFOs stand in for the device,
+/// held open for reading and writing here so nothing blocks.
+#[cfg(unix)]
+#[test]
+fn a_report_to_a_fifo_or_device_is_written_in_place_not_replaced() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let dir = Dir::new();
+    dir.write("in.csv", "phone\n0612345678\n06 12\n");
+    let mut ends = Vec::new();
+    for name in ["report.fifo", "other.fifo"] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path(name))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let end = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.path(name))
+            .unwrap();
+        ends.push(end);
+    }
+    // Two outputs on one device destroy nothing: allowed.
+    let out = dir.run(&[
+        "validate",
+        "in.csv",
+        "--report",
+        "report.fifo",
+        "--rejects",
+        "other.fifo",
+        "--summary-json",
+        "other.fifo",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    for name in ["report.fifo", "other.fifo"] {
+        let meta = std::fs::metadata(dir.path(name)).unwrap();
+        assert!(meta.file_type().is_fifo(), "{name} is still a FIFO");
+        assert!(!dir.path(&format!("{name}.partial")).exists());
+    }
+    let mut buf = vec![0; 4096];
+    let n = ends[0].read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        text.starts_with("line,outcome,code,message,phone,contact_id\n2,valid,"),
+        "{text}"
+    );
+    let n = ends[1].read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("PHONE_INVALID"));
+}

@@ -362,7 +362,10 @@ impl Provider for Mobivate {
             // Sent, "" "." or ".." would collapse onto the create endpoint.
             return Err(OpError::NotFound(RowError::new(
                 ErrorCode::Http(404),
-                format!("contact id {contact_id:?} cannot name a Mobivate contact"),
+                format!(
+                    "contact id {} cannot name a Mobivate contact",
+                    crate::words::quote(contact_id)
+                ),
             )));
         }
         Ok(self.request(
@@ -380,6 +383,38 @@ impl Provider for Mobivate {
             (Verdict::Success, Read::Body(obj)) => {
                 Ok(record_id(&obj).unwrap_or_else(|| contact_id.to_string()))
             }
+            (Verdict::Refused(_), Read::Refused(r)) if r.is_not_found() => {
+                Err(OpError::NotFound(RowError::new(
+                    ErrorCode::Http(404),
+                    format!("contact not found: {}", r.text()),
+                )))
+            }
+            (verdict, _) => Err(self.failure(status, verdict, body)),
+        }
+    }
+
+    /// `DELETE /addressbook/contacts/{id}`.
+    fn delete(&self, key: &ApiKey, contact_id: &str) -> Result<ApiRequest, OpError> {
+        if unusable_segment(contact_id) {
+            // Sent, "" "." or ".." would address the collection, not a contact.
+            return Err(OpError::NotFound(RowError::new(
+                ErrorCode::Http(404),
+                format!("contact id {contact_id:?} cannot name a Mobivate contact"),
+            )));
+        }
+        Ok(self.request(
+            Method::DELETE,
+            &["addressbook", "contacts", contact_id],
+            key,
+            None,
+        ))
+    }
+
+    /// A Mobivate 404 (or 400 "not found") is [`OpError::NotFound`] (already
+    /// gone); a bare 404 without Mobivate's JSON is misdirected, not that.
+    fn parse_delete(&self, status: u16, body: &[u8]) -> Result<(), OpError> {
+        match (self.classify(status, None, body), self.read(status, body)) {
+            (Verdict::Success, Read::Body(_)) => Ok(()),
             (Verdict::Refused(_), Read::Refused(r)) if r.is_not_found() => {
                 Err(OpError::NotFound(RowError::new(
                     ErrorCode::Http(404),
@@ -570,6 +605,41 @@ mod tests {
             json!({"alias": "john", "msisdn": "447700900123", "meta": {"CUSTOM2": "x"}})
         );
         assert_eq!(mv().max_batch(), 1);
+    }
+
+    #[test]
+    fn delete_is_a_delete_on_the_id_and_reads_not_found_as_gone() {
+        let req = mv().delete(&key(), "3392287d").unwrap();
+        assert_eq!(req.method, Method::DELETE);
+        assert_eq!(
+            req.url.as_str(),
+            "https://mobivate.example/api/addressbook/contacts/3392287d"
+        );
+        assert!(req.body.is_none());
+        assert!(matches!(
+            mv().delete(&key(), ".."),
+            Err(OpError::NotFound(_))
+        ));
+        assert_eq!(mv().parse_delete(200, br#"{"success": true}"#), Ok(()));
+        let gone = error_body("NotFoundError", 404, "no such contact");
+        assert!(matches!(
+            mv().parse_delete(404, gone.as_bytes()),
+            Err(OpError::NotFound(e)) if e.code == ErrorCode::Http(404)
+        ));
+        let old = error_body("BadRequestError", 400, "Contact not found");
+        assert!(matches!(
+            mv().parse_delete(400, old.as_bytes()),
+            Err(OpError::NotFound(_))
+        ));
+        let denied = error_body("ForbiddenError", 403, "missing delete:Contacts");
+        assert!(matches!(
+            mv().parse_delete(403, denied.as_bytes()),
+            Err(OpError::Auth(_))
+        ));
+        assert!(matches!(
+            mv().parse_delete(404, b"<html>nginx</html>"),
+            Err(OpError::Failed(_))
+        ));
     }
 
     #[test]

@@ -178,6 +178,18 @@ pub trait Provider: Send + Sync {
     /// The updated contact's id: the one in the response, else `contact_id`.
     fn parse_update(&self, contact_id: &str, status: u16, body: &[u8]) -> Result<String, OpError>;
 
+    /// The request deleting contact `contact_id` (mirror mode).
+    ///
+    /// `Err(OpError::NotFound)` when the id cannot name a contact at all (so no
+    /// request could be sent safely).
+    fn delete(&self, key: &ApiKey, contact_id: &str) -> Result<ApiRequest, OpError>;
+
+    /// `Ok(())` when the contact was deleted; `Err(OpError::NotFound)` when
+    /// the provider says it does not exist (already gone: the caller counts
+    /// it as deleted); `Err(OpError::Auth)` to stop the run; `Err(OpError::Failed)`
+    /// for anything else.
+    fn parse_delete(&self, status: u16, body: &[u8]) -> Result<(), OpError>;
+
     /// The request for one page of `group`'s contacts; cursor 0 is the first page.
     fn list(&self, key: &ApiKey, group: &str, cursor: u64) -> ApiRequest;
 
@@ -199,8 +211,9 @@ pub trait Provider: Send + Sync {
 
     /// Whether paging through [`Provider::list`] while this run adds and
     /// updates contacts of the target still sees every contact that existed
-    /// when the listing began (a sort order that writes cannot disturb).
-    /// When not, the engine sends no write to a target while it is listed.
+    /// when the listing began (a sort order that adds and updates cannot
+    /// disturb). When not, the engine sends no add or update to a target
+    /// while it is listed; deletions (which shift any order) never go then.
     fn listing_stable_under_writes(&self) -> bool {
         false
     }

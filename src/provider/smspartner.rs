@@ -221,6 +221,18 @@ fn coded_verdict(code: i64, server: &str) -> Verdict {
 }
 
 impl SmsPartner {
+    /// A success verdict, or why not: code 404 in the body is
+    /// [`OpError::NotFound`] (the contact id names nothing).
+    fn found(&self, status: u16, body: &[u8]) -> Result<(), OpError> {
+        match self.classify(status, None, body) {
+            Verdict::Success => Ok(()),
+            Verdict::Refused(e) if e.code == ErrorCode::Api(CODE_NOT_FOUND) => {
+                Err(OpError::NotFound(e))
+            }
+            other => Err(not_a_success(status, other)),
+        }
+    }
+
     /// One entry of a bulk add's `results`.
     fn row_result(&self, v: &Value) -> Result<AddResult, OpError> {
         let Some(obj) = v.as_object() else {
@@ -504,13 +516,7 @@ impl Provider for SmsPartner {
     /// Code 404 is [`OpError::NotFound`]: the id is stale. A bare HTTP 404
     /// is not: it says nothing of the contact (misdirected).
     fn parse_update(&self, contact_id: &str, status: u16, body: &[u8]) -> Result<String, OpError> {
-        match self.classify(status, None, body) {
-            Verdict::Success => {}
-            Verdict::Refused(e) if e.code == ErrorCode::Api(CODE_NOT_FOUND) => {
-                return Err(OpError::NotFound(e));
-            }
-            other => return Err(not_a_success(status, other)),
-        }
+        self.found(status, body)?;
         match json_object(body) {
             Some(obj) if succeeded(&obj) => Ok(obj
                 .get("contact")
@@ -518,6 +524,30 @@ impl Provider for SmsPartner {
                 .unwrap_or_else(|| contact_id.to_string())),
             _ => Err(OpError::Failed(response_invalid(
                 "malformed SMS Partner update response: no success flag",
+            ))),
+        }
+    }
+
+    /// `POST /v1/contact/delete` with `{apiKey, contactId}`.
+    fn delete(&self, key: &ApiKey, contact_id: &str) -> Result<ApiRequest, OpError> {
+        if contact_id.trim().is_empty() {
+            return Err(OpError::NotFound(RowError::new(
+                ErrorCode::Api(CODE_NOT_FOUND),
+                "cannot delete a contact with an empty contact id",
+            )));
+        }
+        let body = json!({"apiKey": key.expose(), "contactId": contact_id});
+        Ok(self.post(&["v1", "contact", "delete"], body))
+    }
+
+    /// Code 404 in the body is [`OpError::NotFound`] (already gone); a bare
+    /// HTTP 404 is not: it says nothing of the contact (misdirected).
+    fn parse_delete(&self, status: u16, body: &[u8]) -> Result<(), OpError> {
+        self.found(status, body)?;
+        match json_object(body) {
+            Some(obj) if succeeded(&obj) => Ok(()),
+            _ => Err(OpError::Failed(response_invalid(
+                "malformed SMS Partner delete response: no success flag",
             ))),
         }
     }
@@ -1468,6 +1498,43 @@ mod tests {
         assert!(matches!(
             sp().parse_update("C", 200, br#"{"success": "yes"}"#),
             Err(OpError::Failed(e)) if e.message.contains("malformed")
+        ));
+    }
+
+    #[test]
+    fn delete_posts_key_and_id_and_reads_not_found_as_gone() {
+        let req = sp().delete(&key(), "C42").unwrap();
+        assert_eq!(req.method, Method::POST);
+        assert!(req.url.as_str().ends_with("/v1/contact/delete"));
+        assert_eq!(
+            req.body,
+            Some(json!({"apiKey": SECRET, "contactId": "C42"}))
+        );
+        assert!(matches!(
+            sp().delete(&key(), " "),
+            Err(OpError::NotFound(_))
+        ));
+        assert_eq!(
+            sp().parse_delete(200, br#"{"success": true, "code": 200}"#),
+            Ok(())
+        );
+        let gone = br#"{"success": false, "code": 404, "message": "Contact introuvable"}"#;
+        assert!(matches!(
+            sp().parse_delete(200, gone),
+            Err(OpError::NotFound(e)) if e.code == ErrorCode::Api(404)
+        ));
+        assert!(matches!(
+            sp().parse_delete(200, br#"{"success": false, "code": 10}"#),
+            Err(OpError::Auth(_))
+        ));
+        // A bare 404 says nothing of the contact: not "already gone".
+        assert!(matches!(
+            sp().parse_delete(404, b"<html>not here</html>"),
+            Err(OpError::Failed(_))
+        ));
+        assert!(matches!(
+            sp().parse_delete(200, br#"{"success": "yes"}"#),
+            Err(OpError::Failed(e)) if e.code == ErrorCode::ResponseInvalid
         ));
     }
 

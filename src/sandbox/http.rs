@@ -669,13 +669,15 @@ async fn sp_update(State(app): State<Arc<App>>, body: Bytes) -> Response {
 }
 
 async fn sp_delete(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let mut received = Received::default();
     let result = (|| {
         let obj = sp_body(&app, &body)?;
         let id = text(obj.get("contactId")).unwrap_or_default();
         lock(&app.smspartner).delete(&id)?;
+        received.smspartner_delete(&id);
         Ok(json!({"success": true, "code": 200}))
     })();
-    sp_respond(&app, result)
+    tagged(sp_respond(&app, result), received)
 }
 
 type QueryMap = Query<HashMap<String, String>>;
@@ -816,10 +818,15 @@ async fn mv_delete(
     if let Some(r) = mv_unauthorized(&app, &headers) {
         return r;
     }
-    match lock(&app.mobivate).delete(&id) {
-        Ok(()) => Json(json!({"success": true})).into_response(),
+    let mut received = Received::default();
+    let response = match lock(&app.mobivate).delete(&id) {
+        Ok(()) => {
+            received.mobivate_delete(&id);
+            Json(json!({"success": true})).into_response()
+        }
         Err(e) => mv_fail(&e),
-    }
+    };
+    tagged(response, received)
 }
 
 fn number_param(q: &HashMap<String, String>, name: &str, default: usize) -> Result<usize, MvError> {

@@ -355,6 +355,12 @@ pub struct Received {
     /// Mobivate updates applied: record id → count.
     #[serde(default)]
     pub mobivate_updates: BTreeMap<String, u64>,
+    /// SMS Partner deletes that removed a contact: `contactId` → count.
+    #[serde(default)]
+    pub smspartner_deletes: BTreeMap<String, u64>,
+    /// Mobivate deletes that removed a contact: record id → count.
+    #[serde(default)]
+    pub mobivate_deletes: BTreeMap<String, u64>,
 }
 
 impl Received {
@@ -377,12 +383,22 @@ impl Received {
         self.mobivate_adds.get(msisdn).copied().unwrap_or(0)
     }
 
+    /// Deletes that removed a contact, on either API.
+    pub fn delete_count(&self) -> u64 {
+        self.smspartner_deletes
+            .values()
+            .chain(self.mobivate_deletes.values())
+            .sum()
+    }
+
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
         self.smspartner_adds.values().all(BTreeMap::is_empty)
             && self.mobivate_adds.is_empty()
             && self.smspartner_updates.is_empty()
             && self.mobivate_updates.is_empty()
+            && self.smspartner_deletes.is_empty()
+            && self.mobivate_deletes.is_empty()
     }
 
     fn smspartner_add(&mut self, group: &str, phone: &str) {
@@ -409,6 +425,17 @@ impl Received {
         *self.mobivate_updates.entry(id.to_string()).or_default() += 1;
     }
 
+    fn smspartner_delete(&mut self, contact_id: &str) {
+        *self
+            .smspartner_deletes
+            .entry(contact_id.to_string())
+            .or_default() += 1;
+    }
+
+    fn mobivate_delete(&mut self, id: &str) {
+        *self.mobivate_deletes.entry(id.to_string()).or_default() += 1;
+    }
+
     /// Adds `other`'s counts to these.
     fn merge(&mut self, other: &Received) {
         for (group, phones) in &other.smspartner_adds {
@@ -425,6 +452,8 @@ impl Received {
         sum(&mut self.mobivate_adds, &other.mobivate_adds);
         sum(&mut self.smspartner_updates, &other.smspartner_updates);
         sum(&mut self.mobivate_updates, &other.mobivate_updates);
+        sum(&mut self.smspartner_deletes, &other.smspartner_deletes);
+        sum(&mut self.mobivate_deletes, &other.mobivate_deletes);
     }
 }
 

@@ -374,6 +374,13 @@ async fn sp_update_delete_and_detail() {
     assert_eq!(state.group("sandbox").len(), 1);
     assert_eq!(state.counters.total("POST /v1/contact/update"), 6);
     assert_eq!(state.counters.count("GET /v1/contact/detail", "200"), 3);
+    // Only the delete that removed a contact is counted as received.
+    assert_eq!(
+        state.counters.received.smspartner_deletes,
+        std::collections::BTreeMap::from([(ids[0].clone(), 1)])
+    );
+    assert_eq!(state.counters.received.delete_count(), 1);
+    assert_eq!(state.counters.total("POST /v1/contact/delete"), 3);
 }
 
 /// Sends what `SmsPartner::detail` builds and reads the answer with its `parse_detail`.
@@ -720,6 +727,8 @@ async fn mv_update_list_and_delete() {
 
     let state = h.snapshot();
     assert_eq!(state.mobivate.len(), 6);
+    assert_eq!(state.counters.received.mobivate_deletes.len(), 1);
+    assert_eq!(state.counters.received.delete_count(), 1);
     assert_eq!(
         state
             .counters
@@ -1568,10 +1577,9 @@ async fn a_hold_applies_the_chosen_request_then_answers_nothing_until_released()
         .expect("the first request is served");
     assert_eq!(first.status(), StatusCode::OK);
     let second = tokio::spawn(send("0622222222"));
-    // The third leaves once the second is held: spawned together, either
-    // could reach the sandbox first.
-    let reached = tokio::task::block_in_place(|| h.wait_held(1, Duration::from_secs(30)));
-    assert!(reached, "the second request is held");
+    // The second must reach the server before the third is sent, or either may be "the nth".
+    let second_held = tokio::task::block_in_place(|| h.wait_held(1, Duration::from_secs(30)));
+    assert!(second_held, "the second request is held");
     let third = tokio::spawn(send("0633333333"));
     let reached = tokio::task::block_in_place(|| h.wait_held(2, Duration::from_secs(30)));
     assert!(reached, "both later requests are held");

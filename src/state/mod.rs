@@ -16,6 +16,20 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use lock::Lock;
 pub use writer::{Sent, Settled, StateWriter, Update};
 
+/// A contact this tool synced from a file row and saw confirmed (mirror
+/// mode's candidates for deletion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Managed {
+    /// The E.164 number.
+    pub phone: String,
+    /// The provider's id, when known (a bulk add returns none).
+    pub contact_id: Option<String>,
+    /// The fields last sent, as a JSON object under SPEC field names.
+    pub fields: String,
+    /// Where it stands now.
+    pub status: Status,
+}
+
 use crate::secret::ApiKey;
 
 /// Why the store cannot be used: exit 2, never a silent reset.
@@ -78,6 +92,10 @@ pub enum Status {
     PendingUpdate,
     /// Learnt from a listing: the provider holds it, this tool did not send it.
     Known,
+    /// A deletion (mirror mode) left and its answer was not recorded: the
+    /// contact may be gone. Settled by the next run: updated (or added) again
+    /// when the file holds the number, deleted again with `--delete-missing`.
+    PendingDelete,
 }
 
 impl Status {
@@ -87,6 +105,7 @@ impl Status {
             Status::PendingAdd => 1,
             Status::PendingUpdate => 2,
             Status::Known => 3,
+            Status::PendingDelete => 4,
         }
     }
 
@@ -96,6 +115,7 @@ impl Status {
             1 => Status::PendingAdd,
             2 => Status::PendingUpdate,
             3 => Status::Known,
+            4 => Status::PendingDelete,
             _ => return None,
         })
     }
@@ -373,6 +393,54 @@ impl Store {
         Ok(map)
     }
 
+    /// How many contacts of `target` are managed (synced by this tool and confirmed).
+    pub fn managed_count(&self, target: i64) -> Result<u64, StateError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM contacts WHERE target = ?1 AND managed = 1",
+                params![target],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| StateError::sql(&self.path, e))
+    }
+
+    /// Calls `each` with every managed contact of `target`, one at a time
+    /// (the store may hold millions: the caller keeps only what it needs).
+    pub fn each_managed(
+        &self,
+        target: i64,
+        mut each: impl FnMut(Managed),
+    ) -> Result<(), StateError> {
+        let sql = |e| StateError::sql(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phone, contact_id, fields, status FROM contacts
+                 WHERE target = ?1 AND managed = 1 ORDER BY phone",
+            )
+            .map_err(sql)?;
+        let mut rows = stmt.query(params![target]).map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
+            let status: i64 = row.get(3).map_err(sql)?;
+            each(Managed {
+                phone: row.get(0).map_err(sql)?,
+                contact_id: row.get(1).map_err(sql)?,
+                fields: row
+                    .get::<_, Option<String>>(2)
+                    .map_err(sql)?
+                    .unwrap_or_else(|| "{}".into()),
+                status: Status::from_code(status).ok_or_else(|| {
+                    StateError::unusable(
+                        &self.path,
+                        format!("unknown status {status}: the file is damaged"),
+                    )
+                })?,
+            });
+        }
+        Ok(())
+    }
+
     /// Every target of this store (any account), with counts.
     pub fn summaries(&self) -> Result<Vec<TargetSummary>, StateError> {
         let sql = |e| StateError::sql(&self.path, e);
@@ -382,7 +450,7 @@ impl Store {
                 "SELECT t.provider, t.base_url, t.group_id, t.last_sync,
                         COUNT(c.phone),
                         COALESCE(SUM(c.managed), 0),
-                        COALESCE(SUM(c.status IN (1, 2)), 0)
+                        COALESCE(SUM(c.status IN (1, 2, 4)), 0)
                  FROM targets t LEFT JOIN contacts c ON c.target = t.id
                  GROUP BY t.id ORDER BY t.id",
             )

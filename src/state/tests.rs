@@ -222,3 +222,75 @@ fn a_large_target_map_finds_every_number_and_nothing_else() {
         assert_eq!(map.get(&format!("+336{:08}", i * 7 + 1)), None, "{i}");
     }
 }
+
+#[tokio::test]
+async fn managed_contacts_go_pending_delete_then_away_or_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let store = Store::open(&path, &key(), false).unwrap();
+    let target = store.target(&target_key("g1")).unwrap();
+    let writer = StateWriter::start(store).unwrap();
+    for (phone, id) in [("+33611111111", "c1"), ("+33622222222", "c2")] {
+        writer
+            .commit(Update::Confirmed {
+                target,
+                row: sent(phone, Status::Confirmed, Some(id), 1),
+            })
+            .await
+            .unwrap();
+    }
+    // Only listed: never managed, never a deletion candidate.
+    writer
+        .commit(Update::Known {
+            target,
+            entries: vec![("+33633333333".into(), "c3".into())],
+        })
+        .await
+        .unwrap();
+    for phone in ["+33611111111", "+33622222222"] {
+        writer
+            .commit(Update::PendingDelete {
+                target,
+                phone: phone.into(),
+            })
+            .await
+            .unwrap();
+    }
+    writer.send(Update::Deleted {
+        target,
+        phone: "+33611111111".into(),
+    });
+    writer.close().unwrap();
+
+    let store = Store::open(&path, &key(), false).unwrap();
+    assert_eq!(store.managed_count(target).unwrap(), 1);
+    let mut managed = Vec::new();
+    store.each_managed(target, |m| managed.push(m)).unwrap();
+    assert_eq!(
+        managed,
+        vec![Managed {
+            phone: "+33622222222".into(),
+            contact_id: Some("c2".into()),
+            fields: "{}".into(),
+            status: Status::PendingDelete,
+        }],
+        "the deleted one is gone, the unanswered one pending, the listed one not managed"
+    );
+    assert_eq!(store.summaries().unwrap()[0].pending, 1);
+    let writer = StateWriter::start(store).unwrap();
+    writer.send(Update::Kept {
+        target,
+        phone: "+33622222222".into(),
+        status: Status::Confirmed,
+    });
+    writer.close().unwrap();
+    let store = Store::open(&path, &key(), false).unwrap();
+    assert_eq!(
+        store
+            .load(target)
+            .unwrap()
+            .get("+33622222222")
+            .map(|e| e.status),
+        Some(Status::Confirmed)
+    );
+}

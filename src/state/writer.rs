@@ -53,6 +53,31 @@ pub enum Update {
         /// The number.
         phone: String,
     },
+    /// This managed contact is about to be deleted (mirror mode): pending
+    /// until answered.
+    PendingDelete {
+        /// The target.
+        target: i64,
+        /// The number.
+        phone: String,
+    },
+    /// The provider deleted this contact (or says it was already gone): the
+    /// store forgets it.
+    Deleted {
+        /// The target.
+        target: i64,
+        /// The number.
+        phone: String,
+    },
+    /// The provider refused to delete this contact: it stands as before.
+    Kept {
+        /// The target.
+        target: i64,
+        /// The number.
+        phone: String,
+        /// Its status before the deletion was attempted.
+        status: Status,
+    },
     /// A run on this target went through to its end.
     Finished {
         /// The target.
@@ -308,6 +333,26 @@ fn apply(conn: &mut Connection, updates: &[Update]) -> rusqlite::Result<()> {
                     "UPDATE contacts SET contact_id = NULL, updated_at = ?3 WHERE target = ?1 AND phone = ?2",
                 )?
                 .execute(params![target, phone, at])?;
+            }
+            Update::PendingDelete { target, phone } => {
+                tx.prepare_cached(
+                    "UPDATE contacts SET status = 4, updated_at = ?3 WHERE target = ?1 AND phone = ?2",
+                )?
+                .execute(params![target, phone, at])?;
+            }
+            Update::Deleted { target, phone } => {
+                tx.prepare_cached("DELETE FROM contacts WHERE target = ?1 AND phone = ?2")?
+                    .execute(params![target, phone])?;
+            }
+            Update::Kept {
+                target,
+                phone,
+                status,
+            } => {
+                tx.prepare_cached(
+                    "UPDATE contacts SET status = ?3, updated_at = ?4 WHERE target = ?1 AND phone = ?2",
+                )?
+                .execute(params![target, phone, status.code(), at])?;
             }
             Update::Finished { target } => {
                 tx.prepare_cached("UPDATE targets SET last_sync = ?2 WHERE id = ?1")?

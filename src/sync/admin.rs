@@ -34,7 +34,7 @@ fn base_url(t: &StateTarget) -> Result<Option<reqwest::Url>, Error> {
         .as_deref()
         .map(|u| {
             let url = reqwest::Url::parse(u)
-                .map_err(|e| Error::Usage(format!("--base-url {u:?}: {e}")))?;
+                .map_err(|e| Error::Usage(format!("--base-url {}: {e}", crate::words::quote(u))))?;
             check_base_url(&url, t.allow_insecure_http)?;
             Ok(url)
         })
@@ -143,10 +143,14 @@ fn rebuild(t: &StateTarget) -> Result<u8, Error> {
             if let Some(Err(e)) = closed {
                 return Err(Error::Aborted(e.to_string()));
             }
-            eprintln!(
-                "state store {}: {} contacts of the target are known ({sent} requests); none is managed until a sync confirms it",
-                path.display(),
-                ids.len()
+            crate::logging::emit(
+                crate::logging::Level::Info,
+                &format!(
+                    "state store {}: {} contacts of the target are known ({sent} requests); none is managed until a sync confirms it",
+                    path.display(),
+                    ids.len()
+                ),
+                None,
             );
             Ok(exit::OK)
         }
@@ -160,7 +164,11 @@ fn rebuild(t: &StateTarget) -> Result<u8, Error> {
 fn forget(t: &StateTarget, yes: bool) -> Result<u8, Error> {
     let path = store_path(t)?;
     if !path.exists() {
-        eprintln!("no state store at {}", path.display());
+        crate::logging::emit(
+            crate::logging::Level::Info,
+            &format!("no state store at {}", path.display()),
+            None,
+        );
         return Ok(exit::OK);
     }
     if !yes {
@@ -178,7 +186,7 @@ fn forget(t: &StateTarget, yes: bool) -> Result<u8, Error> {
         let mut answer = String::new();
         let _ = stdin.lock().read_line(&mut answer);
         if answer.trim() != "yes" {
-            eprintln!("nothing deleted");
+            crate::logging::emit(crate::logging::Level::Info, "nothing deleted", None);
             return Ok(exit::NOTHING_SENT);
         }
     }
@@ -189,7 +197,11 @@ fn forget(t: &StateTarget, yes: bool) -> Result<u8, Error> {
         remove(Path::new(&p))?;
     }
     drop(lock);
-    eprintln!("deleted {}", path.display());
+    crate::logging::emit(
+        crate::logging::Level::Info,
+        &format!("deleted {}", path.display()),
+        None,
+    );
     Ok(exit::OK)
 }
 

@@ -15,9 +15,9 @@ use crate::normalize::Contact;
 use crate::progress;
 use crate::provider::{AddResult, ApiRequest, ListPage, Listed, OpError, Provider};
 use crate::record::Record;
-use crate::report::{RejectsWriter, ReportRow, ReportWriter, Summary, WriteError};
+use crate::report::{BackupWriter, RejectsWriter, ReportRow, ReportWriter, Summary, WriteError};
 use crate::secret::ApiKey;
-use crate::state::{Sent, StateWriter, Status, Update};
+use crate::state::{Managed, Sent, StateWriter, Status, Update};
 
 /// Why a run stopped early.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +193,14 @@ impl Job {
     }
 }
 
+/// A managed contact that mirror mode deletes, and its target group.
+pub(super) struct Deletion {
+    /// The target group (SMS Partner), empty for Mobivate.
+    pub(super) group: String,
+    /// What the store holds of it.
+    pub(super) contact: Managed,
+}
+
 impl crate::dispatch::Gate for crate::state::Settled {
     fn open(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(self.wait())
@@ -223,6 +231,8 @@ pub(super) struct Engine {
     pub(super) host: String,
     /// The state store, unless the run has none.
     pub(super) state: Option<StateCtx>,
+    /// Listings under way, for the progress display.
+    pub(super) listing: progress::ListingGauge,
 }
 
 /// Per-target listing of existing contacts, fetched on first need.
@@ -267,6 +277,8 @@ const LISTING_WINDOW: usize = 8;
 pub(super) struct ListSpend {
     meter: Meter,
     pages: AtomicU64,
+    /// The pages the listing has, once its first page gave the total.
+    known: AtomicU64,
 }
 
 /// A page of a listing being read: its cursor and what came of it.
@@ -291,8 +303,9 @@ async fn first_done(reads: &mut Vec<PageRead<'_>>) -> (u64, Result<ListPage, Opt
 }
 
 /// Requests a listing may send before its rows fail `LISTING_FAILED`:
-/// `2 × (--max-retries + 1) × (pages read + 2)` — every page read earns two
-/// pages' worth of attempts, and the listing starts with four. A listing
+/// `2 × (--max-retries + 1) × (pages + 2)`, pages being those read or, once
+/// the first page gave the total, those the listing has — every page earns
+/// two pages' worth of attempts, and the listing starts with four. A listing
 /// failing most of its attempts (70% at 30% 5xx, 20% lost, 20% dropped)
 /// spends about 3.3 requests a page against the 12 each earns at the
 /// default 5 retries.
@@ -345,10 +358,11 @@ impl Engine {
     }
 
     /// What a write to `group` holds (shared) while each attempt is out, so
-    /// that none lands while the group is listed, when the provider's
-    /// listing order is not stable under writes.
-    fn write_gate(&self, group: &str) -> Option<Arc<RwLock<()>>> {
-        if self.provider.listing_stable_under_writes() {
+    /// that none lands while the group is listed: every deletion (it shifts
+    /// any order), and adds and updates unless the provider's listing order
+    /// is stable under them.
+    fn write_gate(&self, group: &str, deletion: bool) -> Option<Arc<RwLock<()>>> {
+        if !deletion && self.provider.listing_stable_under_writes() {
             return None;
         }
         self.directory.gate(group)
@@ -524,7 +538,7 @@ impl Engine {
         let contacts: Vec<&Contact> = jobs.iter().map(|j| j.contact.as_ref()).collect();
         tracing::debug!("adding {} rows to target {group:?}", contacts.len());
         let req = self.provider.add(&self.key, &group, &contacts);
-        let gate = self.write_gate(&group);
+        let gate = self.write_gate(&group, false);
         let meter = Meter::default();
         let reply = self.call_counted(req, &sent, &meter, gate.as_deref()).await;
         let answered = Instant::now();
@@ -611,13 +625,10 @@ impl Engine {
             return jobs;
         };
         let _listing = listing.lock().await;
-        let _alone = match self.provider.listing_stable_under_writes() {
-            true => None,
-            false => match self.directory.gate(group) {
-                Some(gate) => Some(gate.write_owned().await),
-                None => return jobs,
-            },
+        let Some(gate) = self.directory.gate(group) else {
+            return jobs;
         };
+        let _alone = gate.write_owned().await;
         let mut wanted: HashMap<String, Job> = jobs
             .into_iter()
             .map(|j| (j.contact.phone.clone(), j))
@@ -767,7 +778,7 @@ impl Engine {
             job.ticket.not_attempted(NOT_SENT);
             return None;
         }
-        let gate = self.write_gate(&group);
+        let gate = self.write_gate(&group, false);
         let reply = self
             .call_counted(req, &job.ticket.sent, &Meter::default(), gate.as_deref())
             .await;
@@ -807,6 +818,120 @@ impl Engine {
         None
     }
 
+    /// Deletes one managed contact (mirror mode): its id from the store, else
+    /// from the listing; its last-sent fields appended to `backup` and
+    /// flushed; then recorded pending, and only then sent. Deleted, or
+    /// already gone (a 404), the store forgets it; refused, it stands as
+    /// before; unanswered, it stays pending for the next run.
+    pub(super) async fn delete(
+        &self,
+        deletion: Deletion,
+        ticket: Ticket,
+        backup: Arc<Mutex<BackupWriter>>,
+        started: Instant,
+    ) {
+        let Deletion { group, contact } = deletion;
+        let phone = contact.phone.clone();
+        if self.aborted() {
+            return ticket.not_attempted(NOT_SENT);
+        }
+        let id = match contact.contact_id.clone() {
+            Some(id) => id,
+            // Added in bulk and never listed: the listing gives its id.
+            None => match self.find(&group, &phone, started).await {
+                Ok(Some(id)) => id,
+                Ok(None) => {
+                    self.record(&group, |target| Update::Deleted { target, phone });
+                    return ticket.finish(
+                        Outcome::Deleted,
+                        Vec::new(),
+                        "not on the provider any more; forgotten",
+                        "",
+                    );
+                }
+                Err(Some(e)) => return ticket.fail(e),
+                Err(None) => return ticket.not_attempted(NOT_SENT),
+            },
+        };
+        if self.aborted() {
+            return ticket.not_attempted(NOT_SENT);
+        }
+        let req = match self.provider.delete(&self.key, &id) {
+            Ok(req) => req,
+            Err(e) => {
+                let row = self.op_error(e);
+                return ticket.finish(Outcome::Failed, vec![row], "", &id);
+            }
+        };
+        let written = match backup.lock() {
+            Ok(mut b) => b.write(&contact.fields).map_err(|e| e.to_string()),
+            Err(_) => Err("internal: the deletion backup's lock is poisoned".to_string()),
+        };
+        if let Err(e) = written {
+            // No deletion without its backup.
+            self.abort(Abort::Output(e));
+            return ticket.not_attempted(NOT_SENT);
+        }
+        if let Some((writer, target)) = self.target(&group) {
+            let pending = Update::PendingDelete {
+                target,
+                phone: phone.clone(),
+            };
+            if let Err(e) = writer.commit(pending).await {
+                self.abort(Abort::Output(e));
+                return ticket.not_attempted(NOT_SENT);
+            }
+        }
+        let kept = |phone: String| {
+            let status = contact.status;
+            move |target| Update::Kept {
+                target,
+                phone,
+                status,
+            }
+        };
+        let gate = self.write_gate(&group, true);
+        let reply = self
+            .call_counted(req, &ticket.sent, &Meter::default(), gate.as_deref())
+            .await;
+        match reply {
+            Ok(r) => match self.provider.parse_delete(r.status, &r.body) {
+                Ok(()) => {
+                    self.record(&group, |target| Update::Deleted { target, phone });
+                    ticket.finish(Outcome::Deleted, Vec::new(), "", &id);
+                }
+                Err(OpError::NotFound(_)) => {
+                    self.record(&group, |target| Update::Deleted { target, phone });
+                    ticket.finish(Outcome::Deleted, Vec::new(), "already gone", &id);
+                }
+                Err(e) => {
+                    self.record(&group, kept(phone));
+                    let row = self.op_error(e);
+                    ticket.finish(Outcome::Failed, vec![row], "", &id);
+                }
+            },
+            Err(e) => match Self::send_error(e) {
+                // May have been applied: stays pending, for the next run.
+                Ok(row)
+                    if matches!(
+                        row.code,
+                        ErrorCode::Unconfirmed | ErrorCode::ResponseInvalid
+                    ) =>
+                {
+                    ticket.finish(Outcome::Failed, vec![row], "", &id)
+                }
+                Ok(row) => {
+                    self.record(&group, kept(phone));
+                    ticket.finish(Outcome::Failed, vec![row], "", &id);
+                }
+                Err(()) => {
+                    self.record(&group, kept(phone));
+                    ticket.not_attempted(NOT_SENT);
+                }
+            },
+        }
+    }
+
     /// Every contact of `group` on the provider (number → id), recorded in
     /// the state store as known.
     pub(super) async fn list_target(
@@ -818,14 +943,14 @@ impl Engine {
 
     /// Lists `group` whole within [`listing_budget`]: the first page, then
     /// (its total known) the others [`LISTING_WINDOW`] × `--concurrency` at
-    /// a time, then on from
-    /// the last while it says there is more (contacts added meanwhile, or no
-    /// total). The contacts and when the listing began.
+    /// a time, then on from the last while it says there is more (contacts
+    /// added meanwhile, or no total). The contacts and when it began.
     async fn list_budgeted(
         &self,
         group: &str,
     ) -> Result<(HashMap<String, String>, Instant), Option<RowError>> {
         let started = Instant::now();
+        let _shown = self.listing.start();
         let spend = ListSpend::default();
         let mut ids = HashMap::new();
         let first = self.fetch_page(group, 0, &spend).await?;
@@ -838,6 +963,10 @@ impl Engine {
             }
             cursors.reverse();
         }
+        let known = u64::try_from(cursors.len()).unwrap_or(u64::MAX);
+        spend
+            .known
+            .store(known.saturating_add(1), Ordering::Relaxed);
         let mut next = if cursors.is_empty() { first.next } else { None };
         for entry in first.entries {
             ids.insert(entry.phone, entry.contact_id);
@@ -908,6 +1037,7 @@ impl Engine {
             let last = match result {
                 Ok(page) => {
                     spend.pages.fetch_add(1, Ordering::Relaxed);
+                    self.listing.page(page.entries.len());
                     return Ok(page);
                 }
                 Err(e) if self.aborted() => return Err(e),
@@ -916,7 +1046,9 @@ impl Engine {
             };
             let spent = spend.meter.attempts.load(Ordering::Relaxed);
             let pages = spend.pages.load(Ordering::Relaxed);
-            let budget = listing_budget(self.dispatcher.max_retries(), pages);
+            // Pages read at once each count from the start.
+            let counted = pages.max(spend.known.load(Ordering::Relaxed));
+            let budget = listing_budget(self.dispatcher.max_retries(), counted);
             if spent >= budget {
                 tracing::warn!(
                     "listing of target {group:?} stopped after {spent} requests: {}",
@@ -964,15 +1096,12 @@ impl Engine {
             // The rows that were waiting on a listing that spent its budget.
             return Err(Some(e.clone()));
         }
-        // No write of this run reaches the target while it is listed, unless
-        // the provider's order keeps the listing exact anyway.
-        let _alone = match self.provider.listing_stable_under_writes() {
-            true => None,
-            false => match self.directory.gate(group) {
-                Some(gate) => Some(gate.write_owned().await),
-                None => return Err(None),
-            },
+        // No write of this run that could disturb the listing reaches the
+        // target while it is listed (see `write_gate`).
+        let Some(gate) = self.directory.gate(group) else {
+            return Err(None);
         };
+        let _alone = gate.write_owned().await;
         let (ids, started) = match self.list_budgeted(group).await {
             Ok(listed) => listed,
             Err(Some(e)) if e.code == ErrorCode::ListingFailed => {
@@ -1042,6 +1171,9 @@ pub(super) async fn write_in_order(
             }
         };
         let Some(done) = done else { break };
+        // Counted as it finishes, not when its turn to be written comes:
+        // the updates of one batch finish in any order.
+        counts.record(done.outcome);
         // Most rows come in order: they skip the map.
         let mut ready = if done.seq == next {
             Some(done)
@@ -1052,7 +1184,9 @@ pub(super) async fn write_in_order(
         while let Some(d) = ready.take().or_else(|| pending.remove(&next)) {
             next += 1;
             summary.record(d.outcome, &d.errors);
-            counts.record(d.outcome);
+            if d.line == 0 {
+                summary.deletions += 1;
+            }
             permits.add_permits(1);
             if failed.is_some() {
                 continue;

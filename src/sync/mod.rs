@@ -9,7 +9,7 @@
 //! a writer puts them back in input order. A window of admitted-but-unwritten
 //! rows bounds memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use crate::cli::{LogArgs, ProviderKind, SyncArgs};
 use crate::codes::Outcome;
 use crate::columns::Field;
-use crate::config::{Error, InputConfig, OutputConfig, Source};
+use crate::config::{Error, InputConfig, MaxInvalid, OutputConfig, Source};
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::input::{InputBytes, Opened, SpoolEnd, Spooling};
 use crate::plan::{Action, Batcher, plan};
@@ -43,7 +43,7 @@ mod engine;
 mod signals;
 
 use engine::{
-    Abort, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, reap, write_in_order,
+    Abort, Deletion, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, reap, write_in_order,
 };
 use signals::Signals;
 
@@ -52,45 +52,6 @@ const GRACE: Duration = Duration::from_secs(5);
 
 /// The largest `--max-retry-after`, in seconds: a day.
 const MAX_RETRY_AFTER_SECS: u64 = 86_400;
-
-/// A share or a count of invalid rows beyond which nothing is sent.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MaxInvalid {
-    /// At most this many invalid rows.
-    Count(u64),
-    /// At most this percentage of the rows.
-    Percent(f64),
-}
-
-impl MaxInvalid {
-    /// `N` or `N%`.
-    pub fn parse(s: &str) -> Result<MaxInvalid, Error> {
-        let bad = || {
-            Error::Usage(format!(
-                "--max-invalid {s:?}: expected a count like 10 or a share like 5%"
-            ))
-        };
-        match s.trim().strip_suffix('%') {
-            Some(p) => {
-                let p: f64 = p.trim().parse().map_err(|_| bad())?;
-                if (0.0..=100.0).contains(&p) {
-                    Ok(MaxInvalid::Percent(p))
-                } else {
-                    Err(bad())
-                }
-            }
-            None => s.trim().parse().map(MaxInvalid::Count).map_err(|_| bad()),
-        }
-    }
-
-    /// Whether `invalid` of `rows` is more than allowed.
-    pub fn exceeded(self, invalid: u64, rows: u64) -> bool {
-        match self {
-            MaxInvalid::Count(n) => invalid > n,
-            MaxInvalid::Percent(p) => rows > 0 && (invalid as f64) * 100.0 > p * rows as f64,
-        }
-    }
-}
 
 /// The default rate for each provider, in requests per second.
 pub fn default_rate(kind: ProviderKind) -> f64 {
@@ -141,7 +102,14 @@ struct SyncConfig {
     state: Option<PathBuf>,
     /// Ignore the store's fingerprints.
     full: bool,
+    /// Mirror mode: delete managed contacts the file no longer holds.
+    delete_missing: bool,
+    /// Above this many deletions (or this share of the managed contacts), none.
+    max_delete: MaxInvalid,
 }
+
+/// `--max-delete`'s default: a tenth of the target's managed contacts.
+const DEFAULT_MAX_DELETE: MaxInvalid = MaxInvalid::Percent(10.0);
 
 impl SyncConfig {
     fn from_args(args: &SyncArgs) -> Result<SyncConfig, Error> {
@@ -151,8 +119,9 @@ impl SyncConfig {
         let output = OutputConfig::from_args(&args.output, &input.source)?;
         let base_url = match &args.base_url {
             Some(u) => {
-                let url = reqwest::Url::parse(u)
-                    .map_err(|e| Error::Usage(format!("--base-url {u:?}: {e}")))?;
+                let url = reqwest::Url::parse(u).map_err(|e| {
+                    Error::Usage(format!("--base-url {}: {e}", crate::words::quote(u)))
+                })?;
                 check_base_url(&url, args.allow_insecure_http)?;
                 Some(url)
             }
@@ -191,11 +160,7 @@ impl SyncConfig {
         };
         dispatch.retry.max_retries = args.max_retries;
         dispatch.retry.max_retry_after = Duration::from_secs(args.max_retry_after);
-        let max_invalid = args
-            .max_invalid
-            .as_deref()
-            .map(MaxInvalid::parse)
-            .transpose()?;
+        let max_invalid = MaxInvalid::from_arg(args.max_invalid.as_deref())?;
         let key = api_key(args.provider, args.dry_run)?;
         if args.provider == ProviderKind::Mobivate
             && !args.dry_run
@@ -227,6 +192,22 @@ impl SyncConfig {
                 )
             })?)
         };
+        if args.delete_missing && state.is_none() {
+            return Err(Error::Usage(
+                "--delete-missing needs the state store: it deletes only the contacts this tool put on the target, and the store is what knows them (drop --no-state; with --provider sandbox, pass --state)".into(),
+            ));
+        }
+        let max_delete = args
+            .max_delete
+            .as_deref()
+            .map(|s| MaxInvalid::parse_for("--max-delete", s))
+            .transpose()?
+            .unwrap_or(DEFAULT_MAX_DELETE);
+        let output = if args.delete_missing && !args.dry_run {
+            output.with_backup(args.deleted_backup.as_deref(), &input.source)?
+        } else {
+            output
+        };
         Ok(SyncConfig {
             input,
             output,
@@ -239,6 +220,8 @@ impl SyncConfig {
             key,
             state,
             full: args.full,
+            delete_missing: args.delete_missing,
+            max_delete,
         })
     }
 }
@@ -272,6 +255,8 @@ enum Sending {
     DryRun,
     /// Send nothing: `--max-invalid` was exceeded.
     Refused,
+    /// Send nothing: more deletions are due than `--max-delete` allows.
+    TooManyDeletes,
     /// Send nothing: interrupted before sending began.
     Interrupted,
 }
@@ -281,6 +266,8 @@ enum Sending {
 struct FirstPass {
     rows: u64,
     invalid: u64,
+    /// Data rows decoded as Windows-1252.
+    windows_1252: u64,
     interrupted: bool,
     /// The first valid rows whose contact id comes from the file: (id, phone, group).
     file_ids: Vec<(String, String, String)>,
@@ -288,6 +275,69 @@ struct FirstPass {
     groups: std::collections::BTreeSet<String>,
     /// The report written while reading, when it was.
     speculation: Option<Speculation>,
+    /// Which numbers the file holds (mirror mode only).
+    presence: Option<Presence>,
+}
+
+/// What mirror mode needs from the file: which numbers it holds, per group
+/// as the file names it (empty: the default group).
+#[derive(Default)]
+struct Presence {
+    /// Numbers of valid rows that did not opt out.
+    kept: HashMap<String, HashSet<u64>>,
+    /// Numbers of valid rows marked `optOut`.
+    opted_out: HashMap<String, HashSet<u64>>,
+    /// Numbers of invalid rows whose phone is readable: kept in every group.
+    anywhere: HashSet<u64>,
+    /// Rows whose phone could not be read (missing, invalid, malformed row).
+    unreadable: u64,
+}
+
+impl Presence {
+    fn record(&mut self, row: &CheckedRow) {
+        match &row.verdict {
+            Verdict::Valid(c) => {
+                let Some(key) = crate::state::phone_key(&c.phone) else {
+                    self.unreadable += 1;
+                    return;
+                };
+                let set = if c.opt_out {
+                    &mut self.opted_out
+                } else {
+                    &mut self.kept
+                };
+                set.entry(c.group_id.clone()).or_default().insert(key);
+            }
+            Verdict::Invalid(_) => match row.phone.as_deref().and_then(crate::state::phone_key) {
+                Some(key) => {
+                    self.anywhere.insert(key);
+                }
+                None => self.unreadable += 1,
+            },
+        }
+    }
+
+    /// Whether the managed contact `phone` of `group` is to be deleted: it
+    /// opted out, or no row of the file holds it. `default` is the group
+    /// of rows with an empty group cell.
+    fn deletes(&self, group: &str, default: &str, phone: &str) -> bool {
+        let Some(key) = crate::state::phone_key(phone) else {
+            return false;
+        };
+        let in_set = |sets: &HashMap<String, HashSet<u64>>| {
+            sets.get(group).is_some_and(|s| s.contains(&key))
+                || (group == default && sets.get("").is_some_and(|s| s.contains(&key)))
+        };
+        in_set(&self.opted_out) || !(in_set(&self.kept) || self.anywhere.contains(&key))
+    }
+}
+
+/// What mirror mode is to delete, known before the first request.
+#[derive(Default)]
+struct DeletionPlan {
+    due: Vec<Deletion>,
+    /// The managed contacts of the targets looked at (the guard's base).
+    managed: u64,
 }
 
 /// How many file-given contact ids are read back before any update through them.
@@ -349,7 +399,8 @@ async fn run_async(
         // only a column the user pointed at is trusted.
         let header = opened.reader.header().get(col).cloned().unwrap_or_default();
         tracing::warn!(
-            "not using column {header:?} as Mobivate contact ids (they cannot be checked before updating); --map contactId={header:?} uses it"
+            "not using column {} as Mobivate contact ids (they cannot be checked before updating); --map contactId=\"{header}\" uses it",
+            crate::words::quote(&header)
         );
         cfg.input.overrides.push((Field::ContactId, String::new()));
         opened = cfg.input.open_stream(Box::new(bytes.reader()))?;
@@ -461,8 +512,9 @@ async fn run_async(
         tracing::debug!("checking every row before sending anything");
         let input = cfg.input.clone();
         let raised = signals.raised();
+        let mirror = cfg.delete_missing;
         let pass = tokio::task::spawn_blocking(move || {
-            first_pass(opened, &input, &raised, skip.as_ref(), speculation)
+            first_pass(opened, &input, &raised, skip.as_ref(), speculation, mirror)
         })
         .await
         .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")));
@@ -480,14 +532,13 @@ async fn run_async(
             tracing::warn!("interrupted while checking the file: nothing was sent");
         }
         Sending::Interrupted
-    } else if cfg
+    } else if let Some(limit) = cfg
         .max_invalid
-        .is_some_and(|m| m.exceeded(first.invalid, first.rows))
+        .filter(|m| m.exceeded(first.invalid, first.rows))
     {
         tracing::error!(
-            "{} of {} rows are invalid, more than --max-invalid allows: sending nothing",
-            first.invalid,
-            first.rows
+            "{}: sending nothing",
+            limit.refusal(first.invalid, first.rows)
         );
         Sending::Refused
     } else if cfg.dry_run {
@@ -495,8 +546,43 @@ async fn run_async(
     } else {
         Sending::Send
     };
+    // Mirror mode: the deletions due are known now, before any request,
+    // and the guard is checked against them.
+    let deletions = if cfg.delete_missing && matches!(sending, Sending::Send | Sending::DryRun) {
+        match plan_deletions(&cfg, store.as_ref(), &first) {
+            Ok(plan) => plan,
+            Err(e) => {
+                outputs_discard(writers, first.speculation.take(), summary_file);
+                return Err(e);
+            }
+        }
+    } else {
+        DeletionPlan::default()
+    };
+    let sending = if cfg
+        .max_delete
+        .exceeded(deletions.due.len() as u64, deletions.managed)
+    {
+        tracing::error!(
+            "{} of the {} contacts this tool manages on the target are due for deletion, more than --max-delete allows ({}): deleting nothing and sending nothing (check the file is the whole export; raise --max-delete if the deletions are meant)",
+            deletions.due.len(),
+            deletions.managed,
+            describe_limit(cfg.max_delete)
+        );
+        Sending::TooManyDeletes
+    } else {
+        sending
+    };
+    let deletions = if sending == Sending::TooManyDeletes {
+        Vec::new()
+    } else {
+        deletions.due
+    };
     if let Some(spec) = first.speculation.take() {
-        if spec.complete && matches!(sending, Sending::Send | Sending::DryRun) {
+        if spec.complete
+            && deletions.is_empty()
+            && matches!(sending, Sending::Send | Sending::DryRun)
+        {
             tracing::debug!("no row needs a request: the first pass's report is the run's");
             return finish_without_sending(
                 &cfg,
@@ -522,6 +608,20 @@ async fn run_async(
     }
     let Some((report_writer, rejects_writer)) = writers else {
         return Err(Error::Runtime("internal: no report writer".into()));
+    };
+    // Created before the first request, like every output.
+    let backup = match (&cfg.output.backup, sending) {
+        (Some(path), Sending::Send) if !deletions.is_empty() => {
+            let groups = cfg.kind != ProviderKind::Mobivate;
+            match crate::report::BackupWriter::open(path, groups) {
+                Ok(b) => Some(Arc::new(Mutex::new(b))),
+                Err(e) => {
+                    outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
+                    return Err(e.into());
+                }
+            }
+        }
+        _ => None,
     };
 
     #[cfg(feature = "sandbox")]
@@ -591,20 +691,20 @@ async fn run_async(
         &engine,
         &maps,
         &bytes,
-        report_writer,
-        rejects_writer,
+        (report_writer, rejects_writer),
         first.rows,
         sending,
         mode,
         &signals,
+        (deletions, backup),
     )
     .await;
     #[cfg(feature = "sandbox")]
     if let Some(handle) = sandbox {
         for g in &handle.snapshot().smspartner {
             tracing::info!(
-                "sandbox group {:?} now holds {} contacts",
-                g.id,
+                "sandbox group {} now holds {} contacts",
+                crate::words::quote(&g.id),
                 g.contacts.len()
             );
         }
@@ -621,11 +721,12 @@ async fn run_async(
     pass.summary.requests = stats.attempts;
     pass.summary.retries = stats.retries;
     pass.summary.throttled = stats.throttled;
+    pass.summary.windows_1252_rows = first.windows_1252;
     let ending = if let Some(why) = pass.stopped_early {
         Ending::Aborted(Some(why))
     } else {
         match sending {
-            Sending::Refused => Ending::NothingSent,
+            Sending::Refused | Sending::TooManyDeletes => Ending::NothingSent,
             Sending::Interrupted => Ending::Aborted(None),
             Sending::Send | Sending::DryRun if engine.aborted() => Ending::Aborted(None),
             Sending::Send | Sending::DryRun => Ending::Finished,
@@ -709,9 +810,10 @@ fn finish_without_sending(
     let Speculation {
         report,
         rejects,
-        summary,
+        mut summary,
         ..
     } = spec;
+    summary.windows_1252_rows = first.windows_1252;
     report.finish()?;
     if let Some(r) = rejects {
         r.finish()?;
@@ -832,6 +934,80 @@ fn prepare_state(
     Ok((maps, ctx))
 }
 
+/// The managed contacts mirror mode deletes: in each group the file names,
+/// those it no longer holds or that opted out. None at all for a file with
+/// no data rows, or with a row whose phone could not be read (its contact
+/// cannot be told apart from a missing one); a warning says why.
+fn plan_deletions(
+    cfg: &SyncConfig,
+    store: Option<&Store>,
+    first: &FirstPass,
+) -> Result<DeletionPlan, Error> {
+    let mut plan = DeletionPlan::default();
+    let (Some(store), Some(presence)) = (store, &first.presence) else {
+        return Ok(plan);
+    };
+    if first.rows == 0 {
+        tracing::warn!("the input has no data rows: --delete-missing deletes nothing");
+        return Ok(plan);
+    }
+    if presence.unreadable > 0 {
+        tracing::warn!(
+            "{} rows have a phone number that could not be read (PHONE_MISSING, PHONE_INVALID, ROW_MALFORMED): their contacts cannot be told apart from missing ones, so --delete-missing deletes nothing this run",
+            presence.unreadable
+        );
+        return Ok(plan);
+    }
+    let state_err = |e: crate::state::StateError| Error::Usage(e.to_string());
+    let default = cfg.group.clone().unwrap_or_default();
+    let groups: std::collections::BTreeSet<String> = first
+        .groups
+        .iter()
+        .map(|g| {
+            if g.is_empty() {
+                default.clone()
+            } else {
+                g.clone()
+            }
+        })
+        .collect();
+    for group in groups {
+        let Some(target) = store
+            .find_target(&state_key(cfg, &group))
+            .map_err(state_err)?
+        else {
+            continue;
+        };
+        plan.managed += store.managed_count(target).map_err(state_err)?;
+        store
+            .each_managed(target, |contact| {
+                if presence.deletes(&group, &default, &contact.phone) {
+                    plan.due.push(Deletion {
+                        group: group.clone(),
+                        contact,
+                    });
+                }
+            })
+            .map_err(state_err)?;
+    }
+    if !plan.due.is_empty() {
+        tracing::info!(
+            "mirror mode: {} of the {} contacts this tool manages are due for deletion",
+            plan.due.len(),
+            plan.managed
+        );
+    }
+    Ok(plan)
+}
+
+/// `--max-delete`'s value as the user would write it.
+fn describe_limit(limit: MaxInvalid) -> String {
+    match limit {
+        MaxInvalid::Count(n) => n.to_string(),
+        MaxInvalid::Percent(p) => format!("{p}%"),
+    }
+}
+
 /// Marks the targets synced when the run went through, and closes the store.
 fn close_state(
     engine: &Engine,
@@ -874,7 +1050,8 @@ async fn check_file_ids(
             Err(_) if engine.aborted() => return Ok(()),
             Err(e) => {
                 return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {column:?}: {e}; nothing was sent"
+                    "cannot check the contact ids of column {}: {e}; nothing was sent",
+                    crate::words::quote(column)
                 )));
             }
         };
@@ -889,7 +1066,8 @@ async fn check_file_ids(
             }
             Err(e) => {
                 return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {column:?}: {e}; nothing was sent"
+                    "cannot check the contact ids of column {}: {e}; nothing was sent",
+                    crate::words::quote(column)
                 )));
             }
         }
@@ -901,7 +1079,8 @@ async fn check_file_ids(
     );
     if wrong.len() * 2 > samples.len() {
         return Err(Error::Usage(format!(
-            "column {column:?} does not hold this provider's contact ids: of the first {} ids of the file, {} do not exist or hold another number ({}). Nothing was sent. If it is another system's id, leave it out with --map contactId= ; rows are then matched by phone number",
+            "column {} does not hold this provider's contact ids: of the first {} ids of the file, {} do not exist or hold another number ({}). Nothing was sent. If it is another system's id, leave it out with --map contactId= ; rows are then matched by phone number",
+            crate::words::quote(column),
             samples.len(),
             wrong.len(),
             wrong.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
@@ -917,8 +1096,12 @@ fn first_pass(
     raised: &AtomicBool,
     skip: Option<&Skip>,
     mut speculation: Option<Speculation>,
+    mirror: bool,
 ) -> Result<FirstPass, Error> {
-    let mut first = FirstPass::default();
+    let mut first = FirstPass {
+        presence: mirror.then(Presence::default),
+        ..FirstPass::default()
+    };
     let map = opened.map.clone();
     let stats = scan(
         opened.reader,
@@ -935,7 +1118,9 @@ fn first_pass(
             match &row.verdict {
                 Verdict::Invalid(_) => first.invalid += 1,
                 Verdict::Valid(c) => {
-                    if let Some(skip) = skip
+                    if c.opt_out {
+                        unchanged_id = Some(None);
+                    } else if let Some(skip) = skip
                         && let Some(digits) = crate::state::phone_key(&c.phone)
                     {
                         let known = skip.map.get_key(digits);
@@ -958,6 +1143,9 @@ fn first_pass(
                     }
                 }
             }
+            if let Some(presence) = first.presence.as_mut() {
+                presence.record(&row);
+            }
             if let Some(spec) = speculation.as_mut() {
                 spec.row(&row, &map, unchanged_id);
             }
@@ -969,6 +1157,7 @@ fn first_pass(
         source,
     })?;
     crate::validate::log_input_facts(&stats);
+    first.windows_1252 = stats.encoding.data_rows_1252();
     // A signal after the last row still means the run was interrupted.
     first.interrupted |= raised.load(Ordering::Relaxed);
     if let Some(spec) = speculation.as_mut()
@@ -1060,6 +1249,7 @@ fn new_engine(
         unreachable: std::sync::atomic::AtomicU32::new(0),
         host: url.host_str().unwrap_or("the provider").to_string(),
         state,
+        listing: progress::ListingGauge::default(),
     })
 }
 
@@ -1101,12 +1291,15 @@ async fn sync_rows(
     engine: &Arc<Engine>,
     maps: &Maps,
     bytes: &InputBytes,
-    mut report: ReportWriter,
-    mut rejects: Option<RejectsWriter>,
+    (mut report, mut rejects): (ReportWriter, Option<RejectsWriter>),
     total: u64,
     sending: Sending,
     mode: progress::Mode,
     signals: &Signals,
+    (deletions, backup): (
+        Vec<Deletion>,
+        Option<Arc<Mutex<crate::report::BackupWriter>>>,
+    ),
 ) -> Result<SecondPass, Error> {
     let opened = cfg.input.open_stream(Box::new(bytes.reader()))?;
     let map = opened.map.clone();
@@ -1117,7 +1310,7 @@ async fn sync_rows(
     let permits = Arc::new(Semaphore::new(window));
 
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut progress = Progress::new(mode, total);
+    let mut progress = Progress::new(mode, total + deletions.len() as u64);
     let counts = Arc::clone(&progress.counts);
     let writer_permits = Arc::clone(&permits);
     let writer_engine = Arc::clone(engine);
@@ -1199,8 +1392,7 @@ async fn sync_rows(
             let rows = tokio::select! {
                 rows = row_rx.recv() => rows,
                 _ = ticker.tick() => {
-                    let stats = engine.dispatcher.stats();
-                    progress.tick(stats.attempts, stats.rate);
+                    progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
                     continue;
                 }
             };
@@ -1230,13 +1422,11 @@ async fn sync_rows(
                 }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => reap(joined, &engine.key),
                 _ = ticker.tick() => {
-                    let stats = engine.dispatcher.stats();
-                    progress.tick(stats.attempts, stats.rate);
+                    progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
                 }
             }
         };
         permit.forget();
-        progress.counts.read.fetch_add(1, Ordering::Relaxed);
         let ticket = Ticket {
             seq,
             line: row.record.line,
@@ -1256,9 +1446,18 @@ async fn sync_rows(
 
             Verdict::Valid(c) => c,
         };
+        if contact.opt_out {
+            // Never added or updated; its note says so.
+            ticket.finish(Outcome::Unchanged, Vec::new(), "", "");
+            continue;
+        }
         match sending {
             Sending::Refused => {
                 ticket.not_attempted("not sent: more invalid rows than --max-invalid allows");
+                continue;
+            }
+            Sending::TooManyDeletes => {
+                ticket.not_attempted("not sent: more deletions due than --max-delete allows");
                 continue;
             }
             Sending::Interrupted => {
@@ -1339,18 +1538,42 @@ async fn sync_rows(
         );
     }
     // Wait for the work in flight; once stopping, the watcher cancels it after the grace.
-    loop {
-        tokio::select! {
-            next = tasks.join_next() => match next {
-                Some(joined) => reap(joined, &engine.key),
-                None => break,
-            },
-            _ = ticker.tick() => {
-                let stats = engine.dispatcher.stats();
-                progress.tick(stats.attempts, stats.rate);
+    drain_tasks(&mut tasks, engine, &mut progress, &mut ticker).await;
+    // Mirror mode, once every row is through: one report row per deletion.
+    // No more deletions under way than requests in flight, so a contact is
+    // backed up and marked pending only just before its request can leave.
+    let started = Instant::now();
+    let slots = Arc::new(Semaphore::new(cfg.dispatch.concurrency));
+    for deletion in deletions {
+        let ticket = Ticket {
+            seq,
+            line: 0,
+            phone: deletion.contact.phone.clone(),
+            record: None,
+            tx: done_tx.clone(),
+            finished: false,
+            sent: Arc::new(AtomicBool::new(false)),
+            note: String::new(),
+        };
+        seq += 1;
+        match (&backup, sending) {
+            (Some(backup), Sending::Send) => {
+                let worker = Arc::clone(engine);
+                let backup = Arc::clone(backup);
+                let slots = Arc::clone(&slots);
+                spawn_job(&mut tasks, engine, async move {
+                    let _slot = slots.acquire_owned().await;
+                    worker.delete(deletion, ticket, backup, started).await;
+                });
             }
+            (_, Sending::DryRun) => {
+                let id = deletion.contact.contact_id.unwrap_or_default();
+                ticket.finish(Outcome::WouldDelete, Vec::new(), "", &id);
+            }
+            _ => ticket.not_attempted(NOT_SENT),
         }
     }
+    drain_tasks(&mut tasks, engine, &mut progress, &mut ticker).await;
     watcher.abort();
     drop(done_tx);
     let (summary, failed, report, rejects) = writer
@@ -1374,6 +1597,26 @@ async fn sync_rows(
         summary,
         stopped_early: None,
     })
+}
+
+/// Waits for every task of `tasks`, ticking the progress display meanwhile.
+async fn drain_tasks(
+    tasks: &mut JoinSet<()>,
+    engine: &Engine,
+    progress: &mut Progress,
+    ticker: &mut tokio::time::Interval,
+) {
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => match next {
+                Some(joined) => reap(joined, &engine.key),
+                None => break,
+            },
+            _ = ticker.tick() => {
+                progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
+            }
+        }
+    }
 }
 
 /// Moves the report and rejects file to their final paths (`commit`), or
@@ -1400,18 +1643,6 @@ fn finish_outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn max_invalid_counts_and_shares() {
-        assert_eq!(MaxInvalid::parse("10").unwrap(), MaxInvalid::Count(10));
-        assert_eq!(MaxInvalid::parse("5%").unwrap(), MaxInvalid::Percent(5.0));
-        assert!(MaxInvalid::parse("x").is_err());
-        assert!(MaxInvalid::parse("150%").is_err());
-        assert!(!MaxInvalid::Count(2).exceeded(2, 100));
-        assert!(MaxInvalid::Count(2).exceeded(3, 100));
-        assert!(!MaxInvalid::Percent(5.0).exceeded(5, 100));
-        assert!(MaxInvalid::Percent(5.0).exceeded(6, 100));
-    }
 
     #[test]
     fn plain_http_only_to_loopback_unless_allowed() {
