@@ -1238,8 +1238,11 @@ fn heavy_faults_2000_rows_upsert_then_one_rerun_is_exact() {
         .ok()
         .map(|v| v.split(',').filter_map(|s| s.parse().ok()).collect())
         .unwrap_or_else(|| vec![1]);
+    let providers: Vec<String> = std::env::var("HEAVY_PROVIDERS")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|_| PROVIDERS.map(String::from).to_vec());
     for seed in seeds {
-        for provider in PROVIDERS {
+        for provider in providers.iter().map(String::as_str) {
             let started = std::time::Instant::now();
             let (runs, spent) = campaign(provider, seed, 2_000, heavy_faults(), 2, 2);
             let budget = first_run_budget(provider, 2_000, 2);

@@ -621,14 +621,19 @@ impl Engine {
     /// lookup. A lost batch of 500 costs its 25 or 26 pages and a probe for
     /// each batch created after it, not the whole group.
     async fn settle_lost(&self, group: &str, jobs: Vec<Job>) -> Vec<Job> {
-        let Some(listing) = self.directory.listing(group) else {
-            return jobs;
+        // A listing in an order adds cannot disturb needs no lock while
+        // rows are sent (deletions come after them): settles run side by side.
+        let (_listing, _alone) = if self.provider.listing_stable_under_writes() {
+            (None, None)
+        } else {
+            let (Some(listing), Some(gate)) =
+                (self.directory.listing(group), self.directory.gate(group))
+            else {
+                return jobs;
+            };
+            let listing = listing.lock_owned().await;
+            (Some(listing), Some(gate.write_owned().await))
         };
-        let _listing = listing.lock().await;
-        let Some(gate) = self.directory.gate(group) else {
-            return jobs;
-        };
-        let _alone = gate.write_owned().await;
         let mut wanted: HashMap<String, Job> = jobs
             .into_iter()
             .map(|j| (j.contact.phone.clone(), j))
