@@ -271,6 +271,11 @@ struct Listing {
 /// in flight).
 const LISTING_WINDOW: usize = 8;
 
+/// Probes from the end of a listing for the rows of a lost answer: as many
+/// batches as may have been created after it. The rows a contact that was
+/// there before explains are left to the whole listing.
+const MAX_PROBES: u32 = 8;
+
 /// What a listing has spent: requests sent (retries included) and pages
 /// read, shared by the pages read at once.
 #[derive(Default)]
@@ -670,7 +675,9 @@ impl Engine {
                 .and_then(|t| self.provider.last_cursor(t))
                 .filter(|&c| c > 0);
             let mut hit = None;
-            while let Some(c) = probe.filter(|_| !wanted.is_empty()) {
+            let mut probes = 0;
+            while let Some(c) = probe.filter(|_| !wanted.is_empty() && probes < MAX_PROBES) {
+                probes += 1;
                 let Some(page) = self.fetch_page(group, c, &spend).await.ok() else {
                     break;
                 };
