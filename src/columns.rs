@@ -87,16 +87,10 @@ impl Field {
     /// The field whose canonical name or alias matches `header` (after folding).
     pub fn from_header(header: &str) -> Option<Field> {
         let key = fold(header);
-        Field::ALL
-            .into_iter()
-            .find(|f| fold(f.name()) == key || f.aliases().iter().any(|a| fold(a) == key))
-            .or_else(|| {
-                EXPORT_LAYOUTS
-                    .iter()
-                    .flat_map(|l| l.read)
-                    .find(|(h, _)| !h.contains(" N ") && fold(h) == key)
-                    .map(|(_, f)| *f)
-            })
+        FOLDED_NAMES
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, f)| *f)
     }
 
     /// Header names that also map to this field, besides its canonical name.
@@ -178,6 +172,25 @@ pub const OPT_OUT_HEADERS: &[&str] = &[
     "opposition sms",
     "refus sms",
 ];
+
+/// Every name a header can match, folded once (a header of 100,000 columns
+/// would otherwise fold each alias 100,000 times): canonical names and
+/// aliases first, then the export layouts' names, in the order they win.
+static FOLDED_NAMES: std::sync::LazyLock<Vec<(String, Field)>> = std::sync::LazyLock::new(|| {
+    let mut names = Vec::new();
+    for f in Field::ALL {
+        names.push((fold(f.name()), f));
+        names.extend(f.aliases().iter().map(|a| (fold(a), f)));
+    }
+    for l in EXPORT_LAYOUTS {
+        for (h, f) in l.read {
+            if !h.contains(" N ") {
+                names.push((fold(h), *f));
+            }
+        }
+    }
+    names
+});
 
 /// Lower-cases and drops accents, spaces, `_` and `-`, so `Prénom` matches `prenom`.
 pub fn fold(s: &str) -> String {

@@ -198,6 +198,42 @@ pub struct OpenInput {
     pub ignored: Vec<String>,
 }
 
+/// How many ignored columns the warning names; a hostile header can have
+/// 100,000 of them, and one log line must stay readable.
+const NAMED_IGNORED: usize = 20;
+
+impl OpenInput {
+    /// The warning naming the ignored columns (the first few, invisible
+    /// characters named in words), if there are any.
+    pub fn ignored_warning(&self) -> Option<String> {
+        if self.ignored.is_empty() {
+            return None;
+        }
+        let named: Vec<_> = self
+            .ignored
+            .iter()
+            .take(NAMED_IGNORED)
+            .map(|h| {
+                if h.chars().any(|c| crate::words::invisible(c).is_some()) {
+                    crate::words::quote(h)
+                } else {
+                    h.clone()
+                }
+            })
+            .collect();
+        let more = self.ignored.len().saturating_sub(NAMED_IGNORED);
+        let tail = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "ignoring columns with no matching field: {}{tail}",
+            named.join(", ")
+        ))
+    }
+}
+
 impl InputConfig {
     /// Checks the input flags.
     pub fn from_args(args: &InputArgs) -> Result<InputConfig, Error> {
@@ -245,10 +281,16 @@ impl InputConfig {
 
     /// Reads the header of `stream` (this input's bytes) and maps its columns.
     pub fn open_stream(&self, stream: Box<dyn Read + Send>) -> Result<OpenInput, Error> {
-        let reader = CsvReader::new(stream, self.reader).map_err(|source| Error::Read {
+        let mut reader = CsvReader::new(stream, self.reader).map_err(|source| Error::Read {
             path: self.source.describe(),
             source,
         })?;
+        if let Source::File(path) = &self.source
+            && let Ok(meta) = std::fs::metadata(path)
+            && meta.is_file()
+        {
+            reader.set_size_hint(meta.len());
+        }
         let headers: Vec<&str> = reader.header().iter().map(String::as_str).collect();
         let (map, ignored) =
             ColumnMap::resolve(&headers, &self.overrides).map_err(|source| Error::Map {

@@ -106,6 +106,29 @@ impl InputBytes {
         }
     }
 
+    /// When the file's size is no longer the size it had when opened (a
+    /// file still being written, or replaced in place): `(opened, now)`.
+    /// Every pass reads the opened length only, so they agree row for row.
+    pub fn size_change(&self) -> Option<(u64, u64)> {
+        let now = self.file.metadata().ok()?.len();
+        (now != self.len).then_some((self.len, now))
+    }
+
+    /// A warning for [`InputBytes::size_change`], if the size changed.
+    pub fn size_warning(&self) -> Option<String> {
+        let (opened, now) = self.size_change()?;
+        Some(if now > opened {
+            format!(
+                "the input grew by {} bytes while it was read (another program is still writing it?): only the {opened} bytes it had when the run started were read; run again once it is complete",
+                now - opened
+            )
+        } else {
+            format!(
+                "the input shrank from {opened} to {now} bytes while it was read (replaced in place?): rows past byte {now} may be missing from this run; run again"
+            )
+        })
+    }
+
     /// Whether the bytes are a private copy of a stream.
     pub fn is_spooled(&self) -> bool {
         self.spooled
@@ -133,10 +156,14 @@ impl Spooling {
     /// Starts copying `stream` (named `name` in messages). The copy fails when
     /// the disk is nearly full or the first line never ends.
     pub fn start(stream: impl Read + Send + 'static, name: &str) -> Result<Spooling, InputError> {
-        let file = tempfile::tempfile().map_err(|source| InputError::Io {
-            path: "a temporary file for the input".into(),
-            source,
-        })?;
+        // Unlinked at once (or never named: O_TMPFILE), and owner-only
+        // besides: it holds the whole input.
+        let file = tempfile::tempfile()
+            .and_then(|f| crate::private::restrict(&f).map(|()| f))
+            .map_err(|source| InputError::Io {
+                path: "a temporary file for the input".into(),
+                source,
+            })?;
         let shared = Arc::new(SpoolShared {
             file,
             gate: Mutex::new(0),
@@ -323,6 +350,20 @@ mod tests {
         Spooling::start(stream, "test")?
             .finish(std::future::pending())
             .await
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_spool_is_owner_only_and_has_no_name_on_disk() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (bytes, _) = spool(&b"phone\n0612345678\n"[..]).await.unwrap();
+        let meta = bytes.file.metadata().unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            meta.nlink(),
+            0,
+            "unlinked: nothing left behind, nothing to open"
+        );
     }
 
     #[tokio::test]

@@ -199,6 +199,9 @@ struct Utf16Reader<R> {
     start: usize,
     end: usize,
     eof: bool,
+    /// The decoder was given the end of the input and took all of it: it
+    /// must not be called again (encoding_rs panics).
+    finished: bool,
 }
 
 impl<R: Read> Utf16Reader<R> {
@@ -213,6 +216,7 @@ impl<R: Read> Utf16Reader<R> {
             start: 0,
             end: first.len(),
             eof: false,
+            finished: false,
         }
     }
 }
@@ -226,16 +230,23 @@ impl<R: Read> Read for Utf16Reader<R> {
             ));
         }
         loop {
+            if self.finished {
+                return Ok(0);
+            }
             if self.start == self.end && !self.eof {
                 let n = read_retrying(&mut self.inner, &mut self.raw)?;
                 self.start = 0;
                 self.end = n;
                 self.eof = n == 0;
             }
-            let (_, read, written, _) =
+            let (result, read, written, _) =
                 self.decoder
                     .decode_to_utf8(&self.raw[self.start..self.end], out, self.eof);
             self.start += read;
+            // Found by the property tests: a file with an odd byte count
+            // ends in a replacement character, and the next read called
+            // the finished decoder again.
+            self.finished = self.eof && result == encoding_rs::CoderResult::InputEmpty;
             if written > 0 || self.eof {
                 return Ok(written);
             }
@@ -255,10 +266,17 @@ pub struct CsvReader<R> {
     ends: Vec<usize>,
     /// Line number of the next unread byte.
     line: u64,
+    /// The last byte read was a CR whose line break is counted once the
+    /// next byte shows it is not the CR of a CRLF.
+    cr_pending: bool,
     encoding: Encoding,
     stats: EncodingStats,
     delimiter: u8,
     header: Vec<String>,
+    /// The header's line (2 after a `sep=` line).
+    header_line: u64,
+    /// The input's size in bytes, when known (a regular file).
+    size_hint: Option<u64>,
 }
 
 impl<R: Read> CsvReader<R> {
@@ -312,10 +330,13 @@ impl<R: Read> CsvReader<R> {
             out: vec![0; 1024],
             ends: vec![0; 32],
             line,
+            cr_pending: false,
             encoding: opts.encoding,
             stats,
             delimiter,
             header: Vec::new(),
+            header_line: 1,
+            size_hint: None,
         };
         let mut rec = Record::default();
         match reader.read_raw(&mut rec)? {
@@ -324,6 +345,7 @@ impl<R: Read> CsvReader<R> {
             Some(RecordStatus::Ok) => {}
         }
         reader.header = rec.iter().map(|h| h.trim().to_string()).collect();
+        reader.header_line = rec.line;
         reader.stats.header_windows_1252 = reader.stats.windows_1252_rows > 0;
         Ok(reader)
     }
@@ -350,8 +372,29 @@ impl<R: Read> CsvReader<R> {
             if status == RecordStatus::Ok && rec.len() != self.header.len() {
                 return Ok(Some(self.fit_to_header(rec)));
             }
+            if status == RecordStatus::Ok && self.is_header_again(rec) {
+                return Ok(Some(RecordStatus::Malformed(format!(
+                    "this row repeats the header of line {}: files joined end to end? its data rows are read as usual",
+                    self.header_line
+                ))));
+            }
             return Ok(Some(status));
         }
+    }
+
+    /// Whether `rec` holds the header's cells again.
+    fn is_header_again(&self, rec: &Record) -> bool {
+        rec.len() == self.header.len() && rec.iter().zip(&self.header).all(|(c, h)| c.trim() == h)
+    }
+
+    /// Records the input's size in bytes, so tables can be sized once.
+    pub fn set_size_hint(&mut self, bytes: u64) {
+        self.size_hint = Some(bytes);
+    }
+
+    /// The input's size in bytes, when known.
+    pub fn size_hint(&self) -> Option<u64> {
+        self.size_hint
     }
 
     /// How `auto` decoded the rows read so far.
@@ -400,7 +443,7 @@ impl<R: Read> CsvReader<R> {
     /// Reads one record as csv_core splits it, decoding its cells.
     fn read_raw(&mut self, rec: &mut Record) -> Result<Option<RecordStatus>, ReadError> {
         rec.clear();
-        let mut start_line: Option<u64> = None;
+        let mut scan = RecordScan::new(self.delimiter);
         let mut nout = 0;
         let mut nend = 0;
         // Set once the record outgrows MAX_RECORD_BYTES: content is discarded from then on.
@@ -408,41 +451,50 @@ impl<R: Read> CsvReader<R> {
         loop {
             self.refill()?;
             let input = &self.buf[self.pos..self.len];
+            let at_end = input.is_empty();
             let (res, nin, o, e) =
                 self.core
                     .read_record(input, &mut self.out[nout..], &mut self.ends[nend..]);
-            let consumed = &input[..nin];
-            if start_line.is_none()
-                && let Some(first) = consumed.iter().position(|&b| b != b'\n' && b != b'\r')
-            {
-                start_line = Some(self.line + count_newlines(&consumed[..first]));
-            }
-            self.line += count_newlines(consumed);
+            scan.bytes(&input[..nin], &mut self.line, &mut self.cr_pending);
             self.pos += nin;
             nout += o;
             nend += e;
+            // Raw bytes count too: a line of delimiters alone writes no
+            // output but one field end per byte.
+            if scan.raw > MAX_RECORD_BYTES as u64 {
+                overflow = true;
+            }
             use csv_core::ReadRecordResult as R;
             match res {
                 R::InputEmpty => {}
                 R::OutputFull => {
                     if overflow || self.out.len() >= MAX_RECORD_BYTES {
                         overflow = true;
-                        nout = 0;
                     } else {
                         let grown = (self.out.len() * 2).min(MAX_RECORD_BYTES);
                         self.out.resize(grown, 0);
                     }
                 }
                 R::OutputEndsFull => {
-                    if overflow {
-                        nend = 0;
-                    } else {
+                    if !overflow {
                         let grown = self.ends.len() * 2;
                         self.ends.resize(grown, 0);
                     }
                 }
                 R::Record => {
-                    rec.line = start_line.unwrap_or(self.line);
+                    if self.cr_pending && at_end {
+                        // A CR that ends the file ends its last line.
+                        self.cr_pending = false;
+                        self.line += 1;
+                    }
+                    rec.line = scan.start_line.unwrap_or(self.line);
+                    if at_end && let Some(quote_line) = scan.unclosed_quote() {
+                        let swallowed = scan.last_line.saturating_sub(quote_line);
+                        return Ok(Some(RecordStatus::Malformed(format!(
+                            "a quote opened on line {quote_line} is never closed: it swallowed the {} after it, to the end of the file; close the quote or remove it",
+                            lines(swallowed)
+                        ))));
+                    }
                     if overflow {
                         return Ok(Some(RecordStatus::Malformed(format!(
                             "the record is longer than {} bytes",
@@ -452,6 +504,11 @@ impl<R: Read> CsvReader<R> {
                     return Ok(Some(self.decode(rec, nend)));
                 }
                 R::End => return Ok(None),
+            }
+            if overflow {
+                // Content past the limit is discarded, so buffers stop growing.
+                nout = 0;
+                nend = 0;
             }
         }
     }
@@ -533,12 +590,24 @@ impl<R: Read> CsvReader<R> {
 
 /// A cell without the `'` that a report or rejects file puts before a
 /// leading `=` `+` `-` `@` tab or CR (SPEC §6), so a rejects file fed back
-/// sends the original value.
-fn unescape(cell: &str) -> &str {
-    match cell.as_bytes() {
-        [b'\'', b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r', ..] => &cell[1..],
-        _ => cell,
+/// sends the original value: the inverse of [`crate::report::neutralise`].
+/// A run of `'` before such a character loses one, so a value that itself
+/// began with `'=` comes back whole.
+pub fn unescape(cell: &str) -> &str {
+    if cell.starts_with('\'') && formula_after_quotes(cell) {
+        &cell[1..]
+    } else {
+        cell
     }
+}
+
+/// Whether `cell`, past any leading `'`, starts with a character a
+/// spreadsheet runs as a formula: `=` `+` `-` `@` tab CR.
+pub fn formula_after_quotes(cell: &str) -> bool {
+    matches!(
+        cell.trim_start_matches('\'').as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
 }
 
 /// A delimiter in words, for messages.
@@ -602,8 +671,94 @@ fn windows_1252(bytes: &[u8]) -> Cow<'_, str> {
         .0
 }
 
-fn count_newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+/// `1 line`, `3 lines`.
+fn lines(n: u64) -> String {
+    format!("{n} {}", if n == 1 { "line" } else { "lines" })
+}
+
+/// Where a quoted field stands, as csv_core reads one (RFC 4180: a quote
+/// opens a field only at its start; `""` inside is a quote).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quote {
+    /// At the start of a field.
+    FieldStart,
+    /// Inside an unquoted field.
+    Unquoted,
+    /// Inside a quoted field.
+    Quoted,
+    /// A quote inside a quoted field: it closes the field unless another follows.
+    MaybeClosed,
+}
+
+/// What one record's raw bytes tell, gathered as they stream by: where it
+/// starts, its size, and whether a quote is still open.
+struct RecordScan {
+    delimiter: u8,
+    /// Line of the record's first byte that is not a line break.
+    start_line: Option<u64>,
+    /// Raw bytes of the record from its first byte (blank lines before it
+    /// do not count).
+    raw: u64,
+    quote: Quote,
+    /// Line of the quote that opened the last quoted field.
+    open_quote_line: Option<u64>,
+    /// Line of the last byte taken in.
+    last_line: u64,
+}
+
+impl RecordScan {
+    fn new(delimiter: u8) -> RecordScan {
+        RecordScan {
+            delimiter,
+            start_line: None,
+            raw: 0,
+            quote: Quote::FieldStart,
+            open_quote_line: None,
+            last_line: 0,
+        }
+    }
+
+    /// Takes in `bytes`, counting line breaks into `line`: LF, CRLF, or a
+    /// CR alone (old Mac exports), whose count waits in `cr_pending` for
+    /// the next byte.
+    fn bytes(&mut self, bytes: &[u8], line: &mut u64, cr_pending: &mut bool) {
+        for &b in bytes {
+            if *cr_pending && b != b'\n' {
+                *line += 1;
+            }
+            self.last_line = *line;
+            *cr_pending = b == b'\r';
+            if b == b'\n' {
+                *line += 1;
+            }
+            if self.start_line.is_none() {
+                if b == b'\n' || b == b'\r' {
+                    continue;
+                }
+                self.start_line = Some(*line);
+            }
+            self.raw += 1;
+            self.quote = match (self.quote, b) {
+                (Quote::FieldStart, b'"') => {
+                    self.open_quote_line = Some(*line);
+                    Quote::Quoted
+                }
+                (Quote::Quoted, b'"') => Quote::MaybeClosed,
+                (Quote::Quoted, _) => Quote::Quoted,
+                (Quote::MaybeClosed, b'"') => Quote::Quoted,
+                (_, b'\n' | b'\r') => Quote::FieldStart,
+                (_, d) if d == self.delimiter => Quote::FieldStart,
+                _ => Quote::Unquoted,
+            };
+        }
+    }
+
+    /// The line of the quote still open at the end of the input, if one is.
+    fn unclosed_quote(&self) -> Option<u64> {
+        (self.quote == Quote::Quoted)
+            .then_some(self.open_quote_line)
+            .flatten()
+    }
 }
 
 fn read_retrying<R: Read>(src: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -890,7 +1045,8 @@ mod tests {
             ReaderOptions::default(),
         );
         assert_eq!(rows[0].2, ["+33612345678", "=cmd", "-1"]);
-        assert_eq!(rows[1].2, ["'0612345678", "it's", "''@"]);
+        // Two quotes lose one: what `neutralise` makes of a value `'@`.
+        assert_eq!(rows[1].2, ["'0612345678", "it's", "'@"]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The per-row report, the rejects file and the end-of-run summary (SPEC §6).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
@@ -85,7 +86,7 @@ impl PartialFile {
                 partial.display()
             );
         }
-        let file = File::create(&partial)?;
+        let file = crate::private::create(&partial)?;
         Ok(PartialFile {
             path: path.to_path_buf(),
             partial: Some(partial),
@@ -309,23 +310,72 @@ pub fn joined_messages(errors: &[RowError]) -> String {
 }
 
 /// A cell as a spreadsheet will show it: a leading `=`, `+`, `-`, `@`, tab
-/// or CR is defused with a `'` so the cell is never run as a formula.
-pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
-    match cell.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
-        _ => cell.into(),
+/// or CR is defused with a `'` so the cell is never run as a formula (SPEC
+/// §6). A cell that already starts with `'`s and one of those characters
+/// gets one more `'`, so the reader's removal of one `'` ([`crate::reader`]) gives
+/// back exactly `cell`: the one rule of the report, the rejects file and the
+/// deletion backup.
+pub fn neutralise(cell: &str) -> Cow<'_, str> {
+    if crate::reader::formula_after_quotes(cell) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
     }
 }
 
-/// The phone column keeps an E.164 `+`; anything else is neutralised.
-fn neutralise_phone(cell: &str) -> std::borrow::Cow<'_, str> {
-    let plus_digits = cell.len() > 1
+/// Whether `c` is shown escaped in the report: C0 and C1 control characters,
+/// DEL, and the invisible format characters that reorder or hide text
+/// (bidirectional overrides and isolates, zero-width characters, a BOM).
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `cell` with every hidden character written visibly: `\0`, `\t`, `\n`,
+/// `\r`, else `\u{XX}`. A report line is then one physical line with no
+/// NUL byte, no terminal escape and no text reordered out of sight.
+pub fn visible(cell: &str) -> Cow<'_, str> {
+    if !cell.chars().any(is_hidden) {
+        return cell.into();
+    }
+    let mut out = String::with_capacity(cell.len() + 8);
+    for c in cell.chars() {
+        match c {
+            '\0' => out.push_str("\\0"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if is_hidden(c) => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{{{:X}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// A text cell of the report: hidden characters made visible, then neutralised.
+pub fn report_cell(cell: &str) -> Cow<'_, str> {
+    match visible(cell) {
+        Cow::Borrowed(b) => neutralise(b),
+        Cow::Owned(o) => Cow::Owned(neutralise(&o).into_owned()),
+    }
+}
+
+/// `+` then digits (spaces allowed): a number whose `+` a spreadsheet shows as text.
+fn is_e164(cell: &str) -> bool {
+    cell.len() > 1
         && cell.starts_with('+')
-        && cell[1..].bytes().all(|b| b.is_ascii_digit() || b == b' ');
-    if plus_digits {
+        && cell[1..].bytes().all(|b| b.is_ascii_digit() || b == b' ')
+}
+
+/// The report's phone column keeps an E.164 `+`; anything else is a [`report_cell`].
+fn report_phone(cell: &str) -> Cow<'_, str> {
+    if is_e164(cell) {
         cell.into()
     } else {
-        neutralise(cell)
+        report_cell(cell)
     }
 }
 
@@ -378,9 +428,9 @@ impl ReportWriter {
             line.as_str(),
             row.outcome.as_str(),
             &self.codes,
-            &neutralise(&self.message),
-            &neutralise_phone(row.phone),
-            &neutralise(row.contact_id),
+            &report_cell(&self.message),
+            &report_phone(row.phone),
+            &report_cell(row.contact_id),
         ];
         self.out.write(fields)
     }
@@ -426,9 +476,9 @@ impl RejectsWriter {
         sink.write_all(b"\xEF\xBB\xBF")
             .map_err(|e| WriteError::new("rejects file", target, e))?;
         let mut out = CsvOut::new(target, "rejects file", sink, delimiter);
-        let mut cells: Vec<&str> = header.iter().map(String::as_str).collect();
-        cells.extend(["error_code", "error_message"]);
-        out.write(&cells)?;
+        let mut cells: Vec<Cow<'_, str>> = header.iter().map(|h| neutralise(h)).collect();
+        cells.extend(["error_code".into(), "error_message".into()]);
+        out.write(cells.iter().map(|c| c.as_bytes()))?;
         Ok(RejectsWriter {
             out,
             width: header.len(),
@@ -438,13 +488,13 @@ impl RejectsWriter {
     /// Appends one rejected row; cells are padded or cut to the header's width
     /// so the two error columns always line up.
     pub fn write(&mut self, record: &Record, errors: &[RowError]) -> Result<(), WriteError> {
-        let mut cells: Vec<&str> = record.iter().take(self.width).collect();
-        cells.resize(self.width, "");
+        let mut cells: Vec<Cow<'_, str>> = record.iter().take(self.width).map(neutralise).collect();
+        cells.resize(self.width, "".into());
         let codes = joined_codes(errors);
         let messages = joined_messages(errors);
-        cells.push(&codes);
-        cells.push(&messages);
-        self.out.write(&cells)
+        cells.push(neutralise(&codes));
+        cells.push(neutralise(&messages));
+        self.out.write(cells.iter().map(|c| c.as_bytes()))
     }
 
     /// Writes out what is buffered if the last flush is a second old.
@@ -505,12 +555,13 @@ impl BackupWriter {
             .collect();
         let target = Target::File(path.to_path_buf());
         let err = |e: io::Error| WriteError::new("deletion backup", &target, e);
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = crate::private::options()
             .create(true)
             .append(true)
             .read(true)
             .open(path)
             .map_err(err)?;
+        crate::private::restrict(&file).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
         if len > 0 {
             use std::io::{BufRead, Read, Seek};
@@ -543,13 +594,13 @@ impl BackupWriter {
     pub fn write(&mut self, fields: &str) -> Result<(), WriteError> {
         let obj: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(fields).unwrap_or_default();
-        let cells: Vec<std::borrow::Cow<'_, str>> = self
+        let cells: Vec<Cow<'_, str>> = self
             .columns
             .iter()
             .map(|name| {
                 let value = obj.get(*name).and_then(|v| v.as_str()).unwrap_or("");
-                if *name == "phoneNumber" {
-                    neutralise_phone(value)
+                if *name == "phoneNumber" && is_e164(value) {
+                    value.into()
                 } else {
                     neutralise(value)
                 }
@@ -832,11 +883,72 @@ mod tests {
 
     #[test]
     fn phone_plus_is_kept_only_before_digits() {
-        assert_eq!(neutralise_phone("+33612345678"), "+33612345678");
-        assert_eq!(neutralise_phone("+1+1"), "'+1+1");
-        assert_eq!(neutralise_phone("-5"), "'-5");
+        assert_eq!(report_phone("+33612345678"), "+33612345678");
+        assert_eq!(report_phone("+1+1"), "'+1+1");
+        assert_eq!(report_phone("-5"), "'-5");
+        assert_eq!(report_phone("\t+1"), "\\t+1");
         assert_eq!(neutralise("\tx"), "'\tx");
         assert_eq!(neutralise("ok"), "ok");
+    }
+
+    #[test]
+    fn the_reader_gives_back_every_neutralised_cell() {
+        for cell in [
+            "=1+2",
+            "+33612345678",
+            "-5",
+            "@x",
+            "\tx",
+            "\rx",
+            "'=x",
+            "''=x",
+            "'x",
+            "'",
+            "",
+            "ok",
+            "'+'",
+            "'''@",
+        ] {
+            assert_eq!(crate::reader::unescape(&neutralise(cell)), cell, "{cell:?}");
+        }
+        assert_eq!(neutralise("'=x"), "''=x");
+        assert_eq!(neutralise("'x"), "'x");
+    }
+
+    #[test]
+    fn hidden_characters_are_shown_escaped_in_report_cells() {
+        assert_eq!(visible("a\0b\nc\rd\te"), "a\\0b\\nc\\rd\\te");
+        assert_eq!(visible("\u{1b}[31m"), "\\u{1B}[31m");
+        assert_eq!(
+            visible("x\u{202E}y\u{7F}\u{85}"),
+            "x\\u{202E}y\\u{7F}\\u{85}"
+        );
+        assert_eq!(visible("Zoë +33"), "Zoë +33");
+        // Escaped first, then neutralised: a leading tab is no longer a tab.
+        assert_eq!(report_cell("\t=1"), "\\t=1");
+        assert_eq!(report_cell("=1\0"), "'=1\\0");
+    }
+
+    #[test]
+    fn rejects_cells_are_neutralised_but_keep_their_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rej.csv");
+        let target = Target::File(path.clone());
+        let header = vec!["phone".to_string(), "=note".to_string()];
+        let mut w = RejectsWriter::create(&target, &header, b';').unwrap();
+        let mut rec = Record::default();
+        rec.push("+33 6");
+        rec.push("=HYPERLINK(\"x\")\0");
+        w.write(&rec, &[RowError::new(ErrorCode::PhoneInvalid, "-bad")])
+            .unwrap();
+        w.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.trim_start_matches('\u{FEFF}').lines().collect();
+        assert_eq!(lines[0], "phone;'=note;error_code;error_message");
+        assert_eq!(
+            lines[1],
+            "'+33 6;\"'=HYPERLINK(\"\"x\"\")\0\";PHONE_INVALID;'-bad"
+        );
     }
 
     #[test]

@@ -40,11 +40,8 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     if let Some(choice) = opened.map.phone_choice() {
         tracing::info!("{choice}");
     }
-    if !opened.ignored.is_empty() {
-        tracing::warn!(
-            "ignoring columns with no matching field: {}",
-            opened.ignored.join(", ")
-        );
+    if let Some(warning) = opened.ignored_warning() {
+        tracing::warn!("{warning}");
     }
     let map = opened.map.clone();
     let Outputs {

@@ -5,9 +5,11 @@
 mod columns_safety;
 mod mirror;
 mod normalize_rules;
+mod props;
 mod robust;
 mod safety;
 mod sandbox;
+mod security;
 mod spreadsheets;
 mod state;
 mod sync;

@@ -206,7 +206,7 @@ fn rejects_keep_original_cells_and_summary_json_counts() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "Portable;Prénom;Couleur;error_code;error_message");
     assert!(
-        lines[1].starts_with("abc;=cmd;rouge;PHONE_INVALID;"),
+        lines[1].starts_with("abc;'=cmd;rouge;PHONE_INVALID;"),
         "{}",
         lines[1]
     );

@@ -2,7 +2,6 @@
 //! owner's process id. A lock whose process is gone (a killed run) is taken
 //! over.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +25,11 @@ impl Lock {
         os.push(".lock");
         let path = PathBuf::from(os);
         for _ in 0..3 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+            match crate::private::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut file) => {
                     let written = writeln!(file, "{}", std::process::id());
                     let lock = Lock { path };

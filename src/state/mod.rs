@@ -7,6 +7,7 @@
 
 mod lock;
 mod schema;
+mod snapshot;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -147,14 +148,6 @@ pub struct TargetMap {
     ids: String,
 }
 
-/// A well-mixed hash of a number's digits (splitmix64's finaliser).
-fn mix(key: u64) -> u64 {
-    let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Packed {
     fingerprint: u64,
@@ -173,10 +166,35 @@ pub fn phone_key(phone: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The bucket of `key` among `2^bits`.
+fn bucket_of(key: u64, bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        (crate::hash::mix(key) >> (64 - bits)) as usize
+    }
+}
+
 impl TargetMap {
+    #[cfg(test)]
     fn insert(&mut self, phone: &str, entry: &Entry) {
+        self.insert_parts(
+            phone,
+            entry.contact_id.as_deref(),
+            entry.fingerprint,
+            entry.status,
+        );
+    }
+
+    fn insert_parts(
+        &mut self,
+        phone: &str,
+        contact_id: Option<&str>,
+        fingerprint: Option<u64>,
+        status: Status,
+    ) {
         let Some(key) = phone_key(phone) else { return };
-        let (id_start, id_len) = match &entry.contact_id {
+        let (id_start, id_len) = match contact_id {
             Some(id) if id.len() <= usize::from(u16::MAX) && self.ids.len() < u32::MAX as usize => {
                 let start = self.ids.len() as u32;
                 self.ids.push_str(id);
@@ -187,38 +205,65 @@ impl TargetMap {
         self.entries.push((
             key,
             Packed {
-                fingerprint: entry.fingerprint.unwrap_or(0),
+                fingerprint: fingerprint.unwrap_or(0),
                 id_start,
                 id_len,
-                status: entry.status.code() as u8,
-                has_fingerprint: entry.fingerprint.is_some(),
+                status: status.code() as u8,
+                has_fingerprint: fingerprint.is_some(),
             },
         ));
     }
 
     /// Groups the entries for lookups; call once after the last insert.
     fn seal(&mut self) {
-        let groups = (self.entries.len() / 4).max(1).next_power_of_two();
-        self.bits = groups.trailing_zeros();
-        let bucket = |key: u64, bits: u32| {
-            if bits == 0 {
-                0
-            } else {
-                (mix(key) >> (64 - bits)) as usize
-            }
-        };
+        self.bits = Self::bits_for(self.entries.len());
         let bits = self.bits;
         self.entries
-            .sort_unstable_by_key(|(k, _)| (bucket(*k, bits), *k));
-        self.buckets = vec![0; groups + 1];
+            .sort_unstable_by_key(|(k, _)| (bucket_of(*k, bits), *k));
+        self.index();
+        self.entries.shrink_to_fit();
+        self.ids.shrink_to_fit();
+    }
+
+    /// Indexes entries read back from a snapshot, after checking they are
+    /// what [`TargetMap::seal`] leaves; `false` (and unusable) when not.
+    fn reseal(&mut self) -> bool {
+        let bits = self.bits;
+        if bits != Self::bits_for(self.entries.len()) {
+            return false;
+        }
+        let ordered = self
+            .entries
+            .windows(2)
+            .all(|w| (bucket_of(w[0].0, bits), w[0].0) < (bucket_of(w[1].0, bits), w[1].0));
+        let ids_fit = self.entries.iter().all(|(_, p)| {
+            let end = p.id_start as usize + usize::from(p.id_len);
+            end <= self.ids.len()
+                && self.ids.is_char_boundary(p.id_start as usize)
+                && self.ids.is_char_boundary(end)
+        });
+        if !ordered || !ids_fit {
+            return false;
+        }
+        self.index();
+        true
+    }
+
+    /// log2 of the number of buckets for `len` entries (about four a bucket).
+    fn bits_for(len: usize) -> u32 {
+        (len / 4).max(1).next_power_of_two().trailing_zeros()
+    }
+
+    /// Builds the bucket offsets of entries already in bucket order.
+    fn index(&mut self) {
+        let bits = self.bits;
+        self.buckets = vec![0; (1usize << bits) + 1];
         for (k, _) in &self.entries {
-            self.buckets[bucket(*k, bits) + 1] += 1;
+            self.buckets[bucket_of(*k, bits) + 1] += 1;
         }
         for b in 1..self.buckets.len() {
             self.buckets[b] += self.buckets[b - 1];
         }
-        self.entries.shrink_to_fit();
-        self.ids.shrink_to_fit();
     }
 
     /// What the store knows of `phone`.
@@ -228,11 +273,7 @@ impl TargetMap {
 
     /// What the store knows of the number with these E.164 digits.
     pub fn get_key(&self, key: u64) -> Option<Entry> {
-        let b = if self.bits == 0 {
-            0
-        } else {
-            (mix(key) >> (64 - self.bits)) as usize
-        };
+        let b = bucket_of(key, self.bits);
         let (start, end) = (*self.buckets.get(b)?, *self.buckets.get(b + 1)?);
         let group = self.entries.get(start as usize..end as usize)?;
         let p = &group.iter().find(|(k, _)| *k == key)?.1;
@@ -295,6 +336,9 @@ impl Store {
                     StateError::unusable(path, format!("cannot create its directory: {e}"))
                 })?;
             }
+            // SQLite gives its -wal and -shm files the mode of the database.
+            crate::private::precreate(path)
+                .map_err(|e| StateError::unusable(path, format!("cannot create it: {e}")))?;
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -352,45 +396,15 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Every number of target `target`, for the planner.
+    /// Every number of target `target`, for the planner: from the snapshot
+    /// the last run left when nothing changed since, else row by row.
     pub fn load(&self, target: i64) -> Result<TargetMap, StateError> {
-        let sql = |e| StateError::sql(&self.path, e);
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT phone, contact_id, fingerprint, status FROM contacts WHERE target = ?1",
-            )
-            .map_err(sql)?;
-        let count: i64 = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM contacts WHERE target = ?1",
-                params![target],
-                |r| r.get(0),
-            )
-            .map_err(sql)?;
-        let mut rows = stmt.query(params![target]).map_err(sql)?;
-        let mut map = TargetMap {
-            entries: Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
-            ..TargetMap::default()
-        };
-        while let Some(row) = rows.next().map_err(sql)? {
-            let phone = row.get_ref(0).map_err(sql)?.as_str().unwrap_or("");
-            let status: i64 = row.get(3).map_err(sql)?;
-            let entry = Entry {
-                contact_id: row.get(1).map_err(sql)?,
-                fingerprint: row.get::<_, Option<i64>>(2).map_err(sql)?.map(|f| f as u64),
-                status: Status::from_code(status).ok_or_else(|| {
-                    StateError::unusable(
-                        &self.path,
-                        format!("unknown status {status}: the file is damaged"),
-                    )
-                })?,
-            };
-            map.insert(phone, &entry);
+        match snapshot::read(&self.conn, target) {
+            Ok(Some(map)) => return Ok(map),
+            Ok(None) => {}
+            Err(e) => tracing::debug!("state snapshot unreadable ({e}); reading the rows"),
         }
-        map.seal();
-        Ok(map)
+        load_rows(&self.conn, &self.path, target)
     }
 
     /// How many contacts of `target` are managed (synced by this tool and confirmed).
@@ -494,10 +508,54 @@ impl Store {
             .execute("DELETE FROM contacts WHERE target = ?1", params![target])
             .map_err(sql)?;
         self.conn
+            .execute("DELETE FROM snapshots WHERE target = ?1", params![target])
+            .map_err(sql)?;
+        self.conn
             .execute("DELETE FROM targets WHERE id = ?1", params![target])
             .map_err(sql)?;
         Ok(true)
     }
+}
+
+/// Every number of target `target`, read row by row.
+fn load_rows(conn: &Connection, path: &Path, target: i64) -> Result<TargetMap, StateError> {
+    let sql = |e| StateError::sql(path, e);
+    let mut stmt = conn
+        .prepare("SELECT phone, contact_id, fingerprint, status FROM contacts WHERE target = ?1")
+        .map_err(sql)?;
+    let count: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM contacts WHERE target = ?1",
+            params![target],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    let mut rows = stmt.query(params![target]).map_err(sql)?;
+    let mut map = TargetMap {
+        entries: Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
+        ..TargetMap::default()
+    };
+    while let Some(row) = rows.next().map_err(sql)? {
+        // Borrowed, not copied: a million numbers load in a fraction of a second.
+        let phone = row.get_ref(0).map_err(sql)?.as_str().unwrap_or("");
+        let status: i64 = row.get(3).map_err(sql)?;
+        let status = Status::from_code(status).ok_or_else(|| {
+            StateError::unusable(
+                path,
+                format!("unknown status {status}: the file is damaged"),
+            )
+        })?;
+        let contact_id = row.get_ref(1).map_err(sql)?.as_str_or_null().map_err(|e| {
+            StateError::unusable(
+                path,
+                format!("a contact id is not text ({e}): the file is damaged"),
+            )
+        })?;
+        let fingerprint = row.get::<_, Option<i64>>(2).map_err(sql)?.map(|f| f as u64);
+        map.insert_parts(phone, contact_id, fingerprint, status);
+    }
+    map.seal();
+    Ok(map)
 }
 
 /// A slow salted hash of the key, so the store tells accounts apart without

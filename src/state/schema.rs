@@ -34,6 +34,24 @@ const MIGRATIONS: &[&str] = &[
          updated_at INTEGER NOT NULL,
          PRIMARY KEY (target, phone)
      ) WITHOUT ROWID;",
+    // 2: a packed copy of each target's planner table, valid while the
+    // generation it was taken at is current; any change to a contact, by any
+    // statement, moves the generation on.
+    "CREATE TABLE generation (n INTEGER NOT NULL);
+     INSERT INTO generation (n) VALUES (0);
+     CREATE TRIGGER contacts_inserted AFTER INSERT ON contacts
+         BEGIN UPDATE generation SET n = n + 1; END;
+     CREATE TRIGGER contacts_updated AFTER UPDATE ON contacts
+         BEGIN UPDATE generation SET n = n + 1; END;
+     CREATE TRIGGER contacts_deleted AFTER DELETE ON contacts
+         BEGIN UPDATE generation SET n = n + 1; END;
+     CREATE TABLE snapshots (
+         target INTEGER NOT NULL,
+         seq INTEGER NOT NULL,
+         generation INTEGER NOT NULL,
+         data BLOB NOT NULL,
+         PRIMARY KEY (target, seq)
+     );",
 ];
 
 /// Checks the file is ours and current, creating or migrating it unless `read_only`.

@@ -294,3 +294,145 @@ async fn managed_contacts_go_pending_delete_then_away_or_back() {
         Some(Status::Confirmed)
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn the_store_its_journal_files_and_its_lock_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let lock = Lock::acquire(&path).unwrap();
+    assert_eq!(mode(&dir.path().join("s.db.lock")), 0o600);
+    let store = Store::open(&path, &key(), false).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    for side in ["s.db-wal", "s.db-shm"] {
+        let p = dir.path().join(side);
+        assert!(p.exists(), "{side} is there while the store is open");
+        assert_eq!(mode(&p), 0o600, "{side}");
+    }
+    drop(store);
+    drop(lock);
+}
+
+/// A store whose target `g1` holds 300 numbers (a third with ids), written
+/// through the writer so that its close leaves a snapshot.
+fn store_with_snapshot(path: &std::path::Path) -> (i64, Vec<String>) {
+    let store = Store::open(path, &key(), false).unwrap();
+    let target = store.target(&target_key("g1")).unwrap();
+    let writer = StateWriter::start(store).unwrap();
+    let phones: Vec<String> = (0..300).map(|i| format!("+336{:08}", i * 37)).collect();
+    for (i, p) in phones.iter().enumerate() {
+        let id = (i % 3 == 0).then(|| format!("id-{i}"));
+        writer.send(Update::Confirmed {
+            target,
+            row: sent(p, Status::Confirmed, id.as_deref(), i as u64),
+        });
+    }
+    writer.close().unwrap();
+    (target, phones)
+}
+
+fn entries(map: &TargetMap, phones: &[String]) -> Vec<Option<Entry>> {
+    phones.iter().map(|p| map.get(p)).collect()
+}
+
+#[test]
+fn a_closed_writer_leaves_a_snapshot_that_loads_like_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let (target, phones) = store_with_snapshot(&path);
+    let store = Store::open(&path, &key(), false).unwrap();
+    let from_snapshot = snapshot::read(&store.conn, target)
+        .unwrap()
+        .expect("current");
+    let from_rows = load_rows(&store.conn, &path, target).unwrap();
+    assert_eq!(from_snapshot.len(), 300);
+    assert_eq!(
+        entries(&from_snapshot, &phones),
+        entries(&from_rows, &phones)
+    );
+    assert_eq!(from_snapshot.get("+33600000001"), None);
+    // And the planner gets it: a fingerprint changed in the snapshot alone
+    // (no contact written, so still current) shows through `load`.
+    let first: Vec<u8> = store
+        .conn
+        .query_row(
+            "SELECT data FROM snapshots WHERE target = ?1 AND seq = 1",
+            [target],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut tampered = first.clone();
+    tampered[8] ^= 0xFF;
+    store
+        .conn
+        .execute(
+            "UPDATE snapshots SET data = ?1 WHERE target = ?2 AND seq = 1",
+            params![tampered, target],
+        )
+        .unwrap();
+    let loaded = store.load(target).unwrap();
+    assert_ne!(entries(&loaded, &phones), entries(&from_rows, &phones));
+}
+
+#[test]
+fn any_change_to_a_contact_or_a_damaged_snapshot_falls_back_to_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let (target, phones) = store_with_snapshot(&path);
+    let store = Store::open(&path, &key(), false).unwrap();
+    // A change by a statement this code never wrote: the generation moves on.
+    store
+        .conn
+        .execute(
+            "UPDATE contacts SET fingerprint = 4242 WHERE phone = ?1",
+            [&phones[5]],
+        )
+        .unwrap();
+    assert!(
+        snapshot::read(&store.conn, target).unwrap().is_none(),
+        "stale"
+    );
+    assert_eq!(
+        store
+            .load(target)
+            .unwrap()
+            .get(&phones[5])
+            .unwrap()
+            .fingerprint,
+        Some(4242)
+    );
+    // Renewed, then damaged in every way a chunk can be: never used.
+    snapshot::renew(&store.conn, &path, target).unwrap();
+    assert!(snapshot::read(&store.conn, target).unwrap().is_some());
+    for damage in ["x'00'", "x''", "zeroblob(24)"] {
+        snapshot::write(&store.conn, &path, target).unwrap();
+        store
+            .conn
+            .execute(
+                &format!("UPDATE snapshots SET data = {damage} WHERE target = ?1 AND seq = 1"),
+                [target],
+            )
+            .unwrap();
+        assert!(
+            snapshot::read(&store.conn, target).unwrap().is_none(),
+            "{damage}"
+        );
+        let map = store.load(target).unwrap();
+        assert_eq!(
+            map.get(&phones[5]).unwrap().fingerprint,
+            Some(4242),
+            "{damage}"
+        );
+        assert_eq!(map.len(), 300);
+    }
+    // Forgetting the target drops its snapshot with it.
+    snapshot::write(&store.conn, &path, target).unwrap();
+    assert!(store.forget(&target_key("g1")).unwrap());
+    let left: i64 = store
+        .conn
+        .query_row("SELECT COUNT(*) FROM snapshots", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -85,6 +85,23 @@ pub enum Update {
     },
 }
 
+impl Update {
+    /// The target whose contacts this changes (`None`: it changes none).
+    fn changed_target(&self) -> Option<i64> {
+        match self {
+            Update::Finished { .. } => None,
+            Update::Pending { target, .. }
+            | Update::Confirmed { target, .. }
+            | Update::Known { target, .. }
+            | Update::Refused { target, .. }
+            | Update::Stale { target, .. }
+            | Update::PendingDelete { target, .. }
+            | Update::Deleted { target, .. }
+            | Update::Kept { target, .. } => Some(*target),
+        }
+    }
+}
+
 /// What was (or is about to be) sent for one number.
 #[derive(Debug, Clone)]
 pub struct Sent {
@@ -205,6 +222,8 @@ fn run(
     committed: watch::Sender<u64>,
 ) -> Result<(), StateError> {
     let mut failed: Option<String> = None;
+    // Targets whose contacts this run changed: their snapshots are renewed at the end.
+    let mut touched = std::collections::BTreeSet::new();
     while let Ok(first) = rx.recv() {
         let mut msgs = vec![first];
         while msgs.len() < BATCH {
@@ -221,6 +240,9 @@ fn run(
             match m {
                 Msg::Update(u) if !closing => {
                     seen += 1;
+                    if let Some(target) = u.changed_target() {
+                        touched.insert(target);
+                    }
                     updates.push(u);
                 }
                 Msg::Update(_) => seen += 1,
@@ -249,6 +271,15 @@ fn run(
         }
         if closing {
             break;
+        }
+    }
+    if failed.is_none() {
+        for target in touched {
+            // Only a speed-up for the next run: a failure here costs that run
+            // a row-by-row read, nothing else.
+            if let Err(e) = super::snapshot::renew(&conn, &path, target) {
+                tracing::debug!("state snapshot not written: {e}");
+            }
         }
     }
     match failed {

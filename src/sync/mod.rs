@@ -384,11 +384,8 @@ async fn run_async(
     if let Some(choice) = opened.map.phone_choice() {
         tracing::info!("{choice}");
     }
-    if !opened.ignored.is_empty() {
-        tracing::warn!(
-            "ignoring columns with no matching field: {}",
-            opened.ignored.join(", ")
-        );
+    if let Some(warning) = opened.ignored_warning() {
+        tracing::warn!("{warning}");
     }
     let mut opened = opened;
     if let Some(col) = opened.map.get(Field::ContactId)
@@ -1592,6 +1589,9 @@ async fn sync_rows(
         });
     }
     read_result?;
+    if let Some(warning) = bytes.size_warning() {
+        tracing::warn!("{warning}");
+    }
     finish_outputs(report, rejects, true)?;
     Ok(SecondPass {
         summary,

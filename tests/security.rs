@@ -1,0 +1,411 @@
+//! Outputs people open and hostile input files (docs/security.md): formula
+//! neutralisation and its round trip, visible control characters,
+//! owner-only permissions, and files built to break the reader.
+
+use crate::util::*;
+
+/// A rejects file fed back unchanged sends the values the first file held,
+/// formula characters included: neutralised on the way out, restored on the
+/// way in.
+#[test]
+fn a_rejects_file_fed_back_sends_the_original_values() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "phone;firstname;lastname;custom1;custom2;date\n\
+         0612345678;=HYPERLINK(\"http://x\",\"y\");@SUM(1);-2+3;''=kept;02/12/1990\n\
+         0612345679;Anne;Lee;+1;ok;1990-12-02\n",
+    );
+    let out = sb.sync(&dir, "smspartner", &["--rejects", "rej.csv", "--no-state"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(sb.group_phones("g1").len(), 1, "only the valid row went");
+    let rejects = dir.read("rej.csv");
+    let rejects = rejects.trim_start_matches('\u{FEFF}');
+    let lines: Vec<&str> = rejects.lines().collect();
+    assert_eq!(lines.len(), 2, "{rejects}");
+    // Every cell a spreadsheet would run is defused; `''=kept` was read as
+    // `'=kept` (one quote removed), which is written back with one more.
+    assert!(
+        lines[1].starts_with(
+            "0612345678;\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\";'@SUM(1);'-2+3;''=kept;02/12/1990;DATE_INVALID;"
+        ),
+        "{}",
+        lines[1]
+    );
+    // Fed back as it is, with the date format that reads it.
+    std::fs::copy(dir.path("rej.csv"), dir.path("in.csv")).unwrap();
+    let out = sb.sync(
+        &dir,
+        "smspartner",
+        &["--no-state", "--date-format", "%d/%m/%Y"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let state = sb.state();
+    let sent = state
+        .group("g1")
+        .iter()
+        .find(|c| c.phone == "+33612345678")
+        .expect("the fixed row was added");
+    assert_eq!(sent.firstname, "=HYPERLINK(\"http://x\",\"y\")");
+    assert_eq!(sent.lastname, "@SUM(1)");
+    assert_eq!(sent.custom1, "-2+3");
+    assert_eq!(sent.custom2, "'=kept");
+    assert_eq!(sent.date, "1990-12-02");
+}
+
+/// NUL bytes, escapes and line breaks in a cell never reach the report raw:
+/// they are written visibly, one report line per row; the rejects file keeps
+/// them as read.
+#[test]
+fn control_characters_are_escaped_visibly_in_the_report_only() {
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        b"phone,firstname\n06\x0012\x1b[31m,\"a\nb\"\n\"06\r\n12\",x\n0612345678,ok\n",
+    );
+    let out = dir.run(&["validate", "in.csv", "--rejects", "rej.csv"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let raw = std::fs::read(dir.path("in.report.csv")).unwrap();
+    assert!(!raw.contains(&0), "no NUL byte in the report");
+    assert!(!raw.contains(&0x1b), "no escape byte in the report");
+    let text = String::from_utf8(raw).unwrap();
+    assert_eq!(text.lines().count(), 4, "one physical line per row: {text}");
+    let report = parse_report(&text);
+    assert_eq!(report[0].phone, "06\\012\\u{1B}[31m");
+    assert_eq!(report[1].phone, "06\\r\\n12");
+    assert_eq!(report[1].line, 4);
+    assert_eq!(report[2].line, 6);
+    let rejects = std::fs::read(dir.path("rej.csv")).unwrap();
+    assert!(
+        rejects.windows(7).any(|w| w == b"06\x0012\x1b[".as_slice()),
+        "the rejects file keeps the cell as read"
+    );
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file a run leaves holds personal data: owner-only (0600), whatever
+/// the umask; a report that existed world-readable is narrowed too.
+#[cfg(unix)]
+#[test]
+fn every_output_and_the_state_store_are_owner_only() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(3, 0);
+    dir.write("in.csv", csv_of(&phones) + "bad,x,y\n");
+    dir.write("in.report.csv", "old");
+    std::fs::set_permissions(
+        dir.path("in.report.csv"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let extra = [
+        "--state",
+        "s.db",
+        "--rejects",
+        "rej.csv",
+        "--summary-json",
+        "sum.json",
+    ];
+    let out = sb.sync(&dir, "smspartner", &extra);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    for name in ["in.report.csv", "rej.csv", "sum.json", "s.db"] {
+        assert_eq!(mode(&dir.path(name)), 0o600, "{name}");
+    }
+    // Mirror mode: the backup of the deleted contact.
+    dir.write("in.csv", csv_of(&phones[..2]));
+    let out = sb.sync(
+        &dir,
+        "smspartner",
+        &[
+            "--state",
+            "s.db",
+            "--delete-missing",
+            "--max-delete",
+            "100%",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(dir.read("in.deleted.csv").contains(&phones[2]));
+    assert_eq!(mode(&dir.path("in.deleted.csv")), 0o600);
+}
+
+/// Runs `validate in.csv` on `bytes` with `extra` flags: exit code, report, stderr.
+fn validate_bytes(dir: &Dir, bytes: &[u8], extra: &[&str]) -> (i32, Vec<Line>, String) {
+    dir.write("in.csv", bytes);
+    let mut args = vec!["validate", "in.csv"];
+    args.extend(extra);
+    let out = dir.run(&args);
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    let report = if dir.path("in.report.csv").exists() {
+        dir.report("in.report.csv")
+    } else {
+        Vec::new()
+    };
+    (code(&out), report, err)
+}
+
+#[test]
+fn nul_bytes_are_row_problems_and_shown_visibly_in_messages() {
+    let dir = Dir::new();
+    let (rc, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\n0612345678,a\x00b\n\x00\x00\x00\n0612345679,ok\n",
+        &[],
+    );
+    assert_eq!(rc, 1);
+    assert_eq!(
+        triples(&report),
+        [
+            (2, "valid", ""),
+            (3, "invalid", "PHONE_INVALID"),
+            (4, "valid", "")
+        ]
+    );
+    assert_eq!(report[1].phone, "\\0\\0\\0");
+    // A header cell with a NUL is named, in words, in the warning.
+    let (rc, _, err) = validate_bytes(&dir, b"phone,na\x00me\n0612345678,a\n", &[]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        err.contains(
+            "ignoring columns with no matching field: \"name\" (with a control character (U+0000)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains('\0'));
+}
+
+#[test]
+fn invalid_utf8_inside_a_utf8_file_is_read_as_windows_1252_or_refused_when_forced() {
+    let dir = Dir::new();
+    let file =
+        b"phone,firstname\n0612345678,Zo\xc3\xab\n0612345679,a\xff\xfeb\n0612345670,\xc3\x89lise\n";
+    let (rc, report, err) = validate_bytes(&dir, file, &[]);
+    assert_eq!(rc, 0, "{err}");
+    assert_eq!(report.len(), 3);
+    assert!(err.contains("Windows-1252"), "{err}");
+    let (rc, report, _) = validate_bytes(&dir, file, &["--encoding", "utf-8"]);
+    assert_eq!(rc, 1);
+    assert_eq!(
+        triples(&report),
+        [
+            (2, "valid", ""),
+            (3, "invalid", "ROW_MALFORMED"),
+            (4, "valid", "")
+        ]
+    );
+}
+
+#[test]
+fn a_header_of_100_000_columns_is_read_and_the_warning_stays_short() {
+    let dir = Dir::new();
+    let mut file = String::from("phone");
+    for i in 0..100_000 {
+        file.push_str(&format!(",c{i}"));
+    }
+    file.push_str("\n0612345678");
+    file.push_str(&",".repeat(100_000));
+    file.push('\n');
+    let (rc, report, err) = validate_bytes(&dir, file.as_bytes(), &[]);
+    assert_eq!(rc, 0, "{}", &err[..err.len().min(2000)]);
+    assert_eq!(triples(&report), [(2, "valid", "")]);
+    assert!(err.contains("c0, c1,") && err.contains("and 99980 more"));
+    assert!(err.len() < 10_000, "the warning names a few columns only");
+}
+
+#[test]
+fn a_50_mib_line_is_one_malformed_row_and_reading_goes_on() {
+    let dir = Dir::new();
+    for filler in [b'x', b','] {
+        let mut file = b"phone,name\n0612345678,".to_vec();
+        file.resize(file.len() + (50 << 20), filler);
+        file.extend(b"\n0612345679,ok\n");
+        let (rc, report, _) = validate_bytes(&dir, &file, &[]);
+        assert_eq!(rc, 1, "filler {}", filler as char);
+        assert_eq!(
+            triples(&report),
+            [(2, "invalid", "ROW_MALFORMED"), (3, "valid", "")],
+            "filler {}",
+            filler as char
+        );
+        assert!(report[0].message.contains("longer than 1048576 bytes"));
+    }
+}
+
+#[test]
+fn ten_million_blank_lines_produce_no_rows_and_keep_line_numbers() {
+    let dir = Dir::new();
+    let mut file = b"phone\n0612345678\n".to_vec();
+    file.resize(file.len() + 10_000_000, b'\n');
+    file.extend(b"0612345679\n");
+    let (rc, report, _) = validate_bytes(&dir, &file, &[]);
+    assert_eq!(rc, 0);
+    assert_eq!(
+        triples(&report),
+        [(2, "valid", ""), (10_000_003, "valid", "")]
+    );
+}
+
+#[test]
+fn cr_only_line_endings_keep_physical_line_numbers() {
+    let dir = Dir::new();
+    let (rc, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\r0612345678,a\r\r\"0612345679\",\"b\rc\"\rbad,d\r",
+        &[],
+    );
+    assert_eq!(rc, 1);
+    assert_eq!(
+        triples(&report),
+        [
+            (2, "valid", ""),
+            (4, "valid", ""),
+            (6, "invalid", "PHONE_INVALID")
+        ]
+    );
+}
+
+#[test]
+fn a_header_repeated_mid_file_is_named_and_the_rows_after_it_are_read() {
+    let dir = Dir::new();
+    let (rc, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\n0612345678,a\n Phone ,firstname\n0612345679,b\n",
+        &[],
+    );
+    assert_eq!(rc, 1);
+    assert_eq!(
+        triples(&report),
+        [
+            (2, "valid", ""),
+            (3, "invalid", "PHONE_INVALID"),
+            (4, "valid", "")
+        ]
+    );
+    // ` Phone ` is not `phone`: only cells equal to the header's (trimmed) count.
+    assert_eq!(report[1].phone, " Phone ");
+    let (_, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\n0612345678,a\nphone,firstname\n0612345679,b\n",
+        &[],
+    );
+    assert_eq!(report[1].code, "ROW_MALFORMED");
+    assert!(
+        report[1].message.contains("repeats the header of line 1"),
+        "{}",
+        report[1].message
+    );
+}
+
+#[test]
+fn a_quote_never_closed_names_its_line_and_the_lines_it_swallowed() {
+    let dir = Dir::new();
+    let (rc, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\n0612345678,a\n0612345679,\"open\n0612345670,c\n0612345671,d\n",
+        &[],
+    );
+    assert_eq!(rc, 1);
+    assert_eq!(
+        triples(&report),
+        [(2, "valid", ""), (3, "invalid", "ROW_MALFORMED")]
+    );
+    assert!(
+        report[1].message.contains(
+            "a quote opened on line 3 is never closed: it swallowed the 2 lines after it"
+        ),
+        "{}",
+        report[1].message
+    );
+    // Closed quotes spanning lines, and `""` inside them, are no such thing.
+    let (rc, report, _) = validate_bytes(
+        &dir,
+        b"phone,firstname\n0612345678,\"a\n\"\"b\"\"\"\n0612345679,x\"y\n",
+        &[],
+    );
+    assert_eq!(rc, 0, "{report:?}");
+    assert_eq!(triples(&report), [(2, "valid", ""), (4, "valid", "")]);
+}
+
+/// Rows appended while a run is under way are not read, by any pass: the
+/// run reads the length the file had when it started, says so, and the next
+/// run takes the rest.
+#[test]
+fn a_file_that_grows_while_it_is_read_is_read_as_it_was_opened() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(5, 0);
+    dir.write("in.csv", csv_of(&phones[..3]));
+    sb.handle().hold_from(1);
+    let url = sb.url();
+    let args = [
+        "sync",
+        "in.csv",
+        "--provider",
+        "smspartner",
+        "--base-url",
+        &url,
+        "--group-id",
+        "g1",
+        "--no-state",
+        "--concurrency",
+        "1",
+    ];
+    let mut child = spawn(&dir, &args, std::process::Stdio::null());
+    let mut err = child.stderr.take().unwrap();
+    assert!(
+        sb.handle().wait_held(1, std::time::Duration::from_secs(60)),
+        "no request was held"
+    );
+    let mut more = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path("in.csv"))
+        .unwrap();
+    use std::io::{Read, Write};
+    write!(more, "{},Late,Row\n{},Half", phones[3], phones[4]).unwrap();
+    drop(more);
+    sb.handle().release();
+    let status = child.wait().unwrap();
+    let mut text = String::new();
+    err.read_to_string(&mut text).unwrap();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("the input grew by"), "{text}");
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 3, "{report:?}");
+    let held = sb.group_phones("g1");
+    assert_eq!(
+        held.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut p = phones[..3].to_vec();
+            p.sort();
+            p
+        },
+        "only the rows the file had when the run started"
+    );
+    assert!(held.values().all(|n| *n == 1));
+}
+
+/// Regression (property tests): a UTF-16 file whose byte count is odd ends
+/// in half a character; the reader panicked on the read after it.
+#[test]
+fn a_utf16_file_with_an_odd_byte_count_reads_without_a_panic() {
+    let dir = Dir::new();
+    let mut file = vec![0xFF, 0xFE];
+    for unit in "phone,firstname\n0612345678,Zoé\n".encode_utf16() {
+        file.extend(unit.to_le_bytes());
+    }
+    file.push(b'x');
+    let (rc, report, err) = validate_bytes(&dir, &file, &[]);
+    assert_eq!(rc, 1, "{err}");
+    // The half character is a replacement character on a line of its own.
+    assert_eq!(
+        triples(&report),
+        [(2, "valid", ""), (3, "invalid", "PHONE_INVALID")]
+    );
+}
