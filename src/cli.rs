@@ -7,9 +7,40 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::reader::Encoding;
 
+/// Examples shown at the end of `--help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  Check a file, send nothing (no key needed):
+    contact-sync validate contacts.csv --rejects contacts.rejects.csv
+
+  Dry run: what a sync would add and update, sending nothing:
+    contact-sync sync contacts.csv --provider smspartner --group-id 1234 --dry-run
+
+  One-off import of a client's file into Mobivate:
+    export CONTACT_SYNC_API_KEY_FILE=~/.config/contact-sync/mobivate.key
+    contact-sync sync client.csv --provider mobivate --base-url https://api.example.com \\
+        --rejects client.rejects.csv --report-html client.report.html
+
+  Nightly job (cron), every option in a config file:
+    contact-sync sync --config /etc/contact-sync/nightly.toml --log-format json
+
+  Try the whole pipeline without an account:
+    contact-sync sync samples/contacts.csv --provider sandbox
+
+The API key comes from CONTACT_SYNC_API_KEY, or from the file named by
+CONTACT_SYNC_API_KEY_FILE; never from a flag or a config file.
+Exit codes: 0 all rows fine, 1 some rows invalid or failed, 2 nothing sent
+(usage, config or input error), 3 aborted mid-run.";
+
 /// Keeps an SMS provider's address book in step with a CSV file.
 #[derive(Debug, Parser)]
-#[command(name = "contact-sync", version, about, propagate_version = true)]
+#[command(
+    name = "contact-sync",
+    version,
+    about,
+    propagate_version = true,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -25,12 +56,47 @@ pub enum Command {
     /// Check a file and report every row's problems; sends nothing.
     Validate(ValidateArgs),
     /// Add or update every valid row on the provider, rate-limited and retried.
+    #[command(after_help = EXAMPLES)]
     Sync(SyncArgs),
     /// Inspect, rebuild or forget the state store of a target.
     State(StateArgs),
     /// Serve the built-in SMS Partner / Mobivate emulator on loopback.
     #[cfg(feature = "sandbox")]
     Sandbox(crate::sandbox::SandboxArgs),
+    /// Check a config file (and its column map against a file) without sending anything.
+    Config(ConfigArgs),
+    /// Print a shell completion script to stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+/// `contact-sync config`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// What to do with the config file.
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+/// The `config` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigAction {
+    /// Validate a config file: keys, values, paths; with FILE (or the config's `file`), the column map too.
+    Check {
+        /// The TOML config file.
+        path: PathBuf,
+        /// An input file to resolve the column map against [default: the config's `file`, when it exists].
+        file: Option<PathBuf>,
+    },
+}
+
+/// `contact-sync completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Log format on stderr.
@@ -96,11 +162,17 @@ pub struct OutputArgs {
     /// Write the end-of-run summary as JSON.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
+    /// Write a self-contained HTML report: the summary, charts of outcomes and error codes, the rejected rows in a table that sorts and filters.
+    #[arg(long, value_name = "PATH")]
+    pub report_html: Option<PathBuf>,
 }
 
 /// `contact-sync validate`.
 #[derive(Debug, Clone, Args)]
 pub struct ValidateArgs {
+    /// Read options from this TOML file; flags given on the command line win (see docs/configuration.md).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Input options.
     #[command(flatten)]
     pub input: InputArgs,
@@ -121,6 +193,9 @@ pub struct ValidateArgs {
 /// `contact-sync sync`.
 #[derive(Debug, Clone, Args)]
 pub struct SyncArgs {
+    /// Read options from this TOML file; flags given on the command line win (see docs/configuration.md).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Input options.
     #[command(flatten)]
     pub input: InputArgs,
@@ -217,6 +292,9 @@ pub enum StateAction {
 /// Which store and target a `state` subcommand works on: the same flags as `sync`.
 #[derive(Debug, Clone, Args)]
 pub struct StateTarget {
+    /// Read the target (provider, base-url, group-id, state) from a sync config file; flags win.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// The provider.
     #[arg(long, value_enum)]
     pub provider: Option<ProviderKind>,
@@ -232,4 +310,67 @@ pub struct StateTarget {
     /// Allow a plain http:// base URL that is not loopback.
     #[arg(long)]
     pub allow_insecure_http: bool,
+}
+
+/// Writes the man page: the command, then each subcommand's synopsis and
+/// options (their flags are what a reader looks for).
+pub fn render_man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    man.render_subcommands_section(out)?;
+    for sub in cmd.get_subcommands() {
+        render_man_section(out, sub, "contact-sync")?;
+    }
+    // The after-help text is the examples.
+    let mut extra = Vec::new();
+    man.render_extra_section(&mut extra)?;
+    out.write_all(
+        String::from_utf8_lossy(&extra)
+            .replace(".SH EXTRA", ".SH EXAMPLES")
+            .as_bytes(),
+    )?;
+    man.render_version_section(out)?;
+    Ok(())
+}
+
+/// One subcommand's section of the man page (its synopsis and options),
+/// then one for each of its own subcommands (`state show`, `config check`).
+fn render_man_section(
+    out: &mut dyn std::io::Write,
+    sub: &clap::Command,
+    parent: &str,
+) -> std::io::Result<()> {
+    let name = format!("{parent} {}", sub.get_name());
+    writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+    if let Some(about) = sub.get_about() {
+        writeln!(out, "{}", roff_escape(&about.to_string()))?;
+    }
+    let page = clap_mangen::Man::new(sub.clone().bin_name(name.clone()));
+    let mut section = Vec::new();
+    page.render_synopsis_section(&mut section)?;
+    page.render_options_section(&mut section)?;
+    // Subsections of the command's section, not top-level sections.
+    let section = String::from_utf8_lossy(&section)
+        .replace(".SH SYNOPSIS", ".SS Synopsis")
+        .replace(".SH OPTIONS", ".SS Options");
+    out.write_all(section.as_bytes())?;
+    for nested in sub.get_subcommands() {
+        render_man_section(out, nested, &name)?;
+    }
+    Ok(())
+}
+
+/// Text safe on a roff line: no leading control character, backslashes doubled.
+fn roff_escape(text: &str) -> String {
+    let text = text.replace('\\', "\\\\");
+    match text.chars().next() {
+        Some('.') | Some('\'') => format!("\\&{text}"),
+        _ => text,
+    }
 }

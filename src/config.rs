@@ -314,6 +314,10 @@ pub struct OutputConfig {
     pub rejects: Option<Target>,
     /// The JSON summary, if asked for.
     pub summary_json: Option<PathBuf>,
+    /// The HTML report, if asked for.
+    pub html: Option<PathBuf>,
+    /// The input's name, for the HTML report's title.
+    pub input: String,
     /// The backup of mirror-mode deletions (sync `--delete-missing` only).
     pub backup: Option<PathBuf>,
 }
@@ -333,10 +337,17 @@ impl OutputConfig {
                 "--report and --rejects cannot both go to standard output".into(),
             ));
         }
+        if args.report_html.is_some() && report == Target::Stdout {
+            return Err(Error::Usage(
+                "--report-html is made from the report file: give --report a path, not -".into(),
+            ));
+        }
         let config = OutputConfig {
             report,
             rejects,
             summary_json: args.summary_json.clone(),
+            html: args.report_html.clone(),
+            input: source.describe(),
             backup: None,
         };
         config.check_paths(source)?;
@@ -382,6 +393,9 @@ impl OutputConfig {
         }
         if let Some(p) = &self.summary_json {
             add("--summary-json", p);
+        }
+        if let Some(p) = &self.html {
+            add("--report-html", p);
         }
         if let Some(p) = &self.backup {
             // Appended to in place: it has no partial path.

@@ -10,8 +10,10 @@ pub mod cli;
 pub mod codes;
 pub mod columns;
 pub mod config;
+pub mod config_file;
 pub mod dispatch;
 mod hash;
+pub mod html;
 pub mod input;
 pub mod logging;
 pub mod normalize;
@@ -52,6 +54,22 @@ pub fn run(cli: Cli) -> Result<u8, config::Error> {
                 .map_err(|e| config::Error::Runtime(e.to_string()))?;
             Ok(codes::exit::OK)
         }
+        Command::Config(args) => match args.action {
+            cli::ConfigAction::Check { path, file } => config_file::check(&path, file.as_deref()),
+        },
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(args.shell, &mut cmd, "contact-sync", &mut out);
+            Ok(codes::exit::OK)
+        }
+        Command::Man => {
+            let mut out = std::io::stdout().lock();
+            cli::render_man(&mut out)
+                .map_err(|e| config::Error::Runtime(format!("cannot write the man page: {e}")))?;
+            Ok(codes::exit::OK)
+        }
     }
 }
 
@@ -61,9 +79,15 @@ fn finish(result: run::RunResult, log: &cli::LogArgs) -> u8 {
         let mut fields = serde_json::Map::new();
         fields.insert("summary".into(), result.summary.to_json());
         fields.insert("report".into(), result.report.clone().into());
+        if let Some(rejects) = &result.rejects {
+            fields.insert("rejects".into(), rejects.clone().into());
+        }
         fields.insert("exit_code".into(), result.exit_code.into());
+        if let Some(next) = result.summary.next(&result.closing()) {
+            fields.insert("next".into(), next.into());
+        }
         let text = match log.log_format {
-            cli::LogFormat::Text => format!("{}report: {}", result.summary.human(), result.report),
+            cli::LogFormat::Text => result.render(),
             cli::LogFormat::Json => result.summary.headline(),
         };
         logging::emit(logging::Level::Info, &text, Some(fields));

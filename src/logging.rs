@@ -113,6 +113,16 @@ pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
     std::process::ExitCode::from(code)
 }
 
+/// Reports an error found before logging is set up (a config file's), as
+/// [`usage_error`] does, and returns exit 2.
+pub fn early_error(message: &str) -> std::process::ExitCode {
+    if json_asked(std::env::args_os().skip(1)) {
+        let _ = FORMAT.set(LogFormat::Json);
+    }
+    error(message);
+    std::process::ExitCode::from(crate::codes::exit::NOTHING_SENT)
+}
+
 /// Whether raw arguments ask for `--log-format json` (they could not be parsed).
 fn json_asked(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     let mut previous_is_flag = false;

@@ -2,13 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use contact_sync::cli::{Cli, Command};
+use contact_sync::cli::Command;
+use contact_sync::config_file::{self, ConfigError};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match config_file::parse(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(e) => return contact_sync::logging::usage_error(e),
+        Err(ConfigError::Clap(e)) => return contact_sync::logging::usage_error(e),
+        Err(ConfigError::File(message)) => return contact_sync::logging::early_error(&message),
     };
     contact_sync::logging::init(&cli.log);
     // `validate … --report - | head`: the reader went away, which is not an

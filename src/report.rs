@@ -615,36 +615,90 @@ impl BackupWriter {
     }
 }
 
-/// The JSON summary's file, created before the run starts and written at its end.
+/// The files written from the summary at the end of the run (the JSON
+/// summary, the HTML report), created before the run starts.
 #[derive(Debug)]
 pub struct SummaryFile {
-    file: PartialFile,
-    target: Target,
+    json: Option<(PartialFile, Target)>,
+    html: Option<(PartialFile, Target)>,
 }
 
 impl SummaryFile {
-    /// Creates `<path>.partial`, so an unwritable path stops the run before it starts.
-    pub fn create(path: &Path) -> Result<SummaryFile, WriteError> {
-        let target = Target::File(path.to_path_buf());
-        let file = PartialFile::create(path).map_err(|e| WriteError::new("summary", &target, e))?;
-        Ok(SummaryFile { file, target })
+    /// Creates each `<path>.partial`, so an unwritable path stops the run
+    /// before it starts; `None` when neither file is asked for.
+    pub fn create(
+        json: Option<&Path>,
+        html: Option<&Path>,
+    ) -> Result<Option<SummaryFile>, WriteError> {
+        let open = |path: &Path, what: &'static str| {
+            let target = Target::File(path.to_path_buf());
+            PartialFile::create(path)
+                .map(|f| (f, target.clone()))
+                .map_err(|e| WriteError::new(what, &target, e))
+        };
+        let json = json.map(|p| open(p, "summary")).transpose()?;
+        let html = match html.map(|p| open(p, "HTML report")).transpose() {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some((f, _)) = json {
+                    f.discard();
+                }
+                return Err(e);
+            }
+        };
+        Ok((json.is_some() || html.is_some()).then_some(SummaryFile { json, html }))
     }
 
-    /// Writes `summary` and moves the file to its final path.
-    pub fn write(mut self, summary: &Summary) -> Result<(), WriteError> {
-        let text = serde_json::to_string_pretty(&summary.to_json())
-            .map_err(|e| WriteError::new("summary", &self.target, e))?;
-        let written = self
-            .file
-            .file
-            .write_all((text + "\n").as_bytes())
-            .and_then(|()| self.file.commit());
-        written.map_err(|e| WriteError::new("summary", &self.target, e))
+    /// Writes the JSON summary and the HTML report (its rows read back from
+    /// `report`), and moves each file to its final path.
+    pub fn write(
+        self,
+        summary: &Summary,
+        closing: &Closing<'_>,
+        report: &Target,
+        input: &str,
+    ) -> Result<(), WriteError> {
+        if let Some((mut file, target)) = self.json {
+            let text = serde_json::to_string_pretty(&summary.to_json())
+                .map_err(|e| WriteError::new("summary", &target, e))?;
+            file.file
+                .write_all((text + "\n").as_bytes())
+                .and_then(|()| file.commit())
+                .map_err(|e| WriteError::new("summary", &target, e))?;
+        }
+        if let Some((mut file, target)) = self.html {
+            let fail = |e: String| WriteError::new("HTML report", &target, io::Error::other(e));
+            let (rows, total) = match report {
+                Target::File(p) => {
+                    let f = std::fs::File::open(p)
+                        .or_else(|_| std::fs::File::open(partial_path(p)))
+                        .map_err(|e| fail(format!("cannot read the report back: {e}")))?;
+                    crate::html::rejected_rows(io::BufReader::new(f))
+                        .map_err(|e| fail(format!("cannot read the report back: {e}")))?
+                }
+                Target::Stdout => (Vec::new(), 0),
+            };
+            let generated = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+            let page = crate::html::Page {
+                input,
+                summary,
+                closing,
+                generated: &generated,
+            };
+            let html = crate::html::render(&page, &rows, total).map_err(|e| fail(e.to_string()))?;
+            file.file
+                .write_all(html.as_bytes())
+                .and_then(|()| file.commit())
+                .map_err(|e| WriteError::new("HTML report", &target, e))?;
+        }
+        Ok(())
     }
 
-    /// Removes the file: the run stopped before it started.
+    /// Removes the files: the run stopped before it started.
     pub fn discard(self) {
-        self.file.discard();
+        for (f, _) in self.json.into_iter().chain(self.html) {
+            f.discard();
+        }
     }
 }
 
@@ -664,6 +718,7 @@ impl Outputs {
         report: &Target,
         rejects: Option<&Target>,
         summary: Option<&Path>,
+        html: Option<&Path>,
         header: &[String],
         delimiter: u8,
     ) -> Result<Outputs, WriteError> {
@@ -675,15 +730,15 @@ impl Outputs {
             }
             other => other.transpose()?,
         };
-        let summary = match summary.map(SummaryFile::create) {
-            Some(Err(e)) => {
+        let summary = match SummaryFile::create(summary, html) {
+            Err(e) => {
                 report.discard();
                 if let Some(r) = rejects {
                     r.discard();
                 }
                 return Err(e);
             }
-            other => other.transpose()?,
+            Ok(s) => s,
         };
         Ok(Outputs {
             report,
@@ -723,15 +778,242 @@ pub struct Summary {
     pub duration: Duration,
     /// Report rows that are mirror-mode deletions (counted in `outcomes` too).
     pub deletions: u64,
+    /// The first few input lines of each error code, to find them quickly.
+    pub lines: BTreeMap<String, Vec<u64>>,
+}
+
+/// How many line numbers of each code the summary keeps.
+pub const FIRST_LINES: usize = 5;
+
+/// How many codes the text summary lists before "and N more".
+const TOP_CODES: usize = 6;
+
+/// Where a run's outputs went and how it ended: the end of the summary.
+#[derive(Debug, Clone, Default)]
+pub struct Closing<'a> {
+    /// The report, as [`Target::describe`] names it.
+    pub report: &'a str,
+    /// The rejects file, when asked for.
+    pub rejects: Option<&'a str>,
+    /// The HTML report, when asked for.
+    pub html: Option<&'a str>,
+    /// The process exit code.
+    pub exit_code: u8,
 }
 
 impl Summary {
     /// Counts one row.
     pub fn record(&mut self, outcome: Outcome, errors: &[RowError]) {
+        self.record_at(0, outcome, errors);
+    }
+
+    /// Counts one row from input line `line` (0: no line, a deletion),
+    /// keeping the first few lines of each of its codes.
+    pub fn record_at(&mut self, line: u64, outcome: Outcome, errors: &[RowError]) {
         *self.outcomes.entry(outcome).or_default() += 1;
         for e in errors {
-            *self.codes.entry(e.code.to_string()).or_default() += 1;
+            let code = e.code.to_string();
+            if line > 0 {
+                let lines = self.lines.entry(code.clone()).or_default();
+                if lines.len() < FIRST_LINES && lines.last() != Some(&line) {
+                    lines.push(line);
+                }
+            }
+            *self.codes.entry(code).or_default() += 1;
         }
+    }
+
+    /// Error codes, the most frequent first (then by name).
+    pub fn top_codes(&self) -> Vec<(&str, u64)> {
+        let mut codes: Vec<(&str, u64)> =
+            self.codes.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+        codes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        codes
+    }
+
+    /// Requests per second over the run.
+    pub fn requests_per_second(&self) -> f64 {
+        let secs = self.duration.as_secs_f64();
+        if secs > 0.0 {
+            self.requests as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The end-of-run summary for people, readable at a glance: the counts
+    /// per outcome, the top error codes with their first lines, the time
+    /// and rates, where the outputs went, and what to do next.
+    pub fn render(&self, closing: &Closing<'_>) -> String {
+        let mut s = self.headline();
+        s.push('\n');
+        let width = self
+            .outcomes
+            .values()
+            .max()
+            .map_or(1, |n| n.to_string().len());
+        for (o, n) in self.outcomes.iter().filter(|(_, n)| **n > 0) {
+            s.push_str(&format!("  {:<14}{n:>width$}\n", o.as_str()));
+        }
+        let codes = self.top_codes();
+        if !codes.is_empty() {
+            s.push_str("problems, most frequent first:\n");
+            let width = codes
+                .iter()
+                .map(|(_, n)| n.to_string().len())
+                .max()
+                .unwrap_or(1);
+            for (code, n) in codes.iter().take(TOP_CODES) {
+                s.push_str(&format!(
+                    "  {code:<20}{n:>width$}  {}\n",
+                    self.where_(code, *n)
+                ));
+            }
+            if codes.len() > TOP_CODES {
+                let more = codes.len() - TOP_CODES;
+                let rest: u64 = codes[TOP_CODES..].iter().map(|(_, n)| n).sum();
+                s.push_str(&format!(
+                    "  … and {more} more {} ({rest} {}): see the report\n",
+                    if more == 1 { "code" } else { "codes" },
+                    if rest == 1 { "time" } else { "times" }
+                ));
+            }
+        }
+        if self.deletions > 0 {
+            s.push_str(&format!(
+                "deletions: {} of the rows above (mirror mode)\n",
+                self.deletions
+            ));
+        }
+        if self.windows_1252_rows > 0 {
+            s.push_str(&format!(
+                "decoded as Windows-1252: {} {}\n",
+                self.windows_1252_rows,
+                if self.windows_1252_rows == 1 {
+                    "row"
+                } else {
+                    "rows"
+                }
+            ));
+        }
+        if self.requests > 0 {
+            s.push_str(&format!(
+                "requests: {} (retries {}, 429s {})\n",
+                self.requests, self.retries, self.throttled
+            ));
+        }
+        s.push_str(&format!("report: {}\n", closing.report));
+        if let Some(r) = closing.rejects {
+            s.push_str(&format!("rejects: {r}\n"));
+        }
+        if let Some(h) = closing.html {
+            s.push_str(&format!("html report: {h}\n"));
+        }
+        if let Some(next) = self.next_step(closing) {
+            s.push_str(&format!("next: {next}\n"));
+        }
+        s
+    }
+
+    /// `lines 4, 9, 17 …` for a code: where to look first.
+    fn where_(&self, code: &str, n: u64) -> String {
+        let lines = self.lines.get(code).map(Vec::as_slice).unwrap_or(&[]);
+        if lines.is_empty() {
+            return String::new();
+        }
+        let list: Vec<String> = lines.iter().map(u64::to_string).collect();
+        format!(
+            "{} {}{}",
+            if lines.len() == 1 { "line" } else { "lines" },
+            list.join(", "),
+            if n > lines.len() as u64 { ", …" } else { "" }
+        )
+    }
+
+    /// What the person at the terminal should do now, if anything.
+    fn next_step(&self, closing: &Closing<'_>) -> Option<String> {
+        let invalid = self.count(Outcome::Invalid);
+        let failed = self.count(Outcome::Failed);
+        let not_attempted = self.count(Outcome::NotAttempted);
+        let rows = |n: u64| {
+            if n == 1 {
+                "1 row".to_string()
+            } else {
+                format!("{n} rows")
+            }
+        };
+        let the_invalid = |n: u64| {
+            if n == 1 {
+                "the invalid row".to_string()
+            } else {
+                format!("the {n} invalid rows")
+            }
+        };
+        let codes = |outcome_codes: &[&str]| {
+            self.top_codes()
+                .iter()
+                .any(|(c, _)| outcome_codes.iter().any(|o| c.starts_with(o)))
+        };
+        if closing.exit_code == crate::codes::exit::ABORTED {
+            if codes(&["AUTH"]) {
+                return Some(format!(
+                    "the provider refused the API key: check {} (or the file {} names), then run again",
+                    crate::secret::ENV_VAR,
+                    crate::secret::FILE_ENV_VAR
+                ));
+            }
+            return Some(format!(
+                "the run stopped early ({} not sent): run it again to finish; rows already sent are not sent twice",
+                rows(not_attempted + failed)
+            ));
+        }
+        if closing.exit_code == crate::codes::exit::NOTHING_SENT {
+            return Some(match closing.rejects {
+                Some(r) if invalid > 0 => format!(
+                    "nothing was sent: fix {} in {r} (or the export), then run again",
+                    the_invalid(invalid)
+                ),
+                _ => "nothing was sent: see the error above, fix it, then run again".into(),
+            });
+        }
+        let mut steps = Vec::new();
+        if invalid > 0 {
+            steps.push(match closing.rejects {
+                Some(r) => format!(
+                    "fix {} in {r} and run again with it as the input",
+                    the_invalid(invalid)
+                ),
+                None => format!(
+                    "fix {} listed as invalid in {} (--rejects PATH writes them to a file you can fix and feed back)",
+                    rows(invalid),
+                    closing.report
+                ),
+            });
+        }
+        if failed > 0 {
+            steps.push(format!(
+                "{} failed to go through: run again later, rows already sent are not sent twice (docs/error-codes.md explains each code)",
+                rows(failed)
+            ));
+        }
+        let would = self.count(Outcome::WouldAdd)
+            + self.count(Outcome::WouldUpdate)
+            + self.count(Outcome::WouldDelete);
+        if would > 0 {
+            steps.push(format!(
+                "run again without --dry-run to send {}",
+                rows(would)
+            ));
+        }
+        if steps.is_empty() && invalid == 0 && self.count(Outcome::Valid) > 0 {
+            steps.push("the file is ready: sync it".into());
+        }
+        (!steps.is_empty()).then(|| steps.join("; "))
+    }
+
+    /// What to do next, as [`Summary::render`] words it (for the JSON log).
+    pub fn next(&self, closing: &Closing<'_>) -> Option<String> {
+        self.next_step(closing)
     }
 
     /// Rows counted.
@@ -759,50 +1041,17 @@ impl Summary {
         self.outcomes.iter().any(|(o, n)| o.is_problem() && *n > 0)
     }
 
-    /// The summary for people, several lines.
-    pub fn human(&self) -> String {
-        let mut s = self.headline();
-        s.push('\n');
-        for (o, n) in &self.outcomes {
-            s.push_str(&format!("  {:<14}{n}\n", o.as_str()));
-        }
-        if !self.codes.is_empty() {
-            s.push_str("by code:\n");
-            for (c, n) in &self.codes {
-                s.push_str(&format!("  {c:<20}{n}\n"));
-            }
-        }
-        if self.deletions > 0 {
-            s.push_str(&format!(
-                "deletions: {} of the rows above (mirror mode)\n",
-                self.deletions
-            ));
-        }
-        if self.windows_1252_rows > 0 {
-            s.push_str(&format!(
-                "decoded as Windows-1252: {} {}\n",
-                self.windows_1252_rows,
-                if self.windows_1252_rows == 1 {
-                    "row"
-                } else {
-                    "rows"
-                }
-            ));
-        }
-        if self.requests > 0 {
-            s.push_str(&format!(
-                "requests: {} (retries {}, 429s {})\n",
-                self.requests, self.retries, self.throttled
-            ));
-        }
-        s
-    }
-
-    /// The summary's first line: `54 rows in 0.05s (1107 rows/s)`.
+    /// The summary's first line: `54 rows in 0.05s (1107 rows/s)`, with
+    /// the request rate achieved when requests were sent.
     pub fn headline(&self) -> String {
         let rows = self.rows();
+        let requests = if self.requests > 0 {
+            format!(", {:.1} requests/s", self.requests_per_second())
+        } else {
+            String::new()
+        };
         format!(
-            "{rows} {} in {:.2}s ({:.0} rows/s)",
+            "{rows} {} in {:.2}s ({:.0} rows/s{requests})",
             if rows == 1 { "row" } else { "rows" },
             self.duration.as_secs_f64(),
             self.rows_per_second()
@@ -968,6 +1217,100 @@ mod tests {
         assert_eq!(j["outcomes"]["valid"], 1);
         assert_eq!(j["outcomes"]["added"], 0);
         assert_eq!(j["codes"]["API_15"], 1);
-        assert!(s.human().contains("PHONE_INVALID"));
+        assert!(s.render(&Closing::default()).contains("PHONE_INVALID"));
+    }
+
+    fn row_error(code: ErrorCode) -> [RowError; 1] {
+        [RowError::new(code, "")]
+    }
+
+    #[test]
+    fn the_summary_lists_codes_by_frequency_with_their_first_lines() {
+        let mut s = Summary::default();
+        for line in 2..=9 {
+            s.record_at(line, Outcome::Invalid, &row_error(ErrorCode::PhoneInvalid));
+        }
+        s.record_at(12, Outcome::Invalid, &row_error(ErrorCode::DateInvalid));
+        s.record_at(13, Outcome::Added, &[]);
+        let text = s.render(&Closing {
+            report: "in.report.csv",
+            rejects: Some("in.rejects.csv"),
+            html: None,
+            exit_code: crate::codes::exit::ROWS_FAILED,
+        });
+        let phone = text
+            .find("PHONE_INVALID       8  lines 2, 3, 4, 5, 6, …")
+            .unwrap();
+        let date = text.find("DATE_INVALID        1  line 12\n").unwrap();
+        assert!(phone < date, "{text}");
+        assert!(
+            !text.contains("updated"),
+            "only outcomes that occurred: {text}"
+        );
+        assert!(text.contains("rejects: in.rejects.csv\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "next: fix the 9 invalid rows in in.rejects.csv and run again with it as the input\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_next_step_fits_how_the_run_ended() {
+        let next = |s: &Summary, exit_code: u8| {
+            s.next(&Closing {
+                report: "r.csv",
+                exit_code,
+                ..Closing::default()
+            })
+        };
+        let mut s = Summary::default();
+        s.record_at(2, Outcome::Valid, &[]);
+        assert_eq!(next(&s, 0).as_deref(), Some("the file is ready: sync it"));
+        let mut s = Summary::default();
+        s.record_at(2, Outcome::Added, &[]);
+        assert_eq!(next(&s, 0), None);
+        s.record_at(3, Outcome::WouldAdd, &[]);
+        assert_eq!(
+            next(&s, 0).as_deref(),
+            Some("run again without --dry-run to send 1 row")
+        );
+        let mut s = Summary::default();
+        s.record_at(2, Outcome::Failed, &row_error(ErrorCode::Auth));
+        s.record_at(3, Outcome::NotAttempted, &[]);
+        assert!(next(&s, 3).unwrap().contains(crate::secret::ENV_VAR));
+        let mut s = Summary::default();
+        s.record_at(2, Outcome::Failed, &row_error(ErrorCode::Unconfirmed));
+        s.record_at(3, Outcome::NotAttempted, &[]);
+        assert!(next(&s, 3).unwrap().contains("2 rows not sent"));
+        assert!(next(&s, 1).unwrap().contains("run again later"));
+        assert!(
+            next(&Summary::default(), 2)
+                .unwrap()
+                .starts_with("nothing was sent")
+        );
+    }
+
+    #[test]
+    fn more_than_six_codes_end_with_a_count_of_the_rest() {
+        let mut s = Summary::default();
+        for (i, code) in [
+            ErrorCode::PhoneInvalid,
+            ErrorCode::PhoneMissing,
+            ErrorCode::DateInvalid,
+            ErrorCode::UrlInvalid,
+            ErrorCode::DuplicatePhone,
+            ErrorCode::FirstnameTooLong,
+            ErrorCode::LastnameTooLong,
+            ErrorCode::GroupMissing,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s.record_at(i as u64 + 2, Outcome::Invalid, &row_error(code));
+        }
+        let text = s.render(&Closing::default());
+        assert!(text.contains("… and 2 more codes (2 times)"), "{text}");
     }
 }

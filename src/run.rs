@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use crate::codes::exit;
-use crate::config::Error;
-use crate::report::{Summary, SummaryFile, Target};
+use crate::config::{Error, OutputConfig};
+use crate::report::{Closing, Summary, SummaryFile};
 
 /// What a finished run leaves behind.
 #[derive(Debug, Clone)]
@@ -13,8 +13,12 @@ pub struct RunResult {
     pub summary: Summary,
     /// The process exit code (SPEC §2).
     pub exit_code: u8,
-    /// Where the report went, for the closing line.
+    /// Where the report went, for the closing lines.
     pub report: String,
+    /// Where the rejects went, when asked for.
+    pub rejects: Option<String>,
+    /// Where the HTML report went, when asked for.
+    pub html: Option<String>,
     /// Why the run stopped early, printed after the summary.
     pub error: Option<String>,
 }
@@ -39,7 +43,7 @@ impl RunResult {
         mut summary: Summary,
         started: Instant,
         summary_file: Option<SummaryFile>,
-        report: &Target,
+        outputs: &OutputConfig,
         ending: Ending,
         sent: bool,
     ) -> Result<RunResult, Error> {
@@ -50,8 +54,17 @@ impl RunResult {
             Ending::NothingSent => (exit::NOTHING_SENT, None),
             Ending::Aborted(why) => (exit::ABORTED, why),
         };
+        let html = outputs.html.as_ref().map(|p| p.display().to_string());
+        let rejects = outputs.rejects.as_ref().map(|r| r.describe());
+        let report = outputs.report.describe();
+        let closing = Closing {
+            report: &report,
+            rejects: rejects.as_deref(),
+            html: html.as_deref(),
+            exit_code,
+        };
         if let Some(file) = summary_file
-            && let Err(e) = file.write(&summary)
+            && let Err(e) = file.write(&summary, &closing, &outputs.report, &outputs.input)
         {
             if !sent {
                 return Err(e.into());
@@ -62,9 +75,26 @@ impl RunResult {
         Ok(RunResult {
             summary,
             exit_code,
-            report: report.describe(),
+            report,
+            rejects,
+            html,
             error,
         })
+    }
+
+    /// Where the outputs went and how the run ended.
+    pub fn closing(&self) -> Closing<'_> {
+        Closing {
+            report: &self.report,
+            rejects: self.rejects.as_deref(),
+            html: self.html.as_deref(),
+            exit_code: self.exit_code,
+        }
+    }
+
+    /// The end-of-run summary for people.
+    pub fn render(&self) -> String {
+        self.summary.render(&self.closing())
     }
 }
 

@@ -10,6 +10,10 @@ use std::fmt;
 /// The environment variable the key is read from.
 pub const ENV_VAR: &str = "CONTACT_SYNC_API_KEY";
 
+/// The environment variable naming a file that holds the key (cron jobs,
+/// systemd credentials, container secrets), read when [`ENV_VAR`] is unset.
+pub const FILE_ENV_VAR: &str = "CONTACT_SYNC_API_KEY_FILE";
+
 /// What `Debug` and `Display` print instead of the key.
 pub const REDACTED: &str = "[redacted]";
 
@@ -21,7 +25,9 @@ pub struct ApiKey(String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     /// The variable is not set.
-    #[error("the API key is missing: set the environment variable {ENV_VAR}")]
+    #[error(
+        "the API key is missing: set the environment variable {ENV_VAR}, or {FILE_ENV_VAR} to the path of a file holding it"
+    )]
     Missing,
     /// The variable is set but empty or blank.
     #[error("the API key is empty: the environment variable {ENV_VAR} is set but blank")]
@@ -29,6 +35,23 @@ pub enum SecretError {
     /// The variable is not valid UTF-8.
     #[error("the API key is unreadable: the environment variable {ENV_VAR} is not valid UTF-8")]
     NotUnicode,
+    /// Both variables are set: which one is meant is unclear.
+    #[error("both {ENV_VAR} and {FILE_ENV_VAR} are set: unset one of them")]
+    Both,
+    /// The file named by the variable cannot be read.
+    #[error("the API key file named by {FILE_ENV_VAR} ({path}) cannot be read: {reason}")]
+    File {
+        /// The file's path.
+        path: String,
+        /// Why (an I/O error's words, never the content).
+        reason: String,
+    },
+    /// The file named by the variable is empty or not UTF-8.
+    #[error("the API key file named by {FILE_ENV_VAR} ({path}) is empty or not UTF-8 text")]
+    FileEmpty {
+        /// The file's path.
+        path: String,
+    },
 }
 
 impl ApiKey {
@@ -37,9 +60,41 @@ impl ApiKey {
         ApiKey(key)
     }
 
-    /// Reads the key from `CONTACT_SYNC_API_KEY`, trimmed of surrounding whitespace.
+    /// Reads the key from `CONTACT_SYNC_API_KEY`, or else from the file named
+    /// by `CONTACT_SYNC_API_KEY_FILE`, trimmed of surrounding whitespace. A key
+    /// file that other users may read is used, with a warning.
     pub fn from_env() -> Result<ApiKey, SecretError> {
-        ApiKey::from_var(std::env::var_os(ENV_VAR))
+        let file = std::env::var_os(FILE_ENV_VAR).filter(|v| !v.is_empty());
+        match (std::env::var_os(ENV_VAR), file) {
+            (Some(_), Some(_)) => Err(SecretError::Both),
+            (None, Some(path)) => {
+                let path = std::path::PathBuf::from(path);
+                let (key, warning) = ApiKey::from_file(&path)?;
+                if let Some(w) = warning {
+                    tracing::warn!("{w}");
+                }
+                Ok(key)
+            }
+            (value, None) => ApiKey::from_var(value),
+        }
+    }
+
+    /// Reads the key from a file (the whole file, trimmed), with a warning
+    /// when users other than its owner may read it.
+    pub fn from_file(path: &std::path::Path) -> Result<(ApiKey, Option<String>), SecretError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| SecretError::File {
+            path: shown.clone(),
+            reason: e.kind().to_string(),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| SecretError::FileEmpty {
+            path: shown.clone(),
+        })?;
+        let key = text.trim();
+        if key.is_empty() {
+            return Err(SecretError::FileEmpty { path: shown });
+        }
+        Ok((ApiKey(key.to_string()), exposure_warning(path)))
     }
 
     /// The rule of [`ApiKey::from_env`] applied to a variable's value (testable
@@ -86,6 +141,25 @@ impl fmt::Display for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(REDACTED)
     }
+}
+
+/// A warning when a key file's mode lets its group or other users read it.
+#[cfg(unix)]
+fn exposure_warning(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then(|| {
+        format!(
+            "the API key file {} can be read by other users (mode {mode:03o}): make it readable by its owner only, e.g. chmod 600",
+            path.display()
+        )
+    })
+}
+
+/// Permissions are not checked off Unix.
+#[cfg(not(unix))]
+fn exposure_warning(_path: &std::path::Path) -> Option<String> {
+    None
 }
 
 /// `application/x-www-form-urlencoded` serialisation, as `Url::query_pairs_mut` writes it.
@@ -169,6 +243,32 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains(ENV_VAR), "{msg}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_is_read_trimmed_and_warned_about_when_others_can_read_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, format!("{SECRET}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (key, warning) = ApiKey::from_file(&path).unwrap();
+        assert_eq!(key.expose(), SECRET);
+        assert_eq!(warning, None);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = ApiKey::from_file(&path).unwrap().1.unwrap();
+        assert!(
+            warning.contains("644") && !warning.contains(SECRET),
+            "{warning}"
+        );
+        std::fs::write(&path, " \n").unwrap();
+        assert!(matches!(
+            ApiKey::from_file(&path),
+            Err(SecretError::FileEmpty { .. })
+        ));
+        let missing = ApiKey::from_file(&dir.path().join("nope")).unwrap_err();
+        assert!(missing.to_string().contains(FILE_ENV_VAR), "{missing}");
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
         &output.report,
         output.rejects.as_ref(),
         output.summary_json.as_deref(),
+        output.html.as_deref(),
         opened.reader.header(),
         opened.reader.delimiter(),
     )?;
@@ -68,7 +69,7 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
             .and_then(|i| row.record.get(i))
             .map(str::trim)
             .unwrap_or("");
-        summary.record(outcome, errors);
+        summary.record_at(row.record.line, outcome, errors);
         let written = report
             .write(&ReportRow {
                 line: row.record.line,
@@ -116,12 +117,5 @@ pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
         }
         None => Ending::Finished,
     };
-    RunResult::conclude(
-        summary,
-        started,
-        summary_file,
-        &output.report,
-        ending,
-        false,
-    )
+    RunResult::conclude(summary, started, summary_file, &output, ending, false)
 }

@@ -3,6 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod columns_safety;
+mod config;
+mod docs;
+mod html;
 mod mirror;
 mod normalize_rules;
 mod props;

@@ -1195,7 +1195,7 @@ pub(super) async fn write_in_order(
         };
         while let Some(d) = ready.take().or_else(|| pending.remove(&next)) {
             next += 1;
-            summary.record(d.outcome, &d.errors);
+            summary.record_at(d.line, d.outcome, &d.errors);
             if d.line == 0 {
                 summary.deletions += 1;
             }

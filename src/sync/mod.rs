@@ -111,8 +111,15 @@ struct SyncConfig {
 /// `--max-delete`'s default: a tenth of the target's managed contacts.
 const DEFAULT_MAX_DELETE: MaxInvalid = MaxInvalid::Percent(10.0);
 
+/// Checks the sync settings as a run would, reading no input and needing no
+/// API key (`contact-sync config check`).
+pub fn check(args: &SyncArgs) -> Result<(), Error> {
+    SyncConfig::from_args(args, false).map(|_| ())
+}
+
 impl SyncConfig {
-    fn from_args(args: &SyncArgs) -> Result<SyncConfig, Error> {
+    /// `need_key`: whether the API key must be there (a run) or not (a check).
+    fn from_args(args: &SyncArgs, need_key: bool) -> Result<SyncConfig, Error> {
         let mut input = InputConfig::from_args(&args.input)?;
         // An empty groupId cell falls back to --group-id (SPEC §4).
         input.set_default_group(args.group_id.as_deref())?;
@@ -161,9 +168,10 @@ impl SyncConfig {
         dispatch.retry.max_retries = args.max_retries;
         dispatch.retry.max_retry_after = Duration::from_secs(args.max_retry_after);
         let max_invalid = MaxInvalid::from_arg(args.max_invalid.as_deref())?;
-        let key = api_key(args.provider, args.dry_run)?;
+        let key = api_key(args.provider, args.dry_run || !need_key)?;
         if args.provider == ProviderKind::Mobivate
             && !args.dry_run
+            && need_key
             && reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err()
         {
             // Caught here, the run stops before reading anything (exit 2).
@@ -346,7 +354,7 @@ const ID_SAMPLE: usize = 10;
 /// Runs `sync`.
 pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
     let started = Instant::now();
-    let cfg = SyncConfig::from_args(args)?;
+    let cfg = SyncConfig::from_args(args, true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(default_threads().max(2))
@@ -419,6 +427,7 @@ async fn run_async(
         &cfg.output.report,
         cfg.output.rejects.as_ref(),
         cfg.output.summary_json.as_deref(),
+        cfg.output.html.as_deref(),
         opened.reader.header(),
         opened.reader.delimiter(),
     )?;
@@ -733,7 +742,7 @@ async fn run_async(
         pass.summary,
         started,
         summary_file,
-        &cfg.output.report,
+        &cfg.output,
         ending,
         sent,
     )
@@ -771,7 +780,7 @@ impl Speculation {
                 }
             };
         let id = unchanged_id.flatten().unwrap_or_default();
-        self.summary.record(outcome, errors);
+        self.summary.record_at(row.record.line, outcome, errors);
         let written = self
             .report
             .write(&crate::report::ReportRow {
@@ -833,7 +842,7 @@ fn finish_without_sending(
         summary,
         started,
         summary_file,
-        &cfg.output.report,
+        &cfg.output,
         Ending::Finished,
         false,
     )
