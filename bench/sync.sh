@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of `contact-sync sync` against the built-in sandbox (loopback only).
-# Usage: bench/sync.sh [bulk|pacing|throughput|all]   (default all)
+# Usage: bench/sync.sh [bulk|bulk-faults|pacing|throughput|all]   (default all)
 #   bulk        100,000 new contacts through SMS Partner bulk add at --rate 10
+#   bulk-faults the same against a sandbox answering 5% 5xx and losing 5% of answers
 #   pacing      a 30 s run of single requests (Mobivate API) at --rate 50: achieved rate
 #   throughput  unconstrained requests/s, contact-sync vs wrk on the same endpoint
 # Needs: the Rust toolchain; `throughput` also needs wrk (apt-get install wrk).
@@ -17,9 +18,10 @@ export CONTACT_SYNC_API_KEY=sandbox-key
 echo "machine: $(nproc) CPUs, $(uname -sr)"
 
 sandbox_pid=
-start_sandbox() { # port
-  $bin -q sandbox --port "$1" & sandbox_pid=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/_sandbox/state" >/dev/null && return; sleep 0.1; done
+start_sandbox() { # port [sandbox flags…]
+  local port=$1; shift
+  $bin -q sandbox --port "$port" "$@" & sandbox_pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/_sandbox/state" >/dev/null && return; sleep 0.1; done
   echo "sandbox did not start" >&2; exit 1
 }
 stop_sandbox() { kill -INT "$sandbox_pid"; wait "$sandbox_pid" || true; }
@@ -41,6 +43,33 @@ if [[ $what == bulk || $what == all ]]; then
   $bin -q sync "$dir/contacts-100000.csv" --provider sandbox --rate 10 \
     --report "$dir/bulk.report.csv" --summary-json "$dir/bulk.json" || true
   summary "$dir/bulk.json"
+fi
+
+if [[ $what == bulk-faults || $what == all ]]; then
+  echo "== bulk with faults: 100,000 rows (98,050 valid, all new) at --rate 10, 5% 5xx + 5% lost answers, SMS Partner API"
+  [ -s "$dir/contacts-100000.csv" ] || $gen 100000 "$dir/contacts-100000.csv"
+  start_sandbox 18767 --fault-rate 0.05 --lose-rate 0.05 --seed "${SEED:-1}"
+  rm -f "$dir/bulk-faults.state"*
+  $bin -q sync "$dir/contacts-100000.csv" --provider smspartner --base-url http://127.0.0.1:18767 \
+    --group-id sandbox --rate 10 --state "$dir/bulk-faults.state" \
+    --report "$dir/bulk-faults.report.csv" --summary-json "$dir/bulk-faults.json" || true
+  curl -sf "http://127.0.0.1:18767/_sandbox/state" > "$dir/bulk-faults.sandbox.json"
+  stop_sandbox
+  summary "$dir/bulk-faults.json"
+  python3 - "$dir/bulk-faults.sandbox.json" "$dir/bulk-faults.report.csv" <<'PY'
+import collections, csv, json, sys
+state = json.load(open(sys.argv[1]))
+group = next(g for g in state["smspartner"] if g["id"] == "sandbox")
+held = collections.Counter(c["phone"] for c in group["contacts"])
+rows = list(csv.DictReader(open(sys.argv[2], encoding="utf-8")))
+done = {r["phone"] for r in rows if r["outcome"] in ("added", "updated")}
+requests = collections.Counter()
+for endpoint, per in state["counters"]["requests"].items():
+    requests[endpoint] += sum(per.values())
+print(f"sandbox holds {len(held)} numbers, {sum(n > 1 for n in held.values())} duplicated; "
+      f"{len(done - set(held))} reported done but not held; requests by endpoint: {dict(requests)}")
+print("outcomes:", dict(collections.Counter((r["outcome"], r["code"]) for r in rows)))
+PY
 fi
 
 if [[ $what == pacing || $what == all ]]; then

@@ -116,6 +116,10 @@ pub enum ErrorCode {
     /// An answer that cannot be read (too large, not the documented shape,
     /// bulk results that do not match the batch): it may have been applied.
     ResponseInvalid,
+    /// The lookup of existing contacts could not complete within its request budget.
+    ListingFailed,
+    /// A fault of this tool (a bug), never of the data or the provider's answer.
+    Internal,
 }
 
 impl fmt::Display for ErrorCode {
@@ -138,6 +142,8 @@ impl fmt::Display for ErrorCode {
             ErrorCode::Auth => f.write_str("AUTH"),
             ErrorCode::Unconfirmed => f.write_str("UNCONFIRMED"),
             ErrorCode::ResponseInvalid => f.write_str("RESPONSE_INVALID"),
+            ErrorCode::ListingFailed => f.write_str("LISTING_FAILED"),
+            ErrorCode::Internal => f.write_str("INTERNAL"),
         }
     }
 }

@@ -652,6 +652,329 @@ fn flag_values_out_of_range_are_usage_errors_and_send_nothing() {
     }
 }
 
+// ------------------------------------------------------------ report window
+
+/// The report's window admits `max_batch × (concurrency + 2) + 1024` rows
+/// that are not written yet; these files hold more, and slow answers come
+/// back out of order, so the window fills and must drain in input order.
+#[test]
+fn mobivate_rows_beyond_the_window_with_slow_answers_come_back_in_order() {
+    let sb = Sandbox::start(FaultSettings {
+        latency: std::time::Duration::from_millis(1),
+        jitter: std::time::Duration::from_millis(6),
+        ..FaultSettings::default()
+    });
+    // Window: 1 × (4 + 2) + 1024 = 1,030 rows.
+    let phones = numbers(1_300, 0);
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&phones));
+    let url = sb.url();
+    let out = sync_or_hang(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "mobivate",
+            "--base-url",
+            &url,
+            "--rate",
+            "10000",
+            "--concurrency",
+            "4",
+        ],
+        std::time::Duration::from_secs(300),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_every_row_once(&report, phones.len());
+    let held = held(&sb.state(), "mobivate");
+    for (i, (row, phone)) in report.iter().zip(&phones).enumerate() {
+        assert_eq!(row.outcome, "added", "{row:?}");
+        assert_eq!(&row.phone, phone, "line {} holds its own row", row.line);
+        assert_eq!(
+            held[phone],
+            vec![(row.contact_id.clone(), format!("First{i}"))]
+        );
+    }
+}
+
+#[test]
+fn partial_batches_of_many_groups_are_sent_when_they_fill_the_window() {
+    // Eight groups, rows dealt round-robin: at --concurrency 1 the window
+    // (500 × 3 + 1024 = 2,524 rows) fills while no group has a full batch
+    // of 500, so the partial batches must go out, or nothing moves again.
+    let groups = ["g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8"];
+    let sb = Sandbox::with_groups(
+        FaultSettings {
+            latency: std::time::Duration::from_millis(2),
+            ..FaultSettings::default()
+        },
+        1,
+        &groups,
+    );
+    let phones = numbers(3_000, 0);
+    let mut text = String::from("phone,firstname,groupId\n");
+    for (i, p) in phones.iter().enumerate() {
+        text.push_str(&format!("{p},First{i},{}\n", groups[i % groups.len()]));
+    }
+    let dir = Dir::new();
+    dir.write("in.csv", text);
+    let url = sb.url();
+    let out = sync_or_hang(
+        &dir,
+        &[
+            "in.csv",
+            "--provider",
+            "smspartner",
+            "--base-url",
+            &url,
+            "--rate",
+            "1000",
+            "--concurrency",
+            "1",
+        ],
+        std::time::Duration::from_secs(300),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_every_row_once(&report, phones.len());
+    assert!(report.iter().all(|l| l.outcome == "added"));
+    let state = sb.state();
+    // At least each group's partial batch when the window first filled,
+    // and the rest at the end; never row by row.
+    let adds = state.counters.total("POST /v1/contact/add");
+    assert!((16..=48).contains(&adds), "{adds} bulk adds");
+    for (g, group) in groups.iter().enumerate() {
+        let held: Vec<&str> = state
+            .group(group)
+            .iter()
+            .map(|c| c.phone.as_str())
+            .collect();
+        let want: Vec<&str> = phones
+            .iter()
+            .skip(g)
+            .step_by(groups.len())
+            .map(String::as_str)
+            .collect();
+        assert_eq!(held, want, "{group}");
+    }
+}
+
+// ------------------------------------------------------------ listings
+
+/// The listing endpoint of `provider`, as the sandbox counts it.
+fn listing_endpoint(provider: &str) -> &'static str {
+    if provider == "mobivate" {
+        "GET /addressbook/contacts"
+    } else {
+        "GET /v1/contact/list"
+    }
+}
+
+#[test]
+fn a_listing_that_cannot_complete_spends_its_budget_and_its_rows_fail_listing_failed() {
+    for provider in PROVIDERS {
+        // Every read fails, every write passes: the adds say "already
+        // there", and the listing that would find the ids never completes.
+        let sb = Sandbox::start(FaultSettings {
+            read_fault_rate: 1.0,
+            ..FaultSettings::default()
+        });
+        let phones = numbers(12, 0);
+        preload(&sb, provider, &phones);
+        let dir = Dir::new();
+        dir.write("in.csv", csv_of(&phones));
+        let out = sb.sync(&dir, provider, &["--rate", "1000", "--max-retries", "2"]);
+        assert_eq!(code(&out), 1, "{provider}: {}", stderr(&out));
+        let report = dir.report("in.report.csv");
+        assert_every_row_once(&report, phones.len());
+        for row in &report {
+            assert_eq!(
+                (row.outcome.as_str(), row.code.as_str()),
+                ("failed", "LISTING_FAILED"),
+                "{provider}: {row:?}"
+            );
+            assert!(row.message.contains("budget of 12 requests"), "{row:?}");
+        }
+        // 2 × (2 + 1) × (0 pages + 2) = 12 requests a listing. SMS Partner's
+        // rows all wait on one listing; Mobivate's rows are answered one by
+        // one, and a row answered after a listing failed may start another.
+        let listings = sb.state().counters.total(listing_endpoint(provider));
+        if provider == "smspartner" {
+            assert_eq!(listings, 12, "{provider}");
+        } else {
+            assert!(
+                listings.is_multiple_of(12) && listings <= 12 * 12,
+                "{provider}: {listings}"
+            );
+        }
+        let held = held(&sb.state(), provider);
+        assert!(held.values().all(|c| c.len() == 1 && c[0].1 == "Old"));
+    }
+}
+
+#[test]
+fn a_listing_whose_pages_often_fail_completes_page_by_page_within_its_budget() {
+    for provider in PROVIDERS {
+        let sb = Sandbox::start(FaultSettings {
+            read_fault_rate: 0.5,
+            ..FaultSettings::default()
+        });
+        // SMS Partner: 15 pages of 20; Mobivate: 3 pages of 100.
+        let phones = numbers(300, 0);
+        preload(&sb, provider, &phones);
+        let dir = Dir::new();
+        dir.write("in.csv", csv_of(&phones));
+        let out = sb.sync(&dir, provider, &["--rate", "1000", "--max-retries", "1"]);
+        assert_eq!(code(&out), 0, "{provider}: {}", stderr(&out));
+        let report = dir.report("in.report.csv");
+        assert!(report.iter().all(|l| l.outcome == "updated"), "{provider}");
+    }
+}
+
+/// A file whose first `existing` numbers are already on the provider and
+/// whose other rows are new: the existing rows need a listing while the
+/// new rows are being added to the same target.
+fn listing_under_concurrent_adds(provider: &str, existing: usize, new: usize, conc: &str) {
+    // Injected 5xx (nothing applied) send writes back to wait for their
+    // retries: they land between the listing's pages.
+    let sb = Sandbox::start(FaultSettings {
+        unstable_listing: true,
+        fault_rate: 0.2,
+        ..FaultSettings::default()
+    });
+    let phones = numbers(existing + new, 0);
+    preload(&sb, provider, &phones[..existing]);
+    let before = held(&sb.state(), provider);
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&phones));
+    let out = sb.sync(&dir, provider, &["--rate", "1000", "--concurrency", conc]);
+    assert_eq!(code(&out), 0, "{provider}: {}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_every_row_once(&report, phones.len());
+    let held = held(&sb.state(), provider);
+    for (i, (row, phone)) in report.iter().zip(&phones).enumerate() {
+        let want = if i < existing { "updated" } else { "added" };
+        assert_eq!(row.outcome, want, "{provider}: {row:?}");
+        assert_eq!(held[phone].len(), 1, "{provider}: {phone}");
+        assert_eq!(held[phone][0].1, format!("First{i}"), "{provider}: {phone}");
+        if i < existing {
+            assert_eq!(row.contact_id, before[phone][0].0, "{provider}: {phone}");
+        }
+    }
+}
+
+#[test]
+fn a_mobivate_listing_is_sorted_so_concurrent_adds_cannot_make_it_miss_a_contact() {
+    // Without a sort order, this sandbox reshuffles the listing on every
+    // write; one add per request lands between every two pages.
+    listing_under_concurrent_adds("mobivate", 300, 300, "4");
+}
+
+#[test]
+fn an_sms_partner_group_gets_no_add_while_it_is_listed() {
+    // SMS Partner promises no order: this sandbox reshuffles the group on
+    // every write. The existing rows' listing (25 pages or more) would
+    // otherwise run while later batches are retried.
+    listing_under_concurrent_adds("smspartner", 100, 2900, "2");
+}
+
+// ------------------------------------------------------------ lost answers
+
+/// A sandbox losing 20% of answers whose first request is lost (applied,
+/// no answer) and whose second is served: the seed is found from the draws
+/// the sandbox will make.
+fn sandbox_losing_the_first_request() -> Sandbox {
+    use contact_sync::sandbox::faults::{Fault, FaultPlan, SplitMix64};
+    let stress = FaultSettings {
+        lose_rate: 0.2,
+        ..FaultSettings::default()
+    };
+    let now = tokio::time::Instant::now();
+    let seed = (1..10_000)
+        .find(|&seed| {
+            // The sandbox's fault stream is the first draw of its seed.
+            let fault_seed = SplitMix64::new(seed).next_u64();
+            let mut plan = FaultPlan::new(stress.clone(), fault_seed, now);
+            plan.decide(now).fault == Fault::Lose && plan.decide(now).fault == Fault::None
+        })
+        .expect("a seed");
+    Sandbox::seeded(stress, seed)
+}
+
+/// Syncs `phones` (csv_of) to SMS Partner one request at a time.
+fn sync_one_at_a_time(sb: &Sandbox, phones: &[String]) -> Vec<Line> {
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(phones));
+    let out = sb.sync(
+        &dir,
+        "smspartner",
+        &["--rate", "1000", "--concurrency", "1"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_every_row_once(&report, phones.len());
+    report
+}
+
+#[test]
+fn a_lost_bulk_answer_is_settled_from_the_end_of_the_listing_without_updates() {
+    let sb = sandbox_losing_the_first_request();
+    // A large group the file does not touch: 4,000 contacts, 200 pages.
+    let others = numbers(4_000, 1);
+    preload(&sb, "smspartner", &others);
+    // One batch of 400 new rows; its first attempt is applied and lost, the
+    // retry meets code 15 for every row.
+    let phones = numbers(400, 0);
+    let report = sync_one_at_a_time(&sb, &phones);
+    let state = sb.state();
+    assert_eq!(
+        state
+            .counters
+            .unanswered
+            .smspartner_add_count("g1", &phones[0]),
+        1
+    );
+    let held = held(&state, "smspartner");
+    for (i, (row, phone)) in report.iter().zip(&phones).enumerate() {
+        assert_eq!(row.outcome, "added", "{row:?}");
+        assert!(row.message.contains("answer was lost"), "{row:?}");
+        assert_eq!(
+            held[phone],
+            vec![(row.contact_id.clone(), format!("First{i}"))]
+        );
+    }
+    assert_eq!(held.len(), 4_400);
+    // The first page (for the total) and the last 20 or 21 pages hold the
+    // batch; the whole listing would be 220 pages, and 400 updates.
+    let listing = state.counters.total("GET /v1/contact/list");
+    assert!(listing <= 40, "{listing} listing requests");
+    assert_eq!(state.counters.total("POST /v1/contact/update"), 0);
+}
+
+#[test]
+fn a_lost_answer_for_a_contact_that_was_there_with_other_data_updates_it() {
+    let sb = sandbox_losing_the_first_request();
+    // Already there with old data, unknown to the store: the retry's code 15
+    // is not this run's own add, and the listing's data says so.
+    let phones = numbers(30, 0);
+    preload(&sb, "smspartner", &phones[..10]);
+    let before = held(&sb.state(), "smspartner");
+    let report = sync_one_at_a_time(&sb, &phones);
+    let held = held(&sb.state(), "smspartner");
+    for (i, (row, phone)) in report.iter().zip(&phones).enumerate() {
+        let want = if i < 10 { "updated" } else { "added" };
+        assert_eq!(row.outcome, want, "{row:?}");
+        assert_eq!(
+            held[phone],
+            vec![(row.contact_id.clone(), format!("First{i}"))]
+        );
+        if i < 10 {
+            assert_eq!(row.contact_id, before[phone][0].0);
+        }
+    }
+}
+
 // ------------------------------------------------------------ fault campaign
 
 /// One campaign seed on one provider: `rows` rows, a third already on the
@@ -660,11 +983,19 @@ fn flag_values_out_of_range_are_usage_errors_and_send_nothing() {
 /// answer to it was read (counted by the sandbox). A first run at the
 /// default retries, then reruns with `--max-retries 30` (as cron would) must
 /// end with exactly the file's contacts, none duplicated, each with its row's
-/// data. Returns (runs, requests) for the record.
-fn campaign(provider: &str, seed: u64, rows: usize, stress: FaultSettings) -> (usize, u64) {
+/// data. One row in `old_every` is already there; the runs must be exact
+/// after `max_runs` at most. Returns the runs and each one's requests.
+fn campaign(
+    provider: &str,
+    seed: u64,
+    rows: usize,
+    stress: FaultSettings,
+    old_every: usize,
+    max_runs: usize,
+) -> (usize, Vec<u64>) {
     let sb = Sandbox::seeded(stress, seed);
     let phones = numbers(rows, 0);
-    let old: Vec<String> = phones.iter().step_by(3).cloned().collect();
+    let old: Vec<String> = phones.iter().step_by(old_every).cloned().collect();
     preload(&sb, provider, &old);
     let old: BTreeSet<String> = old.into_iter().collect();
     let first_name: BTreeMap<&String, String> = phones
@@ -676,6 +1007,7 @@ fn campaign(provider: &str, seed: u64, rows: usize, stress: FaultSettings) -> (u
     dir.write("in.csv", csv_of(&phones));
     let mut runs = 0;
     let mut seen: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut spent: Vec<u64> = Vec::new();
     loop {
         runs += 1;
         let retries = if runs == 1 { "5" } else { "30" };
@@ -733,6 +1065,7 @@ fn campaign(provider: &str, seed: u64, rows: usize, stress: FaultSettings) -> (u
                         "HTTP_429",
                         "NETWORK",
                         "API_15",
+                        "LISTING_FAILED",
                     ]
                     .contains(&row.code.as_str()),
                     "{why}: {row:?}"
@@ -779,19 +1112,18 @@ fn campaign(provider: &str, seed: u64, rows: usize, stress: FaultSettings) -> (u
                 .collect();
             println!("  {why}: not yet exact: {off:?}");
         }
+        let total: u64 = state
+            .counters
+            .requests
+            .values()
+            .flat_map(|m| m.values())
+            .sum();
+        spent.push(total - spent.iter().sum::<u64>());
         if exact {
-            return (
-                runs,
-                state
-                    .counters
-                    .requests
-                    .values()
-                    .flat_map(|m| m.values())
-                    .sum(),
-            );
+            return (runs, spent);
         }
         assert!(
-            runs < 6,
+            runs < max_runs,
             "{why}: not exactly the file's contacts after {runs} runs"
         );
     }
@@ -822,7 +1154,8 @@ fn fault_campaign_short() {
     for seed in 1..=3 {
         for provider in PROVIDERS {
             let started = std::time::Instant::now();
-            let (runs, requests) = campaign(provider, seed, 60, mixed_faults());
+            let (runs, spent) = campaign(provider, seed, 60, mixed_faults(), 3, 5);
+            let requests: u64 = spent.iter().sum();
             println!(
                 "{provider:<11} seed {seed}: {runs} runs, {requests} requests, {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -852,12 +1185,65 @@ fn fault_campaign_long() {
     for seed in seeds {
         for provider in providers.iter().map(String::as_str) {
             let started = std::time::Instant::now();
-            let (runs, requests) = campaign(provider, seed, 600, mixed_faults());
+            let (runs, spent) = campaign(provider, seed, 600, mixed_faults(), 3, 5);
+            let requests: u64 = spent.iter().sum();
             println!(
                 "{provider:<11} {seed:>4} {:>5} {runs:>5} {requests:>9}   {:.1} s",
                 600,
                 started.elapsed().as_secs_f64()
             );
+        }
+    }
+}
+
+/// The faults of issue 10's last check: 30% 5xx, 20% lost answers, 20%
+/// dropped connections, nothing else.
+fn heavy_faults() -> FaultSettings {
+    FaultSettings {
+        fault_rate: 0.3,
+        lose_rate: 0.2,
+        drop_rate: 0.2,
+        ..FaultSettings::default()
+    }
+}
+
+/// The requests a first run of `rows` rows (every other one already there,
+/// unknown to the store) may send under [`heavy_faults`] at the default 5
+/// retries, as docs/reliability.md states it: a call fails 70% of its
+/// attempts, so costs about 2.9; SMS Partner needs a call per 500 adds, per
+/// update and per listing page (2 requests a row in all), Mobivate a call per
+/// add and per update plus a short read of its listing's end for each add
+/// whose answer was lost (8 a row).
+fn first_run_budget(provider: &str, rows: u64) -> u64 {
+    rows * if provider == "mobivate" { 8 } else { 2 }
+}
+
+/// Issue 10's "done when": with 30% 5xx, 20% lost answers and 20% dropped
+/// connections, a 2,000-row upsert at the default retries ends within its
+/// request budget with a true report for every row, and one rerun at
+/// `--max-retries 30` leaves exactly the file's contacts. By hand:
+/// `cargo test --release --test integration robust::heavy_faults_2000 -- --ignored --nocapture`.
+/// Figures in docs/reliability.md.
+#[test]
+#[ignore = "long: 2,000 rows × 2 providers under 70% failed attempts"]
+fn heavy_faults_2000_rows_upsert_then_one_rerun_is_exact() {
+    let seeds: Vec<u64> = std::env::var("HEAVY_SEEDS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1]);
+    let providers: Vec<String> = std::env::var("HEAVY_PROVIDERS")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|_| PROVIDERS.map(String::from).to_vec());
+    for seed in seeds {
+        for provider in providers.iter().map(String::as_str) {
+            let started = std::time::Instant::now();
+            let (runs, spent) = campaign(provider, seed, 2_000, heavy_faults(), 2, 2);
+            let budget = first_run_budget(provider, 2_000);
+            println!(
+                "{provider:<11} seed {seed}: {runs} runs, requests per run {spent:?} (first-run budget {budget}), {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            assert!(spent[0] <= budget, "{provider}: {} > {budget}", spent[0]);
         }
     }
 }

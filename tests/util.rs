@@ -328,3 +328,34 @@ pub fn spawn_mobivate(
     let lines = stderr_lines(&mut child);
     (child, lines)
 }
+
+/// Runs `sync` with `args` in `dir` like [`sync`], but kills the process and
+/// fails the test if it has not ended after `limit`: a guard against a run
+/// that hangs, not a measure of speed.
+pub fn sync_or_hang(dir: &Dir, args: &[&str], limit: std::time::Duration) -> std::process::Output {
+    let mut full = vec!["sync"];
+    full.extend(args);
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("contact-sync"))
+        .current_dir(dir.path(""))
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .env("XDG_STATE_HOME", dir.state_home())
+        .env_remove("RUST_LOG")
+        .args(&full)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the run hung: {}", stderr(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

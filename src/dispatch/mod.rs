@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use reqwest::header::{self, HeaderValue, InvalidHeaderValue};
 use reqwest::{Method, Url};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{RwLock, Semaphore, watch};
 use tokio::time::Instant;
 
 pub use aimd::Aimd;
@@ -304,6 +304,8 @@ pub struct Dispatcher {
     misdirected_streak: AtomicU32,
     /// What every attempt waits for once it may leave, if anything.
     gate: Option<Box<dyn Gate>>,
+    /// `--concurrency`.
+    concurrency: usize,
 }
 
 /// Something each attempt waits for after its permit and pacing, just before
@@ -356,6 +358,17 @@ enum Attempt {
         kind: NetworkKind,
         message: String,
     },
+}
+
+/// What one call (or a series of them) cost, for callers that keep count.
+#[derive(Debug, Default)]
+pub struct Meter {
+    /// Attempts sent, retries included.
+    pub attempts: AtomicU64,
+    /// Attempts that reached the server and got no answer that could be
+    /// read (timeout, connection closed after sending, body cut short or
+    /// over the cap): each may have been applied.
+    pub unanswered: AtomicU64,
 }
 
 /// How a call classifies a complete answer: status, `Retry-After`, body.
@@ -434,7 +447,18 @@ impl Dispatcher {
             max_body: config.max_body,
             misdirected_streak: AtomicU32::new(0),
             gate: None,
+            concurrency: config.concurrency,
         })
+    }
+
+    /// Retries of one call at most (`--max-retries`).
+    pub fn max_retries(&self) -> u32 {
+        self.retry.max_retries
+    }
+
+    /// Requests in flight at most (`--concurrency`).
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// Makes every attempt wait for `gate` just before it leaves.
@@ -487,6 +511,23 @@ impl Dispatcher {
         sent: &AtomicBool,
         classify: Classify<'_>,
     ) -> Result<HttpReply, SendError> {
+        self.send_counted(call, sent, classify, &Meter::default(), None)
+            .await
+    }
+
+    /// [`Dispatcher::send_classified`], counting in `meter` the attempts
+    /// sent (so a caller can keep a budget of requests) and those that may
+    /// have been applied without an answer (so a caller can tell an "already
+    /// exists" that its own lost attempt caused). Each attempt holds
+    /// `shared` (read) while it is out, never while it waits to be retried.
+    pub async fn send_counted(
+        &self,
+        call: &HttpCall,
+        sent: &AtomicBool,
+        classify: Classify<'_>,
+        meter: &Meter,
+        shared: Option<&RwLock<()>>,
+    ) -> Result<HttpReply, SendError> {
         let mut stop = self.stop.clone();
         let mut retries = 0u32;
         let mut last: Option<Attempt> = None;
@@ -494,7 +535,9 @@ impl Dispatcher {
         loop {
             // Stopped while waiting for a permit or a token: this attempt was
             // not sent, so the answer is the previous one's, if any.
-            let Some((attempt, sent_at)) = self.attempt(call, retries > 0, &mut stop, sent).await
+            let Some((attempt, sent_at)) = self
+                .attempt(call, retries > 0, &mut stop, sent, &meter.attempts, shared)
+                .await
             else {
                 return last.map_or(Err(SendError::Cancelled), |a| self.finish(a, reached));
             };
@@ -518,12 +561,16 @@ impl Dispatcher {
             };
             self.observe(&result, sent_at);
             let was_reached = reached;
-            reached |= match &attempt {
+            let unanswered = match &attempt {
                 Attempt::Reply { .. } => false,
                 Attempt::Failed { kind, .. } => {
                     !matches!(kind, NetworkKind::Connect | NetworkKind::Invalid)
                 }
             };
+            if unanswered {
+                bump(&meter.unanswered);
+            }
+            reached |= unanswered;
             let draw = self
                 .jitter
                 .lock()
@@ -644,15 +691,22 @@ impl Dispatcher {
         is_retry: bool,
         stop: &mut watch::Receiver<bool>,
         sent: &AtomicBool,
+        attempts: &AtomicU64,
+        shared: Option<&RwLock<()>>,
     ) -> Option<(Attempt, Instant)> {
         let ready = async {
             self.hold.wait().await;
+            // Before the permit: what holds `shared` alone may need permits.
+            let shared = match shared {
+                Some(lock) => Some(lock.read().await),
+                None => None,
+            };
             let permit = self.permits.acquire().await.ok();
             self.pacer.ready().await;
             if let Some(gate) = &self.gate {
                 gate.open().await;
             }
-            permit
+            permit.map(|p| (p, shared))
         };
         let _permit = tokio::select! {
             biased;
@@ -664,6 +718,7 @@ impl Dispatcher {
         }
         sent.store(true, Ordering::SeqCst);
         bump(&self.counters.attempts);
+        bump(attempts);
         if is_retry {
             bump(&self.counters.retries);
         }

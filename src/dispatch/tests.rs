@@ -195,10 +195,10 @@ async fn within<T>(fut: impl Future<Output = T>) -> T {
         .expect("took far too long")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn server_errors_are_retried_until_success() {
     let s = serve(&[("/c", vec![resp(503), resp(503), resp(200).body("done")])]).await;
-    let (d, _stop) = dispatcher(config());
+    let (d, _stop) = dispatcher(paused());
     let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
     assert_eq!(
         reply,
@@ -216,10 +216,10 @@ async fn server_errors_are_retried_until_success() {
     assert_eq!((stats.throttled, stats.network_errors), (0, 0));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_last_server_error_is_returned_when_retries_run_out() {
     let s = serve(&[("/c", vec![resp(500).body("boom")])]).await;
-    let (d, _stop) = dispatcher(config());
+    let (d, _stop) = dispatcher(paused());
     let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
     assert_eq!(
         reply,
@@ -441,10 +441,10 @@ fn assert_no_secret(err: &SendError) {
     assert!(!shown.contains("apiKey"), "{shown}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn closed_connections_are_retried_then_reported() {
     let (url, connections) = broken_server(b"").await;
-    let mut cfg = config();
+    let mut cfg = paused();
     cfg.retry.max_retries = 2;
     let (d, _stop) = dispatcher(cfg);
     let err = d.send(&HttpCall::get(url)).await.unwrap_err();
@@ -458,11 +458,11 @@ async fn closed_connections_are_retried_then_reported() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn truncated_bodies_are_retried_then_reported() {
     let (url, connections) =
         broken_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial").await;
-    let mut cfg = config();
+    let mut cfg = paused();
     cfg.retry.max_retries = 1;
     let (d, _stop) = dispatcher(cfg);
     let err = d.send(&HttpCall::get(url)).await.unwrap_err();
@@ -471,13 +471,13 @@ async fn truncated_bodies_are_retried_then_reported() {
     assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn refused_connections_are_retried_then_reported() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let url = Url::parse(&format!("http://{addr}/x?apiKey={SECRET}")).unwrap();
-    let mut cfg = config();
+    let mut cfg = paused();
     cfg.retry.max_retries = 2;
     let (d, _stop) = dispatcher(cfg);
     let err = d.send(&HttpCall::get(url)).await.unwrap_err();
@@ -700,10 +700,10 @@ async fn misdirected_answers_in_a_row_stop_the_call() {
     assert_eq!(d.stats().misdirected, 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn slow_answers_time_out_and_are_retried() {
     let s = serve(&[("/c", vec![resp(200).held()])]).await;
-    let mut cfg = config();
+    let mut cfg = paused();
     cfg.retry.max_retries = 1;
     cfg.request_timeout = Duration::from_millis(200);
     let (d, _stop) = dispatcher(cfg);

@@ -425,14 +425,34 @@ impl Provider for Mobivate {
         }
     }
 
-    /// `GET /addressbook/contacts?offset&limit`, cursor = offset (`group` unused).
+    /// `GET /addressbook/contacts?offset&limit&sortField=created_on&sortDir=asc`,
+    /// cursor = offset (`group` unused). Oldest first: a contact created
+    /// while the listing runs sorts after every contact that existed when it
+    /// began, and an update moves nothing, so paging by offset never skips
+    /// one of those (an insert can only repeat a record, which is harmless).
     fn list(&self, key: &ApiKey, _group: &str, cursor: u64) -> ApiRequest {
         let mut req = self.request(Method::GET, &["addressbook", "contacts"], key, None);
         req.url
             .query_pairs_mut()
             .append_pair("offset", &cursor.to_string())
-            .append_pair("limit", &PAGE_LIMIT.to_string());
+            .append_pair("limit", &PAGE_LIMIT.to_string())
+            .append_pair("sortField", "created_on")
+            .append_pair("sortDir", "asc");
         req
+    }
+
+    /// Pages of 100 records: cursor = offset.
+    fn last_cursor(&self, total: u64) -> Option<u64> {
+        total.checked_sub(1).map(|t| t / PAGE_LIMIT * PAGE_LIMIT)
+    }
+
+    fn previous_cursor(&self, cursor: u64) -> Option<u64> {
+        cursor.checked_sub(PAGE_LIMIT)
+    }
+
+    /// Sorted oldest first (see [`Provider::list`] above): no lock needed.
+    fn listing_stable_under_writes(&self) -> bool {
+        true
     }
 
     /// The listing ends on an empty page, at `total`, or (with no total) at a short page.
@@ -459,18 +479,24 @@ impl Provider for Mobivate {
                     phone: listed_e164(&msisdn),
                     contact_id,
                     alias: r.get("alias").and_then(Value::as_str).map(str::to_string),
+                    held: None,
                 })
             })
             .collect();
         let len = u64::try_from(records.len()).unwrap_or(u64::MAX);
         let end = cursor.saturating_add(len);
-        let next = match json_int(obj.get("total")).and_then(|t| u64::try_from(t).ok()) {
+        let total = json_int(obj.get("total")).and_then(|t| u64::try_from(t).ok());
+        let next = match total {
             _ if len == 0 => None,
             Some(total) if end >= total => None,
             None if len < PAGE_LIMIT => None,
             _ => Some(end),
         };
-        Ok(ListPage { entries, next })
+        Ok(ListPage {
+            entries,
+            next,
+            total,
+        })
     }
 
     /// Mobivate has no read by id (API-NOTES): `None`.
@@ -645,12 +671,15 @@ mod tests {
     }
 
     #[test]
-    fn list_uses_offset_and_limit() {
+    fn list_uses_offset_and_limit_oldest_first() {
         let req = mv().list(&key(), "unused", 200);
         assert_eq!(req.method, Method::GET);
         assert!(req.body.is_none());
         assert_eq!(req.url.path(), "/api/addressbook/contacts");
-        assert_eq!(req.url.query(), Some("offset=200&limit=100"));
+        assert_eq!(
+            req.url.query(),
+            Some("offset=200&limit=100&sortField=created_on&sortDir=asc")
+        );
         assert_eq!(req.bearer.as_ref().map(ApiKey::expose), Some(SECRET));
     }
 
@@ -1046,7 +1075,8 @@ mod tests {
             Listed {
                 phone: "+33600000007".into(),
                 contact_id: "id-7".into(),
-                alias: Some("a7".into())
+                alias: Some("a7".into()),
+                held: None,
             }
         );
         assert_eq!(p.next, Some(100));
@@ -1065,7 +1095,8 @@ mod tests {
             p,
             ListPage {
                 entries: vec![],
-                next: None
+                next: None,
+                total: Some(250),
             }
         );
         // Without a total, a full page asks for more and a short one ends.

@@ -70,6 +70,9 @@ pub struct Listed {
     pub contact_id: String,
     /// The Mobivate alias (`None` for SMS Partner, which has none).
     pub alias: Option<String>,
+    /// A fingerprint of the fields the contact holds, when the listing shows
+    /// them (SMS Partner), for [`Provider::listed_holds`].
+    pub held: Option<u64>,
 }
 
 /// One page of a listing.
@@ -79,6 +82,8 @@ pub struct ListPage {
     pub entries: Vec<Listed>,
     /// The cursor of the next page, `None` at the end.
     pub next: Option<u64>,
+    /// How many contacts the whole listing has, when the answer says.
+    pub total: Option<u64>,
 }
 
 /// Why a whole request failed (as opposed to one contact of it, see [`AddResult::Rejected`]).
@@ -190,6 +195,28 @@ pub trait Provider: Send + Sync {
 
     /// The page answered to `list(.., cursor)`.
     fn parse_list(&self, cursor: u64, status: u16, body: &[u8]) -> Result<ListPage, OpError>;
+
+    /// Whether `listed` holds exactly `contact`'s fields, so that an update
+    /// would change nothing; `false` when the listing does not show them.
+    fn listed_holds(&self, _listed: &Listed, _contact: &Contact) -> bool {
+        false
+    }
+
+    /// The cursor of the last page of a listing of `total` contacts (`None`
+    /// when empty), to read a listing from its end.
+    fn last_cursor(&self, total: u64) -> Option<u64>;
+
+    /// The cursor of the page before `cursor` (`None` on the first page).
+    fn previous_cursor(&self, cursor: u64) -> Option<u64>;
+
+    /// Whether paging through [`Provider::list`] while this run adds and
+    /// updates contacts of the target still sees every contact that existed
+    /// when the listing began (a sort order that adds and updates cannot
+    /// disturb). When not, the engine sends no add or update to a target
+    /// while it is listed; deletions (which shift any order) never go then.
+    fn listing_stable_under_writes(&self) -> bool {
+        false
+    }
 
     /// The request reading back contact `contact_id`, to check that an id
     /// given by the file holds the row's number before updating through it;

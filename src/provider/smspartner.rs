@@ -114,6 +114,28 @@ fn contact_fields(c: &Contact) -> [(Field, &'static str, &str); 9] {
     ]
 }
 
+/// The fields a listed contact shows that a row sets.
+const HELD_FIELDS: [&str; 8] = [
+    "firstname",
+    "lastname",
+    "date",
+    "url",
+    "custom1",
+    "custom2",
+    "custom3",
+    "custom4",
+];
+
+/// A fingerprint of what a contact holds in [`HELD_FIELDS`] (an absent field
+/// empty), the same from a listing and from a row.
+fn held_fingerprint(values: [&str; 8]) -> u64 {
+    let mut f = Fingerprint::new("smspartner/held/1");
+    for (name, value) in HELD_FIELDS.iter().zip(values) {
+        f.field(name, value.trim());
+    }
+    f.finish()
+}
+
 /// What to send of a field: its value; `""` when the file has the column but
 /// the cell is empty and `clear` is set (an update clearing it); else nothing.
 fn sent_fields(c: &Contact, clear: bool) -> impl Iterator<Item = (&'static str, &str)> {
@@ -571,10 +593,14 @@ impl Provider for SmsPartner {
                     .or_else(|| d.get("phoneNumber"))
                     .and_then(Value::as_str)?;
                 let contact_id = json_id(d.get("contactId"))?;
+                let held = held_fingerprint(
+                    HELD_FIELDS.map(|name| d.get(name).and_then(Value::as_str).unwrap_or("")),
+                );
                 Some(Listed {
                     phone: listed_e164(phone),
                     contact_id,
                     alias: None,
+                    held: Some(held),
                 })
             })
             .collect();
@@ -590,7 +616,11 @@ impl Provider for SmsPartner {
         } else {
             Some(page)
         };
-        Ok(ListPage { entries, next })
+        Ok(ListPage {
+            entries,
+            next,
+            total,
+        })
     }
 
     /// `GET /v1/contact/detail?apiKey&contactId`.
@@ -633,6 +663,31 @@ impl Provider for SmsPartner {
                     "malformed SMS Partner detail response: no contact phone",
                 ))
             })
+    }
+
+    /// Compares every field a row sets (an empty one: the contact has none).
+    fn listed_holds(&self, listed: &Listed, contact: &Contact) -> bool {
+        let c = contact;
+        let values = [
+            c.firstname.as_str(),
+            &c.lastname,
+            &c.date,
+            &c.url,
+            &c.custom[0],
+            &c.custom[1],
+            &c.custom[2],
+            &c.custom[3],
+        ];
+        listed.held == Some(held_fingerprint(values))
+    }
+
+    /// Pages of 20: cursor = page - 1.
+    fn last_cursor(&self, total: u64) -> Option<u64> {
+        total.checked_sub(1).map(|t| t / PAGE_SIZE)
+    }
+
+    fn previous_cursor(&self, cursor: u64) -> Option<u64> {
+        cursor.checked_sub(1)
     }
 
     fn payload_fingerprint(&self, contact: &Contact) -> u64 {
@@ -1498,14 +1553,16 @@ mod tests {
         let full_page = page_body(1, "45", 20);
         let p = sp().parse_list(0, 200, full_page.as_bytes()).unwrap();
         assert_eq!(p.entries.len(), 20);
+        let third = &p.entries[3];
         assert_eq!(
-            p.entries[3],
-            Listed {
-                phone: "+33600000003".into(),
-                contact_id: "id3".into(),
-                alias: None
-            }
+            (
+                third.phone.as_str(),
+                third.contact_id.as_str(),
+                &third.alias
+            ),
+            ("+33600000003", "id3", &None)
         );
+        assert_eq!(p.total, Some(45));
         assert_eq!(p.next, Some(1));
         let p = sp()
             .parse_list(1, 200, page_body(2, "45", 20).as_bytes())
@@ -1528,9 +1585,42 @@ mod tests {
             p,
             ListPage {
                 entries: vec![],
-                next: None
+                next: None,
+                total: Some(0),
             }
         );
+    }
+
+    #[test]
+    fn a_listed_contact_holds_a_row_when_every_field_a_row_sets_matches() {
+        let body = json!({"success": true, "code": 200, "currentPage": 1, "total": "41", "datas": [
+            {"contactId": "7", "phone": "+33612345678", "firstname": "Ann", "lastname": "Lee", "custom2": "x"},
+        ]})
+        .to_string();
+        let page = sp().parse_list(0, 200, body.as_bytes()).unwrap();
+        let listed = &page.entries[0];
+        let mut c = contact("+33612345678");
+        c.firstname = "Ann".into();
+        c.lastname = "Lee".into();
+        c.custom[1] = "x".into();
+        assert!(sp().listed_holds(listed, &c));
+        c.custom[1] = String::new();
+        assert!(
+            !sp().listed_holds(listed, &c),
+            "a field the contact has and the row clears"
+        );
+        c.custom[1] = "x".into();
+        c.date = "1990-01-01".into();
+        assert!(
+            !sp().listed_holds(listed, &c),
+            "a field the row sets and the contact lacks"
+        );
+        // 41 contacts: pages 1..=3, cursors 0..=2.
+        assert_eq!(sp().last_cursor(41), Some(2));
+        assert_eq!(sp().last_cursor(40), Some(1));
+        assert_eq!(sp().last_cursor(0), None);
+        assert_eq!(sp().previous_cursor(2), Some(1));
+        assert_eq!(sp().previous_cursor(0), None);
     }
 
     #[test]

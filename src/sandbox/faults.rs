@@ -169,6 +169,9 @@ pub struct FaultSettings {
     pub burst: u32,
     /// Share of requests answered with an injected 5xx.
     pub fault_rate: f64,
+    /// Share of reads (listings, detail lookups) answered with an injected
+    /// 5xx on top of `fault_rate`: a listing that fails while writes pass.
+    pub read_fault_rate: f64,
     /// Share of requests whose connection is dropped before anything is applied.
     pub drop_rate: f64,
     /// Share of requests applied, then left without a response.
@@ -195,6 +198,9 @@ pub struct FaultSettings {
     pub misdirect: Option<Misdirect>,
     /// Put the API key the request carried into every error message.
     pub echo_key: bool,
+    /// List contacts, when no sort order is asked for, in an order that
+    /// every write reshuffles (an API that promises none).
+    pub unstable_listing: bool,
 }
 
 /// How the sandbox writes a 429's `Retry-After`.
@@ -228,6 +234,7 @@ impl Default for FaultSettings {
             rate: None,
             burst: 1,
             fault_rate: 0.0,
+            read_fault_rate: 0.0,
             drop_rate: 0.0,
             lose_rate: 0.0,
             oversize_rate: 0.0,
@@ -241,6 +248,7 @@ impl Default for FaultSettings {
             retry_after_secs: None,
             misdirect: None,
             echo_key: false,
+            unstable_listing: false,
         }
     }
 }
@@ -316,6 +324,11 @@ impl FaultPlan {
         };
         let fault = match fault {
             Fault::Hollow | Fault::Coded if !write => Fault::None,
+            other => other,
+        };
+        // The top of the same draw, so the sequence does not change.
+        let fault = match fault {
+            Fault::None if !write && draw >= 1.0 - s.read_fault_rate => Fault::ServerError,
             other => other,
         };
         Decision { fault, delay }

@@ -703,7 +703,7 @@ async fn sp_list(State(app): State<Arc<App>>, Query(q): QueryMap) -> Response {
             .unwrap_or(1)
             .max(1);
         let store = lock(&app.smspartner);
-        let (rows, total) = store.list(&group, page)?;
+        let (rows, total) = store.list(&group, page, app.config.stress.unstable_listing)?;
         Ok(json!({
             "success": true,
             "code": 200,
@@ -847,6 +847,7 @@ async fn mv_list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Quer
         let limit = number_param(&q, "limit", MV_DEFAULT_LIMIT)?.min(MV_MAX_LIMIT);
         let sort = match q.get("sortField") {
             Some(f) => SortField::parse(f)?,
+            None if app.config.stress.unstable_listing => SortField::Unspecified,
             None => SortField::default(),
         };
         let descending = match q.get("sortDir").map(|d| d.to_ascii_lowercase()) {

@@ -42,6 +42,9 @@ pub struct SandboxArgs {
     /// Share (0..1) of requests answered with an injected 5xx, nothing applied.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub fault_rate: f64,
+    /// Share (0..1) of reads (listings, detail lookups) answered with an injected 5xx, on top of --fault-rate.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub read_fault_rate: f64,
     /// Share (0..1) of connections closed before anything is applied, with no response.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub drop_rate: f64,
@@ -75,6 +78,9 @@ pub struct SandboxArgs {
     /// Echo the API key each request carried in every error message.
     #[arg(long)]
     pub echo_key: bool,
+    /// List contacts (when no sort order is asked for) in an order every write reshuffles.
+    #[arg(long)]
+    pub unstable_listing: bool,
     /// Delay added to every request, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,
@@ -102,6 +108,7 @@ impl Default for SandboxArgs {
             rate: None,
             burst: None,
             fault_rate: 0.0,
+            read_fault_rate: 0.0,
             drop_rate: 0.0,
             lose_rate: 0.0,
             oversize_rate: 0.0,
@@ -113,6 +120,7 @@ impl Default for SandboxArgs {
             retry_after_secs: None,
             misdirect: None,
             echo_key: false,
+            unstable_listing: false,
             latency_ms: 0,
             jitter_ms: 0,
             seed: 1,
@@ -198,6 +206,12 @@ impl TryFrom<SandboxArgs> for SandboxConfig {
                 )));
             }
         }
+        if !(0.0..=1.0).contains(&args.read_fault_rate) {
+            return Err(SandboxError::Config(format!(
+                "--read-fault-rate must be between 0 and 1, got {}",
+                args.read_fault_rate
+            )));
+        }
         let total: f64 = shares.iter().map(|(_, p)| p).sum();
         if total > 1.0 + 1e-9 {
             return Err(SandboxError::Config(format!(
@@ -231,6 +245,7 @@ impl TryFrom<SandboxArgs> for SandboxConfig {
                 rate,
                 burst,
                 fault_rate: args.fault_rate,
+                read_fault_rate: args.read_fault_rate,
                 drop_rate: args.drop_rate,
                 lose_rate: args.lose_rate,
                 oversize_rate: args.oversize_rate,
@@ -244,6 +259,7 @@ impl TryFrom<SandboxArgs> for SandboxConfig {
                 retry_after_secs: args.retry_after_secs,
                 misdirect: args.misdirect,
                 echo_key: args.echo_key,
+                unstable_listing: args.unstable_listing,
             },
             seed: args.seed,
             error_status: args.error_status,

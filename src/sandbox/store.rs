@@ -229,6 +229,8 @@ pub struct SmsPartnerStore {
     groups: Vec<Group>,
     contacts: HashMap<String, SmsPartnerContact>,
     next_id: u64,
+    /// Write requests so far: what reshuffles an unstable listing.
+    writes: u64,
 }
 
 impl SmsPartnerStore {
@@ -250,6 +252,7 @@ impl SmsPartnerStore {
             groups,
             contacts: HashMap::new(),
             next_id: 1,
+            writes: 0,
         }
     }
 
@@ -286,6 +289,7 @@ impl SmsPartnerStore {
     }
 
     fn add_to(&mut self, gi: usize, input: &ContactInput) -> Result<SmsPartnerContact, SpError> {
+        self.writes += 1;
         let raw = input
             .phone_number
             .as_deref()
@@ -365,6 +369,7 @@ impl SmsPartnerStore {
         contact_id: &str,
         input: &ContactInput,
     ) -> Result<SmsPartnerContact, SpError> {
+        self.writes += 1;
         if contact_id.is_empty() {
             return Err(SpError::CONTACT_ID_REQUIRED);
         }
@@ -401,6 +406,7 @@ impl SmsPartnerStore {
 
     /// `POST /v1/contact/delete`.
     pub fn delete(&mut self, contact_id: &str) -> Result<(), SpError> {
+        self.writes += 1;
         if contact_id.is_empty() {
             return Err(SpError::CONTACT_ID_REQUIRED);
         }
@@ -426,16 +432,22 @@ impl SmsPartnerStore {
     }
 
     /// `GET /v1/contact/list`: page `page` (1 first) and the group's total.
+    /// In insertion order, or `unstable`: in an order every write reshuffles
+    /// (an API that promises no order).
     pub fn list(
         &self,
         group_id: &str,
         page: usize,
+        unstable: bool,
     ) -> Result<(Vec<&SmsPartnerContact>, usize), SpError> {
         let group = &self.groups[self.group_index(group_id)?];
         let start = page.max(1).saturating_sub(1).saturating_mul(PAGE_SIZE);
-        let rows = group
-            .members
-            .iter()
+        let mut members: Vec<&String> = group.members.iter().collect();
+        if unstable {
+            members.sort_by_key(|id| shuffled_rank(id, self.writes));
+        }
+        let rows = members
+            .into_iter()
             .skip(start)
             .take(PAGE_SIZE)
             .filter_map(|id| self.contacts.get(id))
@@ -575,6 +587,15 @@ fn check_msisdn(msisdn: &str) -> Result<(), MvError> {
     Ok(())
 }
 
+/// A contact's place in a listing whose order every write reshuffles.
+fn shuffled_rank(id: &str, writes: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    SplitMix64::new(h ^ writes.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
+}
+
 /// How a Mobivate listing is sorted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortField {
@@ -587,6 +608,9 @@ pub enum SortField {
     Msisdn,
     /// By id.
     Id,
+    /// No sort asked for, under the sandbox's unstable-listing mode: an
+    /// order every write reshuffles (nothing promised, nothing kept).
+    Unspecified,
 }
 
 impl SortField {
@@ -611,6 +635,8 @@ pub struct MobivateStore {
     records: HashMap<String, MobivateContact>,
     aliases: HashMap<String, String>,
     rng: SplitMix64,
+    /// Write requests so far: what reshuffles an unstable listing.
+    writes: u64,
 }
 
 impl MobivateStore {
@@ -621,11 +647,13 @@ impl MobivateStore {
             records: HashMap::new(),
             aliases: HashMap::new(),
             rng: SplitMix64::new(seed),
+            writes: 0,
         }
     }
 
     /// `POST /addressbook/contacts`.
     pub fn create(&mut self, input: MobivateInput, now: &str) -> Result<MobivateContact, MvError> {
+        self.writes += 1;
         let alias = input.alias.unwrap_or_default();
         check_alias(&alias)?;
         let msisdn = input.msisdn.unwrap_or_default();
@@ -660,6 +688,7 @@ impl MobivateStore {
         input: MobivateInput,
         now: &str,
     ) -> Result<MobivateContact, MvError> {
+        self.writes += 1;
         if !self.records.contains_key(id) {
             return Err(MvError::NotFound);
         }
@@ -695,6 +724,7 @@ impl MobivateStore {
 
     /// `DELETE /addressbook/contacts/{id}`.
     pub fn delete(&mut self, id: &str) -> Result<(), MvError> {
+        self.writes += 1;
         let record = self.records.remove(id).ok_or(MvError::NotFound)?;
         self.aliases.remove(&record.alias);
         self.order.retain(|x| x != id);
@@ -716,6 +746,7 @@ impl MobivateStore {
             .collect();
         match sort {
             SortField::CreatedOn => {}
+            SortField::Unspecified => all.sort_by_key(|r| shuffled_rank(&r.id, self.writes)),
             SortField::Alias => all.sort_by(|a, b| a.alias.cmp(&b.alias)),
             SortField::Msisdn => all.sort_by(|a, b| a.msisdn.cmp(&b.msisdn)),
             SortField::Id => all.sort_by(|a, b| a.id.cmp(&b.id)),
@@ -837,7 +868,7 @@ mod tests {
         assert_eq!(out.results[2].phone_number, "not a number");
         assert!(out.results[0].success && !out.results[1].success);
         assert_eq!(out.group_name, "g1");
-        assert_eq!(s.list("g1", 1).unwrap().1, 3);
+        assert_eq!(s.list("g1", 1, false).unwrap().1, 3);
     }
 
     #[test]
@@ -848,9 +879,9 @@ mod tests {
             .map(|i| Some(phone(&format!("06{:08}", i))))
             .collect();
         assert_eq!(s.add_bulk("g1", &many), Err(SpError::TOO_MANY_CONTACTS));
-        assert_eq!(s.list("g1", 1).unwrap().1, 0, "nothing applied");
+        assert_eq!(s.list("g1", 1, false).unwrap().1, 0, "nothing applied");
         assert!(s.add_bulk("g1", &many[..BULK_MAX]).is_ok());
-        assert_eq!(s.list("g1", 1).unwrap().1, BULK_MAX);
+        assert_eq!(s.list("g1", 1, false).unwrap().1, BULK_MAX);
         assert_eq!(s.add_bulk("zz", &many[..1]), Err(SpError::GROUP_NOT_FOUND));
     }
 
@@ -902,7 +933,7 @@ mod tests {
         s.delete(&a.contact_id).unwrap();
         assert_eq!(s.detail(&a.contact_id), Err(SpError::CONTACT_NOT_FOUND));
         assert_eq!(s.delete(&a.contact_id), Err(SpError::CONTACT_NOT_FOUND));
-        assert_eq!(s.list("g1", 1).unwrap().1, 0);
+        assert_eq!(s.list("g1", 1, false).unwrap().1, 0);
         // The number can be added again.
         assert!(s.add("g1", &phone("0611111111")).is_ok());
     }
@@ -918,7 +949,7 @@ mod tests {
             })
             .collect();
         let page = |p| {
-            let (rows, total) = s.list("g1", p).unwrap();
+            let (rows, total) = s.list("g1", p, false).unwrap();
             assert_eq!(total, 45);
             rows.iter()
                 .map(|c| c.contact_id.clone())

@@ -3,17 +3,17 @@
 //! writer that puts results back in input order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{RwLock, Semaphore, mpsc, watch};
 
 use crate::codes::{ErrorCode, Outcome, RowError};
-use crate::dispatch::{Dispatcher, HttpCall, HttpReply, SendError};
+use crate::dispatch::{Dispatcher, HttpCall, HttpReply, Meter, SendError};
 use crate::normalize::Contact;
 use crate::progress;
-use crate::provider::{AddResult, ApiRequest, OpError, Provider};
+use crate::provider::{AddResult, ApiRequest, ListPage, Listed, OpError, Provider};
 use crate::record::Record;
 use crate::report::{BackupWriter, RejectsWriter, ReportRow, ReportWriter, Summary, WriteError};
 use crate::secret::ApiKey;
@@ -115,12 +115,19 @@ impl Ticket {
 
 impl Drop for Ticket {
     /// A ticket dropped unfinished belongs to an abandoned task: its row was
-    /// either never sent, or sent and never answered.
+    /// either never sent, or sent and never answered — or to a task that
+    /// panicked, a fault of this tool that the row reports as `INTERNAL`.
     fn drop(&mut self) {
         if self.finished {
             return;
         }
-        let (outcome, errors, note) = if self.sent.load(Ordering::SeqCst) {
+        let (outcome, errors, note) = if std::thread::panicking() {
+            let error = RowError::new(
+                ErrorCode::Internal,
+                "a fault of this tool (a panic, logged) ended this row; it may have been sent, and the next run settles it",
+            );
+            (Outcome::Failed, vec![error], String::new())
+        } else if self.sent.load(Ordering::SeqCst) {
             let error = RowError::new(
                 ErrorCode::Unconfirmed,
                 "the request was sent but the run stopped before its answer came; it may have been applied, and the next run settles it",
@@ -232,23 +239,85 @@ pub(super) struct Engine {
 #[derive(Default)]
 pub(super) struct Directory {
     targets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Listing>>>>,
+    /// Per target, for providers whose listing order writes can disturb:
+    /// each write holds it shared while in flight, a listing holds it alone,
+    /// so no write of this run lands in a target while it is listed.
+    gates: Mutex<HashMap<String, Arc<RwLock<()>>>>,
+}
+
+impl Directory {
+    fn listing(&self, group: &str) -> Option<Arc<tokio::sync::Mutex<Listing>>> {
+        let mut targets = self.targets.lock().ok()?;
+        Some(Arc::clone(targets.entry(group.to_string()).or_default()))
+    }
+
+    fn gate(&self, group: &str) -> Option<Arc<RwLock<()>>> {
+        let mut gates = self.gates.lock().ok()?;
+        Some(Arc::clone(gates.entry(group.to_string()).or_default()))
+    }
 }
 
 #[derive(Default)]
 struct Listing {
     loaded_at: Option<Instant>,
     ids: HashMap<String, String>,
-    /// A listing that stopped on a failed page: where it was, and what it had.
-    resume: Option<ListProgress>,
+    /// The last listing that spent its budget: when it ended, and why.
+    failed: Option<(Instant, RowError)>,
 }
 
-/// A listing under way: the next page's cursor, the contacts so far, and
-/// when it began (a page that failed is fetched again, never page 1).
+/// Pages of a listing asked for at once, per request `--concurrency` lets
+/// fly: a page waiting to be retried holds no permit, so under faults more
+/// pages than permits keep the permits busy (the permits still bound what is
+/// in flight).
+const LISTING_WINDOW: usize = 8;
+
+/// Probes from the end of a listing for the rows of a lost answer: as many
+/// batches as may have been created after it. The rows a contact that was
+/// there before explains are left to the whole listing.
+const MAX_PROBES: u32 = 8;
+
+/// What a listing has spent: requests sent (retries included) and pages
+/// read, shared by the pages read at once.
 #[derive(Default)]
-pub(super) struct ListProgress {
-    cursor: u64,
-    ids: HashMap<String, String>,
-    started: Option<Instant>,
+pub(super) struct ListSpend {
+    meter: Meter,
+    pages: AtomicU64,
+    /// The pages the listing has, once its first page gave the total.
+    known: AtomicU64,
+}
+
+/// A page of a listing being read: its cursor and what came of it.
+type PageRead<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (u64, Result<ListPage, Option<RowError>>)> + Send + 'a>,
+>;
+
+/// Waits for the first of `reads` to finish, removes it and gives its output.
+/// `reads` must not be empty.
+async fn first_done(reads: &mut Vec<PageRead<'_>>) -> (u64, Result<ListPage, Option<RowError>>) {
+    let (i, out) = std::future::poll_fn(|cx| {
+        for (i, read) in reads.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(out) = read.as_mut().poll(cx) {
+                return std::task::Poll::Ready((i, out));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+    drop(reads.swap_remove(i));
+    out
+}
+
+/// Requests a listing may send before its rows fail `LISTING_FAILED`:
+/// `2 × (--max-retries + 1) × (pages + 2)`, pages being those read or, once
+/// the first page gave the total, those the listing has — every page earns
+/// two pages' worth of attempts, and the listing starts with four. A listing
+/// failing most of its attempts (70% at 30% 5xx, 20% lost, 20% dropped)
+/// spends about 3.3 requests a page against the 12 each earns at the
+/// default 5 retries.
+pub(super) fn listing_budget(max_retries: u32, pages_read: u64) -> u64 {
+    (u64::from(max_retries) + 1)
+        .saturating_mul(2)
+        .saturating_mul(pages_read.saturating_add(2))
 }
 
 impl Engine {
@@ -290,6 +359,29 @@ impl Engine {
         req: ApiRequest,
         sent: &AtomicBool,
     ) -> Result<HttpReply, SendError> {
+        self.call_counted(req, sent, &Meter::default(), None).await
+    }
+
+    /// What a write to `group` holds (shared) while each attempt is out, so
+    /// that none lands while the group is listed: every deletion (it shifts
+    /// any order), and adds and updates unless the provider's listing order
+    /// is stable under them.
+    fn write_gate(&self, group: &str, deletion: bool) -> Option<Arc<RwLock<()>>> {
+        if !deletion && self.provider.listing_stable_under_writes() {
+            return None;
+        }
+        self.directory.gate(group)
+    }
+
+    /// [`Engine::call`], counting its attempts in `meter`; each attempt
+    /// holds `shared` (read) while it is out.
+    pub(super) async fn call_counted(
+        &self,
+        req: ApiRequest,
+        sent: &AtomicBool,
+        meter: &Meter,
+        shared: Option<&RwLock<()>>,
+    ) -> Result<HttpReply, SendError> {
         let unsendable = |message: String| SendError::Network {
             message,
             maybe_applied: false,
@@ -317,7 +409,7 @@ impl Engine {
         };
         let result = self
             .dispatcher
-            .send_classified(&call, sent, &classify)
+            .send_counted(&call, sent, &classify, meter, shared)
             .await;
         // Answered, or given up on: either way nothing of it is pending any more.
         sent.store(false, Ordering::SeqCst);
@@ -451,8 +543,13 @@ impl Engine {
         let contacts: Vec<&Contact> = jobs.iter().map(|j| j.contact.as_ref()).collect();
         tracing::debug!("adding {} rows to target {group:?}", contacts.len());
         let req = self.provider.add(&self.key, &group, &contacts);
-        let reply = self.call(req, &sent).await;
+        let gate = self.write_gate(&group, false);
+        let meter = Meter::default();
+        let reply = self.call_counted(req, &sent, &meter, gate.as_deref()).await;
         let answered = Instant::now();
+        // An attempt may have been applied without an answer: the rows the
+        // final answer calls "already there" may be this call's own work.
+        let lost = meter.unanswered.load(Ordering::Relaxed) > 0;
         let results = match reply {
             Ok(r) => self.provider.parse_add(&contacts, r.status, &r.body),
             Err(e) => {
@@ -497,6 +594,11 @@ impl Engine {
                 AddResult::AlreadyExists => existing.push(job),
             }
         }
+        let existing = if lost && !existing.is_empty() {
+            self.settle_lost(&group, existing).await
+        } else {
+            existing
+        };
         // The rows already there are updated concurrently (each still waits for
         // the dispatcher's permits); aborting this task aborts them too.
         let mut updates = tokio::task::JoinSet::new();
@@ -505,7 +607,142 @@ impl Engine {
             let group = group.clone();
             updates.spawn(async move { engine.update_existing(&group, job, answered).await });
         }
-        while updates.join_next().await.is_some() {}
+        while let Some(joined) = updates.join_next().await {
+            reap(joined, &self.key);
+        }
+    }
+
+    /// Settles the rows of a call whose earlier attempt got no answer and
+    /// whose final answer says they are already there, from a few pages of
+    /// the target's listing, read while no write of this run lands: the first
+    /// (for the total), then every `step`th page from the end, where a
+    /// listing in creation order holds what that attempt created (a batch
+    /// fills `step` pages in a row, so no probe jumps over it), then the
+    /// pages around the one that held some. A row found holding what was
+    /// sent is `added` (no update needed), one holding something else is
+    /// updated. Correctness does not rest on the order: a row counts as found
+    /// only when a page shows its number, and the rows not found (another
+    /// order, a page that cannot be read) are handed back for the usual
+    /// lookup. A lost batch of 500 costs its 25 or 26 pages and a probe for
+    /// each batch created after it, not the whole group.
+    async fn settle_lost(&self, group: &str, jobs: Vec<Job>) -> Vec<Job> {
+        // A listing in an order adds cannot disturb needs no lock while
+        // rows are sent (deletions come after them): settles run side by side.
+        let (_listing, _alone) = if self.provider.listing_stable_under_writes() {
+            (None, None)
+        } else {
+            let (Some(listing), Some(gate)) =
+                (self.directory.listing(group), self.directory.gate(group))
+            else {
+                return jobs;
+            };
+            let listing = listing.lock_owned().await;
+            (Some(listing), Some(gate.write_owned().await))
+        };
+        let mut wanted: HashMap<String, Job> = jobs
+            .into_iter()
+            .map(|j| (j.contact.phone.clone(), j))
+            .collect();
+        let mut found: Vec<(Job, Listed)> = Vec::new();
+        let spend = ListSpend::default();
+        // Takes the page's contacts that are wanted; whether there were any.
+        let mut take = |page: &ListPage, wanted: &mut HashMap<String, Job>| {
+            let mut hit = false;
+            for entry in &page.entries {
+                if let Some(job) = wanted.remove(&entry.phone) {
+                    found.push((job, entry.clone()));
+                    hit = true;
+                }
+            }
+            hit
+        };
+        // The first page gives the total (and may hold some rows).
+        let first = self.fetch_page(group, 0, &spend).await.ok();
+        if let Some(first) = first {
+            take(&first, &mut wanted);
+            let per_page = u64::try_from(first.entries.len()).unwrap_or(1).max(1);
+            // The batch's contacts fill `step` pages in a row at least: probing
+            // every `step`th page from the end cannot jump over them.
+            let step = (u64::try_from(wanted.len()).unwrap_or(u64::MAX) / per_page).max(1);
+            let back = |mut c: u64, n: u64| {
+                for _ in 0..n {
+                    c = self.provider.previous_cursor(c)?;
+                }
+                Some(c)
+            };
+            let mut probe = first
+                .total
+                .and_then(|t| self.provider.last_cursor(t))
+                .filter(|&c| c > 0);
+            let mut hit = None;
+            let mut probes = 0;
+            while let Some(c) = probe.filter(|_| !wanted.is_empty() && probes < MAX_PROBES) {
+                probes += 1;
+                let Some(page) = self.fetch_page(group, c, &spend).await.ok() else {
+                    break;
+                };
+                if take(&page, &mut wanted) {
+                    hit = Some((c, page.next));
+                    break;
+                }
+                probe = back(c, step).filter(|&p| p > 0);
+            }
+            // Around the page that held some: on each side while pages do.
+            if let Some((at, next)) = hit {
+                let mut c = back(at, 1).filter(|&p| p > 0);
+                while let Some(p) = c.filter(|_| !wanted.is_empty()) {
+                    let Some(page) = self.fetch_page(group, p, &spend).await.ok() else {
+                        break;
+                    };
+                    c = take(&page, &mut wanted)
+                        .then(|| back(p, 1))
+                        .flatten()
+                        .filter(|&p| p > 0);
+                }
+                let mut c = next;
+                while let Some(p) = c.filter(|_| !wanted.is_empty()) {
+                    let Some(page) = self.fetch_page(group, p, &spend).await.ok() else {
+                        break;
+                    };
+                    c = if take(&page, &mut wanted) {
+                        page.next
+                    } else {
+                        None
+                    };
+                }
+            }
+        }
+        tracing::debug!(
+            "settled {} rows of a lost answer in target {group:?} from {} pages of its listing ({} not found)",
+            found.len(),
+            spend.pages.load(Ordering::Relaxed),
+            wanted.len()
+        );
+        drop(_alone);
+        drop(_listing);
+        for (job, entry) in found {
+            if self.provider.listed_holds(&entry, &job.contact) {
+                let row = job.sent(Status::Confirmed, Some(entry.contact_id.clone()));
+                self.record(group, |target| Update::Confirmed { target, row });
+                job.ticket.finish(
+                    Outcome::Added,
+                    Vec::new(),
+                    "its answer was lost; the retry found it added with the data sent",
+                    &entry.contact_id,
+                );
+            } else {
+                let mut job = job;
+                job.stored_id = false;
+                let _ = self
+                    .update(
+                        job,
+                        entry.contact_id,
+                        "its answer was lost and the retry met it; updated",
+                    )
+                    .await;
+            }
+        }
+        wanted.into_values().collect()
     }
 
     /// Finds the id of a row the provider already holds, then updates it.
@@ -553,7 +790,11 @@ impl Engine {
             job.ticket.not_attempted(NOT_SENT);
             return None;
         }
-        match self.call(req, &job.ticket.sent).await {
+        let gate = self.write_gate(&group, false);
+        let reply = self
+            .call_counted(req, &job.ticket.sent, &Meter::default(), gate.as_deref())
+            .await;
+        match reply {
             Ok(r) => match self.provider.parse_update(&id, r.status, &r.body) {
                 Ok(id) => {
                     let row = job.sent(Status::Confirmed, Some(id.clone()));
@@ -661,7 +902,11 @@ impl Engine {
                 status,
             }
         };
-        match self.call(req, &ticket.sent).await {
+        let gate = self.write_gate(&group, true);
+        let reply = self
+            .call_counted(req, &ticket.sent, &Meter::default(), gate.as_deref())
+            .await;
+        match reply {
             Ok(r) => match self.provider.parse_delete(r.status, &r.body) {
                 Ok(()) => {
                     self.record(&group, |target| Update::Deleted { target, phone });
@@ -705,45 +950,135 @@ impl Engine {
         &self,
         group: &str,
     ) -> Result<HashMap<String, String>, Option<RowError>> {
-        let mut progress = ListProgress::default();
-        self.list_from(group, &mut progress).await
+        self.list_budgeted(group).await.map(|(ids, _)| ids)
     }
 
-    /// Lists `group` from where `progress` stands; on a failed page,
-    /// `progress` keeps the pages already read, so the next call resumes.
-    async fn list_from(
+    /// Lists `group` whole within [`listing_budget`]: the first page, then
+    /// (its total known) the others [`LISTING_WINDOW`] × `--concurrency` at
+    /// a time, then on from the last while it says there is more (contacts
+    /// added meanwhile, or no total). The contacts and when it began.
+    async fn list_budgeted(
         &self,
         group: &str,
-        progress: &mut ListProgress,
-    ) -> Result<HashMap<String, String>, Option<RowError>> {
-        progress.started.get_or_insert_with(Instant::now);
+    ) -> Result<(HashMap<String, String>, Instant), Option<RowError>> {
+        let started = Instant::now();
         let _shown = self.listing.start();
-        loop {
-            let c = progress.cursor;
-            let req = self.provider.list(&self.key, group, c);
-            let reply = self
-                .call(req, &AtomicBool::new(false))
-                .await
-                .map_err(|e| Self::send_error(e).ok())?;
-            let page = self
-                .provider
-                .parse_list(c, reply.status, &reply.body)
-                .map_err(|e| Some(self.op_error(e)))?;
-            self.listing.page(page.entries.len());
-            for entry in page.entries {
-                progress.ids.insert(entry.phone, entry.contact_id);
+        let spend = ListSpend::default();
+        let mut ids = HashMap::new();
+        let first = self.fetch_page(group, 0, &spend).await?;
+        let mut cursors = Vec::new();
+        if first.next.is_some() {
+            let mut c = first.total.and_then(|t| self.provider.last_cursor(t));
+            while let Some(p) = c.filter(|&p| p > 0) {
+                cursors.push(p);
+                c = self.provider.previous_cursor(p);
             }
-            match page.next {
-                Some(next) => progress.cursor = next,
-                None => break,
+            cursors.reverse();
+        }
+        let known = u64::try_from(cursors.len()).unwrap_or(u64::MAX);
+        spend
+            .known
+            .store(known.saturating_add(1), Ordering::Relaxed);
+        let mut next = if cursors.is_empty() { first.next } else { None };
+        for entry in first.entries {
+            ids.insert(entry.phone, entry.contact_id);
+        }
+        // A sliding window: a page is asked for as soon as another is in.
+        let read = |c: u64| -> PageRead<'_> {
+            let spend = &spend;
+            Box::pin(async move { (c, self.fetch_page(group, c, spend).await) })
+        };
+        let mut waiting = cursors.iter().copied();
+        let mut reading: Vec<PageRead<'_>> = waiting
+            .by_ref()
+            .take(LISTING_WINDOW.saturating_mul(self.dispatcher.concurrency().max(1)))
+            .map(read)
+            .collect();
+        while !reading.is_empty() {
+            let (c, page) = first_done(&mut reading).await;
+            let page = page?;
+            if cursors.last() == Some(&c) {
+                next = page.next;
+            }
+            for entry in page.entries {
+                ids.insert(entry.phone, entry.contact_id);
+            }
+            if let Some(c) = waiting.next() {
+                reading.push(read(c));
             }
         }
-        let ids = std::mem::take(&mut progress.ids);
-        tracing::debug!("listed {} contacts of target {group:?}", ids.len());
+        while let Some(c) = next {
+            let page = self.fetch_page(group, c, &spend).await?;
+            next = page.next;
+            for entry in page.entries {
+                ids.insert(entry.phone, entry.contact_id);
+            }
+        }
+        tracing::debug!(
+            "listed {} contacts of target {group:?} in {} requests",
+            ids.len(),
+            spend.meter.attempts.load(Ordering::Relaxed)
+        );
         let entries: Vec<(String, String)> =
             ids.iter().map(|(p, i)| (p.clone(), i.clone())).collect();
         self.record(group, |target| Update::Known { target, entries });
-        Ok(ids)
+        Ok((ids, started))
+    }
+
+    /// One page of `group`'s listing, fetched again on failure (never a
+    /// restart from page 1) while the listing's budget lasts; past it,
+    /// `LISTING_FAILED`. `Err(None)` when the run stops.
+    async fn fetch_page(
+        &self,
+        group: &str,
+        cursor: u64,
+        spend: &ListSpend,
+    ) -> Result<ListPage, Option<RowError>> {
+        loop {
+            let req = self.provider.list(&self.key, group, cursor);
+            let result = match self
+                .call_counted(req, &AtomicBool::new(false), &spend.meter, None)
+                .await
+            {
+                Ok(reply) => self
+                    .provider
+                    .parse_list(cursor, reply.status, &reply.body)
+                    .map_err(|e| Some(self.op_error(e))),
+                Err(e) => Err(Self::send_error(e).ok()),
+            };
+            let last = match result {
+                Ok(page) => {
+                    spend.pages.fetch_add(1, Ordering::Relaxed);
+                    self.listing.page(page.entries.len());
+                    return Ok(page);
+                }
+                Err(e) if self.aborted() => return Err(e),
+                Err(None) => return Err(None),
+                Err(Some(e)) => e,
+            };
+            let spent = spend.meter.attempts.load(Ordering::Relaxed);
+            let pages = spend.pages.load(Ordering::Relaxed);
+            // Pages read at once each count from the start.
+            let counted = pages.max(spend.known.load(Ordering::Relaxed));
+            let budget = listing_budget(self.dispatcher.max_retries(), counted);
+            if spent >= budget {
+                tracing::warn!(
+                    "listing of target {group:?} stopped after {spent} requests: {}",
+                    last.message
+                );
+                return Err(Some(RowError::new(
+                    ErrorCode::ListingFailed,
+                    format!(
+                        "the listing of existing contacts did not complete within its budget of {budget} requests ({pages} pages read; the last failure: {})",
+                        last.message
+                    ),
+                )));
+            }
+            tracing::debug!(
+                "listing of target {group:?}: a page failed ({}); fetching it again ({spent} of {budget} requests spent)",
+                last.message
+            );
+        }
     }
 
     /// The id of `phone` in `group`'s listing, fetched once and fetched again
@@ -767,21 +1102,50 @@ impl Engine {
         if listing.loaded_at.is_some_and(|t| t > answered) {
             return Ok(None);
         }
-        let mut progress = listing.resume.take().unwrap_or_default();
-        let result = self.list_from(group, &mut progress).await;
-        let started = progress.started.unwrap_or_else(Instant::now);
-        let ids = match result {
-            Ok(ids) => ids,
-            Err(e) => {
-                // The next row that needs the listing goes on from the failed page.
-                listing.resume = Some(progress);
-                return Err(e);
+        if let Some((at, e)) = &listing.failed
+            && *at > answered
+        {
+            // The rows that were waiting on a listing that spent its budget.
+            return Err(Some(e.clone()));
+        }
+        // No write of this run that could disturb the listing reaches the
+        // target while it is listed (see `write_gate`).
+        let Some(gate) = self.directory.gate(group) else {
+            return Err(None);
+        };
+        let _alone = gate.write_owned().await;
+        let (ids, started) = match self.list_budgeted(group).await {
+            Ok(listed) => listed,
+            Err(Some(e)) if e.code == ErrorCode::ListingFailed => {
+                listing.failed = Some((Instant::now(), e.clone()));
+                return Err(Some(e));
             }
+            Err(e) => return Err(e),
         };
         listing.ids = ids;
         listing.loaded_at = Some(started);
         Ok(listing.ids.get(phone).cloned())
     }
+}
+
+/// Logs a sending task that panicked: its rows already reported `INTERNAL`
+/// as the panic dropped their tickets. The message passes through the key's
+/// redaction.
+pub(super) fn reap(joined: Result<(), tokio::task::JoinError>, key: &ApiKey) {
+    let Err(e) = joined else { return };
+    if !e.is_panic() {
+        return;
+    }
+    let payload = e.into_panic();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    tracing::error!(
+        "internal error: a sending task panicked ({}); its rows are reported failed INTERNAL",
+        key.redact(&message)
+    );
 }
 
 /// Writes results in input order as they arrive, returning each row's
@@ -862,4 +1226,62 @@ pub(super) async fn write_in_order(
         }
     }
     (summary, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(seq: u64, tx: &mpsc::UnboundedSender<Done>) -> Ticket {
+        Ticket {
+            seq,
+            line: seq + 2,
+            phone: format!("+3361234567{seq}"),
+            record: None,
+            tx: tx.clone(),
+            finished: false,
+            sent: Arc::new(AtomicBool::new(false)),
+            note: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_row_whose_task_panics_is_reported_internal_not_lost() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let held = ticket(0, &tx);
+        let task = tokio::spawn(async move {
+            let _held = held;
+            panic!("a bug");
+        });
+        let joined = task.await;
+        assert!(joined.as_ref().is_err_and(|e| e.is_panic()));
+        reap(joined, &ApiKey::new("k".into()));
+        let done = rx.recv().await.expect("the row is reported");
+        assert_eq!(done.outcome, Outcome::Failed);
+        assert_eq!(done.errors.len(), 1);
+        assert_eq!(done.errors[0].code, ErrorCode::Internal);
+        assert!(done.errors[0].message.contains("fault of this tool"));
+    }
+
+    #[tokio::test]
+    async fn a_row_of_an_abandoned_task_is_not_attempted_or_unconfirmed() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        drop(ticket(0, &tx));
+        let sent = ticket(1, &tx);
+        sent.sent.store(true, Ordering::SeqCst);
+        drop(sent);
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.outcome, Outcome::NotAttempted);
+        let second = rx.recv().await.unwrap();
+        assert_eq!(second.errors[0].code, ErrorCode::Unconfirmed);
+    }
+
+    #[test]
+    fn the_listing_budget_grows_with_the_pages_read() {
+        assert_eq!(listing_budget(2, 0), 12);
+        assert_eq!(listing_budget(5, 0), 24);
+        assert_eq!(listing_budget(5, 1), 36);
+        assert_eq!(listing_budget(0, 10), 24);
+        assert_eq!(listing_budget(u32::MAX, u64::MAX), u64::MAX);
+    }
 }

@@ -43,7 +43,7 @@ mod engine;
 mod signals;
 
 use engine::{
-    Abort, Deletion, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, write_in_order,
+    Abort, Deletion, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, reap, write_in_order,
 };
 use signals::Signals;
 
@@ -1426,7 +1426,7 @@ async fn sync_rows(
                 p = Arc::clone(&permits).acquire_owned() => {
                     break p.map_err(|_| Error::Runtime("internal: report window closed".into()))?;
                 }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => reap(joined, &engine.key),
                 _ = ticker.tick() => {
                     progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
                 }
@@ -1532,7 +1532,9 @@ async fn sync_rows(
             }
         }
         // Reap finished tasks so the set does not grow with the file.
-        while tasks.try_join_next().is_some() {}
+        while let Some(joined) = tasks.try_join_next() {
+            reap(joined, &engine.key);
+        }
     }
     for (group, jobs) in batcher.drain() {
         spawn_job(
@@ -1615,7 +1617,10 @@ async fn drain_tasks(
 ) {
     loop {
         tokio::select! {
-            next = tasks.join_next() => if next.is_none() { break },
+            next = tasks.join_next() => match next {
+                Some(joined) => reap(joined, &engine.key),
+                None => break,
+            },
             _ = ticker.tick() => {
                 progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
             }
