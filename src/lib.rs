@@ -60,16 +60,30 @@ pub fn run(cli: Cli) -> Result<u8, config::Error> {
         Command::Completions(args) => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
-            let mut out = std::io::stdout().lock();
-            clap_complete::generate(args.shell, &mut cmd, "contact-sync", &mut out);
-            Ok(codes::exit::OK)
+            // Generated into memory (the generator panics on a write error),
+            // then written like the man page.
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "contact-sync", &mut script);
+            print_generated("the completion script", &script)
         }
         Command::Man => {
-            let mut out = std::io::stdout().lock();
-            cli::render_man(&mut out)
-                .map_err(|e| config::Error::Runtime(format!("cannot write the man page: {e}")))?;
-            Ok(codes::exit::OK)
+            let mut page = Vec::new();
+            cli::render_man(&mut page)
+                .map_err(|e| config::Error::Runtime(format!("cannot render the man page: {e}")))?;
+            print_generated("the man page", &page)
         }
+    }
+}
+
+/// Writes generated text to stdout; a reader that stops early (`| head`) is
+/// not an error.
+fn print_generated(what: &str, bytes: &[u8]) -> Result<u8, config::Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(codes::exit::OK),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(codes::exit::OK),
+        Err(e) => Err(config::Error::Runtime(format!("cannot write {what}: {e}"))),
     }
 }
 

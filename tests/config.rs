@@ -347,6 +347,25 @@ fn completions_are_generated_for_each_shell() {
 }
 
 #[test]
+fn completions_and_the_man_page_piped_to_a_reader_that_stops_end_quietly() {
+    use std::process::{Command, Stdio};
+    for args in [["completions", "bash"], ["man", "--"]] {
+        let args: Vec<&str> = args.into_iter().filter(|a| *a != "--").collect();
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before a byte is read, like `| head -0`.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).is_empty(), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn the_man_page_holds_every_flag_and_the_examples() {
     use clap::CommandFactory;
     let dir = Dir::new();
