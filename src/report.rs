@@ -518,23 +518,6 @@ impl RejectsWriter {
     }
 }
 
-/// The backup file's columns: SPEC field names, so `sync` reads it back as
-/// input (`groupId` only for a provider with groups: an empty group column
-/// would make every row `GROUP_MISSING`).
-pub const BACKUP_COLUMNS: [&str; 11] = [
-    "phoneNumber",
-    "firstname",
-    "lastname",
-    "date",
-    "url",
-    "custom1",
-    "custom2",
-    "custom3",
-    "custom4",
-    "groupId",
-    "alias",
-];
-
 /// The backup of mirror-mode deletions: each contact's last-sent fields,
 /// written and flushed before its deletion is sent. Appended to, never
 /// truncated, so a run killed mid-deletion and its rerun lose nothing.
@@ -549,9 +532,15 @@ impl BackupWriter {
     /// empty; refuses a file whose header is not the backup's. `groups`:
     /// the provider has groups (SMS Partner), so the backup has `groupId`.
     pub fn open(path: &Path, groups: bool) -> Result<BackupWriter, WriteError> {
-        let columns: Vec<&'static str> = BACKUP_COLUMNS
+        // SPEC field names, so `sync` reads the backup back as input: every
+        // field but the id and the opt-out, and `groupId` only for a provider
+        // with groups (an empty group column would make every row `GROUP_MISSING`).
+        use crate::columns::Field;
+        let columns: Vec<&'static str> = Field::ALL
             .into_iter()
-            .filter(|c| groups || *c != "groupId")
+            .filter(|f| !matches!(f, Field::ContactId | Field::OptOut))
+            .filter(|f| groups || *f != Field::GroupId)
+            .map(Field::name)
             .collect();
         let target = Target::File(path.to_path_buf());
         let err = |e: io::Error| WriteError::new("deletion backup", &target, e);
