@@ -391,6 +391,65 @@ fn a_file_that_grows_while_it_is_read_is_read_as_it_was_opened() {
     assert!(held.values().all(|n| *n == 1));
 }
 
+/// `validate` reads a growing file as `sync` does: up to the length it had
+/// when opened, with the same warning. The report goes to a pipe the test
+/// does not drain, so the run stops writing (and, its channels full, reading)
+/// far from the end of the file; the rows are appended then.
+#[test]
+fn validate_reads_a_growing_file_as_it_was_opened() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    // Far more rows than the run holds in its buffers while blocked on the
+    // pipe (look-ahead, batches in flight, the report's buffer, the pipe).
+    const ROWS: usize = 40_000;
+    let dir = Dir::new();
+    let phones = numbers(ROWS + 2, 0);
+    dir.write("in.csv", csv_of(&phones[..ROWS]));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("contact-sync"))
+        .current_dir(dir.path(""))
+        .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", dir.state_home())
+        .args(["validate", "in.csv", "--report", "-", "--threads", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    // Report bytes come only once the input is open (its length fixed).
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(
+        first.trim_end(),
+        "line,outcome,code,message,phone,contact_id"
+    );
+    let mut more = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path("in.csv"))
+        .unwrap();
+    write!(more, "{},Late,Row\n{},Half", phones[ROWS], phones[ROWS + 1]).unwrap();
+    drop(more);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("the input grew by"), "{err}");
+    let report = parse_report(&format!("{first}{rest}"));
+    assert_eq!(report.len(), ROWS, "only the rows the file had when opened");
+    assert_eq!(report.last().map(|l| l.line), Some(ROWS as u64 + 1));
+    assert!(report.iter().all(|l| l.outcome == "valid"));
+    // Run again once complete: every row, and no warning.
+    let out = dir.run(&["validate", "in.csv", "--report", "r.csv"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("grew"), "{}", stderr(&out));
+    assert_eq!(dir.report("r.csv").len(), ROWS + 2);
+}
+
 /// Regression (property tests): a UTF-16 file whose byte count is odd ends
 /// in half a character; the reader panicked on the read after it.
 #[test]
