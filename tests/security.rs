@@ -468,3 +468,149 @@ fn a_utf16_file_with_an_odd_byte_count_reads_without_a_panic() {
         [(2, "valid", ""), (3, "invalid", "PHONE_INVALID")]
     );
 }
+
+/// `sync in.csv` to SMS Partner group `g1` at `url`, then `extra`.
+fn to<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["in.csv", "--provider", "smspartner", "--base-url", url];
+    args.extend(["--group-id", "g1"]);
+    args.extend_from_slice(extra);
+    args
+}
+
+/// A self-signed certificate authority, only for `SSL_CERT_FILE` here: the
+/// platform's store as the test makes it (one root).
+const TEST_ROOT: &str = "-----BEGIN CERTIFICATE-----
+MIIBmjCCAT+gAwIBAgIUYX1M6uTPXIkiFaSQgV9o4TreBvEwCgYIKoZIzj0EAwIw
+ITEfMB0GA1UEAwwWY29udGFjdC1zeW5jLXRlc3Qtcm9vdDAgFw0yNjEyMDIxNTQ4
+MjdaGA8yMTI2MTEwODE1NDgyN1owITEfMB0GA1UEAwwWY29udGFjdC1zeW5jLXRl
+c3Qtcm9vdDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABAXOt7GiLZ91DUCozeCY
+8z6K5mRr8G5+GNMYAVy3hH3eqhS9Q+Md1Xz4GjaV0y0jamqvJtxfCWEqcjrntovG
+nCSjUzBRMB0GA1UdDgQWBBQ1cYAlz6PVh7kfhr2X0Tg3HjMoyjAfBgNVHSMEGDAW
+gBQ1cYAlz6PVh7kfhr2X0Tg3HjMoyjAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49
+BAMCA0kAMEYCIQCC+JVtZuc+ahnMAHSXxNQqMxIKSJYuyzjg02oY9hKlLAIhAN0Q
+m1U41b2XmiRuRG1YGK5MVg/n6gdEXL3GhYX85+wU
+-----END CERTIFICATE-----
+";
+
+/// A loopback listener that no one should reach: after the run, whether a
+/// connection came (the backlog keeps one even if the client left).
+struct Untouched(std::net::TcpListener);
+
+impl Untouched {
+    fn bind(ip: &str) -> Untouched {
+        Untouched(std::net::TcpListener::bind((ip, 0)).unwrap())
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.0.local_addr().unwrap()
+    }
+
+    fn reached(&self) -> bool {
+        self.0.set_nonblocking(true).unwrap();
+        match self.0.accept() {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// A sync run with the test key, `env` set and the platform's certificate
+/// variables cleared unless `env` sets them.
+fn sync_env(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = dir.command();
+    cmd.env("CONTACT_SYNC_API_KEY", KEY)
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.arg("sync").args(args).output().unwrap()
+}
+
+/// With no certificate authority on the platform, no HTTPS server can be
+/// verified: the run stops with exit 2 and says how to fix it, before any
+/// output exists or any connection is made. A dry run sends nothing, so it
+/// needs no roots.
+#[test]
+fn https_with_no_trusted_roots_is_refused_before_any_connection() {
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(2, 0)));
+    let server = Untouched::bind("127.0.0.1");
+    let url = format!("https://{}", server.addr());
+    let missing = dir.path("no-such-bundle.pem");
+    let env = [("SSL_CERT_FILE", missing.to_str().unwrap())];
+    let args = to(&url, &["--no-state"]);
+    let out = sync_env(&dir, &args, &env);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("no trusted certificate authorities"), "{err}");
+    assert!(err.contains("SSL_CERT_FILE"), "{err}");
+    assert!(
+        err.contains("no-such-bundle.pem"),
+        "names where it looked: {err}"
+    );
+    assert!(!err.contains(KEY));
+    assert!(!server.reached(), "a connection was made");
+    assert!(!dir.path("in.report.csv").exists());
+    assert!(!dir.path("in.report.csv.partial").exists());
+    // `state rebuild` lists over the network: refused the same way.
+    let mut cmd = dir.command();
+    let out = cmd
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .env("SSL_CERT_FILE", &missing)
+        .env_remove("SSL_CERT_DIR")
+        .args(["state", "rebuild", "--provider", "smspartner"])
+        .args(["--base-url", &url, "--group-id", "g1"])
+        .args(["--state", dir.path("s.db").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no trusted certificate authorities"));
+    assert!(!server.reached(), "a connection was made");
+    // A dry run sends nothing and needs none.
+    let out = sync_env(&dir, &to(&url, &["--no-state", "--dry-run"]), &env);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!server.reached());
+}
+
+/// With the platform's roots (here a store of one, through `SSL_CERT_FILE`)
+/// the run goes ahead and speaks TLS: the first bytes the server gets are a
+/// TLS handshake, not a request with the key in clear.
+#[test]
+fn https_speaks_tls_with_the_platform_roots() {
+    use std::io::Read;
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(1, 0)));
+    let bundle = dir.write("roots.pem", TEST_ROOT);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Takes one connection, keeps its first bytes and hangs up (no TLS
+    // server here: the client fails the handshake at once).
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut first = [0u8; 3];
+        let n = conn.read(&mut first).unwrap_or(0);
+        first[..n].to_vec()
+    });
+    let url = format!("https://{addr}");
+    let out = sync_env(
+        &dir,
+        &to(&url, &["--no-state", "--max-retries", "0"]),
+        &[("SSL_CERT_FILE", bundle.to_str().unwrap())],
+    );
+    // Wake the server if the run never connected; it then sees no handshake.
+    let _ = std::net::TcpStream::connect(addr);
+    let first = server.join().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("no trusted certificate authorities"), "{err}");
+    assert_ne!(code(&out), 2, "{err}");
+    assert_eq!(
+        first.get(..2),
+        Some(&[0x16, 0x03][..]),
+        "a TLS handshake record: {first:?} {err}"
+    );
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 1);
+    assert_eq!(report[0].outcome, "failed", "{report:?}");
+}
