@@ -614,3 +614,162 @@ fn https_speaks_tls_with_the_platform_roots() {
     assert_eq!(report.len(), 1);
     assert_eq!(report[0].outcome, "failed", "{report:?}");
 }
+
+/// Plain http carries the key in clear: refused for a host that is not
+/// loopback (SPEC §2), as a usage error (exit 2) before anything is read or
+/// sent, whichever way the URL is given. `0.0.0.0` reaches this machine's
+/// sandbox but is not loopback: with the check gone the sandbox would see
+/// the requests.
+#[test]
+fn plain_http_to_a_host_that_is_not_loopback_is_refused_before_any_request() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(2, 0)));
+    let port = sb
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let wildcard = format!("http://0.0.0.0:{port}");
+    let out = sync(&dir, &to(&wildcard, &["--no-state"]));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(
+        err.contains("plain http would send the API key in clear"),
+        "{err}"
+    );
+    assert_eq!(requests(&sb), 0, "nothing reached the server");
+    assert!(!dir.path("in.report.csv").exists());
+    // Names and addresses that only look like loopback, in a flag, a config
+    // file, and for `state`; a dry run checks too (it sends nothing anyway).
+    for url in [
+        "http://api.example.com",
+        "http://localhost.example.com:8080",
+        "http://127.0.0.1.example.com",
+        "http://[::ffff:127.0.0.1]:8080",
+        "http://192.0.2.1",
+    ] {
+        let out = sync(&dir, &to(url, &["--dry-run"]));
+        assert_eq!(code(&out), 2, "{url}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--allow-insecure-http"),
+            "{url}: {}",
+            stderr(&out)
+        );
+    }
+    dir.write(
+        "nightly.toml",
+        "provider = \"smspartner\"\nbase-url = \"http://api.example.com\"\ngroup-id = \"g1\"\n",
+    );
+    let out = sync(&dir, &["in.csv", "--config", "nightly.toml", "--dry-run"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("plain http"), "{}", stderr(&out));
+    let out = dir.run(&[
+        "state",
+        "show",
+        "--provider",
+        "smspartner",
+        "--base-url",
+        "http://api.example.com",
+        "--group-id",
+        "g1",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("plain http"), "{}", stderr(&out));
+}
+
+/// Loopback by name or address may use plain http (the sandbox, test rigs):
+/// the whole suite relies on `127.0.0.1`; `localhost` works the same.
+/// `--allow-insecure-http` is the operator's explicit opt-in for any other
+/// host (SPEC §2), checked here without sending anything.
+#[test]
+fn plain_http_to_loopback_is_accepted_and_elsewhere_only_when_allowed() {
+    let sb = Sandbox::calm();
+    let dir = Dir::new();
+    let phones = numbers(2, 0);
+    dir.write("in.csv", csv_of(&phones));
+    let local = sb.url().replace("127.0.0.1", "localhost");
+    let out = sync(&dir, &to(&local, &["--no-state"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.group_phones("g1").len(), 2);
+    let allowed = ["--allow-insecure-http", "--dry-run", "--no-state"];
+    let out = sync(&dir, &to("http://api.example.com", &allowed));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+/// A loopback server that answers every request with a `307` to another
+/// host, and a second host that must never be reached: a redirect would
+/// take the body, and the key in it, there.
+#[test]
+fn a_redirect_to_another_host_is_not_followed_with_the_key() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let elsewhere = Untouched::bind("127.0.0.2");
+    let target = format!("http://{}/v1/contact/add", elsewhere.addr());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let mut conn = conn.unwrap();
+                // Read the head and the body it announces, then redirect.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut want = None;
+                while want.is_none_or(|w| got.len() < w) {
+                    let n = conn.read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if want.is_none()
+                        && let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n")
+                    {
+                        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        want = Some(end + 4 + len);
+                    }
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        })
+    };
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&numbers(2, 0)));
+    let base = format!("http://{addr}");
+    let out = sync(
+        &dir,
+        &to(&base, &["--no-state", "--max-retries", "0", "-vv"]),
+    );
+    stop.store(true, Ordering::SeqCst);
+    let _ = std::net::TcpStream::connect(addr);
+    server.join().unwrap();
+    let err = stderr(&out);
+    assert!(
+        seen.load(Ordering::SeqCst) >= 1,
+        "the run reached its server: {err}"
+    );
+    assert!(!elsewhere.reached(), "the redirect was followed: {err}");
+    assert!(matches!(code(&out), 1 | 3), "{err}");
+    let report = dir.report("in.report.csv");
+    assert_eq!(report.len(), 2, "{report:?}");
+    assert!(report.iter().all(|l| l.outcome != "added"), "{report:?}");
+    assert_key_absent(&out, &dir, &["in.report.csv"]);
+}
