@@ -24,6 +24,7 @@ pub mod provider;
 pub mod reader;
 pub mod record;
 pub mod report;
+pub mod rng;
 pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

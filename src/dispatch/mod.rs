@@ -42,7 +42,8 @@ pub use retry::{
 pub use verdict::{Verdict, by_status, looks_like_markup, transient_status};
 
 use pacer::Pacer;
-use retry::JitterRng;
+
+use crate::rng::SplitMix64;
 
 /// One request, described fully enough to be sent again on retry.
 #[derive(Clone)]
@@ -295,7 +296,7 @@ pub struct Dispatcher {
     permits: Semaphore,
     pacer: Pacer,
     retry: RetryPolicy,
-    jitter: Mutex<JitterRng>,
+    jitter: Mutex<SplitMix64>,
     stop: watch::Receiver<bool>,
     hold: Hold,
     counters: Counters,
@@ -440,7 +441,7 @@ impl Dispatcher {
             permits: Semaphore::new(config.concurrency),
             pacer,
             retry: config.retry,
-            jitter: Mutex::new(JitterRng::new(config.seed)),
+            jitter: Mutex::new(SplitMix64::new(config.seed)),
             stop,
             hold: Hold::default(),
             counters: Counters::default(),

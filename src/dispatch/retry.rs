@@ -166,29 +166,6 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
-/// A small seeded generator (SplitMix64) for jitter draws: reproducible from
-/// the configured seed, no extra dependency.
-#[derive(Debug, Clone)]
-pub(crate) struct JitterRng(u64);
-
-impl JitterRng {
-    /// A generator starting from `seed`.
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next draw, uniform in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        // 53 high bits → exactly representable fraction below 1.
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,19 +369,5 @@ mod tests {
         for v in ["", "soon", "-5", "1.5", "Wed, 99 Oct 2015 07:28:10 GMT"] {
             assert_eq!(parse_retry_after(v, now()), None, "{v:?}");
         }
-    }
-
-    #[test]
-    fn jitter_draws_are_reproducible_and_in_range() {
-        let mut a = JitterRng::new(42);
-        let mut b = JitterRng::new(42);
-        let mut c = JitterRng::new(43);
-        let xs: Vec<f64> = (0..1000).map(|_| a.next_f64()).collect();
-        let ys: Vec<f64> = (0..1000).map(|_| b.next_f64()).collect();
-        assert_eq!(xs, ys);
-        assert_ne!(xs[0], c.next_f64());
-        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
-        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        assert!((0.45..0.55).contains(&mean), "{mean}");
     }
 }

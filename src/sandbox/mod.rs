@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use faults::{FaultCounts, FaultPlan, FaultSettings, Misdirect, RetryAfterForm, SplitMix64};
+use faults::{FaultCounts, FaultPlan, FaultSettings, Misdirect, RetryAfterForm};
+
+use crate::rng::SplitMix64;
 pub use store::{ContactInput, MobivateContact, MobivateInput, SmsPartnerContact};
 use store::{MobivateStore, SmsPartnerStore};
 

@@ -10,8 +10,8 @@ use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, Region};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::faults::SplitMix64;
 use crate::normalize::Contact;
+use crate::rng::SplitMix64;
 
 /// Contacts on one page of `GET /v1/contact/list`.
 pub const PAGE_SIZE: usize = 20;
@@ -243,7 +243,7 @@ impl SmsPartnerStore {
             }
             groups.push(Group {
                 id: id.clone(),
-                token: rng.hex(32),
+                token: hex(rng, 32),
                 members: Vec::new(),
                 phones: HashMap::new(),
             });
@@ -587,6 +587,31 @@ fn check_msisdn(msisdn: &str) -> Result<(), MvError> {
     Ok(())
 }
 
+/// A version-4-shaped UUID string (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
+fn uuid(rng: &mut SplitMix64) -> String {
+    let hi = (rng.next_u64() & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000;
+    let lo = (rng.next_u64() & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xFFFF,
+        hi & 0xFFFF,
+        lo >> 48,
+        lo & 0xFFFF_FFFF_FFFF
+    )
+}
+
+/// `n` random lower-case hex digits.
+fn hex(rng: &mut SplitMix64, n: usize) -> String {
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        let word = format!("{:016x}", rng.next_u64());
+        let take = (n - out.len()).min(word.len());
+        out.push_str(&word[..take]);
+    }
+    out
+}
+
 /// A contact's place in a listing whose order every write reshuffles.
 fn shuffled_rank(id: &str, writes: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -663,9 +688,9 @@ impl MobivateStore {
                 "alias {alias:?} already exists"
             )));
         }
-        let mut id = self.rng.uuid();
+        let mut id = uuid(&mut self.rng);
         while self.records.contains_key(&id) {
-            id = self.rng.uuid();
+            id = uuid(&mut self.rng);
         }
         let record = MobivateContact {
             id: id.clone(),
@@ -1062,5 +1087,21 @@ mod tests {
             .unwrap();
         assert_eq!(i.msisdn.as_deref(), Some("33611111111"));
         assert_eq!(i.meta.unwrap()["K"], 1);
+    }
+
+    #[test]
+    fn uuid_has_v4_shape() {
+        let mut r = SplitMix64::new(3);
+        let id = uuid(&mut r);
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'), "{id}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
+        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_ne!(uuid(&mut r), id);
+        assert_eq!(hex(&mut r, 20).len(), 20);
     }
 }
