@@ -30,6 +30,19 @@ impl SplitMix64 {
     }
 }
 
+/// A seed that differs from run to run: from the OS, or the clock when the OS
+/// cannot give one. For draws that must not move in lock-step across runs
+/// (retry jitter); tests that need determinism pass their own seed instead.
+pub fn fresh_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        // The low bits move fastest; fold the high ones in.
+        (nanos as u64) ^ ((nanos >> 64) as u64) ^ u64::from(std::process::id())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +74,10 @@ mod tests {
         assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         assert!((0.45..0.55).contains(&mean), "{mean}");
+    }
+
+    #[test]
+    fn fresh_seeds_differ() {
+        assert_ne!(fresh_seed(), fresh_seed());
     }
 }

@@ -43,7 +43,7 @@ pub use verdict::{Verdict, by_status, looks_like_markup, transient_status};
 
 use pacer::Pacer;
 
-use crate::rng::SplitMix64;
+use crate::rng::{SplitMix64, fresh_seed};
 
 /// One request, described fully enough to be sent again on retry.
 #[derive(Clone)]
@@ -211,8 +211,10 @@ pub struct DispatchConfig {
     pub connect_timeout: Duration,
     /// Time allowed for a whole attempt, response body included.
     pub request_timeout: Duration,
-    /// Seed of the jitter draws, for reproducible runs.
-    pub seed: u64,
+    /// Seed of the jitter draws; `None` (the default) takes a fresh one from
+    /// the OS, so runs that fail together do not retry in lock-step. Tests
+    /// that need reproducible draws set one.
+    pub seed: Option<u64>,
     /// Largest response body read, in bytes ([`MAX_BODY`]).
     pub max_body: usize,
 }
@@ -232,7 +234,7 @@ impl Default for DispatchConfig {
             },
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
-            seed: 0x5EED,
+            seed: None,
             max_body: MAX_BODY,
         }
     }
@@ -441,7 +443,7 @@ impl Dispatcher {
             permits: Semaphore::new(config.concurrency),
             pacer,
             retry: config.retry,
-            jitter: Mutex::new(SplitMix64::new(config.seed)),
+            jitter: Mutex::new(SplitMix64::new(config.seed.unwrap_or_else(fresh_seed))),
             stop,
             hold: Hold::default(),
             counters: Counters::default(),
