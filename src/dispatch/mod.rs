@@ -4,7 +4,7 @@
 //! `Retry-After` up to `--max-retry-after`, and slowing down by itself on
 //! repeated 429s (SPEC §5).
 //!
-//! Providers build [`HttpCall`]s, classify answers ([`Verdict`], from status
+//! Providers build [`ApiRequest`]s, classify answers ([`Verdict`], from status
 //! and body together) and interpret [`HttpReply`]s; the dispatcher knows
 //! nothing of their APIs. Every response body is read incrementally up to
 //! [`MAX_BODY`]; a larger one is dropped unread and counts as a lost answer.
@@ -28,8 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use reqwest::header::{self, HeaderValue, InvalidHeaderValue};
+use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, Url};
+use serde_json::Value;
 use tokio::sync::{RwLock, Semaphore, watch};
 use tokio::time::Instant;
 
@@ -44,28 +45,34 @@ pub use verdict::{Verdict, by_status, looks_like_markup, transient_status};
 use pacer::Pacer;
 
 use crate::rng::{SplitMix64, fresh_seed};
+use crate::secret::ApiKey;
 
-/// One request, described fully enough to be sent again on retry.
+/// One HTTP request, built by a provider and sent (again on each retry) by
+/// the dispatcher.
+///
+/// `Debug` shows the method and URL path only: the SMS Partner key sits in the
+/// body and the query string, the Mobivate key in `bearer`.
 #[derive(Clone)]
-pub struct HttpCall {
-    /// The HTTP method.
+pub struct ApiRequest {
+    /// HTTP method.
     pub method: Method,
-    /// The full URL; may carry the API key in its query, so it is never logged.
+    /// Full URL, query included (it may carry the key: never log it).
     pub url: Url,
-    /// The `Authorization` header value, marked sensitive.
-    pub authorization: Option<HeaderValue>,
-    /// A JSON body (sent with `Content-Type: application/json`).
-    pub json: Option<Vec<u8>>,
+    /// JSON body, if any (it may carry the key: never log it); sent with
+    /// `Content-Type: application/json`.
+    pub body: Option<Value>,
+    /// Key for an `Authorization: Bearer` header, if the provider uses one.
+    pub bearer: Option<ApiKey>,
 }
 
-impl HttpCall {
-    /// A call with no body and no authorization.
+impl ApiRequest {
+    /// A request with no body and no authorization.
     pub fn new(method: Method, url: Url) -> Self {
         Self {
             method,
             url,
-            authorization: None,
-            json: None,
+            body: None,
+            bearer: None,
         }
     }
 
@@ -74,40 +81,71 @@ impl HttpCall {
         Self::new(Method::GET, url)
     }
 
-    /// A `POST` of the serialized JSON `body` to `url`.
-    pub fn post_json(url: Url, body: Vec<u8>) -> Self {
+    /// A `POST` of the JSON `body` to `url`.
+    pub fn post_json(url: Url, body: Value) -> Self {
         Self {
-            json: Some(body),
+            body: Some(body),
             ..Self::new(Method::POST, url)
         }
     }
 
-    /// Adds `Authorization: Bearer <token>`, kept out of `Debug` output.
-    pub fn with_bearer(mut self, token: &str) -> Result<Self, InvalidHeaderValue> {
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
-        value.set_sensitive(true);
-        self.authorization = Some(value);
-        Ok(self)
+    /// Adds `Authorization: Bearer <key>`, kept out of `Debug` output.
+    pub fn with_bearer(mut self, key: ApiKey) -> Self {
+        self.bearer = Some(key);
+        self
     }
 
-    /// What may be logged about this call: method and path, no query.
+    /// What may be logged about this request: method and path, no query.
     pub fn describe(&self) -> String {
         format!("{} {}", self.method, self.url.path())
     }
 }
 
-impl fmt::Debug for HttpCall {
+impl fmt::Debug for ApiRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Query, authorization and body may all hold the key.
-        f.debug_struct("HttpCall")
+        f.debug_struct("ApiRequest")
             .field("method", &self.method)
             .field("path", &self.url.path())
-            .field(
-                "authorization",
-                &self.authorization.as_ref().map(|_| "<redacted>"),
-            )
-            .field("json_bytes", &self.json.as_ref().map(Vec::len))
-            .finish()
+            .finish_non_exhaustive()
+    }
+}
+
+/// An [`ApiRequest`] as every attempt puts it on the wire: the body encoded
+/// and the key made a (sensitive) header once.
+struct Wire<'a> {
+    request: &'a ApiRequest,
+    authorization: Option<HeaderValue>,
+    json: Option<Vec<u8>>,
+}
+
+impl<'a> Wire<'a> {
+    fn of(request: &'a ApiRequest) -> Result<Self, SendError> {
+        let json = match &request.body {
+            Some(v) => Some(serde_json::to_vec(v).map_err(|e| SendError::Network {
+                message: format!("cannot encode request: {e}"),
+                maybe_applied: false,
+            })?),
+            None => None,
+        };
+        let authorization = match &request.bearer {
+            Some(key) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                    .map_err(|_| SendError::InvalidKey)?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(Self {
+            request,
+            authorization,
+            json,
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.request.describe()
     }
 }
 
@@ -135,6 +173,10 @@ pub enum SendError {
         /// opposed to one never established).
         maybe_applied: bool,
     },
+    /// The API key cannot be an HTTP header value, so no request can carry
+    /// it; nothing was sent.
+    #[error("the API key is not a valid HTTP header value")]
+    InvalidKey,
     /// The last attempt's answer was larger than the cap, so it was dropped
     /// unread; the request may have been applied.
     #[error("the answer was larger than {limit} bytes and was not read")]
@@ -291,7 +333,7 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Sends [`HttpCall`]s under the rate, concurrency and retry rules; share it
+/// Sends [`ApiRequest`]s under the rate, concurrency and retry rules; share it
 /// between tasks (it is `Send + Sync`).
 pub struct Dispatcher {
     client: reqwest::Client,
@@ -490,7 +532,7 @@ impl Dispatcher {
     /// status. Fails with [`SendError::Cancelled`] if stopped before the
     /// first attempt; a stop after that returns the last sent attempt's
     /// result as final.
-    pub async fn send(&self, call: &HttpCall) -> Result<HttpReply, SendError> {
+    pub async fn send(&self, call: &ApiRequest) -> Result<HttpReply, SendError> {
         self.send_marked(call, &AtomicBool::new(false)).await
     }
 
@@ -498,7 +540,7 @@ impl Dispatcher {
     /// so a caller abandoned mid-call knows the request may have been applied.
     pub async fn send_marked(
         &self,
-        call: &HttpCall,
+        call: &ApiRequest,
         sent: &AtomicBool,
     ) -> Result<HttpReply, SendError> {
         self.send_classified(call, sent, &by_status).await
@@ -510,7 +552,7 @@ impl Dispatcher {
     /// end in [`SendError::Misdirected`].
     pub async fn send_classified(
         &self,
-        call: &HttpCall,
+        call: &ApiRequest,
         sent: &AtomicBool,
         classify: Classify<'_>,
     ) -> Result<HttpReply, SendError> {
@@ -525,12 +567,13 @@ impl Dispatcher {
     /// `shared` (read) while it is out, never while it waits to be retried.
     pub async fn send_counted(
         &self,
-        call: &HttpCall,
+        request: &ApiRequest,
         sent: &AtomicBool,
         classify: Classify<'_>,
         meter: &Meter,
         shared: Option<&RwLock<()>>,
     ) -> Result<HttpReply, SendError> {
+        let call = &Wire::of(request)?;
         let mut stop = self.stop.clone();
         let mut retries = 0u32;
         let mut last: Option<Attempt> = None;
@@ -690,7 +733,7 @@ impl Dispatcher {
     /// runs to its end.
     async fn attempt(
         &self,
-        call: &HttpCall,
+        call: &Wire<'_>,
         is_retry: bool,
         stop: &mut watch::Receiver<bool>,
         sent: &AtomicBool,
@@ -729,8 +772,10 @@ impl Dispatcher {
         Some((self.exchange(call).await, sent_at))
     }
 
-    async fn exchange(&self, call: &HttpCall) -> Attempt {
-        let mut request = self.client.request(call.method.clone(), call.url.clone());
+    async fn exchange(&self, call: &Wire<'_>) -> Attempt {
+        let mut request = self
+            .client
+            .request(call.request.method.clone(), call.request.url.clone());
         if let Some(auth) = &call.authorization {
             request = request.header(header::AUTHORIZATION, auth.clone());
         }

@@ -10,41 +10,16 @@ pub mod smspartner;
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value};
 
 use crate::codes::{ErrorCode, RowError};
-pub use crate::dispatch::Verdict;
+pub use crate::dispatch::{ApiRequest, Verdict};
 use crate::normalize::Contact;
 use crate::secret::ApiKey;
 
 pub use mobivate::Mobivate;
 pub use smspartner::SmsPartner;
-
-/// One HTTP request to send, built by a provider.
-///
-/// `Debug` shows the method and URL path only: the SMS Partner key sits in the
-/// body and the query string, the Mobivate key in `bearer`.
-#[derive(Clone)]
-pub struct ApiRequest {
-    /// HTTP method.
-    pub method: Method,
-    /// Full URL, query included (it may carry the key: never log it).
-    pub url: Url,
-    /// JSON body, if any (it may carry the key: never log it).
-    pub body: Option<Value>,
-    /// Key for an `Authorization: Bearer` header, if the provider uses one.
-    pub bearer: Option<ApiKey>,
-}
-
-impl fmt::Debug for ApiRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiRequest")
-            .field("method", &self.method)
-            .field("path", &self.url.path())
-            .finish_non_exhaustive()
-    }
-}
 
 /// What an add did to one contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,6 +436,7 @@ pub(crate) fn listed_e164(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::Method;
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
