@@ -1,10 +1,12 @@
-//! What a finished run leaves behind, shared by `validate` and `sync`.
+//! What `validate` and `sync` share: the result a finished run leaves
+//! behind, and what both log about the input.
 
 use std::time::Instant;
 
 use crate::codes::exit;
 use crate::config::{Error, OutputConfig};
 use crate::report::{Closing, Summary, SummaryFile};
+use crate::scan::ScanStats;
 
 /// What a finished run leaves behind.
 #[derive(Debug, Clone)]
@@ -101,4 +103,22 @@ impl RunResult {
 /// Worker threads to use when not told.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Logs what the scan learnt about the file as a whole: how it was decoded,
+/// a date column read as Excel serial numbers, a file with no data rows.
+pub fn log_input_facts(stats: &ScanStats) {
+    match stats.encoding.describe() {
+        Some((true, text)) => tracing::warn!("{text}"),
+        Some((false, text)) => tracing::info!("{text}"),
+        None => {}
+    }
+    if stats.facts.serial_dates {
+        tracing::info!(
+            "the date column holds Excel serial numbers (days since 1900): they are read as dates"
+        );
+    }
+    if stats.rows == 0 {
+        tracing::warn!("the file has a header but no data rows: nothing to do");
+    }
 }

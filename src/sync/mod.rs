@@ -33,7 +33,7 @@ use crate::provider::Provider;
 use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
 use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
-use crate::run::{Ending, RunResult, default_threads};
+use crate::run::{Ending, RunResult, default_threads, log_input_facts};
 use crate::scan::{CheckedRow, Verdict, scan};
 use crate::secret::ApiKey;
 use crate::state::{Lock, StateWriter, Store, TargetKey, TargetMap, Update as StateUpdate};
@@ -1162,7 +1162,7 @@ fn first_pass(
         path: input.source.describe(),
         source,
     })?;
-    crate::validate::log_input_facts(&stats);
+    log_input_facts(&stats);
     first.windows_1252 = stats.encoding.data_rows_1252();
     // A signal after the last row still means the run was interrupted.
     first.interrupted |= raised.load(Ordering::Relaxed);
