@@ -620,6 +620,15 @@ impl SandboxHandle {
         self.app.snapshot()
     }
 
+    /// How many contacts each SMS Partner group holds, by group id (what a
+    /// sync run reports when it ends).
+    pub fn group_sizes(&self) -> Vec<(String, usize)> {
+        lock(&self.app.smspartner)
+            .groups()
+            .map(|(id, _, _, members)| (id.to_string(), members))
+            .collect()
+    }
+
     /// Pre-loads contacts into an SMS Partner group, as if added earlier;
     /// returns their contact ids. Stops at the first refused contact.
     pub fn seed_smspartner<I>(&self, group: &str, contacts: I) -> Result<Vec<String>, SandboxError>

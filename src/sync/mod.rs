@@ -707,11 +707,10 @@ async fn run_async(
     .await;
     #[cfg(feature = "sandbox")]
     if let Some(handle) = sandbox {
-        for g in &handle.snapshot().smspartner {
+        for (group, size) in handle.group_sizes() {
             tracing::info!(
-                "sandbox group {} now holds {} contacts",
-                crate::words::quote(&g.id),
-                g.contacts.len()
+                "sandbox group {} now holds {size} contacts",
+                crate::words::quote(&group)
             );
         }
         handle.shutdown().await;
