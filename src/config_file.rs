@@ -17,7 +17,7 @@ use crate::cli::Cli;
 use crate::columns::Field;
 
 /// The subcommands that take `--config`.
-pub const SUBCOMMANDS: [&str; 2] = ["validate", "sync"];
+pub(crate) const SUBCOMMANDS: [&str; 2] = ["validate", "sync"];
 
 /// Keys that are not a flag: the input file (the positional argument) and the
 /// log format (a global flag).
@@ -39,7 +39,7 @@ pub enum ConfigError {
 
 /// A config file key, as the file spells it and as a flag takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key {
+pub(crate) struct Key {
     /// The key (a flag's long name).
     pub name: String,
     /// The flag's help line.
@@ -52,7 +52,7 @@ pub struct Key {
 
 /// What value a key takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
+pub(crate) enum KeyKind {
     /// `true` or `false` (a switch).
     Bool,
     /// One value (string or number).
@@ -67,7 +67,7 @@ pub enum KeyKind {
 
 impl KeyKind {
     /// How the configuration reference names the kind.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             KeyKind::Bool => "true/false",
             KeyKind::Value => "value",
@@ -80,7 +80,7 @@ impl KeyKind {
 
 /// Every key a config file may hold, from the clap definitions of
 /// `validate` and `sync`, in definition order.
-pub fn keys() -> Vec<Key> {
+pub(crate) fn keys() -> Vec<Key> {
     let cmd = Cli::command();
     let mut keys: Vec<Key> = Vec::new();
     for name in SUBCOMMANDS {
@@ -318,7 +318,7 @@ impl Flag {
 }
 
 /// Reads and parses the file, refusing a key no flag has.
-pub fn read(path: &Path) -> Result<toml::Table, ConfigError> {
+pub(crate) fn read(path: &Path) -> Result<toml::Table, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::File(format!("--config {}: cannot read it: {e}", path.display()))
     })?;
@@ -479,7 +479,7 @@ fn resolve(base: &Path, s: &str) -> PathBuf {
 /// would, checks every setting (no input read, no key needed, nothing sent),
 /// and with an input file resolves the column map against its header.
 /// Prints what it found on stdout; a problem is an `Err` (exit 2).
-pub fn check(path: &Path, file: Option<&Path>) -> Result<u8, crate::config::Error> {
+pub(crate) fn check(path: &Path, file: Option<&Path>) -> Result<u8, crate::config::Error> {
     use crate::cli::Command;
     use crate::config::{Error, InputConfig, OutputConfig};
     let usage = |e: ConfigError| match e {

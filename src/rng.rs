@@ -24,7 +24,7 @@ impl SplitMix64 {
     }
 
     /// A uniform draw in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         // 53 random bits: every value is exactly representable.
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
@@ -33,7 +33,7 @@ impl SplitMix64 {
 /// A seed that differs from run to run: from the OS, or the clock when the OS
 /// cannot give one. For draws that must not move in lock-step across runs
 /// (retry jitter); tests that need determinism pass their own seed instead.
-pub fn fresh_seed() -> u64 {
+pub(crate) fn fresh_seed() -> u64 {
     getrandom::u64().unwrap_or_else(|_| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -10,7 +10,7 @@ use crate::scan::ScanStats;
 
 /// What a finished run leaves behind.
 #[derive(Debug, Clone)]
-pub struct RunResult {
+pub(crate) struct RunResult {
     /// The end-of-run counts.
     pub summary: Summary,
     /// The process exit code (SPEC §2).
@@ -27,7 +27,7 @@ pub struct RunResult {
 
 /// How a run ended, before the JSON summary is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// Every row went through its course.
     Finished,
     /// Nothing was sent on purpose (e.g. `--max-invalid`): exit 2.
@@ -41,7 +41,7 @@ impl RunResult {
     /// Stamps the duration, writes the JSON summary when asked, and picks the
     /// exit code. `sent` says whether any request may have gone out, which
     /// turns a failure to write the summary into exit 3 rather than 2.
-    pub fn conclude(
+    pub(crate) fn conclude(
         mut summary: Summary,
         started: Instant,
         summary_file: Option<SummaryFile>,
@@ -85,7 +85,7 @@ impl RunResult {
     }
 
     /// Where the outputs went and how the run ended.
-    pub fn closing(&self) -> Closing<'_> {
+    pub(crate) fn closing(&self) -> Closing<'_> {
         Closing {
             report: &self.report,
             rejects: self.rejects.as_deref(),
@@ -95,19 +95,19 @@ impl RunResult {
     }
 
     /// The end-of-run summary for people.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         self.summary.render(&self.closing())
     }
 }
 
 /// Worker threads to use when not told.
-pub fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Logs what the scan learnt about the file as a whole: how it was decoded,
 /// a date column read as Excel serial numbers, a file with no data rows.
-pub fn log_input_facts(stats: &ScanStats) {
+pub(crate) fn log_input_facts(stats: &ScanStats) {
     match stats.encoding.describe() {
         Some((true, text)) => tracing::warn!("{text}"),
         Some((false, text)) => tracing::info!("{text}"),

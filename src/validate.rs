@@ -12,7 +12,7 @@ use crate::run::{Ending, RunResult, default_threads, log_input_facts};
 use crate::scan::{Verdict, scan};
 
 /// Runs `validate`.
-pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
+pub(crate) fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     let started = Instant::now();
     let mut input = InputConfig::from_args(&args.input)?;
     input.set_default_group(args.group_id.as_deref())?;

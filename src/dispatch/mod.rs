@@ -34,13 +34,8 @@ use serde_json::Value;
 use tokio::sync::{RwLock, Semaphore, watch};
 use tokio::time::Instant;
 
-pub use aimd::Aimd;
-pub use pacer::burst_for;
-pub use retry::{
-    AttemptResult, NetworkKind, RetryDecision, RetryPolicy, RetryStep, backoff, classify,
-    parse_retry_after,
-};
-pub use verdict::{Verdict, by_status, looks_like_markup, transient_status};
+pub(crate) use retry::{AttemptResult, NetworkKind, RetryPolicy, RetryStep, parse_retry_after};
+pub(crate) use verdict::{Verdict, looks_like_markup, transient_status};
 
 use pacer::Pacer;
 
@@ -67,7 +62,7 @@ pub struct ApiRequest {
 
 impl ApiRequest {
     /// A request with no body and no authorization.
-    pub fn new(method: Method, url: Url) -> Self {
+    pub(crate) fn new(method: Method, url: Url) -> Self {
         Self {
             method,
             url,
@@ -77,26 +72,20 @@ impl ApiRequest {
     }
 
     /// A `GET` of `url`.
-    pub fn get(url: Url) -> Self {
+    pub(crate) fn get(url: Url) -> Self {
         Self::new(Method::GET, url)
     }
 
     /// A `POST` of the JSON `body` to `url`.
-    pub fn post_json(url: Url, body: Value) -> Self {
+    pub(crate) fn post_json(url: Url, body: Value) -> Self {
         Self {
             body: Some(body),
             ..Self::new(Method::POST, url)
         }
     }
 
-    /// Adds `Authorization: Bearer <key>`, kept out of `Debug` output.
-    pub fn with_bearer(mut self, key: ApiKey) -> Self {
-        self.bearer = Some(key);
-        self
-    }
-
     /// What may be logged about this request: method and path, no query.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("{} {}", self.method, self.url.path())
     }
 }
@@ -152,7 +141,7 @@ impl<'a> Wire<'a> {
 /// The final answer to a call: any status the dispatcher does not retry, or
 /// the last 429/5xx once retries are used up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpReply {
+pub(crate) struct HttpReply {
     /// The HTTP status code.
     pub status: u16,
     /// The full response body.
@@ -161,7 +150,7 @@ pub struct HttpReply {
 
 /// Why a call produced no reply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// No answer after every retry (or a request that cannot be sent); the
     /// message names no URL.
     #[error("network error: {message}")]
@@ -220,25 +209,25 @@ pub enum SendError {
 /// 100 KB with ordinary fields; about 7.7 MB for 20 contacts whose every
 /// field holds the 64 KiB a cell may). Memory for bodies stays under
 /// `--concurrency` × this cap. See docs/reliability.md.
-pub const MAX_BODY: usize = 8 << 20;
+pub(crate) const MAX_BODY: usize = 8 << 20;
 
 /// Answers in a row that are not the provider's after which the run stops:
 /// one could be a proxy's hiccup, three are a wrong `--base-url`.
-pub const MISDIRECTED_LIMIT: u32 = 3;
+pub(crate) const MISDIRECTED_LIMIT: u32 = 3;
 
 /// Most requests in flight `--concurrency` may ask for: beyond it, memory
 /// (bodies up to [`MAX_BODY`] each, the report window) grows for no gain.
-pub const MAX_CONCURRENCY: usize = 256;
+pub(crate) const MAX_CONCURRENCY: usize = 256;
 
 /// The fastest `--rate` accepted, requests/s.
-pub const MAX_RATE: f64 = 1_000_000.0;
+pub(crate) const MAX_RATE: f64 = 1_000_000.0;
 
 /// The slowest `--rate` accepted, requests/s (one request every 100 s).
-pub const MIN_RATE: f64 = 0.01;
+pub(crate) const MIN_RATE: f64 = 0.01;
 
 /// Everything a [`Dispatcher`] needs, validated by [`Dispatcher::new`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct DispatchConfig {
+pub(crate) struct DispatchConfig {
     /// Requests per second, at most (`--rate`).
     pub rate: f64,
     /// The adaptive rate never drops below this share of `rate`.
@@ -284,7 +273,7 @@ impl Default for DispatchConfig {
 
 /// Why a [`DispatchConfig`] was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The rate is not a number of requests per second in
     /// [`MIN_RATE`]..=[`MAX_RATE`].
     #[error("rate must be between {MIN_RATE} and {MAX_RATE} requests per second, got {0}")]
@@ -299,7 +288,7 @@ pub enum ConfigError {
 
 /// A snapshot of the dispatcher's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Attempts sent, retries included.
     pub attempts: u64,
     /// Attempts that were retries.
@@ -335,7 +324,7 @@ fn bump(counter: &AtomicU64) {
 
 /// Sends [`ApiRequest`]s under the rate, concurrency and retry rules; share it
 /// between tasks (it is `Send + Sync`).
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     client: reqwest::Client,
     permits: Semaphore,
     pacer: Pacer,
@@ -355,7 +344,7 @@ pub struct Dispatcher {
 
 /// Something each attempt waits for after its permit and pacing, just before
 /// it leaves (the state store catching up with the answers heard so far).
-pub trait Gate: Send + Sync {
+pub(crate) trait Gate: Send + Sync {
     /// Resolves when the attempt may leave.
     fn open(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
@@ -407,7 +396,7 @@ enum Attempt {
 
 /// What one call (or a series of them) cost, for callers that keep count.
 #[derive(Debug, Default)]
-pub struct Meter {
+pub(crate) struct Meter {
     /// Attempts sent, retries included.
     pub attempts: AtomicU64,
     /// Attempts that reached the server and got no answer that could be
@@ -417,7 +406,7 @@ pub struct Meter {
 }
 
 /// How a call classifies a complete answer: status, `Retry-After`, body.
-pub type Classify<'a> = &'a (dyn Fn(u16, Option<Duration>, &[u8]) -> Verdict + Sync);
+pub(crate) type Classify<'a> = &'a (dyn Fn(u16, Option<Duration>, &[u8]) -> Verdict + Sync);
 
 /// Resolves once `stop` holds `true`; never, if its sender is gone.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -457,7 +446,10 @@ fn error_message(err: reqwest::Error) -> String {
 impl Dispatcher {
     /// Validates `config` and builds the HTTP client (rustls, no redirects,
     /// timeouts). `stop` turning `true` stops new attempts.
-    pub fn new(config: DispatchConfig, stop: watch::Receiver<bool>) -> Result<Self, ConfigError> {
+    pub(crate) fn new(
+        config: DispatchConfig,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Self, ConfigError> {
         if !(MIN_RATE..=MAX_RATE).contains(&config.rate) {
             return Err(ConfigError::Rate(config.rate));
         }
@@ -497,23 +489,23 @@ impl Dispatcher {
     }
 
     /// Retries of one call at most (`--max-retries`).
-    pub fn max_retries(&self) -> u32 {
+    pub(crate) fn max_retries(&self) -> u32 {
         self.retry.max_retries
     }
 
     /// Requests in flight at most (`--concurrency`).
-    pub fn concurrency(&self) -> usize {
+    pub(crate) fn concurrency(&self) -> usize {
         self.concurrency
     }
 
     /// Makes every attempt wait for `gate` just before it leaves.
-    pub fn with_gate(mut self, gate: Box<dyn Gate>) -> Self {
+    pub(crate) fn with_gate(mut self, gate: Box<dyn Gate>) -> Self {
         self.gate = Some(gate);
         self
     }
 
     /// The counters so far and the current paced rate.
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         let c = &self.counters;
         Stats {
             attempts: c.attempts.load(Ordering::Relaxed),
@@ -527,30 +519,33 @@ impl Dispatcher {
         }
     }
 
-    /// Sends `call`, classifying answers by status alone ([`by_status`]),
+    /// Sends `call`, classifying answers by status alone ([`verdict::by_status`]),
     /// retrying transient failures, and returns the final reply whatever its
     /// status. Fails with [`SendError::Cancelled`] if stopped before the
     /// first attempt; a stop after that returns the last sent attempt's
     /// result as final.
-    pub async fn send(&self, call: &ApiRequest) -> Result<HttpReply, SendError> {
+    #[cfg(test)]
+    async fn send(&self, call: &ApiRequest) -> Result<HttpReply, SendError> {
         self.send_marked(call, &AtomicBool::new(false)).await
     }
 
     /// [`Dispatcher::send`], raising `sent` when the first attempt leaves,
     /// so a caller abandoned mid-call knows the request may have been applied.
-    pub async fn send_marked(
+    #[cfg(test)]
+    async fn send_marked(
         &self,
         call: &ApiRequest,
         sent: &AtomicBool,
     ) -> Result<HttpReply, SendError> {
-        self.send_classified(call, sent, &by_status).await
+        self.send_classified(call, sent, &verdict::by_status).await
     }
 
     /// [`Dispatcher::send_marked`] with the provider's own classification of
     /// answers: it alone decides what is retried (a provider error inside a
     /// 5xx is final), and [`MISDIRECTED_LIMIT`] misdirected answers in a row
     /// end in [`SendError::Misdirected`].
-    pub async fn send_classified(
+    #[cfg(test)]
+    async fn send_classified(
         &self,
         call: &ApiRequest,
         sent: &AtomicBool,
@@ -565,7 +560,7 @@ impl Dispatcher {
     /// have been applied without an answer (so a caller can tell an "already
     /// exists" that its own lost attempt caused). Each attempt holds
     /// `shared` (read) while it is out, never while it waits to be retried.
-    pub async fn send_counted(
+    pub(crate) async fn send_counted(
         &self,
         request: &ApiRequest,
         sent: &AtomicBool,

@@ -381,8 +381,10 @@ async fn redirects_are_not_followed() {
 async fn bearer_and_json_body_are_sent_on_every_attempt() {
     let s = serve(&[("/c", vec![resp(502), resp(201)])]).await;
     let (d, _stop) = dispatcher(config());
-    let call = ApiRequest::post_json(s.url("/c"), serde_json::json!({ "a": 1 }))
-        .with_bearer(ApiKey::new(SECRET.into()));
+    let call = ApiRequest {
+        bearer: Some(ApiKey::new(SECRET.into())),
+        ..ApiRequest::post_json(s.url("/c"), serde_json::json!({ "a": 1 }))
+    };
     let reply = d.send(&call).await.unwrap();
     assert_eq!(reply.status, 201);
     let hits = s.hits("/c");
@@ -404,7 +406,10 @@ fn calls_never_show_their_secrets() {
     ))
     .unwrap();
     let body = serde_json::json!({ "apiKey": SECRET });
-    let call = ApiRequest::post_json(url, body).with_bearer(ApiKey::new(SECRET.into()));
+    let call = ApiRequest {
+        bearer: Some(ApiKey::new(SECRET.into())),
+        ..ApiRequest::post_json(url, body)
+    };
     let shown = format!("{call:?} {}", call.describe());
     assert!(!shown.contains(SECRET), "{shown}");
     assert!(!shown.contains("apiKey"), "{shown}");
@@ -612,8 +617,8 @@ async fn an_oversized_answer_then_a_normal_one_gives_the_normal_one() {
     assert_eq!(d.stats().oversized, 1);
 }
 
-fn smspartner(base: &Url) -> crate::provider::SmsPartner {
-    crate::provider::SmsPartner::new(base.clone()).unwrap()
+fn smspartner(base: &Url) -> crate::provider::smspartner::SmsPartner {
+    crate::provider::smspartner::SmsPartner::new(base.clone()).unwrap()
 }
 
 #[tokio::test]
@@ -872,7 +877,9 @@ async fn pacing_accuracy() {
             let hits = s.hits("/m");
             let span = (hits[n - 1].at - hits[0].at).as_secs_f64();
             let achieved = (n - 1) as f64 / span;
-            let shown = burst.map_or(format!("auto={}", burst_for(rate)), |b| b.to_string());
+            let shown = burst.map_or(format!("auto={}", pacer::burst_for(rate)), |b| {
+                b.to_string()
+            });
             println!(
                 "{rate:>5} {shown:>7} {n:>8} {achieved:>10.1} {:>+8.1}%",
                 (achieved / rate - 1.0) * 100.0

@@ -14,12 +14,9 @@ use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value};
 
 use crate::codes::{ErrorCode, RowError};
-pub use crate::dispatch::{ApiRequest, Verdict};
+pub(crate) use crate::dispatch::{ApiRequest, Verdict};
 use crate::normalize::Contact;
 use crate::secret::ApiKey;
-
-pub use mobivate::Mobivate;
-pub use smspartner::SmsPartner;
 
 /// What an add did to one contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,11 +80,6 @@ impl OpError {
         match self {
             OpError::Auth(e) | OpError::NotFound(e) | OpError::Failed(e) => e,
         }
-    }
-
-    /// Whether the run must stop at once (exit 3).
-    pub fn is_abort(&self) -> bool {
-        matches!(self, OpError::Auth(_))
     }
 }
 
@@ -549,8 +541,8 @@ mod tests {
         assert_send_sync::<dyn Provider>();
         let base = url("http://127.0.0.1:9/");
         let all: Vec<Box<dyn Provider>> = vec![
-            Box::new(SmsPartner::new(base.clone()).unwrap()),
-            Box::new(Mobivate::new(base).unwrap()),
+            Box::new(smspartner::SmsPartner::new(base.clone()).unwrap()),
+            Box::new(mobivate::Mobivate::new(base).unwrap()),
         ];
         let names: Vec<_> = all.iter().map(|p| (p.name(), p.max_batch())).collect();
         assert_eq!(names, [("smspartner", 500), ("mobivate", 1)]);

@@ -14,7 +14,7 @@ use crate::rng::SplitMix64;
 
 /// A token bucket: `burst` tokens at most, refilled at `rate` tokens a second.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -24,7 +24,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket. `rate` must be positive and `burst` at least 1 (the
     /// configuration checks both before this is built).
-    pub fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
+    pub(crate) fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
         let burst = f64::from(burst.max(1));
         TokenBucket {
             rate,
@@ -35,7 +35,7 @@ impl TokenBucket {
     }
 
     /// Takes one token, or says how long until one is available.
-    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now.max(self.last);
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -51,7 +51,7 @@ impl TokenBucket {
 }
 
 /// The `Retry-After` value for a wait: whole seconds, rounded up, at least 1.
-pub fn retry_after_secs(wait: Duration) -> u64 {
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait
         .as_secs()
         .saturating_add(u64::from(wait.subsec_nanos() > 0));
@@ -86,7 +86,7 @@ pub enum Fault {
 
 impl Fault {
     /// The name used in logs, or `None` for a normal request.
-    pub fn name(self) -> Option<&'static str> {
+    pub(crate) fn name(self) -> Option<&'static str> {
         match self {
             Fault::None => None,
             Fault::RateLimited { .. } => Some("rate_limited"),
@@ -235,7 +235,7 @@ impl FaultPlan {
     /// coded errors stand for the provider's verdict on a change, so a read
     /// (`write` false: a listing, a detail) drawn for one is served normally;
     /// the draws are the same either way.
-    pub fn decide_for(&mut self, now: Instant, write: bool) -> Decision {
+    pub(crate) fn decide_for(&mut self, now: Instant, write: bool) -> Decision {
         let draw = self.rng.next_f64();
         let jitter_draw = self.rng.next_f64();
         let s = &self.settings;
@@ -310,7 +310,7 @@ pub struct FaultCounts {
 
 impl FaultCounts {
     /// Counts one decision.
-    pub fn record(&mut self, decision: &Decision) {
+    pub(crate) fn record(&mut self, decision: &Decision) {
         match decision.fault {
             Fault::None => {}
             Fault::RateLimited { .. } => self.rate_limited += 1,

@@ -38,7 +38,7 @@ use crate::scan::{CheckedRow, Verdict, scan};
 use crate::secret::ApiKey;
 use crate::state::{Lock, StateWriter, Store, TargetKey, TargetMap, Update as StateUpdate};
 
-pub mod admin;
+pub(crate) mod admin;
 mod engine;
 mod signals;
 
@@ -54,7 +54,7 @@ const GRACE: Duration = Duration::from_secs(5);
 const MAX_RETRY_AFTER_SECS: u64 = 86_400;
 
 /// The default rate for each provider, in requests per second.
-pub fn default_rate(kind: ProviderKind) -> f64 {
+pub(crate) fn default_rate(kind: ProviderKind) -> f64 {
     match kind {
         // Neighbouring SMS Partner endpoints allow 360/min; contact endpoints document nothing.
         ProviderKind::Smspartner | ProviderKind::Mobivate => 5.0,
@@ -63,7 +63,7 @@ pub fn default_rate(kind: ProviderKind) -> f64 {
 }
 
 /// Refuses plain `http://` to anything but loopback unless explicitly allowed.
-pub fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result<(), Error> {
+pub(crate) fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result<(), Error> {
     match url.scheme() {
         "https" => Ok(()),
         "http" => {
@@ -113,7 +113,7 @@ const DEFAULT_MAX_DELETE: MaxInvalid = MaxInvalid::Percent(10.0);
 
 /// Checks the sync settings as a run would, reading no input and needing no
 /// API key (`contact-sync config check`).
-pub fn check(args: &SyncArgs) -> Result<(), Error> {
+pub(crate) fn check(args: &SyncArgs) -> Result<(), Error> {
     SyncConfig::from_args(args, false).map(|_| ())
 }
 
@@ -352,7 +352,7 @@ struct DeletionPlan {
 const ID_SAMPLE: usize = 10;
 
 /// Runs `sync`.
-pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
+pub(crate) fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
     let started = Instant::now();
     let cfg = SyncConfig::from_args(args, true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
