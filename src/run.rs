@@ -100,6 +100,24 @@ impl RunResult {
     }
 }
 
+/// The SMS Partner groups the built-in sandbox (`--provider sandbox`) is
+/// started with: the one given (`--group-id`, else the sandbox's default
+/// group), then those the file's `groupId` column names, each once — so a
+/// sync to the sandbox finds every group it sends to, as the user's real
+/// account would have them.
+pub fn sandbox_groups<'a>(
+    given: &str,
+    file_groups: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
+    let mut groups = vec![given.to_string()];
+    for g in file_groups {
+        if !g.is_empty() && !groups.contains(g) {
+            groups.push(g.clone());
+        }
+    }
+    groups
+}
+
 /// Worker threads to use when not told.
 pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -120,5 +138,17 @@ pub(crate) fn log_input_facts(stats: &ScanStats) {
     }
     if stats.rows == 0 {
         tracing::warn!("the file has a header but no data rows: nothing to do");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sandbox_holds_the_given_group_and_the_files() {
+        let file: Vec<String> = vec!["".into(), "b".into(), "a".into(), "b".into()];
+        assert_eq!(sandbox_groups("a", &file), vec!["a", "b"]);
+        assert_eq!(sandbox_groups("sandbox", &[]), vec!["sandbox"]);
     }
 }

@@ -632,9 +632,19 @@ async fn run_async(
 
     #[cfg(feature = "sandbox")]
     let sandbox = if cfg.kind == ProviderKind::Sandbox && sending == Sending::Send {
-        let handle = crate::sandbox::start(crate::sandbox::SandboxConfig::default())
-            .await
-            .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
+        if cfg.group.is_none() {
+            cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
+        }
+        // The groups the run sends to exist: the built-in sandbox stands for
+        // the user's own account (the standalone one keeps a 404 for others).
+        let groups =
+            crate::run::sandbox_groups(cfg.group.as_deref().unwrap_or_default(), &first.groups);
+        let handle = crate::sandbox::start(crate::sandbox::SandboxConfig {
+            groups,
+            ..crate::sandbox::SandboxConfig::default()
+        })
+        .await
+        .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
         tracing::info!("sandbox listening on {}", handle.base_url());
         if std::env::var_os(crate::secret::ENV_VAR).is_some() {
             tracing::warn!("ignoring {} for the sandbox", crate::secret::ENV_VAR);
@@ -643,9 +653,6 @@ async fn run_async(
             reqwest::Url::parse(&handle.base_url())
                 .map_err(|e| Error::Runtime(format!("sandbox address: {e}")))?,
         );
-        if cfg.group.is_none() {
-            cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
-        }
         Some(handle)
     } else {
         None
