@@ -293,50 +293,8 @@ fn apply(conn: &mut Connection, updates: &[Update]) -> rusqlite::Result<()> {
     let at = now();
     for u in updates {
         match u {
-            Update::Pending { target, rows } => {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO contacts (target, phone, contact_id, fields, fingerprint, status, managed, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
-                     ON CONFLICT (target, phone) DO UPDATE SET
-                         contact_id = COALESCE(excluded.contact_id, contacts.contact_id),
-                         fields = excluded.fields,
-                         fingerprint = excluded.fingerprint,
-                         status = excluded.status,
-                         updated_at = excluded.updated_at",
-                )?;
-                for r in rows {
-                    stmt.execute(params![
-                        target,
-                        r.phone,
-                        r.contact_id,
-                        r.fields,
-                        r.fingerprint as i64,
-                        r.kind.code(),
-                        at
-                    ])?;
-                }
-            }
-            Update::Confirmed { target, row } => {
-                tx.prepare_cached(
-                    "INSERT INTO contacts (target, phone, contact_id, fields, fingerprint, status, managed, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0, 1, ?6)
-                     ON CONFLICT (target, phone) DO UPDATE SET
-                         contact_id = COALESCE(excluded.contact_id, contacts.contact_id),
-                         fields = excluded.fields,
-                         fingerprint = excluded.fingerprint,
-                         status = 0,
-                         managed = 1,
-                         updated_at = excluded.updated_at",
-                )?
-                .execute(params![
-                    target,
-                    row.phone,
-                    row.contact_id,
-                    row.fields,
-                    row.fingerprint as i64,
-                    at
-                ])?;
-            }
+            Update::Pending { target, rows } => write_pending(&tx, *target, rows, at)?,
+            Update::Confirmed { target, row } => write_confirmed(&tx, *target, row, at)?,
             Update::Known { target, entries } => {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO contacts (target, phone, contact_id, status, managed, updated_at)
@@ -392,4 +350,65 @@ fn apply(conn: &mut Connection, updates: &[Update]) -> rusqlite::Result<()> {
         }
     }
     tx.commit()
+}
+
+/// Rows about to be sent: what is sent, and its status (add or update), kept
+/// until the answer confirms them.
+fn write_pending(
+    tx: &rusqlite::Transaction<'_>,
+    target: i64,
+    rows: &[Sent],
+    at: i64,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO contacts (target, phone, contact_id, fields, fingerprint, status, managed, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
+         ON CONFLICT (target, phone) DO UPDATE SET
+             contact_id = COALESCE(excluded.contact_id, contacts.contact_id),
+             fields = excluded.fields,
+             fingerprint = excluded.fingerprint,
+             status = excluded.status,
+             updated_at = excluded.updated_at",
+    )?;
+    for r in rows {
+        stmt.execute(params![
+            target,
+            r.phone,
+            r.contact_id,
+            r.fields,
+            r.fingerprint as i64,
+            r.kind.code(),
+            at
+        ])?;
+    }
+    Ok(())
+}
+
+/// A row the provider confirmed: what was sent, now managed by this tool.
+fn write_confirmed(
+    tx: &rusqlite::Transaction<'_>,
+    target: i64,
+    row: &Sent,
+    at: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO contacts (target, phone, contact_id, fields, fingerprint, status, managed, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, 1, ?6)
+         ON CONFLICT (target, phone) DO UPDATE SET
+             contact_id = COALESCE(excluded.contact_id, contacts.contact_id),
+             fields = excluded.fields,
+             fingerprint = excluded.fingerprint,
+             status = 0,
+             managed = 1,
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        target,
+        row.phone,
+        row.contact_id,
+        row.fields,
+        row.fingerprint as i64,
+        at
+    ])?;
+    Ok(())
 }
