@@ -557,25 +557,7 @@ pub(crate) fn check(path: &Path, file: Option<&Path>) -> Result<u8, crate::confi
         _ => return Err(Error::Runtime("config check parsed another command".into())),
     };
     match &input {
-        Some(f) => {
-            let opened = InputConfig::from_args(&input_args)?.open()?;
-            let header = opened.reader.header();
-            out.push_str(&format!("columns of {}:\n", f.display()));
-            for field in Field::ALL {
-                if let Some(i) = opened.map.get(field) {
-                    let name = header.get(i).map(String::as_str).unwrap_or("");
-                    out.push_str(&format!(
-                        "  {:<12} <- {} (column {})\n",
-                        field.name(),
-                        crate::words::quote(name),
-                        i + 1
-                    ));
-                }
-            }
-            if !opened.ignored.is_empty() {
-                out.push_str(&format!("  ignored: {}\n", opened.ignored.join(", ")));
-            }
-        }
+        Some(f) => out.push_str(&column_map(f, &input_args)?),
         None => match from_config {
             Some(p) => out.push_str(&format!(
                 "column map not checked: the config's file {} does not exist (yet); pass a sample export as FILE to check it\n",
@@ -586,6 +568,29 @@ pub(crate) fn check(path: &Path, file: Option<&Path>) -> Result<u8, crate::confi
     }
     print!("{out}");
     Ok(crate::codes::exit::OK)
+}
+
+/// The column map `config check` prints: which column each field reads from
+/// input `f` (opened with `input`), and the columns ignored.
+fn column_map(f: &Path, input: &crate::cli::InputArgs) -> Result<String, crate::config::Error> {
+    let opened = crate::config::InputConfig::from_args(input)?.open()?;
+    let header = opened.reader.header();
+    let mut out = format!("columns of {}:\n", f.display());
+    for field in Field::ALL {
+        if let Some(i) = opened.map.get(field) {
+            let name = header.get(i).map(String::as_str).unwrap_or("");
+            out.push_str(&format!(
+                "  {:<12} <- {} (column {})\n",
+                field.name(),
+                crate::words::quote(name),
+                i + 1
+            ));
+        }
+    }
+    if !opened.ignored.is_empty() {
+        out.push_str(&format!("  ignored: {}\n", opened.ignored.join(", ")));
+    }
+    Ok(out)
 }
 
 /// The candidate closest to `key`: one it begins (or that begins it), else
