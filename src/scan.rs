@@ -28,14 +28,14 @@ use crate::record::Record;
 const BATCH: usize = 512;
 
 /// Rows read ahead to decide column-wide rules before the first row is checked.
-pub const LOOKAHEAD_ROWS: usize = 1000;
+pub(crate) const LOOKAHEAD_ROWS: usize = 1000;
 
 /// Bytes of text the look-ahead holds at most, whatever the row count.
-pub const LOOKAHEAD_BYTES: usize = 8 << 20;
+pub(crate) const LOOKAHEAD_BYTES: usize = 8 << 20;
 
 /// The verdict on one row after validation and de-duplication.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The row can be sent.
     Valid(Box<Contact>),
     /// The row has problems, in column order.
@@ -44,7 +44,7 @@ pub enum Verdict {
 
 /// One input row with its verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckedRow {
+pub(crate) struct CheckedRow {
     /// The row as read (its `line` is where it starts).
     pub record: Record,
     /// What validation made of it.
@@ -58,7 +58,7 @@ pub struct CheckedRow {
 
 impl CheckedRow {
     /// The normalised number, or the raw phone cell of an invalid row.
-    pub fn phone<'a>(&'a self, map: &ColumnMap) -> &'a str {
+    pub(crate) fn phone<'a>(&'a self, map: &ColumnMap) -> &'a str {
         match &self.verdict {
             Verdict::Valid(c) => &c.phone,
             Verdict::Invalid(_) => match &self.phone {
@@ -79,7 +79,7 @@ impl CheckedRow {
 /// file's expected row count: a million numbers take 24 MiB, where a
 /// `HashMap<u64, u64>` took 32 and 48 while it doubled.
 #[derive(Default)]
-pub struct Dedup {
+pub(crate) struct Dedup {
     slots: Vec<Slot>,
     /// Numbers held.
     len: usize,
@@ -113,7 +113,7 @@ const BIG_LINE: u32 = u32::MAX;
 
 impl Dedup {
     /// Room for about `rows` numbers before the first doubling (at most 2^26).
-    pub fn with_capacity(rows: usize) -> Dedup {
+    pub(crate) fn with_capacity(rows: usize) -> Dedup {
         let mut dedup = Dedup::default();
         if rows > 0 {
             let slots = (rows.min(1 << 26) * 4 / 3 + 1)
@@ -125,7 +125,7 @@ impl Dedup {
     }
 
     /// `Some(first_line)` when an earlier row had the same number and group.
-    pub fn check(&mut self, contact: &Contact, line: u64) -> Option<u64> {
+    pub(crate) fn check(&mut self, contact: &Contact, line: u64) -> Option<u64> {
         let digits: u64 = contact.phone.trim_start_matches('+').parse().ok()?;
         let next = self.groups.len() as u64;
         let group = if contact.group_id.is_empty() {
@@ -197,7 +197,7 @@ impl Dedup {
 
 /// Counts of what the scan read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScanStats {
+pub(crate) struct ScanStats {
     /// Data rows handed to the sink.
     pub rows: u64,
     /// How the rows were decoded.
@@ -212,7 +212,7 @@ type Checked = (u64, Vec<CheckedRow>);
 /// Streams every data row of `reader` through `normalizer` and the duplicate
 /// rule to `sink`, in input order, on `workers` threads. The sink may stop the
 /// scan early by returning `Break`.
-pub fn scan<R: Read + Send>(
+pub(crate) fn scan<R: Read + Send>(
     mut reader: CsvReader<R>,
     map: &ColumnMap,
     normalizer: &Normalizer,
@@ -371,7 +371,7 @@ fn next_batch(rx: &Mutex<Receiver<Batch>>) -> Option<Batch> {
 }
 
 /// Validates one record (everything but the duplicate rule).
-pub fn check(
+pub(crate) fn check(
     record: Record,
     status: RecordStatus,
     map: &ColumnMap,

@@ -885,7 +885,8 @@ fn an_sms_partner_group_gets_no_add_while_it_is_listed() {
 /// no answer) and whose second is served: the seed is found from the draws
 /// the sandbox will make.
 fn sandbox_losing_the_first_request() -> Sandbox {
-    use contact_sync::sandbox::faults::{Fault, FaultPlan, SplitMix64};
+    use contact_sync::rng::SplitMix64;
+    use contact_sync::sandbox::faults::{Fault, FaultPlan};
     let stress = FaultSettings {
         lose_rate: 0.2,
         ..FaultSettings::default()

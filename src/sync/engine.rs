@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::sync::{RwLock, Semaphore, mpsc, watch};
 
 use crate::codes::{ErrorCode, Outcome, RowError};
-use crate::dispatch::{Dispatcher, HttpCall, HttpReply, Meter, SendError};
+use crate::dispatch::{Dispatcher, HttpReply, Meter, SendError};
 use crate::normalize::Contact;
 use crate::progress;
 use crate::provider::{AddResult, ApiRequest, ListPage, Listed, OpError, Provider};
@@ -417,35 +417,23 @@ impl Engine {
         meter: &Meter,
         shared: Option<&RwLock<()>>,
     ) -> Result<HttpReply, SendError> {
-        let unsendable = |message: String| SendError::Network {
-            message,
-            maybe_applied: false,
-        };
-        let body = match &req.body {
-            Some(v) => Some(
-                serde_json::to_vec(v)
-                    .map_err(|e| unsendable(format!("cannot encode request: {e}")))?,
-            ),
-            None => None,
-        };
-        let mut call = HttpCall::new(req.method.clone(), req.url.clone());
-        call.json = body;
-        if let Some(token) = &req.bearer {
-            call = call.with_bearer(token.expose()).map_err(|_| {
-                // No request can ever carry this key: stop instead of failing every row.
-                self.abort(Abort::Auth(
-                    "the API key holds a character that is not allowed in an HTTP header".into(),
-                ));
-                unsendable("the API key is not a valid HTTP header value".into())
-            })?;
-        }
         let classify = |status: u16, after: Option<std::time::Duration>, body: &[u8]| {
             self.provider.classify(status, after, body)
         };
         let result = self
             .dispatcher
-            .send_counted(&call, sent, &classify, meter, shared)
+            .send_counted(&req, sent, &classify, meter, shared)
             .await;
+        if let Err(SendError::InvalidKey) = result {
+            // No request can ever carry this key: stop instead of failing every row.
+            self.abort(Abort::Auth(
+                "the API key holds a character that is not allowed in an HTTP header".into(),
+            ));
+            return Err(SendError::Network {
+                message: SendError::InvalidKey.to_string(),
+                maybe_applied: false,
+            });
+        }
         // Answered, or given up on: either way nothing of it is pending any more.
         sent.store(false, Ordering::SeqCst);
         match &result {
@@ -480,7 +468,7 @@ impl Engine {
                     self.abort(Abort::Unanswered);
                 }
             }
-            Err(SendError::Cancelled) => {}
+            Err(SendError::Cancelled | SendError::InvalidKey) => {}
         }
         result
     }
@@ -523,7 +511,9 @@ impl Engine {
                 "an earlier attempt got no answer, then the provider asked for a pause longer than --max-retry-after; it may have been applied, and the next run settles it",
             )),
             SendError::Misdirected { code, message } => Ok(RowError::new(code, message)),
-            SendError::RetryAfterTooLong { .. } | SendError::Cancelled => Err(()),
+            SendError::RetryAfterTooLong { .. } | SendError::Cancelled | SendError::InvalidKey => {
+                Err(())
+            }
         }
     }
 

@@ -33,12 +33,12 @@ use crate::provider::Provider;
 use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
 use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
-use crate::run::{Ending, RunResult, default_threads};
+use crate::run::{Ending, RunResult, default_threads, log_input_facts};
 use crate::scan::{CheckedRow, Verdict, scan};
 use crate::secret::ApiKey;
 use crate::state::{Lock, StateWriter, Store, TargetKey, TargetMap, Update as StateUpdate};
 
-pub mod admin;
+pub(crate) mod admin;
 mod engine;
 mod signals;
 
@@ -54,7 +54,7 @@ const GRACE: Duration = Duration::from_secs(5);
 const MAX_RETRY_AFTER_SECS: u64 = 86_400;
 
 /// The default rate for each provider, in requests per second.
-pub fn default_rate(kind: ProviderKind) -> f64 {
+pub(crate) fn default_rate(kind: ProviderKind) -> f64 {
     match kind {
         // Neighbouring SMS Partner endpoints allow 360/min; contact endpoints document nothing.
         ProviderKind::Smspartner | ProviderKind::Mobivate => 5.0,
@@ -63,7 +63,7 @@ pub fn default_rate(kind: ProviderKind) -> f64 {
 }
 
 /// Refuses plain `http://` to anything but loopback unless explicitly allowed.
-pub fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result<(), Error> {
+pub(crate) fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result<(), Error> {
     match url.scheme() {
         "https" => Ok(()),
         "http" => {
@@ -113,7 +113,7 @@ const DEFAULT_MAX_DELETE: MaxInvalid = MaxInvalid::Percent(10.0);
 
 /// Checks the sync settings as a run would, reading no input and needing no
 /// API key (`contact-sync config check`).
-pub fn check(args: &SyncArgs) -> Result<(), Error> {
+pub(crate) fn check(args: &SyncArgs) -> Result<(), Error> {
     SyncConfig::from_args(args, false).map(|_| ())
 }
 
@@ -352,7 +352,7 @@ struct DeletionPlan {
 const ID_SAMPLE: usize = 10;
 
 /// Runs `sync`.
-pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
+pub(crate) fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
     let started = Instant::now();
     let cfg = SyncConfig::from_args(args, true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -632,9 +632,19 @@ async fn run_async(
 
     #[cfg(feature = "sandbox")]
     let sandbox = if cfg.kind == ProviderKind::Sandbox && sending == Sending::Send {
-        let handle = crate::sandbox::start(crate::sandbox::SandboxConfig::default())
-            .await
-            .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
+        if cfg.group.is_none() {
+            cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
+        }
+        // The groups the run sends to exist: the built-in sandbox stands for
+        // the user's own account (the standalone one keeps a 404 for others).
+        let groups =
+            crate::run::sandbox_groups(cfg.group.as_deref().unwrap_or_default(), &first.groups);
+        let handle = crate::sandbox::start(crate::sandbox::SandboxConfig {
+            groups,
+            ..crate::sandbox::SandboxConfig::default()
+        })
+        .await
+        .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
         tracing::info!("sandbox listening on {}", handle.base_url());
         if std::env::var_os(crate::secret::ENV_VAR).is_some() {
             tracing::warn!("ignoring {} for the sandbox", crate::secret::ENV_VAR);
@@ -643,9 +653,6 @@ async fn run_async(
             reqwest::Url::parse(&handle.base_url())
                 .map_err(|e| Error::Runtime(format!("sandbox address: {e}")))?,
         );
-        if cfg.group.is_none() {
-            cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
-        }
         Some(handle)
     } else {
         None
@@ -707,11 +714,10 @@ async fn run_async(
     .await;
     #[cfg(feature = "sandbox")]
     if let Some(handle) = sandbox {
-        for g in &handle.snapshot().smspartner {
+        for (group, size) in handle.group_sizes() {
             tracing::info!(
-                "sandbox group {} now holds {} contacts",
-                crate::words::quote(&g.id),
-                g.contacts.len()
+                "sandbox group {} now holds {size} contacts",
+                crate::words::quote(&group)
             );
         }
         handle.shutdown().await;
@@ -1162,7 +1168,7 @@ fn first_pass(
         path: input.source.describe(),
         source,
     })?;
-    crate::validate::log_input_facts(&stats);
+    log_input_facts(&stats);
     first.windows_1252 = stats.encoding.data_rows_1252();
     // A signal after the last row still means the run was interrupted.
     first.interrupted |= raised.load(Ordering::Relaxed);
