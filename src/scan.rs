@@ -221,36 +221,13 @@ pub(crate) fn scan<R: Read + Send>(
 ) -> Result<ScanStats, ReadError> {
     let workers = workers.max(1);
     let mut stats = ScanStats::default();
-    let mut ahead = Vec::new();
-    let mut ahead_bytes = 0;
-    let mut ended = false;
-    let mut finder = FactsFinder::default();
-    while ahead.len() < LOOKAHEAD_ROWS && ahead_bytes < LOOKAHEAD_BYTES {
-        let mut rec = Record::default();
-        match reader.next_record(&mut rec)? {
-            Some(status) => {
-                if status == RecordStatus::Ok {
-                    finder.observe(map, &rec);
-                }
-                ahead_bytes += rec.text_len();
-                ahead.push((rec, status));
-            }
-            None => {
-                ended = true;
-                break;
-            }
-        }
-    }
-    stats.facts = finder.finish();
-    // Rows to expect, from the file's size and the look-ahead's row length:
-    // the duplicate table is sized once instead of doubling on the way.
-    let expected_rows = match reader.size_hint() {
-        Some(size) if !ended && !ahead.is_empty() => {
-            let per_row = (ahead_bytes / ahead.len()).max(8) as u64;
-            usize::try_from(size / per_row).unwrap_or(usize::MAX)
-        }
-        _ => 0,
-    };
+    let LookAhead {
+        rows: ahead,
+        ended,
+        facts,
+        expected_rows,
+    } = look_ahead(&mut reader, map)?;
+    stats.facts = facts;
     let normalizer = &normalizer.with_facts(stats.facts);
     let encoding = std::thread::scope(|s| {
         let (work_tx, work_rx) = sync_channel::<Batch>(workers * 2);
@@ -334,20 +311,7 @@ pub(crate) fn scan<R: Read + Send>(
                 // Never blocks: at most `in_flight` tokens exist.
                 let _ = token_tx.try_send(());
                 for mut row in rows {
-                    if let Verdict::Valid(contact) = &row.verdict
-                        && let Some(first) = dedup.check(contact, row.record.line)
-                    {
-                        let message = format!(
-                            "the number {} already appears on line {first}; the first row wins",
-                            contact.phone
-                        );
-                        row.phone = Some(contact.phone.clone());
-                        row.note.clear();
-                        row.verdict = Verdict::Invalid(vec![RowError::new(
-                            ErrorCode::DuplicatePhone,
-                            message,
-                        )]);
-                    }
+                    mark_duplicate(&mut row, &mut dedup);
                     stats.rows += 1;
                     if sink(row).is_break() {
                         break 'outer;
@@ -364,6 +328,73 @@ pub(crate) fn scan<R: Read + Send>(
     })?;
     stats.encoding = encoding;
     Ok(stats)
+}
+
+/// The first rows of a file, read before any is checked.
+struct LookAhead {
+    rows: Vec<(Record, RecordStatus)>,
+    /// Whether they are the whole file.
+    ended: bool,
+    /// What they show of the columns.
+    facts: ColumnFacts,
+    /// Rows to expect, from the file's size and the look-ahead's row length
+    /// (0: unknown), so the duplicate table is sized once instead of
+    /// doubling on the way.
+    expected_rows: usize,
+}
+
+/// Reads up to [`LOOKAHEAD_ROWS`] rows ([`LOOKAHEAD_BYTES`] at most) and
+/// decides the column facts from them.
+fn look_ahead<R: Read>(reader: &mut CsvReader<R>, map: &ColumnMap) -> Result<LookAhead, ReadError> {
+    let mut rows = Vec::new();
+    let mut bytes = 0;
+    let mut ended = false;
+    let mut finder = FactsFinder::default();
+    while rows.len() < LOOKAHEAD_ROWS && bytes < LOOKAHEAD_BYTES {
+        let mut rec = Record::default();
+        match reader.next_record(&mut rec)? {
+            Some(status) => {
+                if status == RecordStatus::Ok {
+                    finder.observe(map, &rec);
+                }
+                bytes += rec.text_len();
+                rows.push((rec, status));
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let expected_rows = match reader.size_hint() {
+        Some(size) if !ended && !rows.is_empty() => {
+            let per_row = (bytes / rows.len()).max(8) as u64;
+            usize::try_from(size / per_row).unwrap_or(usize::MAX)
+        }
+        _ => 0,
+    };
+    Ok(LookAhead {
+        rows,
+        ended,
+        facts: finder.finish(),
+        expected_rows,
+    })
+}
+
+/// The duplicate rule: a valid row whose number (and group) an earlier row
+/// had becomes `invalid`, naming the first row's line.
+fn mark_duplicate(row: &mut CheckedRow, dedup: &mut Dedup) {
+    if let Verdict::Valid(contact) = &row.verdict
+        && let Some(first) = dedup.check(contact, row.record.line)
+    {
+        let message = format!(
+            "the number {} already appears on line {first}; the first row wins",
+            contact.phone
+        );
+        row.phone = Some(contact.phone.clone());
+        row.note.clear();
+        row.verdict = Verdict::Invalid(vec![RowError::new(ErrorCode::DuplicatePhone, message)]);
+    }
 }
 
 fn next_batch(rx: &Mutex<Receiver<Batch>>) -> Option<Batch> {

@@ -139,34 +139,7 @@ impl SyncConfig {
                 "--provider mobivate needs --base-url (Mobivate gives it on request)".into(),
             ));
         }
-        let rate = args.rate.unwrap_or_else(|| default_rate(args.provider));
-        if !(crate::dispatch::MIN_RATE..=crate::dispatch::MAX_RATE).contains(&rate) {
-            return Err(Error::Usage(format!(
-                "--rate {rate}: must be between {} and {} requests per second",
-                crate::dispatch::MIN_RATE,
-                crate::dispatch::MAX_RATE
-            )));
-        }
-        if !(1..=crate::dispatch::MAX_CONCURRENCY).contains(&args.concurrency) {
-            return Err(Error::Usage(format!(
-                "--concurrency {}: must be between 1 and {}",
-                args.concurrency,
-                crate::dispatch::MAX_CONCURRENCY
-            )));
-        }
-        if args.max_retry_after > MAX_RETRY_AFTER_SECS {
-            return Err(Error::Usage(format!(
-                "--max-retry-after {}: must be at most {MAX_RETRY_AFTER_SECS} seconds (one day)",
-                args.max_retry_after
-            )));
-        }
-        let mut dispatch = DispatchConfig {
-            rate,
-            concurrency: args.concurrency,
-            ..DispatchConfig::default()
-        };
-        dispatch.retry.max_retries = args.max_retries;
-        dispatch.retry.max_retry_after = Duration::from_secs(args.max_retry_after);
+        let dispatch = dispatch_config(args)?;
         let max_invalid = MaxInvalid::from_arg(args.max_invalid.as_deref())?;
         let key = api_key(args.provider, args.dry_run || !need_key)?;
         if args.provider == ProviderKind::Mobivate
@@ -180,26 +153,7 @@ impl SyncConfig {
                 crate::secret::ENV_VAR
             )));
         }
-        let state = if args.no_state {
-            None
-        } else if let Some(path) = &args.state {
-            Some(path.clone())
-        } else if args.provider == ProviderKind::Sandbox {
-            // A fresh emulator each run: a store would think its contacts exist.
-            None
-        } else {
-            let target = TargetKey {
-                provider: provider_name(args.provider).into(),
-                base_url: target_base(args.provider, base_url.as_ref()),
-                group: args.group_id.clone().unwrap_or_default(),
-            };
-            Some(crate::state::default_path(&target).ok_or_else(|| {
-                Error::Usage(
-                    "cannot find the user's state directory: pass --state PATH (or --no-state)"
-                        .into(),
-                )
-            })?)
-        };
+        let state = state_path(args, base_url.as_ref())?;
         if args.delete_missing && state.is_none() {
             return Err(Error::Usage(
                 "--delete-missing needs the state store: it deletes only the contacts this tool put on the target, and the store is what knows them (drop --no-state; with --provider sandbox, pass --state)".into(),
@@ -232,6 +186,66 @@ impl SyncConfig {
             max_delete,
         })
     }
+}
+
+/// The dispatcher's settings from `--rate`, `--concurrency`, `--max-retries`
+/// and `--max-retry-after`, each checked against its bounds.
+fn dispatch_config(args: &SyncArgs) -> Result<DispatchConfig, Error> {
+    let rate = args.rate.unwrap_or_else(|| default_rate(args.provider));
+    if !(crate::dispatch::MIN_RATE..=crate::dispatch::MAX_RATE).contains(&rate) {
+        return Err(Error::Usage(format!(
+            "--rate {rate}: must be between {} and {} requests per second",
+            crate::dispatch::MIN_RATE,
+            crate::dispatch::MAX_RATE
+        )));
+    }
+    if !(1..=crate::dispatch::MAX_CONCURRENCY).contains(&args.concurrency) {
+        return Err(Error::Usage(format!(
+            "--concurrency {}: must be between 1 and {}",
+            args.concurrency,
+            crate::dispatch::MAX_CONCURRENCY
+        )));
+    }
+    if args.max_retry_after > MAX_RETRY_AFTER_SECS {
+        return Err(Error::Usage(format!(
+            "--max-retry-after {}: must be at most {MAX_RETRY_AFTER_SECS} seconds (one day)",
+            args.max_retry_after
+        )));
+    }
+    let mut dispatch = DispatchConfig {
+        rate,
+        concurrency: args.concurrency,
+        ..DispatchConfig::default()
+    };
+    dispatch.retry.max_retries = args.max_retries;
+    dispatch.retry.max_retry_after = Duration::from_secs(args.max_retry_after);
+    Ok(dispatch)
+}
+
+/// The state store's file: `--state`, none (`--no-state`, the sandbox), or
+/// the per-target default.
+fn state_path(args: &SyncArgs, base_url: Option<&reqwest::Url>) -> Result<Option<PathBuf>, Error> {
+    if args.no_state {
+        return Ok(None);
+    }
+    if let Some(path) = &args.state {
+        return Ok(Some(path.clone()));
+    }
+    if args.provider == ProviderKind::Sandbox {
+        // A fresh emulator each run: a store would think its contacts exist.
+        return Ok(None);
+    }
+    let target = TargetKey {
+        provider: provider_name(args.provider).into(),
+        base_url: target_base(args.provider, base_url),
+        group: args.group_id.clone().unwrap_or_default(),
+    };
+    let path = crate::state::default_path(&target).ok_or_else(|| {
+        Error::Usage(
+            "cannot find the user's state directory: pass --state PATH (or --no-state)".into(),
+        )
+    })?;
+    Ok(Some(path))
 }
 
 /// The provider's name in the state store.
