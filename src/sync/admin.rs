@@ -18,7 +18,7 @@ use super::{
 };
 
 /// Runs a `state` subcommand; `Ok` carries the exit code.
-pub fn run(args: &StateArgs) -> Result<u8, Error> {
+pub(crate) fn run(args: &StateArgs) -> Result<u8, Error> {
     match &args.action {
         StateAction::Show(target) => show(target),
         StateAction::Rebuild(target) => rebuild(target),
