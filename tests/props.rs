@@ -3,8 +3,9 @@
 //! response parsers on generated answers. `cargo fuzz` needs a nightly
 //! toolchain and libFuzzer; these run on stable in the normal test suite.
 //!
-//! The short run takes each test's own case count; a campaign raises it:
-//! `PROPTEST_CASES=1000000 cargo test --release --test integration props::`.
+//! The short run takes each test's own case count; a campaign raises it,
+//! in chunks with fixed seeds (docs/security.md, "Fuzzing"):
+//! `PROPTEST_CASES=100000 PROPTEST_RNG_SEED=1 cargo test --release --test integration props::`.
 //! A failure prints its minimal input: make it a regression test below.
 
 use std::path::Path;
