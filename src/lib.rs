@@ -17,6 +17,7 @@ pub mod html;
 pub mod input;
 pub mod logging;
 pub mod normalize;
+mod phone;
 pub mod plan;
 pub mod private;
 pub mod progress;

@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono::format::{Item, Parsed, StrftimeItems};
@@ -23,6 +24,7 @@ use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberFormat, PhoneNumberType, Reg
 
 use crate::codes::{ErrorCode, RowError};
 use crate::columns::{ColumnMap, Field, FieldSet, PhoneSlot};
+use crate::phone::FastPhone;
 use crate::record::Record;
 use crate::words::{describe, quote};
 
@@ -132,6 +134,9 @@ pub struct Normalizer {
     date_formats_shown: String,
     /// What the first rows of the file say about its columns.
     facts: ColumnFacts,
+    /// The default region's metadata compiled for the phone fast path
+    /// (`None`: every number takes the library's full path).
+    fast: Option<Arc<FastPhone>>,
 }
 
 /// What the first rows of a file say about its columns, decided once before
@@ -261,6 +266,7 @@ impl Normalizer {
             date_formats,
             date_formats_shown,
             facts: ColumnFacts::default(),
+            fast: FastPhone::for_region(region),
         })
     }
 
@@ -269,6 +275,32 @@ impl Normalizer {
         Normalizer {
             facts,
             ..self.clone()
+        }
+    }
+
+    /// This normaliser without the phone fast path: every number goes through
+    /// the library's full `parse` and `get_number_type` (for the differential test).
+    pub fn full_path_only(&self) -> Normalizer {
+        Normalizer {
+            fast: None,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the phone fast path serves the default region.
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Whether the fast path, not the library, reads this phone cell (one
+    /// number); for the differential test to know what it compared.
+    pub fn phone_fast_path_answers(&self, cell: &str) -> bool {
+        let body = unwrap_spreadsheet(cell.trim());
+        let main = split_extension(body).map_or(body, |(main, _)| main);
+        let mut buf = [0u8; MAX_PHONE_DIGITS + 1];
+        match (&self.fast, clean_phone(main, &mut buf)) {
+            (Some(fast), Ok(cleaned)) => fast.valid(cleaned).is_some(),
+            _ => false,
         }
     }
 
@@ -611,6 +643,13 @@ impl Normalizer {
         };
         let mut buf = [0u8; MAX_PHONE_DIGITS + 1];
         let cleaned = clean_phone(main, &mut buf).map_err(|why| unclean(raw, why))?;
+        if let Some((e164, kind)) = self.fast.as_ref().and_then(|f| f.valid(cleaned)) {
+            return Ok(Number {
+                e164,
+                kind,
+                extension,
+            });
+        }
         let invalid = || {
             let msg = if cleaned.starts_with('+') {
                 format!("{} is not a valid phone number", quote(raw))
