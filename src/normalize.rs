@@ -1099,8 +1099,6 @@ fn digit(n: u32) -> char {
     char::from_digit(n, 10).unwrap_or('0')
 }
 
-/// A trimmed URL cell, checked to be an absolute http(s) URL with a host and
-/// returned exactly as written: the provider stores what the user wrote.
 /// What the report says of an opted-out row.
 pub const OPTED_OUT_NOTE: &str =
     "opted out (optOut): never added or updated; --delete-missing deletes its contact";
@@ -1159,10 +1157,20 @@ fn opt_out(raw: &str) -> Result<bool, RowError> {
     }
 }
 
+/// A trimmed URL cell, checked to be an absolute http(s) URL with a host and
+/// returned exactly as written: the provider stores what the user wrote.
 fn url(raw: &str) -> Result<String, RowError> {
     if raw.is_empty() {
         return Ok(String::new());
     }
+    if plain_http_url(raw) {
+        return Ok(raw.to_string());
+    }
+    url_parsed(raw)
+}
+
+/// [`url`] through the URL parser, whatever the cell's shape.
+fn url_parsed(raw: &str) -> Result<String, RowError> {
     let bad = |why: &str| {
         RowError::new(
             ErrorCode::UrlInvalid,
@@ -1204,6 +1212,42 @@ fn url(raw: &str) -> Result<String, RowError> {
         return Err(bad("it has no host"));
     }
     Ok(raw.to_string())
+}
+
+/// Whether `raw` is an http(s) URL of the plainest shape, which the URL
+/// parser and the checks of [`url`] accept: a lower-case scheme, `//`, a
+/// host of lower-case ASCII labels (no empty label, no `xn--` label for IDNA
+/// to decode, the last one starting with a letter so it is not read as an
+/// IPv4 address), then at most a path of unreserved characters. Saves the
+/// parser's 2,500 instructions on the URLs most files hold; anything else
+/// goes through the parser.
+fn plain_http_url(raw: &str) -> bool {
+    let Some(rest) = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let rest = rest.as_bytes();
+    let (host, path) = rest.split_at(rest.iter().position(|&b| b == b'/').unwrap_or(rest.len()));
+    let mut label_start = 0;
+    for i in 0..=host.len() {
+        if i == host.len() || host[i] == b'.' {
+            let label = &host[label_start..i];
+            let last = i == host.len();
+            if label.is_empty()
+                || label.starts_with(b"xn--")
+                || (last && !label[0].is_ascii_lowercase())
+            {
+                return false;
+            }
+            label_start = i + 1;
+        } else if !(host[i].is_ascii_lowercase() || host[i].is_ascii_digit() || host[i] == b'-') {
+            return false;
+        }
+    }
+    path.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'~' | b'-'))
 }
 
 /// The URL parser's complaint in a user's words.
@@ -1817,6 +1861,59 @@ mod tests {
                 errors[0].message
             );
         }
+    }
+
+    #[test]
+    fn plain_urls_are_exactly_those_the_parser_accepts() {
+        let mut urls: Vec<String> = [
+            "https://example.com/c/1",
+            "http://a.b/",
+            "https://e.com",
+            "https://x/",
+            "https://a-.b-c.d/~x_y.z-",
+            "https://-a-.com/",
+            "https://1.2.3.4/x",
+            "https://999.1.1.1/",
+            "https://a.1/",
+            "https://a.0x1/",
+            "https://xn--a.com/",
+            "https://a.xn--b/",
+            "https://ex..com/",
+            "https://.e.com/",
+            "https://e.com./",
+            "https://E.com/",
+            "HTTPS://e.com/",
+            "https://e.com:80/",
+            "https://e.com/a?b",
+            "https://e.com/a#b",
+            "https://e.com/%zz",
+            "https:///e.com",
+            "https://",
+            "http:e.com",
+            "https://e.com/a b",
+            "https://e.com\\a",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every host of up to three labels over a small alphabet.
+        let alphabet = ["a", "z", "0", "9", "-", "xn--", ""];
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    urls.push(format!("https://{a}{b}.{c}{a}/p"));
+                    urls.push(format!("http://{c}.{a}{b}.{b}{c}"));
+                }
+            }
+        }
+        let mut plain = 0;
+        for u in &urls {
+            if plain_http_url(u) {
+                plain += 1;
+                assert_eq!(url_parsed(u), Ok(u.clone()), "{u}");
+            }
+        }
+        assert!(plain > 50, "{plain}");
     }
 
     #[test]

@@ -192,6 +192,17 @@ impl FastPhone {
         if regions != [region] {
             return None;
         }
+        let country_code_text = country_code.to_string();
+        let shorter_is_code = (1..country_code_text.len()).any(|i| {
+            country_code_text[..i].parse().is_ok_and(|code: i32| {
+                PHONE_NUMBER_UTIL
+                    .get_region_for_country_code(code)
+                    .is_some()
+            })
+        });
+        if shorter_is_code || country_code_text.len() > MAX_LENGTH_COUNTRY_CODE {
+            return None;
+        }
 
         let idd =
             match library_pattern(meta.international_prefix().pattern_base.as_ref(), false).ok()? {
@@ -242,7 +253,7 @@ impl FastPhone {
         let general = &meta.general_desc.original;
         Some(FastPhone {
             country_code,
-            country_code_text: country_code.to_string(),
+            country_code_text,
             idd,
             national_prefix,
             descs,
@@ -268,20 +279,10 @@ impl FastPhone {
             return None;
         }
         let national = if plus {
-            // `extract_country_code`: the first 1 to 3 digits naming a code.
-            if digits.starts_with('0') {
-                return None;
-            }
-            let (code, rest) = (1..=MAX_LENGTH_COUNTRY_CODE.min(digits.len())).find_map(|i| {
-                let code: i32 = digits[..i].parse().ok()?;
-                PHONE_NUMBER_UTIL
-                    .get_region_for_country_code(code)
-                    .map(|_| (code, &digits[i..]))
-            })?;
-            if code != self.country_code {
-                return None;
-            }
-            rest
+            // `extract_country_code` takes the shortest prefix naming a
+            // code; no shorter prefix of this one names a code, so a number
+            // starting with it has this code, and any other has another.
+            digits.strip_prefix(self.country_code_text.as_str())?
         } else {
             // No international prefix, and not the country code without `+`
             // (the library then weighs both readings).
