@@ -29,7 +29,7 @@ use crate::record::Record;
 use crate::words::{describe, quote};
 
 /// Most characters (Unicode scalar values) a first or last name may have.
-pub const MAX_NAME_CHARS: usize = 32;
+pub(crate) const MAX_NAME_CHARS: usize = 32;
 
 /// Most digits a phone number cell may hold (E.164 allows 15; room for a `00`
 /// prefix and a national `0`).
@@ -142,7 +142,7 @@ pub struct Normalizer {
 /// What the first rows of a file say about its columns, decided once before
 /// any row is normalised (see [`FactsFinder`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ColumnFacts {
+pub(crate) struct ColumnFacts {
     /// Every non-empty date cell looked at is an Excel serial number.
     pub serial_dates: bool,
     /// Which comes first in the slash dates looked at, day or month.
@@ -151,7 +151,7 @@ pub struct ColumnFacts {
 
 /// The order of day and month in dates like `05/06/1980`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum DateOrder {
+pub(crate) enum DateOrder {
     /// Nothing told (every date had both parts at most 12), or no such date.
     #[default]
     Unknown,
@@ -163,7 +163,7 @@ pub enum DateOrder {
 
 /// Looks at the date cells of a file's first rows to decide [`ColumnFacts`].
 #[derive(Debug, Clone, Default)]
-pub struct FactsFinder {
+pub(crate) struct FactsFinder {
     serials: u64,
     others: u64,
     day_first: bool,
@@ -172,7 +172,7 @@ pub struct FactsFinder {
 
 impl FactsFinder {
     /// Takes one row into account.
-    pub fn observe(&mut self, map: &ColumnMap, record: &Record) {
+    pub(crate) fn observe(&mut self, map: &ColumnMap, record: &Record) {
         let Some(cell) = map.get(Field::Date).and_then(|c| record.get(c)) else {
             return;
         };
@@ -192,7 +192,7 @@ impl FactsFinder {
     }
 
     /// The decision.
-    pub fn finish(&self) -> ColumnFacts {
+    pub(crate) fn finish(&self) -> ColumnFacts {
         ColumnFacts {
             serial_dates: self.serials > 0 && self.others == 0,
             date_order: match (self.day_first, self.month_first) {
@@ -214,7 +214,7 @@ fn note(notes: &mut String, note: impl std::fmt::Display) {
 
 /// NFC, the composed form: a name typed on macOS (`e` + combining accent)
 /// counts and compares like one typed elsewhere (`é`).
-pub fn nfc(s: &str) -> Cow<'_, str> {
+pub(crate) fn nfc(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
         return Cow::Borrowed(s);
     }
@@ -271,7 +271,7 @@ impl Normalizer {
     }
 
     /// This normaliser, for a file whose first rows showed `facts`.
-    pub fn with_facts(&self, facts: ColumnFacts) -> Normalizer {
+    pub(crate) fn with_facts(&self, facts: ColumnFacts) -> Normalizer {
         Normalizer {
             facts,
             ..self.clone()
@@ -304,13 +304,8 @@ impl Normalizer {
         }
     }
 
-    /// What this normaliser knows of the file's columns.
-    pub fn facts(&self) -> ColumnFacts {
-        self.facts
-    }
-
     /// The options this normaliser was built with.
-    pub fn options(&self) -> &NormalizeOptions {
+    pub(crate) fn options(&self) -> &NormalizeOptions {
         &self.opts
     }
 
@@ -321,7 +316,7 @@ impl Normalizer {
 
     /// [`Normalizer::normalize`], appending to `notes` what a valid row's
     /// report message should say about it (`; `-joined).
-    pub fn normalize_noted(
+    pub(crate) fn normalize_noted(
         &self,
         map: &ColumnMap,
         record: &Record,
@@ -431,7 +426,7 @@ impl Normalizer {
 
     /// The row's number in E.164 when its phone cell alone is valid (for
     /// reporting rows that other fields made invalid).
-    pub fn phone_of(&self, map: &ColumnMap, record: &Record) -> Option<String> {
+    pub(crate) fn phone_of(&self, map: &ColumnMap, record: &Record) -> Option<String> {
         self.phone_field(map, record, &mut String::new()).ok()
     }
 
@@ -1100,7 +1095,7 @@ fn digit(n: u32) -> char {
 }
 
 /// What the report says of an opted-out row.
-pub const OPTED_OUT_NOTE: &str =
+pub(crate) const OPTED_OUT_NOTE: &str =
     "opted out (optOut): never added or updated; --delete-missing deletes its contact";
 
 /// Folded cell values that mean "opted out" (SPEC §3: yes, true, 1, x, oui),

@@ -56,3 +56,59 @@ fn sandbox_command_serves_logs_each_request_and_stops_on_sigint() {
     let _rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// `--provider sandbox` stands for the user's own account: the group given
+/// with `--group-id`, and those a `groupId` column names, exist there (they
+/// used to fail every row `API_404`). The standalone server keeps refusing
+/// unknown groups (robust.rs relies on its JSON 404).
+#[test]
+fn the_built_in_sandbox_creates_the_groups_it_is_given() {
+    use crate::util::{Dir, code, outcomes, stderr};
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "phone,firstname\n0612345678,Ada\n0698765432,Grace\n",
+    );
+    let out = dir.run(&[
+        "sync",
+        "in.csv",
+        "--provider",
+        "sandbox",
+        "--group-id",
+        "12345",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_eq!(outcomes(&dir.report("in.report.csv"))["added"], 2, "{err}");
+    assert!(
+        err.contains("sandbox group \"12345\" now holds 2 contacts"),
+        "{err}"
+    );
+
+    // A groupId column: each row to its group, the empty cell to --group-id.
+    dir.write(
+        "groups.csv",
+        "phone,groupId\n0612345678,north\n0698765432,south\n0611111111,\n",
+    );
+    let out = dir.run(&[
+        "sync",
+        "groups.csv",
+        "--provider",
+        "sandbox",
+        "--group-id",
+        "main",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_eq!(
+        outcomes(&dir.report("groups.report.csv"))["added"],
+        3,
+        "{err}"
+    );
+    for group in ["north", "south", "main"] {
+        assert!(
+            err.contains(&format!("sandbox group \"{group}\" now holds 1 contacts")),
+            "{group}: {err}"
+        );
+    }
+}
