@@ -724,19 +724,24 @@ impl RecordScan {
     fn bytes(&mut self, bytes: &[u8], line: &mut u64, cr_pending: &mut bool) {
         let mut i = 0;
         while i < bytes.len() {
-            // A run of bytes that are no line break, quote or delimiter,
-            // inside a record: only the size and the quote state change.
+            // Inside a record, a run of bytes that are no line break or
+            // quote only adds to the size and, outside quotes, leaves the
+            // state its last byte gives (a delimiter starts a field).
             if !*cr_pending && self.start_line.is_some() {
                 let run = bytes[i..]
                     .iter()
-                    .position(|&b| matches!(b, b'\n' | b'\r' | b'"') || b == self.delimiter)
+                    .position(|&b| matches!(b, b'\n' | b'\r' | b'"'))
                     .unwrap_or(bytes.len() - i);
                 if run > 0 {
                     i += run;
                     self.raw += run as u64;
                     self.last_line = *line;
                     if self.quote != Quote::Quoted {
-                        self.quote = Quote::Unquoted;
+                        self.quote = if bytes[i - 1] == self.delimiter {
+                            Quote::FieldStart
+                        } else {
+                            Quote::Unquoted
+                        };
                     }
                     continue;
                 }
