@@ -859,6 +859,24 @@ mod tests {
     }
 
     #[test]
+    fn a_quote_opening_a_field_after_any_delimiter_is_tracked_to_the_end() {
+        for delimiter in [",", ";", "\t", "|"] {
+            let input = format!("a{d}b\n1{d}2\n3{d}\"open\n4{d}5\n", d = delimiter);
+            let (_, rows) = read_all(input.as_bytes(), ReaderOptions::default());
+            assert!(
+                matches!(rows.last(), Some((3, RecordStatus::Malformed(m), _))
+                    if m.contains("a quote opened on line 3 is never closed")),
+                "{delimiter:?}: {rows:?}"
+            );
+            // A quote inside a field opens nothing.
+            let input = format!("a{d}b\n1{d}2\n3{d}x\"y\n4{d}5\n", d = delimiter);
+            let (_, rows) = read_all(input.as_bytes(), ReaderOptions::default());
+            assert!(rows.iter().all(|r| r.1 == RecordStatus::Ok), "{rows:?}");
+            assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [2, 3, 4]);
+        }
+    }
+
+    #[test]
     fn ragged_rows_are_malformed_and_reading_goes_on() {
         let (_, rows) = read_all(b"a,b\n1,2,3\n4,5,,x\n5,6\n", ReaderOptions::default());
         assert!(
