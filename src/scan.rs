@@ -305,28 +305,13 @@ pub(crate) fn scan_keeping<R: Read + Send>(
             }
         });
 
+        let check_row = |(record, status)| keeping(check(record, status, map, normalizer), keep);
         for _ in 0..workers {
             let work_rx = Arc::clone(&work_rx);
             let done_tx = done_tx.clone();
             s.spawn(move || {
                 while let Some((seq, batch)) = next_batch(&work_rx) {
-                    let checked = batch
-                        .into_iter()
-                        .map(|(record, status)| {
-                            let mut row = check(record, status, map, normalizer);
-                            if keep == Keep::NumberOnly
-                                && let Verdict::Valid(contact) = &mut row.verdict
-                            {
-                                let full = std::mem::take(&mut **contact);
-                                **contact = Contact {
-                                    phone: full.phone,
-                                    group_id: full.group_id,
-                                    ..Contact::default()
-                                };
-                            }
-                            row
-                        })
-                        .collect();
+                    let checked = batch.into_iter().map(check_row).collect();
                     if done_tx.send((seq, checked)).is_err() {
                         return;
                     }
@@ -435,6 +420,21 @@ fn mark_duplicate(row: &mut CheckedRow, dedup: &mut Dedup) {
 
 fn next_batch(rx: &Mutex<Receiver<Batch>>) -> Option<Batch> {
     rx.lock().ok()?.recv().ok()
+}
+
+/// `row` with what `keep` says of its contact; the rest is freed here.
+fn keeping(mut row: CheckedRow, keep: Keep) -> CheckedRow {
+    if keep == Keep::NumberOnly
+        && let Verdict::Valid(contact) = &mut row.verdict
+    {
+        let full = std::mem::take(&mut **contact);
+        **contact = Contact {
+            phone: full.phone,
+            group_id: full.group_id,
+            ..Contact::default()
+        };
+    }
+    row
 }
 
 /// Validates one record (everything but the duplicate rule).
