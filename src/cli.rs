@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::reader::Encoding;
 
 /// Examples shown at the end of `--help`.
-pub const EXAMPLES: &str = "\
+pub(crate) const EXAMPLES: &str = "\
 Examples:
   Check a file, send nothing (no key needed):
     contact-sync validate contacts.csv --rejects contacts.rejects.csv
@@ -314,7 +314,7 @@ pub struct StateTarget {
 
 /// Writes the man page: the command, then each subcommand's synopsis and
 /// options (their flags are what a reader looks for).
-pub fn render_man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+pub(crate) fn render_man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     use clap::CommandFactory;
     let cmd = Cli::command();
     let man = clap_mangen::Man::new(cmd.clone());

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// What happened to one input row, as written in the report's `outcome` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// `validate`: the row is fine.
     Valid,
     /// Dry run: the row would be added.
@@ -32,7 +32,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in report order.
-    pub const ALL: [Outcome; 11] = [
+    pub(crate) const ALL: [Outcome; 11] = [
         Outcome::Valid,
         Outcome::WouldAdd,
         Outcome::WouldUpdate,
@@ -47,7 +47,7 @@ impl Outcome {
     ];
 
     /// The string written in the report.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Valid => "valid",
             Outcome::WouldAdd => "would_add",
@@ -64,7 +64,7 @@ impl Outcome {
     }
 
     /// Whether this outcome makes the exit code non-zero.
-    pub fn is_problem(self) -> bool {
+    pub(crate) fn is_problem(self) -> bool {
         matches!(
             self,
             Outcome::Invalid | Outcome::Failed | Outcome::NotAttempted
@@ -159,7 +159,7 @@ pub struct RowError {
 
 impl RowError {
     /// A problem with the given code and message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         RowError {
             code,
             message: message.into(),
@@ -168,13 +168,13 @@ impl RowError {
 }
 
 /// Process exit codes (SPEC §2); cron relies on them.
-pub mod exit {
+pub(crate) mod exit {
     /// Every row ended well.
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// The run finished, but some rows are `invalid` or `failed`.
-    pub const ROWS_FAILED: u8 = 1;
+    pub(crate) const ROWS_FAILED: u8 = 1;
     /// Nothing was sent: usage, configuration or input-file error.
-    pub const NOTHING_SENT: u8 = 2;
+    pub(crate) const NOTHING_SENT: u8 = 2;
     /// Aborted mid-run: credentials rejected, interrupted, or too many failures.
-    pub const ABORTED: u8 = 3;
+    pub(crate) const ABORTED: u8 = 3;
 }

@@ -152,7 +152,7 @@ impl fmt::Display for Field {
 /// real exports call an SMS opt-out. Never an email opt-out (`Unsubscribed`,
 /// `EMAIL_BLACKLISTED`, `HasOptedOutOfEmail`): someone who wants no email may
 /// still want texts. docs/usage.md lists them; a test keeps the two in step.
-pub const OPT_OUT_HEADERS: &[&str] = &[
+pub(crate) const OPT_OUT_HEADERS: &[&str] = &[
     "opt out",
     "opted out",
     "sms opt out",
@@ -193,7 +193,7 @@ static FOLDED_NAMES: std::sync::LazyLock<Vec<(String, Field)>> = std::sync::Lazy
 });
 
 /// Lower-cases and drops accents, spaces, `_` and `-`, so `Prénom` matches `prenom`.
-pub fn fold(s: &str) -> String {
+pub(crate) fn fold(s: &str) -> String {
     s.chars()
         .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-' && *c != '.')
         .flat_map(char::to_lowercase)
@@ -219,7 +219,7 @@ fn strip_accent(c: char) -> char {
 
 /// How one product writes its contacts export, and which of its columns are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExportLayout {
+pub(crate) struct ExportLayout {
     /// The product and the export it comes from.
     pub product: &'static str,
     /// How the product writes the file (encoding, delimiter, quoting).
@@ -232,7 +232,7 @@ pub struct ExportLayout {
 
 /// The export layouts of the products customers' files come from; their
 /// headers are matched like aliases, so each is read with no `--map`.
-pub const EXPORT_LAYOUTS: &[ExportLayout] = &[
+pub(crate) const EXPORT_LAYOUTS: &[ExportLayout] = &[
     ExportLayout {
         product: "Outlook (File > Export > CSV)",
         file: "Windows-1252, comma, CRLF, every cell quoted; `0/0/00` for no birthday",
@@ -352,7 +352,8 @@ pub const EXPORT_LAYOUTS: &[ExportLayout] = &[
 ];
 
 /// The layouts table of docs/spreadsheets.md, in Markdown.
-pub fn layouts_table() -> String {
+#[cfg(test)]
+fn layouts_table() -> String {
     let mut out = String::from(
         "| product | file as the product writes it | columns read | phone columns passed over |\n\
          |---|---|---|---|\n",
@@ -381,17 +382,17 @@ pub struct FieldSet(u16);
 
 impl FieldSet {
     /// Whether `field` is in the set.
-    pub fn contains(self, field: Field) -> bool {
+    pub(crate) fn contains(self, field: Field) -> bool {
         self.0 & (1 << field as u16) != 0
     }
 
     /// Adds `field`.
-    pub fn insert(&mut self, field: Field) {
+    pub(crate) fn insert(&mut self, field: Field) {
         self.0 |= 1 << field as u16;
     }
 
     /// Removes `field`.
-    pub fn remove(&mut self, field: Field) {
+    pub(crate) fn remove(&mut self, field: Field) {
         self.0 &= !(1 << field as u16);
     }
 }
@@ -400,7 +401,7 @@ impl FieldSet {
 /// Label` / `Phone 1 - Value`): the column saying what kind of number it is,
 /// and the column holding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PhoneSlot {
+pub(crate) struct PhoneSlot {
     /// The label (or, in older exports, type) column, if the file has one.
     pub label: Option<usize>,
     /// The value column.
@@ -453,7 +454,7 @@ pub enum MapError {
 }
 
 /// The columns a header leaves unused, to be named in a warning.
-pub type Ignored = Vec<String>;
+pub(crate) type Ignored = Vec<String>;
 
 impl ColumnMap {
     /// Maps `headers` to fields.
@@ -492,73 +493,7 @@ impl ColumnMap {
             }
         }
         if named[Field::PhoneNumber as usize].is_none() {
-            let slots = phone_slots(headers);
-            let mut in_slots = vec![false; headers.len()];
-            for slot in &slots {
-                in_slots[slot.value] = true;
-                if let Some(label) = slot.label {
-                    in_slots[label] = true;
-                }
-            }
-            let free: Vec<(usize, &str)> = headers
-                .iter()
-                .enumerate()
-                .filter(|(pos, _)| !used[*pos] && !in_slots[*pos])
-                .map(|(pos, h)| (pos, *h))
-                .collect();
-            let choice = choose_phone(&free)?;
-            if !slots.is_empty() {
-                let slot_names = || slots.iter().map(|s| headers[s.value].trim().to_string());
-                match &choice {
-                    PhoneChoice::None => {
-                        map.phone_choice = Some(format!(
-                            "phone numbers are read from the labelled columns {}: in each row \
-                             the mobile number (by its label and by the number itself), else \
-                             the first valid one; the others are noted in the report",
-                            quoted_list(slots.iter().map(|s| headers[s.value]))
-                        ));
-                        map.index[Field::PhoneNumber as usize] = Some(slots[0].value);
-                        map.phone_slots = slots.clone();
-                    }
-                    PhoneChoice::Only(pos) if phone_label(headers[*pos]) != PhoneLabel::Mobile => {
-                        return Err(MapError::AmbiguousPhone {
-                            candidates: std::iter::once(headers[*pos].trim().to_string())
-                                .chain(slot_names())
-                                .collect(),
-                            mobile: false,
-                        });
-                    }
-                    // A column labelled mobile wins over the labelled layout too.
-                    _ => {}
-                }
-                for (pos, in_slot) in in_slots.iter().enumerate() {
-                    used[pos] |= *in_slot;
-                }
-            }
-            match choice {
-                PhoneChoice::None => {}
-                PhoneChoice::Only(pos) => {
-                    map.index[Field::PhoneNumber as usize] = Some(pos);
-                    used[pos] = true;
-                }
-                PhoneChoice::Mobile {
-                    chosen,
-                    passed_over,
-                } => {
-                    map.phone_choice = Some(format!(
-                        "phone numbers are read from column {}, the one labelled mobile; \
-                         passed over: {} (--map phoneNumber=HEADER picks another)",
-                        crate::words::quote(headers[chosen].trim()),
-                        quoted_list(passed_over.iter().map(|&p| headers[p]))
-                    ));
-                    map.index[Field::PhoneNumber as usize] = Some(chosen);
-                    // Passed-over candidates are explained by that line, not
-                    // named again as columns with no matching field.
-                    for pos in std::iter::once(chosen).chain(passed_over) {
-                        used[pos] = true;
-                    }
-                }
-            }
+            map.map_phone(headers, &mut used)?;
         }
         for (pos, header) in headers.iter().enumerate() {
             if used[pos] {
@@ -585,20 +520,93 @@ impl ColumnMap {
         Ok((map, ignored))
     }
 
+    /// Picks the phone column (or the labelled phone layout) among the
+    /// headers not yet `used` by `--map`, marking what it takes as used.
+    fn map_phone(&mut self, headers: &[&str], used: &mut [bool]) -> Result<(), MapError> {
+        let slots = phone_slots(headers);
+        let mut in_slots = vec![false; headers.len()];
+        for slot in &slots {
+            in_slots[slot.value] = true;
+            if let Some(label) = slot.label {
+                in_slots[label] = true;
+            }
+        }
+        let free: Vec<(usize, &str)> = headers
+            .iter()
+            .enumerate()
+            .filter(|(pos, _)| !used[*pos] && !in_slots[*pos])
+            .map(|(pos, h)| (pos, *h))
+            .collect();
+        let choice = choose_phone(&free)?;
+        if !slots.is_empty() {
+            let slot_names = || slots.iter().map(|s| headers[s.value].trim().to_string());
+            match &choice {
+                PhoneChoice::None => {
+                    self.phone_choice = Some(format!(
+                        "phone numbers are read from the labelled columns {}: in each row \
+                         the mobile number (by its label and by the number itself), else \
+                         the first valid one; the others are noted in the report",
+                        quoted_list(slots.iter().map(|s| headers[s.value]))
+                    ));
+                    self.index[Field::PhoneNumber as usize] = Some(slots[0].value);
+                    self.phone_slots = slots.clone();
+                }
+                PhoneChoice::Only(pos) if phone_label(headers[*pos]) != PhoneLabel::Mobile => {
+                    return Err(MapError::AmbiguousPhone {
+                        candidates: std::iter::once(headers[*pos].trim().to_string())
+                            .chain(slot_names())
+                            .collect(),
+                        mobile: false,
+                    });
+                }
+                // A column labelled mobile wins over the labelled layout too.
+                _ => {}
+            }
+            for (pos, in_slot) in in_slots.iter().enumerate() {
+                used[pos] |= *in_slot;
+            }
+        }
+        match choice {
+            PhoneChoice::None => {}
+            PhoneChoice::Only(pos) => {
+                self.index[Field::PhoneNumber as usize] = Some(pos);
+                used[pos] = true;
+            }
+            PhoneChoice::Mobile {
+                chosen,
+                passed_over,
+            } => {
+                self.phone_choice = Some(format!(
+                    "phone numbers are read from column {}, the one labelled mobile; \
+                     passed over: {} (--map phoneNumber=HEADER picks another)",
+                    crate::words::quote(headers[chosen].trim()),
+                    quoted_list(passed_over.iter().map(|&p| headers[p]))
+                ));
+                self.index[Field::PhoneNumber as usize] = Some(chosen);
+                // Passed-over candidates are explained by that line, not
+                // named again as columns with no matching field.
+                for pos in std::iter::once(chosen).chain(passed_over) {
+                    used[pos] = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The numbered phones of a labelled layout, in order (empty when the
     /// phone number has one column, [`ColumnMap::get`]).
-    pub fn phone_slots(&self) -> &[PhoneSlot] {
+    pub(crate) fn phone_slots(&self) -> &[PhoneSlot] {
         &self.phone_slots
     }
 
     /// How the phone column was chosen among several candidates, when it was.
-    pub fn phone_choice(&self) -> Option<&str> {
+    pub(crate) fn phone_choice(&self) -> Option<&str> {
         self.phone_choice.as_deref()
     }
 
     /// Whether `field`'s column was named by `--map` (false when it has none):
     /// a contact id the user pointed at, rather than one found by name.
-    pub fn explicit(&self, field: Field) -> bool {
+    pub(crate) fn explicit(&self, field: Field) -> bool {
         self.explicit.contains(field) && self.get(field).is_some()
     }
 
@@ -612,7 +620,7 @@ impl ColumnMap {
     }
 
     /// The fields that have a column.
-    pub fn fields(&self) -> FieldSet {
+    pub(crate) fn fields(&self) -> FieldSet {
         let mut set = FieldSet::default();
         for f in Field::ALL {
             if self.get(f).is_some() {
@@ -623,7 +631,7 @@ impl ColumnMap {
     }
 
     /// The column holding `field`, if any.
-    pub fn get(&self, field: Field) -> Option<usize> {
+    pub(crate) fn get(&self, field: Field) -> Option<usize> {
         self.index[field as usize]
     }
 }
@@ -640,7 +648,7 @@ fn find_header(headers: &[&str], wanted: &str) -> Option<usize> {
 
 /// The numbered phones of a labelled layout: `Phone N - Value` columns, each
 /// with its `Phone N - Label` (or `Phone N - Type`) column, in order of N.
-pub fn phone_slots(headers: &[&str]) -> Vec<PhoneSlot> {
+pub(crate) fn phone_slots(headers: &[&str]) -> Vec<PhoneSlot> {
     // (N, position) of each `Phone N - <suffix>` header.
     let numbered = |suffixes: &[&str]| -> Vec<(u32, usize)> {
         headers
@@ -749,7 +757,7 @@ const PHONE_QUALIFIERS: &[&str] = &[
 
 /// What a header says about being the phone number column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PhoneLabel {
+pub(crate) enum PhoneLabel {
     /// It is not a phone number column.
     NotPhone,
     /// A phone column with nothing saying it is a mobile.
@@ -767,7 +775,7 @@ pub enum PhoneLabel {
 /// digits, with at least one phone word. Words are found after folding and
 /// dropping punctuation, so `MobilePhone`, `mobile_phone`, `Mobile Phone` and
 /// `Phone (Mobile)` read alike.
-pub fn phone_label(header: &str) -> PhoneLabel {
+pub(crate) fn phone_label(header: &str) -> PhoneLabel {
     // Punctuation separates words like a space does: `Phone (Mobile)`, `Tel.`.
     let key: String = fold(header)
         .chars()
@@ -825,7 +833,7 @@ fn is_phone_token(s: &str) -> bool {
 
 /// How the phone number column was found among the headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PhoneChoice {
+pub(crate) enum PhoneChoice {
     /// No header could be the phone number.
     None,
     /// Exactly one header could be: this position.
@@ -842,7 +850,7 @@ pub enum PhoneChoice {
 /// Chooses the phone number column among `(position, header)` pairs: the
 /// only candidate, else the only mobile-labelled one; several candidates with
 /// no single mobile one is [`MapError::AmbiguousPhone`].
-pub fn choose_phone(headers: &[(usize, &str)]) -> Result<PhoneChoice, MapError> {
+pub(crate) fn choose_phone(headers: &[(usize, &str)]) -> Result<PhoneChoice, MapError> {
     let candidates: Vec<(usize, &str, PhoneLabel)> = headers
         .iter()
         .map(|&(pos, h)| (pos, h, phone_label(h)))

@@ -74,7 +74,7 @@ impl Error {
 
 /// A share or a count of invalid rows beyond which nothing is sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MaxInvalid {
+pub(crate) enum MaxInvalid {
     /// At most this many invalid rows.
     Count(u64),
     /// At most this percentage of the rows.
@@ -83,12 +83,12 @@ pub enum MaxInvalid {
 
 impl MaxInvalid {
     /// `N` or `N%`, given to `--max-invalid`.
-    pub fn parse(s: &str) -> Result<MaxInvalid, Error> {
+    pub(crate) fn parse(s: &str) -> Result<MaxInvalid, Error> {
         MaxInvalid::parse_for("--max-invalid", s)
     }
 
     /// `N` or `N%`, given to `flag` (the same form serves `--max-delete`).
-    pub fn parse_for(flag: &str, s: &str) -> Result<MaxInvalid, Error> {
+    pub(crate) fn parse_for(flag: &str, s: &str) -> Result<MaxInvalid, Error> {
         let bad = || {
             Error::Usage(format!(
                 "{flag} {}: expected a count like 10 or a share like 5%",
@@ -109,12 +109,12 @@ impl MaxInvalid {
     }
 
     /// The flag's value parsed from `arg`, if given.
-    pub fn from_arg(arg: Option<&str>) -> Result<Option<MaxInvalid>, Error> {
+    pub(crate) fn from_arg(arg: Option<&str>) -> Result<Option<MaxInvalid>, Error> {
         arg.map(MaxInvalid::parse).transpose()
     }
 
     /// Why a run is refused by this limit: `3 of 4 rows are invalid, more than --max-invalid 25% allows`.
-    pub fn refusal(self, invalid: u64, rows: u64) -> String {
+    pub(crate) fn refusal(self, invalid: u64, rows: u64) -> String {
         let limit = match self {
             MaxInvalid::Count(n) => n.to_string(),
             MaxInvalid::Percent(p) => format!("{p}%"),
@@ -123,7 +123,7 @@ impl MaxInvalid {
     }
 
     /// Whether `invalid` of `rows` is more than allowed.
-    pub fn exceeded(self, invalid: u64, rows: u64) -> bool {
+    pub(crate) fn exceeded(self, invalid: u64, rows: u64) -> bool {
         match self {
             MaxInvalid::Count(n) => invalid > n,
             MaxInvalid::Percent(p) => rows > 0 && (invalid as f64) * 100.0 > p * rows as f64,
@@ -133,7 +133,7 @@ impl MaxInvalid {
 
 /// Where the input comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// Standard input (`-`).
     Stdin,
     /// A file.
@@ -142,7 +142,7 @@ pub enum Source {
 
 impl Source {
     /// A name for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Source::Stdin => "<stdin>".into(),
             Source::File(p) => p.display().to_string(),
@@ -150,7 +150,7 @@ impl Source {
     }
 
     /// The default report path: `<input stem>.report.csv` in the current directory.
-    pub fn default_report(&self) -> Target {
+    pub(crate) fn default_report(&self) -> Target {
         let stem = match self {
             Source::Stdin => "stdin".to_string(),
             Source::File(p) => p
@@ -162,7 +162,7 @@ impl Source {
     }
 
     /// Opens the byte stream.
-    pub fn open(&self) -> Result<Box<dyn Read + Send>, Error> {
+    pub(crate) fn open(&self) -> Result<Box<dyn Read + Send>, Error> {
         match self {
             Source::Stdin => Ok(Box::new(io::stdin())),
             Source::File(p) => File::open(p)
@@ -177,7 +177,7 @@ impl Source {
 
 /// Validated input settings.
 #[derive(Debug, Clone)]
-pub struct InputConfig {
+pub(crate) struct InputConfig {
     /// Where rows come from.
     pub source: Source,
     /// Delimiter and encoding.
@@ -189,7 +189,7 @@ pub struct InputConfig {
 }
 
 /// An opened input: reader past the header, and the resolved columns.
-pub struct OpenInput {
+pub(crate) struct OpenInput {
     /// The record stream.
     pub reader: CsvReader<Box<dyn Read + Send>>,
     /// Which column holds which field.
@@ -205,7 +205,7 @@ const NAMED_IGNORED: usize = 20;
 impl OpenInput {
     /// The warning naming the ignored columns (the first few, invisible
     /// characters named in words), if there are any.
-    pub fn ignored_warning(&self) -> Option<String> {
+    pub(crate) fn ignored_warning(&self) -> Option<String> {
         if self.ignored.is_empty() {
             return None;
         }
@@ -236,7 +236,7 @@ impl OpenInput {
 
 impl InputConfig {
     /// Checks the input flags.
-    pub fn from_args(args: &InputArgs) -> Result<InputConfig, Error> {
+    pub(crate) fn from_args(args: &InputArgs) -> Result<InputConfig, Error> {
         let source = if args.file == Path::new("-") {
             Source::Stdin
         } else {
@@ -267,7 +267,7 @@ impl InputConfig {
     }
 
     /// Sets the group an empty `groupId` cell falls back to (`--group-id`).
-    pub fn set_default_group(&mut self, group: Option<&str>) -> Result<(), Error> {
+    pub(crate) fn set_default_group(&mut self, group: Option<&str>) -> Result<(), Error> {
         let mut opts = self.normalizer.options().clone();
         opts.default_group = group.map(str::to_string);
         self.normalizer = Normalizer::new(opts)?;
@@ -275,12 +275,12 @@ impl InputConfig {
     }
 
     /// Opens the source, reads the header and maps its columns.
-    pub fn open(&self) -> Result<OpenInput, Error> {
+    pub(crate) fn open(&self) -> Result<OpenInput, Error> {
         self.open_stream(self.source.open()?)
     }
 
     /// Reads the header of `stream` (this input's bytes) and maps its columns.
-    pub fn open_stream(&self, stream: Box<dyn Read + Send>) -> Result<OpenInput, Error> {
+    pub(crate) fn open_stream(&self, stream: Box<dyn Read + Send>) -> Result<OpenInput, Error> {
         let mut reader = CsvReader::new(stream, self.reader).map_err(|source| Error::Read {
             path: self.source.describe(),
             source,
@@ -307,7 +307,7 @@ impl InputConfig {
 
 /// Validated output settings.
 #[derive(Debug, Clone)]
-pub struct OutputConfig {
+pub(crate) struct OutputConfig {
     /// The per-row report.
     pub report: Target,
     /// The rejects file, if asked for.
@@ -325,7 +325,7 @@ pub struct OutputConfig {
 impl OutputConfig {
     /// Resolves output paths against the input's defaults, and refuses any
     /// that is the input file (however reached) or another output.
-    pub fn from_args(args: &OutputArgs, source: &Source) -> Result<OutputConfig, Error> {
+    pub(crate) fn from_args(args: &OutputArgs, source: &Source) -> Result<OutputConfig, Error> {
         let report = args
             .report
             .as_deref()
@@ -356,7 +356,7 @@ impl OutputConfig {
 
     /// Adds the deletion backup (`path`, else `<report stem>.deleted.csv`
     /// beside the report), checked like every other output.
-    pub fn with_backup(
+    pub(crate) fn with_backup(
         mut self,
         path: Option<&Path>,
         source: &Source,
@@ -444,7 +444,7 @@ impl OutputConfig {
 
 /// `<report stem>.deleted.csv` beside the report: `in.report.csv` gives
 /// `in.deleted.csv`, `out.csv` gives `out.deleted.csv`.
-pub fn default_backup(report: &Path) -> PathBuf {
+pub(crate) fn default_backup(report: &Path) -> PathBuf {
     let name = report
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -486,7 +486,7 @@ impl FileKey {
 }
 
 /// `,` `;` `|`, `tab`/`\t`, or any single ASCII character.
-pub fn parse_delimiter(s: &str) -> Result<u8, Error> {
+pub(crate) fn parse_delimiter(s: &str) -> Result<u8, Error> {
     match s {
         "tab" | "\\t" | "\t" => Ok(b'\t'),
         _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" => Ok(s.as_bytes()[0]),
@@ -499,7 +499,7 @@ pub fn parse_delimiter(s: &str) -> Result<u8, Error> {
 
 /// `FIELD=HEADER`, FIELD one of the canonical names; `FIELD=` (empty HEADER)
 /// unmaps FIELD, which [`ColumnMap::resolve`] then never auto-maps.
-pub fn parse_map(s: &str) -> Result<(Field, String), Error> {
+pub(crate) fn parse_map(s: &str) -> Result<(Field, String), Error> {
     let (field, header) = s.split_once('=').ok_or_else(|| {
         Error::Usage(format!(
             "--map {}: expected FIELD=HEADER (or FIELD= to leave FIELD unmapped)",

@@ -17,7 +17,7 @@ use crate::cli::Cli;
 use crate::columns::Field;
 
 /// The subcommands that take `--config`.
-pub const SUBCOMMANDS: [&str; 2] = ["validate", "sync"];
+pub(crate) const SUBCOMMANDS: [&str; 2] = ["validate", "sync"];
 
 /// Keys that are not a flag: the input file (the positional argument) and the
 /// log format (a global flag).
@@ -39,7 +39,7 @@ pub enum ConfigError {
 
 /// A config file key, as the file spells it and as a flag takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key {
+pub(crate) struct Key {
     /// The key (a flag's long name).
     pub name: String,
     /// The flag's help line.
@@ -52,7 +52,7 @@ pub struct Key {
 
 /// What value a key takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
+pub(crate) enum KeyKind {
     /// `true` or `false` (a switch).
     Bool,
     /// One value (string or number).
@@ -67,7 +67,7 @@ pub enum KeyKind {
 
 impl KeyKind {
     /// How the configuration reference names the kind.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             KeyKind::Bool => "true/false",
             KeyKind::Value => "value",
@@ -80,7 +80,7 @@ impl KeyKind {
 
 /// Every key a config file may hold, from the clap definitions of
 /// `validate` and `sync`, in definition order.
-pub fn keys() -> Vec<Key> {
+pub(crate) fn keys() -> Vec<Key> {
     let cmd = Cli::command();
     let mut keys: Vec<Key> = Vec::new();
     for name in SUBCOMMANDS {
@@ -318,7 +318,7 @@ impl Flag {
 }
 
 /// Reads and parses the file, refusing a key no flag has.
-pub fn read(path: &Path) -> Result<toml::Table, ConfigError> {
+pub(crate) fn read(path: &Path) -> Result<toml::Table, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::File(format!("--config {}: cannot read it: {e}", path.display()))
     })?;
@@ -479,7 +479,7 @@ fn resolve(base: &Path, s: &str) -> PathBuf {
 /// would, checks every setting (no input read, no key needed, nothing sent),
 /// and with an input file resolves the column map against its header.
 /// Prints what it found on stdout; a problem is an `Err` (exit 2).
-pub fn check(path: &Path, file: Option<&Path>) -> Result<u8, crate::config::Error> {
+pub(crate) fn check(path: &Path, file: Option<&Path>) -> Result<u8, crate::config::Error> {
     use crate::cli::Command;
     use crate::config::{Error, InputConfig, OutputConfig};
     let usage = |e: ConfigError| match e {
@@ -557,25 +557,7 @@ pub fn check(path: &Path, file: Option<&Path>) -> Result<u8, crate::config::Erro
         _ => return Err(Error::Runtime("config check parsed another command".into())),
     };
     match &input {
-        Some(f) => {
-            let opened = InputConfig::from_args(&input_args)?.open()?;
-            let header = opened.reader.header();
-            out.push_str(&format!("columns of {}:\n", f.display()));
-            for field in Field::ALL {
-                if let Some(i) = opened.map.get(field) {
-                    let name = header.get(i).map(String::as_str).unwrap_or("");
-                    out.push_str(&format!(
-                        "  {:<12} <- {} (column {})\n",
-                        field.name(),
-                        crate::words::quote(name),
-                        i + 1
-                    ));
-                }
-            }
-            if !opened.ignored.is_empty() {
-                out.push_str(&format!("  ignored: {}\n", opened.ignored.join(", ")));
-            }
-        }
+        Some(f) => out.push_str(&column_map(f, &input_args)?),
         None => match from_config {
             Some(p) => out.push_str(&format!(
                 "column map not checked: the config's file {} does not exist (yet); pass a sample export as FILE to check it\n",
@@ -586,6 +568,29 @@ pub fn check(path: &Path, file: Option<&Path>) -> Result<u8, crate::config::Erro
     }
     print!("{out}");
     Ok(crate::codes::exit::OK)
+}
+
+/// The column map `config check` prints: which column each field reads from
+/// input `f` (opened with `input`), and the columns ignored.
+fn column_map(f: &Path, input: &crate::cli::InputArgs) -> Result<String, crate::config::Error> {
+    let opened = crate::config::InputConfig::from_args(input)?.open()?;
+    let header = opened.reader.header();
+    let mut out = format!("columns of {}:\n", f.display());
+    for field in Field::ALL {
+        if let Some(i) = opened.map.get(field) {
+            let name = header.get(i).map(String::as_str).unwrap_or("");
+            out.push_str(&format!(
+                "  {:<12} <- {} (column {})\n",
+                field.name(),
+                crate::words::quote(name),
+                i + 1
+            ));
+        }
+    }
+    if !opened.ignored.is_empty() {
+        out.push_str(&format!("  ignored: {}\n", opened.ignored.join(", ")));
+    }
+    Ok(out)
 }
 
 /// The candidate closest to `key`: one it begins (or that begins it), else

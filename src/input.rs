@@ -50,15 +50,14 @@ pub enum InputError {
 
 /// An input that every pass can read from the start, each with its own position.
 #[derive(Debug, Clone)]
-pub struct InputBytes {
+pub(crate) struct InputBytes {
     file: Arc<File>,
     len: u64,
-    spooled: bool,
 }
 
 /// How a spool ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpoolEnd {
+pub(crate) enum SpoolEnd {
     /// The whole stream was copied.
     Complete,
     /// The caller stopped it: the spool holds what came until then.
@@ -67,7 +66,7 @@ pub enum SpoolEnd {
 
 /// Where an input path leads.
 #[derive(Debug)]
-pub enum Opened {
+pub(crate) enum Opened {
     /// A regular file, readable in place.
     File(InputBytes),
     /// Anything else (a FIFO, a character device, `/dev/stdin`): spool it.
@@ -77,7 +76,7 @@ pub enum Opened {
 impl InputBytes {
     /// Opens `path` once: a regular file is used in place; anything else is
     /// handed back to be spooled.
-    pub fn open(path: &Path) -> Result<Opened, InputError> {
+    pub(crate) fn open(path: &Path) -> Result<Opened, InputError> {
         let io_err = |source| InputError::Io {
             path: path.display().to_string(),
             source,
@@ -93,12 +92,11 @@ impl InputBytes {
         Ok(Opened::File(InputBytes {
             file: Arc::new(file),
             len: meta.len(),
-            spooled: false,
         }))
     }
 
     /// A reader from the first byte, independent of every other reader.
-    pub fn reader(&self) -> FileReader {
+    pub(crate) fn reader(&self) -> FileReader {
         FileReader {
             file: Arc::clone(&self.file),
             pos: 0,
@@ -109,13 +107,13 @@ impl InputBytes {
     /// When the file's size is no longer the size it had when opened (a
     /// file still being written, or replaced in place): `(opened, now)`.
     /// Every pass reads the opened length only, so they agree row for row.
-    pub fn size_change(&self) -> Option<(u64, u64)> {
+    pub(crate) fn size_change(&self) -> Option<(u64, u64)> {
         let now = self.file.metadata().ok()?.len();
         (now != self.len).then_some((self.len, now))
     }
 
     /// A warning for [`InputBytes::size_change`], if the size changed.
-    pub fn size_warning(&self) -> Option<String> {
+    pub(crate) fn size_warning(&self) -> Option<String> {
         let (opened, now) = self.size_change()?;
         Some(if now > opened {
             format!(
@@ -127,11 +125,6 @@ impl InputBytes {
                 "the input shrank from {opened} to {now} bytes while it was read (replaced in place?): rows past byte {now} may be missing from this run; run again"
             )
         })
-    }
-
-    /// Whether the bytes are a private copy of a stream.
-    pub fn is_spooled(&self) -> bool {
-        self.spooled
     }
 }
 
@@ -147,7 +140,7 @@ struct SpoolShared {
 /// the process ends however it ends) by a thread of its own: a stream may
 /// block forever (a FIFO whose writer hangs), and a signal must still end
 /// the run with what was copied.
-pub struct Spooling {
+pub(crate) struct Spooling {
     shared: Arc<SpoolShared>,
     done: tokio::sync::oneshot::Receiver<Result<(), InputError>>,
 }
@@ -155,7 +148,10 @@ pub struct Spooling {
 impl Spooling {
     /// Starts copying `stream` (named `name` in messages). The copy fails when
     /// the disk is nearly full or the first line never ends.
-    pub fn start(stream: impl Read + Send + 'static, name: &str) -> Result<Spooling, InputError> {
+    pub(crate) fn start(
+        stream: impl Read + Send + 'static,
+        name: &str,
+    ) -> Result<Spooling, InputError> {
         // Unlinked at once (or never named: O_TMPFILE), and owner-only
         // besides: it holds the whole input.
         let file = tempfile::tempfile()
@@ -186,7 +182,7 @@ impl Spooling {
 
     /// Waits for the copy to end, or for `stop` to resolve, whichever comes
     /// first; either way the spool then holds whole chunks only.
-    pub async fn finish(
+    pub(crate) async fn finish(
         self,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(InputBytes, SpoolEnd), InputError> {
@@ -221,7 +217,6 @@ impl Spooling {
         let input = InputBytes {
             file: Arc::new(file),
             len,
-            spooled: true,
         };
         Ok((input, end))
     }
@@ -286,7 +281,7 @@ fn copy(mut stream: impl Read, name: &str, shared: &SpoolShared) -> Result<(), I
 /// readers never disturb each other); it ends at the length seen when the
 /// input was opened, even if the file grows meanwhile.
 #[derive(Debug)]
-pub struct FileReader {
+pub(crate) struct FileReader {
     file: Arc<File>,
     pos: u64,
     end: u64,
@@ -370,7 +365,6 @@ mod tests {
     async fn readers_are_independent_and_stop_at_the_opened_length() {
         let (input, end) = spool(&b"a,b\n1,2\n"[..]).await.unwrap();
         assert_eq!(end, SpoolEnd::Complete);
-        assert!(input.is_spooled());
         let mut one = input.reader();
         let mut two = input.reader();
         let mut first = [0u8; 4];

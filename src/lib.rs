@@ -2,37 +2,39 @@
 //!
 //! The pipeline, one module per stage: [`reader`] decodes and streams records,
 //! [`columns`] maps the header to fields, [`normalize`] validates each row,
-//! [`scan`] runs those in parallel and in order, [`report`] writes what
+//! `scan` runs those in parallel and in order, `report` writes what
 //! happened to every row. `sync` adds the planner, dispatcher and providers;
 //! [`sandbox`] emulates the providers on loopback.
 
 pub mod cli;
-pub mod codes;
+pub(crate) mod codes;
 pub mod columns;
-pub mod config;
+pub(crate) mod config;
 pub mod config_file;
-pub mod dispatch;
+pub(crate) mod dispatch;
 mod hash;
-pub mod html;
-pub mod input;
+pub(crate) mod html;
+pub(crate) mod input;
 pub mod logging;
 pub mod normalize;
-pub mod plan;
-pub mod private;
-pub mod progress;
+mod phone;
+pub(crate) mod plan;
+pub(crate) mod private;
+pub(crate) mod progress;
 pub mod provider;
 pub mod reader;
 pub mod record;
-pub mod report;
-pub mod run;
+pub(crate) mod report;
+pub mod rng;
+pub(crate) mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
-pub mod scan;
+pub(crate) mod scan;
 pub mod secret;
-pub mod state;
-pub mod sync;
-pub mod validate;
-pub mod words;
+pub(crate) mod state;
+pub(crate) mod sync;
+pub(crate) mod validate;
+pub(crate) mod words;
 
 use cli::{Cli, Command};
 

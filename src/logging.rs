@@ -18,7 +18,7 @@ use crate::cli::{LogArgs, LogFormat};
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 /// The log level implied by `-q`/`-v`.
-pub fn level(args: &LogArgs) -> &'static str {
+pub(crate) fn level(args: &LogArgs) -> &'static str {
     match (args.quiet, args.verbose) {
         (true, _) => "error",
         (false, 0) => "info",
@@ -56,13 +56,13 @@ pub fn init(args: &LogArgs) {
 }
 
 /// The format in use.
-pub fn format() -> LogFormat {
+pub(crate) fn format() -> LogFormat {
     FORMAT.get().copied().unwrap_or(LogFormat::Text)
 }
 
 /// The level of a line written by [`emit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     /// A result or a summary.
     Info,
     /// Something went wrong.
@@ -72,7 +72,11 @@ pub enum Level {
 /// Writes `text` (one or more lines) on stderr: as it is in text mode, or as
 /// one JSON object shaped like the log events' (`timestamp`, `level`,
 /// `fields.message`, plus `fields`' other members) in JSON mode.
-pub fn emit(level: Level, text: &str, fields: Option<serde_json::Map<String, serde_json::Value>>) {
+pub(crate) fn emit(
+    level: Level,
+    text: &str,
+    fields: Option<serde_json::Map<String, serde_json::Value>>,
+) {
     let mut err = std::io::stderr().lock();
     // Nothing to do if stderr is gone: there is nowhere left to say so.
     let _ = match format() {

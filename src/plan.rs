@@ -8,7 +8,7 @@ use crate::state::{Entry, Status};
 
 /// What to do with one valid row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Create the contact (an "already exists" answer turns it into an update).
     Add,
     /// Update the contact with this id.
@@ -20,7 +20,12 @@ pub enum Action {
 /// Decides the action for `contact`, given what the state store knows of its
 /// number and the fingerprint of what would be sent now. `full` ignores the
 /// fingerprints (every row is sent once).
-pub fn plan(contact: &Contact, known: Option<&Entry>, fingerprint: u64, full: bool) -> Action {
+pub(crate) fn plan(
+    contact: &Contact,
+    known: Option<&Entry>,
+    fingerprint: u64,
+    full: bool,
+) -> Action {
     let same =
         |k: &Entry| !full && k.status == Status::Confirmed && k.fingerprint == Some(fingerprint);
     if !contact.contact_id.is_empty() {
@@ -51,14 +56,14 @@ pub fn plan(contact: &Contact, known: Option<&Entry>, fingerprint: u64, full: bo
 
 /// Collects adds into per-target batches of at most `max` rows.
 #[derive(Debug)]
-pub struct Batcher<T> {
+pub(crate) struct Batcher<T> {
     max: usize,
     open: HashMap<String, Vec<T>>,
 }
 
 impl<T> Batcher<T> {
     /// Batches of at most `max` (at least 1) items.
-    pub fn new(max: usize) -> Batcher<T> {
+    pub(crate) fn new(max: usize) -> Batcher<T> {
         Batcher {
             max: max.max(1),
             open: HashMap::new(),
@@ -66,7 +71,7 @@ impl<T> Batcher<T> {
     }
 
     /// Adds `item` to `target`'s batch; returns the batch when it is full.
-    pub fn push(&mut self, target: &str, item: T) -> Option<(String, Vec<T>)> {
+    pub(crate) fn push(&mut self, target: &str, item: T) -> Option<(String, Vec<T>)> {
         let batch = self.open.entry(target.to_string()).or_default();
         batch.push(item);
         if batch.len() >= self.max {
@@ -78,7 +83,7 @@ impl<T> Batcher<T> {
     }
 
     /// Every partial batch, emptied.
-    pub fn drain(&mut self) -> Vec<(String, Vec<T>)> {
+    pub(crate) fn drain(&mut self) -> Vec<(String, Vec<T>)> {
         let mut all: Vec<_> = self.open.drain().filter(|(_, b)| !b.is_empty()).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all

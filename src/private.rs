@@ -9,10 +9,10 @@ use std::path::Path;
 
 /// The mode of every file this tool creates.
 #[cfg(unix)]
-pub const MODE: u32 = 0o600;
+pub(crate) const MODE: u32 = 0o600;
 
 /// Options that create a new file owner-only.
-pub fn options() -> OpenOptions {
+pub(crate) fn options() -> OpenOptions {
     #[allow(unused_mut)]
     let mut opts = OpenOptions::new();
     #[cfg(unix)]
@@ -22,7 +22,7 @@ pub fn options() -> OpenOptions {
 
 /// Creates or truncates `path` for writing, owner-only. A file that existed
 /// keeps its inode but loses any other reader: its mode is narrowed too.
-pub fn create(path: &Path) -> io::Result<File> {
+pub(crate) fn create(path: &Path) -> io::Result<File> {
     let file = options()
         .write(true)
         .create(true)
@@ -33,7 +33,7 @@ pub fn create(path: &Path) -> io::Result<File> {
 }
 
 /// Narrows an open regular file to owner-only (unix); other systems: nothing.
-pub fn restrict(file: &File) -> io::Result<()> {
+pub(crate) fn restrict(file: &File) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -49,7 +49,7 @@ pub fn restrict(file: &File) -> io::Result<()> {
 
 /// Makes sure `path` exists as an owner-only file before another library
 /// (SQLite) opens it; an existing file is left as it is.
-pub fn precreate(path: &Path) -> io::Result<()> {
+pub(crate) fn precreate(path: &Path) -> io::Result<()> {
     match options().write(true).create_new(true).open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),

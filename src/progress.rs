@@ -20,7 +20,7 @@ use crate::codes::Outcome;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// An indicatif bar on stderr.
     Bar,
     /// A log line every few seconds.
@@ -30,7 +30,7 @@ pub enum Mode {
 }
 
 /// Chooses the mode from facts the caller gathers, so it is testable without a TTY.
-pub fn mode(stderr_is_terminal: bool, quiet: bool) -> Mode {
+pub(crate) fn mode(stderr_is_terminal: bool, quiet: bool) -> Mode {
     match (quiet, stderr_is_terminal) {
         (true, _) => Mode::Silent,
         (false, true) => Mode::Bar,
@@ -41,7 +41,7 @@ pub fn mode(stderr_is_terminal: bool, quiet: bool) -> Mode {
 /// Counters shared with the report writer: every finished row counts once,
 /// in one of the two.
 #[derive(Debug, Default)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// Rows added, updated, unchanged (or would be, in a dry run).
     ok: AtomicU64,
     /// Rows invalid, failed or not attempted.
@@ -50,7 +50,7 @@ pub struct Counts {
 
 impl Counts {
     /// Counts one finished row.
-    pub fn record(&self, outcome: Outcome) {
+    pub(crate) fn record(&self, outcome: Outcome) {
         if outcome.is_problem() {
             self.problems.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -59,7 +59,7 @@ impl Counts {
     }
 
     /// (ok, problems) so far.
-    pub fn get(&self) -> (u64, u64) {
+    pub(crate) fn get(&self) -> (u64, u64) {
         (
             self.ok.load(Ordering::Relaxed),
             self.problems.load(Ordering::Relaxed),
@@ -69,17 +69,17 @@ impl Counts {
 
 /// Listings of the provider's contacts under way, and the contacts they have read.
 #[derive(Debug, Default)]
-pub struct ListingGauge {
+pub(crate) struct ListingGauge {
     running: AtomicU32,
     contacts: AtomicU64,
 }
 
 /// Marks a listing under way until dropped.
-pub struct ListingGuard<'a>(&'a ListingGauge);
+pub(crate) struct ListingGuard<'a>(&'a ListingGauge);
 
 impl ListingGauge {
     /// A listing starts; it ends when the guard is dropped.
-    pub fn start(&self) -> ListingGuard<'_> {
+    pub(crate) fn start(&self) -> ListingGuard<'_> {
         if self.running.fetch_add(1, Ordering::Relaxed) == 0 {
             // A new listing: "so far" counts from zero again.
             self.contacts.store(0, Ordering::Relaxed);
@@ -88,12 +88,12 @@ impl ListingGauge {
     }
 
     /// A page of `n` contacts was read.
-    pub fn page(&self, n: usize) {
+    pub(crate) fn page(&self, n: usize) {
         self.contacts.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// The contacts listed so far when a listing is under way, else `None`.
-    pub fn now(&self) -> Option<u64> {
+    pub(crate) fn now(&self) -> Option<u64> {
         (self.running.load(Ordering::Relaxed) > 0).then(|| self.contacts.load(Ordering::Relaxed))
     }
 }
@@ -106,7 +106,7 @@ impl Drop for ListingGuard<'_> {
 
 /// What is shown at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// Rows of the file.
     pub total: u64,
     /// Rows finished fine.
@@ -121,14 +121,14 @@ pub struct Figures {
 
 impl Figures {
     /// Rows finished.
-    pub fn done(&self) -> u64 {
+    pub(crate) fn done(&self) -> u64 {
         self.ok + self.problems
     }
 }
 
 /// Achieved rates, measured over a sliding window of samples.
 #[derive(Debug, Clone)]
-pub struct Meter {
+pub(crate) struct Meter {
     window: Duration,
     /// (time since the start, rows finished, requests sent).
     samples: VecDeque<(Duration, u64, u64)>,
@@ -136,7 +136,7 @@ pub struct Meter {
 
 /// Rows and requests per second, when enough time has been seen.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Rates {
+pub(crate) struct Rates {
     /// Rows finished per second.
     pub rows: Option<f64>,
     /// Requests sent per second.
@@ -148,7 +148,7 @@ impl Meter {
     const MIN_SPAN: Duration = Duration::from_secs(1);
 
     /// A meter averaging over `window`.
-    pub fn new(window: Duration) -> Meter {
+    pub(crate) fn new(window: Duration) -> Meter {
         Meter {
             window,
             samples: VecDeque::new(),
@@ -156,7 +156,7 @@ impl Meter {
     }
 
     /// Records the counters at `at` (time since the start).
-    pub fn observe(&mut self, at: Duration, done: u64, requests: u64) {
+    pub(crate) fn observe(&mut self, at: Duration, done: u64, requests: u64) {
         self.samples.push_back((at, done, requests));
         // Keep one sample at or before the window's start, so the span is whole.
         while self.samples.len() > 2 && at.saturating_sub(self.samples[1].0) >= self.window {
@@ -165,12 +165,12 @@ impl Meter {
     }
 
     /// Forgets every sample: what follows is measured afresh.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.samples.clear();
     }
 
     /// The rates between the oldest and the newest sample kept.
-    pub fn rates(&self) -> Rates {
+    pub(crate) fn rates(&self) -> Rates {
         let (Some(first), Some(last)) = (self.samples.front(), self.samples.back()) else {
             return Rates::default();
         };
@@ -190,7 +190,7 @@ impl Meter {
 /// per second since the last listing ended (the rows that stood still while
 /// it ran say nothing of the time left).
 #[derive(Debug, Clone)]
-pub struct Speed {
+pub(crate) struct Speed {
     requests: Meter,
     rows: Meter,
 }
@@ -206,7 +206,7 @@ impl Default for Speed {
 
 impl Speed {
     /// Records `figures` at `at` (time since the start) and returns the rates.
-    pub fn observe(&mut self, at: Duration, figures: &Figures) -> Rates {
+    pub(crate) fn observe(&mut self, at: Duration, figures: &Figures) -> Rates {
         self.requests.observe(at, figures.done(), figures.requests);
         if figures.listing.is_some() {
             self.rows.restart();
@@ -221,7 +221,7 @@ impl Speed {
 
 /// The time left at `rows_per_second` for what remains of `figures`: none
 /// while a listing runs, before any row has been seen to finish, or once done.
-pub fn eta(figures: &Figures, rates: Rates) -> Option<Duration> {
+pub(crate) fn eta(figures: &Figures, rates: Rates) -> Option<Duration> {
     let left = figures.total.saturating_sub(figures.done());
     let rate = rates.rows.filter(|r| *r > 0.0)?;
     if figures.listing.is_some() || left == 0 {
@@ -231,7 +231,7 @@ pub fn eta(figures: &Figures, rates: Rates) -> Option<Duration> {
 }
 
 /// `45s`, `3m05s`, `2h07m`, `3d04h`.
-pub fn short_duration(d: Duration) -> String {
+pub(crate) fn short_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..60 => format!("{s}s"),
@@ -243,7 +243,7 @@ pub fn short_duration(d: Duration) -> String {
 
 /// What goes after the row count: outcomes, requests, the achieved rate and
 /// the ETA — or, while the provider's contacts are listed, that instead.
-pub fn describe(figures: &Figures, rates: Rates) -> String {
+pub(crate) fn describe(figures: &Figures, rates: Rates) -> String {
     let mut parts = Vec::new();
     match figures.listing {
         Some(n) => parts.push(format!(
@@ -273,7 +273,7 @@ pub fn describe(figures: &Figures, rates: Rates) -> String {
 }
 
 /// A live progress display.
-pub struct Progress {
+pub(crate) struct Progress {
     mode: Mode,
     bar: Option<ProgressBar>,
     total: u64,
@@ -289,7 +289,7 @@ impl Progress {
     const LINE_EVERY: Duration = Duration::from_secs(10);
 
     /// A display for `total` rows.
-    pub fn new(mode: Mode, total: u64) -> Progress {
+    pub(crate) fn new(mode: Mode, total: u64) -> Progress {
         let bar = (mode == Mode::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} rows  {msg}")
@@ -310,7 +310,7 @@ impl Progress {
 
     /// Refreshes the display: `requests` sent so far, and the contacts a
     /// listing under way has read, if one is.
-    pub fn tick(&mut self, requests: u64, listing: Option<u64>) {
+    pub(crate) fn tick(&mut self, requests: u64, listing: Option<u64>) {
         let (ok, problems) = self.counts.get();
         let figures = Figures {
             total: self.total,
@@ -345,7 +345,7 @@ impl Progress {
     }
 
     /// Removes the bar.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -9,9 +9,9 @@ use std::io::{self, Read};
 use crate::record::Record;
 
 /// Longest accepted field, in bytes.
-pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// Longest accepted record, in bytes.
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_RECORD_BYTES: usize = 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
 
 /// The input's character encoding.
@@ -74,7 +74,7 @@ pub enum RecordStatus {
 
 /// How `auto` decoded the rows read so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EncodingStats {
+pub(crate) struct EncodingStats {
     /// The file is UTF-16 with a byte-order mark (`"UTF-16LE"`, `"UTF-16BE"`).
     pub utf16: Option<&'static str>,
     /// Rows (header included) with non-ASCII characters read as UTF-8.
@@ -121,14 +121,14 @@ const NAMED_LINES: usize = 5;
 
 impl EncodingStats {
     /// Data rows (the header left out) decoded as Windows-1252.
-    pub fn data_rows_1252(&self) -> u64 {
+    pub(crate) fn data_rows_1252(&self) -> u64 {
         self.windows_1252_rows
             .saturating_sub(u64::from(self.header_windows_1252))
     }
 
     /// A log line saying how the file was decoded when that is worth saying:
     /// `Some((true, _))` is a warning (the file mixes encodings).
-    pub fn describe(&self) -> Option<(bool, String)> {
+    pub(crate) fn describe(&self) -> Option<(bool, String)> {
         if let Some(name) = self.utf16 {
             return Some((
                 false,
@@ -356,7 +356,7 @@ impl<R: Read> CsvReader<R> {
     }
 
     /// The field separator in use.
-    pub fn delimiter(&self) -> u8 {
+    pub(crate) fn delimiter(&self) -> u8 {
         self.delimiter
     }
 
@@ -388,17 +388,17 @@ impl<R: Read> CsvReader<R> {
     }
 
     /// Records the input's size in bytes, so tables can be sized once.
-    pub fn set_size_hint(&mut self, bytes: u64) {
+    pub(crate) fn set_size_hint(&mut self, bytes: u64) {
         self.size_hint = Some(bytes);
     }
 
     /// The input's size in bytes, when known.
-    pub fn size_hint(&self) -> Option<u64> {
+    pub(crate) fn size_hint(&self) -> Option<u64> {
         self.size_hint
     }
 
     /// How `auto` decoded the rows read so far.
-    pub fn encoding_stats(&self) -> &EncodingStats {
+    pub(crate) fn encoding_stats(&self) -> &EncodingStats {
         &self.stats
     }
 
@@ -603,7 +603,7 @@ pub fn unescape(cell: &str) -> &str {
 
 /// Whether `cell`, past any leading `'`, starts with a character a
 /// spreadsheet runs as a formula: `=` `+` `-` `@` tab CR.
-pub fn formula_after_quotes(cell: &str) -> bool {
+pub(crate) fn formula_after_quotes(cell: &str) -> bool {
     matches!(
         cell.trim_start_matches('\'').as_bytes().first(),
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
@@ -611,7 +611,7 @@ pub fn formula_after_quotes(cell: &str) -> bool {
 }
 
 /// A delimiter in words, for messages.
-pub fn delimiter_name(d: u8) -> String {
+pub(crate) fn delimiter_name(d: u8) -> String {
     match d {
         b'\t' => "tab".into(),
         b',' => "\",\" (comma)".into(),
@@ -722,7 +722,27 @@ impl RecordScan {
     /// CR alone (old Mac exports), whose count waits in `cr_pending` for
     /// the next byte.
     fn bytes(&mut self, bytes: &[u8], line: &mut u64, cr_pending: &mut bool) {
-        for &b in bytes {
+        let mut i = 0;
+        while i < bytes.len() {
+            // A run of bytes that are no line break, quote or delimiter,
+            // inside a record: only the size and the quote state change.
+            if !*cr_pending && self.start_line.is_some() {
+                let run = bytes[i..]
+                    .iter()
+                    .position(|&b| matches!(b, b'\n' | b'\r' | b'"') || b == self.delimiter)
+                    .unwrap_or(bytes.len() - i);
+                if run > 0 {
+                    i += run;
+                    self.raw += run as u64;
+                    self.last_line = *line;
+                    if self.quote != Quote::Quoted {
+                        self.quote = Quote::Unquoted;
+                    }
+                    continue;
+                }
+            }
+            let b = bytes[i];
+            i += 1;
             if *cr_pending && b != b'\n' {
                 *line += 1;
             }
@@ -771,7 +791,7 @@ fn read_retrying<R: Read>(src: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// The most frequent of `,` `;` tab `|` outside quotes on the first line; `,` if none.
-pub fn sniff_delimiter(start: &[u8]) -> u8 {
+pub(crate) fn sniff_delimiter(start: &[u8]) -> u8 {
     const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
     let mut counts = [0usize; 4];
     let mut quoted = false;

@@ -23,7 +23,7 @@ impl Record {
     }
 
     /// An empty record with room for `bytes` of text in `cells` cells.
-    pub fn with_capacity(bytes: usize, cells: usize) -> Record {
+    pub(crate) fn with_capacity(bytes: usize, cells: usize) -> Record {
         Record {
             line: 0,
             text: String::with_capacity(bytes),
@@ -32,24 +32,24 @@ impl Record {
     }
 
     /// Bytes of text held.
-    pub fn text_len(&self) -> usize {
+    pub(crate) fn text_len(&self) -> usize {
         self.text.len()
     }
 
     /// Empties the record, keeping its allocations.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.text.clear();
         self.ends.clear();
     }
 
     /// Appends a cell.
-    pub fn push(&mut self, cell: &str) {
+    pub(crate) fn push(&mut self, cell: &str) {
         self.text.push_str(cell);
         self.ends.push(self.text.len());
     }
 
     /// Keeps the first `n` cells.
-    pub fn truncate(&mut self, n: usize) {
+    pub(crate) fn truncate(&mut self, n: usize) {
         if n < self.ends.len() {
             self.ends.truncate(n);
             self.text.truncate(self.ends.last().copied().unwrap_or(0));
@@ -67,14 +67,14 @@ impl Record {
     }
 
     /// Cell `i`, if the record has that many.
-    pub fn get(&self, i: usize) -> Option<&str> {
+    pub(crate) fn get(&self, i: usize) -> Option<&str> {
         let end = *self.ends.get(i)?;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         self.text.get(start..end)
     }
 
     /// The cells in order.
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
         (0..self.len()).filter_map(|i| self.get(i))
     }
 }

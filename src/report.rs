@@ -11,11 +11,11 @@ use crate::codes::{Outcome, RowError};
 use crate::record::Record;
 
 /// The report's columns, in order.
-pub const COLUMNS: [&str; 6] = ["line", "outcome", "code", "message", "phone", "contact_id"];
+pub(crate) const COLUMNS: [&str; 6] = ["line", "outcome", "code", "message", "phone", "contact_id"];
 
 /// Where an output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// Standard output (`-`).
     Stdout,
     /// A file, created or truncated.
@@ -24,7 +24,7 @@ pub enum Target {
 
 impl Target {
     /// `-` means stdout; anything else is a path.
-    pub fn parse(s: &str) -> Target {
+    pub(crate) fn parse(s: &str) -> Target {
         if s == "-" {
             Target::Stdout
         } else {
@@ -40,7 +40,7 @@ impl Target {
     }
 
     /// A name for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Target::Stdout => "standard output".into(),
             Target::File(p) => p.display().to_string(),
@@ -49,7 +49,7 @@ impl Target {
 }
 
 /// The path a file output is written to while the run lasts.
-pub fn partial_path(path: &Path) -> PathBuf {
+pub(crate) fn partial_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".partial");
     PathBuf::from(p)
@@ -62,7 +62,7 @@ pub fn partial_path(path: &Path) -> PathBuf {
 /// A path that is not a regular file (`/dev/null`, a FIFO, `/dev/stderr`) is
 /// written in place: renaming a file over it would replace the device.
 #[derive(Debug)]
-pub struct PartialFile {
+pub(crate) struct PartialFile {
     path: PathBuf,
     /// `None` when writing in place.
     partial: Option<PathBuf>,
@@ -71,7 +71,7 @@ pub struct PartialFile {
 
 impl PartialFile {
     /// Creates (or replaces) `<path>.partial`, naming one left by an earlier run.
-    pub fn create(path: &Path) -> io::Result<PartialFile> {
+    pub(crate) fn create(path: &Path) -> io::Result<PartialFile> {
         if is_special(path) {
             return Ok(PartialFile {
                 path: path.to_path_buf(),
@@ -95,7 +95,7 @@ impl PartialFile {
     }
 
     /// Flushes to disk and moves the file to its final path.
-    pub fn commit(mut self) -> io::Result<()> {
+    pub(crate) fn commit(mut self) -> io::Result<()> {
         let Some(partial) = &self.partial else {
             return self.file.flush();
         };
@@ -105,7 +105,7 @@ impl PartialFile {
     }
 
     /// Removes the partial file: the run stopped before writing anything worth keeping.
-    pub fn discard(self) {
+    pub(crate) fn discard(self) {
         drop(self.file);
         if let Some(partial) = &self.partial {
             let _ = std::fs::remove_file(partial);
@@ -115,7 +115,7 @@ impl PartialFile {
 
 /// Whether `path` exists and is something other than a regular file or a
 /// directory: a device, a FIFO, a socket (symlinks followed).
-pub fn is_special(path: &Path) -> bool {
+pub(crate) fn is_special(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
@@ -272,7 +272,7 @@ impl WriteError {
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportRow<'a> {
+pub(crate) struct ReportRow<'a> {
     /// Line where the record starts; 0 for a row that is no input row (a
     /// mirror-mode deletion), written empty.
     pub line: u64,
@@ -289,7 +289,7 @@ pub struct ReportRow<'a> {
 }
 
 /// `|`-joined codes of `errors`, in order.
-pub fn joined_codes(errors: &[RowError]) -> String {
+pub(crate) fn joined_codes(errors: &[RowError]) -> String {
     let mut s = String::new();
     for (i, e) in errors.iter().enumerate() {
         if i > 0 {
@@ -301,7 +301,7 @@ pub fn joined_codes(errors: &[RowError]) -> String {
 }
 
 /// `; `-joined messages of `errors`, in order.
-pub fn joined_messages(errors: &[RowError]) -> String {
+pub(crate) fn joined_messages(errors: &[RowError]) -> String {
     errors
         .iter()
         .map(|e| e.message.as_str())
@@ -315,7 +315,7 @@ pub fn joined_messages(errors: &[RowError]) -> String {
 /// gets one more `'`, so the reader's removal of one `'` ([`crate::reader`]) gives
 /// back exactly `cell`: the one rule of the report, the rejects file and the
 /// deletion backup.
-pub fn neutralise(cell: &str) -> Cow<'_, str> {
+pub(crate) fn neutralise(cell: &str) -> Cow<'_, str> {
     if crate::reader::formula_after_quotes(cell) {
         format!("'{cell}").into()
     } else {
@@ -334,7 +334,7 @@ fn is_hidden(c: char) -> bool {
 /// `cell` with every hidden character written visibly: `\0`, `\t`, `\n`,
 /// `\r`, else `\u{XX}`. A report line is then one physical line with no
 /// NUL byte, no terminal escape and no text reordered out of sight.
-pub fn visible(cell: &str) -> Cow<'_, str> {
+pub(crate) fn visible(cell: &str) -> Cow<'_, str> {
     if !cell.chars().any(is_hidden) {
         return cell.into();
     }
@@ -356,7 +356,7 @@ pub fn visible(cell: &str) -> Cow<'_, str> {
 }
 
 /// A text cell of the report: hidden characters made visible, then neutralised.
-pub fn report_cell(cell: &str) -> Cow<'_, str> {
+pub(crate) fn report_cell(cell: &str) -> Cow<'_, str> {
     match visible(cell) {
         Cow::Borrowed(b) => neutralise(b),
         Cow::Owned(o) => Cow::Owned(neutralise(&o).into_owned()),
@@ -380,7 +380,7 @@ fn report_phone(cell: &str) -> Cow<'_, str> {
 }
 
 /// Writes report rows as CSV.
-pub struct ReportWriter {
+pub(crate) struct ReportWriter {
     out: CsvOut,
     codes: String,
     message: String,
@@ -388,7 +388,7 @@ pub struct ReportWriter {
 
 impl ReportWriter {
     /// Creates the report (as `<path>.partial` until [`ReportWriter::finish`]) and writes its header.
-    pub fn create(target: &Target) -> Result<ReportWriter, WriteError> {
+    pub(crate) fn create(target: &Target) -> Result<ReportWriter, WriteError> {
         let sink = target
             .open()
             .map_err(|e| WriteError::new("report", target, e))?;
@@ -404,7 +404,7 @@ impl ReportWriter {
     }
 
     /// Appends one row.
-    pub fn write(&mut self, row: &ReportRow<'_>) -> Result<(), WriteError> {
+    pub(crate) fn write(&mut self, row: &ReportRow<'_>) -> Result<(), WriteError> {
         self.codes.clear();
         self.message.clear();
         for (i, e) in row.errors.iter().enumerate() {
@@ -436,36 +436,36 @@ impl ReportWriter {
     }
 
     /// Writes out what is buffered if the last flush is a second old.
-    pub fn flush_if_due(&mut self) -> Result<(), WriteError> {
+    pub(crate) fn flush_if_due(&mut self) -> Result<(), WriteError> {
         self.out.flush_if_due()
     }
 
     /// Writes out what is buffered; the file stays at its `.partial` path.
-    pub fn flush(&mut self) -> Result<(), WriteError> {
+    pub(crate) fn flush(&mut self) -> Result<(), WriteError> {
         self.out.flush()
     }
 
     /// Flushes the report and moves it to its final path.
-    pub fn finish(self) -> Result<(), WriteError> {
+    pub(crate) fn finish(self) -> Result<(), WriteError> {
         self.out.commit()
     }
 
     /// Removes the report: the run stopped before any row was written.
-    pub fn discard(self) {
+    pub(crate) fn discard(self) {
         self.out.discard();
     }
 }
 
 /// Writes the input rows that ended `invalid` or `failed`, as they were read,
 /// plus `error_code` and `error_message`: fix them and feed the file back.
-pub struct RejectsWriter {
+pub(crate) struct RejectsWriter {
     out: CsvOut,
     width: usize,
 }
 
 impl RejectsWriter {
     /// Creates the file: a UTF-8 BOM, then the original header plus two columns.
-    pub fn create(
+    pub(crate) fn create(
         target: &Target,
         header: &[String],
         delimiter: u8,
@@ -487,7 +487,7 @@ impl RejectsWriter {
 
     /// Appends one rejected row; cells are padded or cut to the header's width
     /// so the two error columns always line up.
-    pub fn write(&mut self, record: &Record, errors: &[RowError]) -> Result<(), WriteError> {
+    pub(crate) fn write(&mut self, record: &Record, errors: &[RowError]) -> Result<(), WriteError> {
         let mut cells: Vec<Cow<'_, str>> = record.iter().take(self.width).map(neutralise).collect();
         cells.resize(self.width, "".into());
         let codes = joined_codes(errors);
@@ -498,22 +498,22 @@ impl RejectsWriter {
     }
 
     /// Writes out what is buffered if the last flush is a second old.
-    pub fn flush_if_due(&mut self) -> Result<(), WriteError> {
+    pub(crate) fn flush_if_due(&mut self) -> Result<(), WriteError> {
         self.out.flush_if_due()
     }
 
     /// Writes out what is buffered; the file stays at its `.partial` path.
-    pub fn flush(&mut self) -> Result<(), WriteError> {
+    pub(crate) fn flush(&mut self) -> Result<(), WriteError> {
         self.out.flush()
     }
 
     /// Flushes the file and moves it to its final path.
-    pub fn finish(self) -> Result<(), WriteError> {
+    pub(crate) fn finish(self) -> Result<(), WriteError> {
         self.out.commit()
     }
 
     /// Removes the file: the run stopped before any row was written.
-    pub fn discard(self) {
+    pub(crate) fn discard(self) {
         self.out.discard();
     }
 }
@@ -521,7 +521,7 @@ impl RejectsWriter {
 /// The backup of mirror-mode deletions: each contact's last-sent fields,
 /// written and flushed before its deletion is sent. Appended to, never
 /// truncated, so a run killed mid-deletion and its rerun lose nothing.
-pub struct BackupWriter {
+pub(crate) struct BackupWriter {
     out: csv::Writer<File>,
     target: Target,
     columns: Vec<&'static str>,
@@ -531,7 +531,7 @@ impl BackupWriter {
     /// Opens `path` for appending, writing the header when it is new or
     /// empty; refuses a file whose header is not the backup's. `groups`:
     /// the provider has groups (SMS Partner), so the backup has `groupId`.
-    pub fn open(path: &Path, groups: bool) -> Result<BackupWriter, WriteError> {
+    pub(crate) fn open(path: &Path, groups: bool) -> Result<BackupWriter, WriteError> {
         // SPEC field names, so `sync` reads the backup back as input: every
         // field but the id and the opt-out, and `groupId` only for a provider
         // with groups (an empty group column would make every row `GROUP_MISSING`).
@@ -580,7 +580,7 @@ impl BackupWriter {
 
     /// Appends one contact (its fields as the state store keeps them, a JSON
     /// object under SPEC field names) and flushes it to the file.
-    pub fn write(&mut self, fields: &str) -> Result<(), WriteError> {
+    pub(crate) fn write(&mut self, fields: &str) -> Result<(), WriteError> {
         let obj: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(fields).unwrap_or_default();
         let cells: Vec<Cow<'_, str>> = self
@@ -607,7 +607,7 @@ impl BackupWriter {
 /// The files written from the summary at the end of the run (the JSON
 /// summary, the HTML report), created before the run starts.
 #[derive(Debug)]
-pub struct SummaryFile {
+pub(crate) struct SummaryFile {
     json: Option<(PartialFile, Target)>,
     html: Option<(PartialFile, Target)>,
 }
@@ -615,7 +615,7 @@ pub struct SummaryFile {
 impl SummaryFile {
     /// Creates each `<path>.partial`, so an unwritable path stops the run
     /// before it starts; `None` when neither file is asked for.
-    pub fn create(
+    pub(crate) fn create(
         json: Option<&Path>,
         html: Option<&Path>,
     ) -> Result<Option<SummaryFile>, WriteError> {
@@ -640,7 +640,7 @@ impl SummaryFile {
 
     /// Writes the JSON summary and the HTML report (its rows read back from
     /// `report`), and moves each file to its final path.
-    pub fn write(
+    pub(crate) fn write(
         self,
         summary: &Summary,
         closing: &Closing<'_>,
@@ -684,7 +684,7 @@ impl SummaryFile {
     }
 
     /// Removes the files: the run stopped before it started.
-    pub fn discard(self) {
+    pub(crate) fn discard(self) {
         for (f, _) in self.json.into_iter().chain(self.html) {
             f.discard();
         }
@@ -692,7 +692,7 @@ impl SummaryFile {
 }
 
 /// Every output of a run, created together before anything is sent.
-pub struct Outputs {
+pub(crate) struct Outputs {
     /// The per-row report.
     pub report: ReportWriter,
     /// The rejects file, if asked for.
@@ -703,7 +703,7 @@ pub struct Outputs {
 
 impl Outputs {
     /// Creates every output; if one cannot be created, none is left behind.
-    pub fn create(
+    pub(crate) fn create(
         report: &Target,
         rejects: Option<&Target>,
         summary: Option<&Path>,
@@ -737,7 +737,7 @@ impl Outputs {
     }
 
     /// Removes every output: the run stopped before any row was written.
-    pub fn discard(self) {
+    pub(crate) fn discard(self) {
         self.report.discard();
         if let Some(r) = self.rejects {
             r.discard();
@@ -750,7 +750,7 @@ impl Outputs {
 
 /// End-of-run counts.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Rows per outcome.
     pub outcomes: BTreeMap<Outcome, u64>,
     /// Rows per error code (a row with two codes counts for both).
@@ -772,14 +772,14 @@ pub struct Summary {
 }
 
 /// How many line numbers of each code the summary keeps.
-pub const FIRST_LINES: usize = 5;
+pub(crate) const FIRST_LINES: usize = 5;
 
 /// How many codes the text summary lists before "and N more".
 const TOP_CODES: usize = 6;
 
 /// Where a run's outputs went and how it ended: the end of the summary.
 #[derive(Debug, Clone, Default)]
-pub struct Closing<'a> {
+pub(crate) struct Closing<'a> {
     /// The report, as [`Target::describe`] names it.
     pub report: &'a str,
     /// The rejects file, when asked for.
@@ -792,13 +792,14 @@ pub struct Closing<'a> {
 
 impl Summary {
     /// Counts one row.
-    pub fn record(&mut self, outcome: Outcome, errors: &[RowError]) {
+    #[cfg(test)]
+    fn record(&mut self, outcome: Outcome, errors: &[RowError]) {
         self.record_at(0, outcome, errors);
     }
 
     /// Counts one row from input line `line` (0: no line, a deletion),
     /// keeping the first few lines of each of its codes.
-    pub fn record_at(&mut self, line: u64, outcome: Outcome, errors: &[RowError]) {
+    pub(crate) fn record_at(&mut self, line: u64, outcome: Outcome, errors: &[RowError]) {
         *self.outcomes.entry(outcome).or_default() += 1;
         for e in errors {
             let code = e.code.to_string();
@@ -813,7 +814,7 @@ impl Summary {
     }
 
     /// Error codes, the most frequent first (then by name).
-    pub fn top_codes(&self) -> Vec<(&str, u64)> {
+    pub(crate) fn top_codes(&self) -> Vec<(&str, u64)> {
         let mut codes: Vec<(&str, u64)> =
             self.codes.iter().map(|(c, n)| (c.as_str(), *n)).collect();
         codes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -821,7 +822,7 @@ impl Summary {
     }
 
     /// Requests per second over the run.
-    pub fn requests_per_second(&self) -> f64 {
+    pub(crate) fn requests_per_second(&self) -> f64 {
         let secs = self.duration.as_secs_f64();
         if secs > 0.0 {
             self.requests as f64 / secs
@@ -833,7 +834,7 @@ impl Summary {
     /// The end-of-run summary for people, readable at a glance: the counts
     /// per outcome, the top error codes with their first lines, the time
     /// and rates, where the outputs went, and what to do next.
-    pub fn render(&self, closing: &Closing<'_>) -> String {
+    pub(crate) fn render(&self, closing: &Closing<'_>) -> String {
         let mut s = self.headline();
         s.push('\n');
         let width = self
@@ -1001,22 +1002,22 @@ impl Summary {
     }
 
     /// What to do next, as [`Summary::render`] words it (for the JSON log).
-    pub fn next(&self, closing: &Closing<'_>) -> Option<String> {
+    pub(crate) fn next(&self, closing: &Closing<'_>) -> Option<String> {
         self.next_step(closing)
     }
 
     /// Rows counted.
-    pub fn rows(&self) -> u64 {
+    pub(crate) fn rows(&self) -> u64 {
         self.outcomes.values().sum()
     }
 
     /// Rows with this outcome.
-    pub fn count(&self, outcome: Outcome) -> u64 {
+    pub(crate) fn count(&self, outcome: Outcome) -> u64 {
         self.outcomes.get(&outcome).copied().unwrap_or(0)
     }
 
     /// Rows per second over the run.
-    pub fn rows_per_second(&self) -> f64 {
+    pub(crate) fn rows_per_second(&self) -> f64 {
         let secs = self.duration.as_secs_f64();
         if secs > 0.0 {
             self.rows() as f64 / secs
@@ -1026,13 +1027,13 @@ impl Summary {
     }
 
     /// Whether any row ended `invalid`, `failed` or `not_attempted`.
-    pub fn has_problems(&self) -> bool {
+    pub(crate) fn has_problems(&self) -> bool {
         self.outcomes.iter().any(|(o, n)| o.is_problem() && *n > 0)
     }
 
     /// The summary's first line: `54 rows in 0.05s (1107 rows/s)`, with
     /// the request rate achieved when requests were sent.
-    pub fn headline(&self) -> String {
+    pub(crate) fn headline(&self) -> String {
         let rows = self.rows();
         let requests = if self.requests > 0 {
             format!(", {:.1} requests/s", self.requests_per_second())
@@ -1048,7 +1049,7 @@ impl Summary {
     }
 
     /// The summary as JSON, for monitoring.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         let outcomes: serde_json::Map<String, serde_json::Value> = Outcome::ALL
             .iter()
             .map(|o| (o.as_str().to_string(), self.count(*o).into()))

@@ -1,14 +1,16 @@
-//! What a finished run leaves behind, shared by `validate` and `sync`.
+//! What `validate` and `sync` share: the result a finished run leaves
+//! behind, and what both log about the input.
 
 use std::time::Instant;
 
 use crate::codes::exit;
 use crate::config::{Error, OutputConfig};
 use crate::report::{Closing, Summary, SummaryFile};
+use crate::scan::ScanStats;
 
 /// What a finished run leaves behind.
 #[derive(Debug, Clone)]
-pub struct RunResult {
+pub(crate) struct RunResult {
     /// The end-of-run counts.
     pub summary: Summary,
     /// The process exit code (SPEC §2).
@@ -25,7 +27,7 @@ pub struct RunResult {
 
 /// How a run ended, before the JSON summary is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// Every row went through its course.
     Finished,
     /// Nothing was sent on purpose (e.g. `--max-invalid`): exit 2.
@@ -39,7 +41,7 @@ impl RunResult {
     /// Stamps the duration, writes the JSON summary when asked, and picks the
     /// exit code. `sent` says whether any request may have gone out, which
     /// turns a failure to write the summary into exit 3 rather than 2.
-    pub fn conclude(
+    pub(crate) fn conclude(
         mut summary: Summary,
         started: Instant,
         summary_file: Option<SummaryFile>,
@@ -83,7 +85,7 @@ impl RunResult {
     }
 
     /// Where the outputs went and how the run ended.
-    pub fn closing(&self) -> Closing<'_> {
+    pub(crate) fn closing(&self) -> Closing<'_> {
         Closing {
             report: &self.report,
             rejects: self.rejects.as_deref(),
@@ -93,7 +95,7 @@ impl RunResult {
     }
 
     /// The end-of-run summary for people.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         self.summary.render(&self.closing())
     }
 }
@@ -117,8 +119,26 @@ pub fn sandbox_groups<'a>(
 }
 
 /// Worker threads to use when not told.
-pub fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Logs what the scan learnt about the file as a whole: how it was decoded,
+/// a date column read as Excel serial numbers, a file with no data rows.
+pub(crate) fn log_input_facts(stats: &ScanStats) {
+    match stats.encoding.describe() {
+        Some((true, text)) => tracing::warn!("{text}"),
+        Some((false, text)) => tracing::info!("{text}"),
+        None => {}
+    }
+    if stats.facts.serial_dates {
+        tracing::info!(
+            "the date column holds Excel serial numbers (days since 1900): they are read as dates"
+        );
+    }
+    if stats.rows == 0 {
+        tracing::warn!("the file has a header but no data rows: nothing to do");
+    }
 }
 
 #[cfg(test)]

@@ -28,14 +28,14 @@ use crate::record::Record;
 const BATCH: usize = 512;
 
 /// Rows read ahead to decide column-wide rules before the first row is checked.
-pub const LOOKAHEAD_ROWS: usize = 1000;
+pub(crate) const LOOKAHEAD_ROWS: usize = 1000;
 
 /// Bytes of text the look-ahead holds at most, whatever the row count.
-pub const LOOKAHEAD_BYTES: usize = 8 << 20;
+pub(crate) const LOOKAHEAD_BYTES: usize = 8 << 20;
 
 /// The verdict on one row after validation and de-duplication.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The row can be sent.
     Valid(Box<Contact>),
     /// The row has problems, in column order.
@@ -44,7 +44,7 @@ pub enum Verdict {
 
 /// One input row with its verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckedRow {
+pub(crate) struct CheckedRow {
     /// The row as read (its `line` is where it starts).
     pub record: Record,
     /// What validation made of it.
@@ -58,7 +58,7 @@ pub struct CheckedRow {
 
 impl CheckedRow {
     /// The normalised number, or the raw phone cell of an invalid row.
-    pub fn phone<'a>(&'a self, map: &ColumnMap) -> &'a str {
+    pub(crate) fn phone<'a>(&'a self, map: &ColumnMap) -> &'a str {
         match &self.verdict {
             Verdict::Valid(c) => &c.phone,
             Verdict::Invalid(_) => match &self.phone {
@@ -79,7 +79,7 @@ impl CheckedRow {
 /// file's expected row count: a million numbers take 24 MiB, where a
 /// `HashMap<u64, u64>` took 32 and 48 while it doubled.
 #[derive(Default)]
-pub struct Dedup {
+pub(crate) struct Dedup {
     slots: Vec<Slot>,
     /// Numbers held.
     len: usize,
@@ -113,7 +113,7 @@ const BIG_LINE: u32 = u32::MAX;
 
 impl Dedup {
     /// Room for about `rows` numbers before the first doubling (at most 2^26).
-    pub fn with_capacity(rows: usize) -> Dedup {
+    pub(crate) fn with_capacity(rows: usize) -> Dedup {
         let mut dedup = Dedup::default();
         if rows > 0 {
             let slots = (rows.min(1 << 26) * 4 / 3 + 1)
@@ -125,7 +125,7 @@ impl Dedup {
     }
 
     /// `Some(first_line)` when an earlier row had the same number and group.
-    pub fn check(&mut self, contact: &Contact, line: u64) -> Option<u64> {
+    pub(crate) fn check(&mut self, contact: &Contact, line: u64) -> Option<u64> {
         let digits: u64 = contact.phone.trim_start_matches('+').parse().ok()?;
         let next = self.groups.len() as u64;
         let group = if contact.group_id.is_empty() {
@@ -197,7 +197,7 @@ impl Dedup {
 
 /// Counts of what the scan read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScanStats {
+pub(crate) struct ScanStats {
     /// Data rows handed to the sink.
     pub rows: u64,
     /// How the rows were decoded.
@@ -212,7 +212,7 @@ type Checked = (u64, Vec<CheckedRow>);
 /// Streams every data row of `reader` through `normalizer` and the duplicate
 /// rule to `sink`, in input order, on `workers` threads. The sink may stop the
 /// scan early by returning `Break`.
-pub fn scan<R: Read + Send>(
+pub(crate) fn scan<R: Read + Send>(
     mut reader: CsvReader<R>,
     map: &ColumnMap,
     normalizer: &Normalizer,
@@ -221,36 +221,13 @@ pub fn scan<R: Read + Send>(
 ) -> Result<ScanStats, ReadError> {
     let workers = workers.max(1);
     let mut stats = ScanStats::default();
-    let mut ahead = Vec::new();
-    let mut ahead_bytes = 0;
-    let mut ended = false;
-    let mut finder = FactsFinder::default();
-    while ahead.len() < LOOKAHEAD_ROWS && ahead_bytes < LOOKAHEAD_BYTES {
-        let mut rec = Record::default();
-        match reader.next_record(&mut rec)? {
-            Some(status) => {
-                if status == RecordStatus::Ok {
-                    finder.observe(map, &rec);
-                }
-                ahead_bytes += rec.text_len();
-                ahead.push((rec, status));
-            }
-            None => {
-                ended = true;
-                break;
-            }
-        }
-    }
-    stats.facts = finder.finish();
-    // Rows to expect, from the file's size and the look-ahead's row length:
-    // the duplicate table is sized once instead of doubling on the way.
-    let expected_rows = match reader.size_hint() {
-        Some(size) if !ended && !ahead.is_empty() => {
-            let per_row = (ahead_bytes / ahead.len()).max(8) as u64;
-            usize::try_from(size / per_row).unwrap_or(usize::MAX)
-        }
-        _ => 0,
-    };
+    let LookAhead {
+        rows: ahead,
+        ended,
+        facts,
+        expected_rows,
+    } = look_ahead(&mut reader, map)?;
+    stats.facts = facts;
     let normalizer = &normalizer.with_facts(stats.facts);
     let encoding = std::thread::scope(|s| {
         let (work_tx, work_rx) = sync_channel::<Batch>(workers * 2);
@@ -334,20 +311,7 @@ pub fn scan<R: Read + Send>(
                 // Never blocks: at most `in_flight` tokens exist.
                 let _ = token_tx.try_send(());
                 for mut row in rows {
-                    if let Verdict::Valid(contact) = &row.verdict
-                        && let Some(first) = dedup.check(contact, row.record.line)
-                    {
-                        let message = format!(
-                            "the number {} already appears on line {first}; the first row wins",
-                            contact.phone
-                        );
-                        row.phone = Some(contact.phone.clone());
-                        row.note.clear();
-                        row.verdict = Verdict::Invalid(vec![RowError::new(
-                            ErrorCode::DuplicatePhone,
-                            message,
-                        )]);
-                    }
+                    mark_duplicate(&mut row, &mut dedup);
                     stats.rows += 1;
                     if sink(row).is_break() {
                         break 'outer;
@@ -366,12 +330,79 @@ pub fn scan<R: Read + Send>(
     Ok(stats)
 }
 
+/// The first rows of a file, read before any is checked.
+struct LookAhead {
+    rows: Vec<(Record, RecordStatus)>,
+    /// Whether they are the whole file.
+    ended: bool,
+    /// What they show of the columns.
+    facts: ColumnFacts,
+    /// Rows to expect, from the file's size and the look-ahead's row length
+    /// (0: unknown), so the duplicate table is sized once instead of
+    /// doubling on the way.
+    expected_rows: usize,
+}
+
+/// Reads up to [`LOOKAHEAD_ROWS`] rows ([`LOOKAHEAD_BYTES`] at most) and
+/// decides the column facts from them.
+fn look_ahead<R: Read>(reader: &mut CsvReader<R>, map: &ColumnMap) -> Result<LookAhead, ReadError> {
+    let mut rows = Vec::new();
+    let mut bytes = 0;
+    let mut ended = false;
+    let mut finder = FactsFinder::default();
+    while rows.len() < LOOKAHEAD_ROWS && bytes < LOOKAHEAD_BYTES {
+        let mut rec = Record::default();
+        match reader.next_record(&mut rec)? {
+            Some(status) => {
+                if status == RecordStatus::Ok {
+                    finder.observe(map, &rec);
+                }
+                bytes += rec.text_len();
+                rows.push((rec, status));
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let expected_rows = match reader.size_hint() {
+        Some(size) if !ended && !rows.is_empty() => {
+            let per_row = (bytes / rows.len()).max(8) as u64;
+            usize::try_from(size / per_row).unwrap_or(usize::MAX)
+        }
+        _ => 0,
+    };
+    Ok(LookAhead {
+        rows,
+        ended,
+        facts: finder.finish(),
+        expected_rows,
+    })
+}
+
+/// The duplicate rule: a valid row whose number (and group) an earlier row
+/// had becomes `invalid`, naming the first row's line.
+fn mark_duplicate(row: &mut CheckedRow, dedup: &mut Dedup) {
+    if let Verdict::Valid(contact) = &row.verdict
+        && let Some(first) = dedup.check(contact, row.record.line)
+    {
+        let message = format!(
+            "the number {} already appears on line {first}; the first row wins",
+            contact.phone
+        );
+        row.phone = Some(contact.phone.clone());
+        row.note.clear();
+        row.verdict = Verdict::Invalid(vec![RowError::new(ErrorCode::DuplicatePhone, message)]);
+    }
+}
+
 fn next_batch(rx: &Mutex<Receiver<Batch>>) -> Option<Batch> {
     rx.lock().ok()?.recv().ok()
 }
 
 /// Validates one record (everything but the duplicate rule).
-pub fn check(
+pub(crate) fn check(
     record: Record,
     status: RecordStatus,
     map: &ColumnMap,

@@ -8,14 +8,14 @@ use std::ffi::OsString;
 use std::fmt;
 
 /// The environment variable the key is read from.
-pub const ENV_VAR: &str = "CONTACT_SYNC_API_KEY";
+pub(crate) const ENV_VAR: &str = "CONTACT_SYNC_API_KEY";
 
 /// The environment variable naming a file that holds the key (cron jobs,
 /// systemd credentials, container secrets), read when [`ENV_VAR`] is unset.
-pub const FILE_ENV_VAR: &str = "CONTACT_SYNC_API_KEY_FILE";
+pub(crate) const FILE_ENV_VAR: &str = "CONTACT_SYNC_API_KEY_FILE";
 
 /// What `Debug` and `Display` print instead of the key.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// A provider API key.
 #[derive(Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct ApiKey(String);
 
 /// Why no usable key was found; the message names the variable, never a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SecretError {
+pub(crate) enum SecretError {
     /// The variable is not set.
     #[error(
         "the API key is missing: set the environment variable {ENV_VAR}, or {FILE_ENV_VAR} to the path of a file holding it"
@@ -63,7 +63,7 @@ impl ApiKey {
     /// Reads the key from `CONTACT_SYNC_API_KEY`, or else from the file named
     /// by `CONTACT_SYNC_API_KEY_FILE`, trimmed of surrounding whitespace. A key
     /// file that other users may read is used, with a warning.
-    pub fn from_env() -> Result<ApiKey, SecretError> {
+    pub(crate) fn from_env() -> Result<ApiKey, SecretError> {
         let file = std::env::var_os(FILE_ENV_VAR).filter(|v| !v.is_empty());
         match (std::env::var_os(ENV_VAR), file) {
             (Some(_), Some(_)) => Err(SecretError::Both),
@@ -81,7 +81,9 @@ impl ApiKey {
 
     /// Reads the key from a file (the whole file, trimmed), with a warning
     /// when users other than its owner may read it.
-    pub fn from_file(path: &std::path::Path) -> Result<(ApiKey, Option<String>), SecretError> {
+    pub(crate) fn from_file(
+        path: &std::path::Path,
+    ) -> Result<(ApiKey, Option<String>), SecretError> {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| SecretError::File {
             path: shown.clone(),
@@ -111,14 +113,14 @@ impl ApiKey {
     }
 
     /// The key itself; call only where it is put on the wire.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// `text` with every occurrence of the key, plain or URL-encoded as in a
     /// query string, replaced by `[redacted]`: a last guard for messages that
     /// came from a server or an HTTP library and might echo it.
-    pub fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         if self.0.is_empty() {
             return text.to_string();
         }

@@ -8,29 +8,11 @@ use crate::codes::Outcome;
 use crate::columns::Field;
 use crate::config::{Error, InputConfig, MaxInvalid, OutputConfig};
 use crate::report::{Outputs, ReportRow, Summary};
-use crate::run::{Ending, RunResult, default_threads};
-use crate::scan::{ScanStats, Verdict, scan};
-
-/// Logs what the scan learnt about the file as a whole: how it was decoded,
-/// a date column read as Excel serial numbers, a file with no data rows.
-pub fn log_input_facts(stats: &ScanStats) {
-    match stats.encoding.describe() {
-        Some((true, text)) => tracing::warn!("{text}"),
-        Some((false, text)) => tracing::info!("{text}"),
-        None => {}
-    }
-    if stats.facts.serial_dates {
-        tracing::info!(
-            "the date column holds Excel serial numbers (days since 1900): they are read as dates"
-        );
-    }
-    if stats.rows == 0 {
-        tracing::warn!("the file has a header but no data rows: nothing to do");
-    }
-}
+use crate::run::{Ending, RunResult, default_threads, log_input_facts};
+use crate::scan::{Verdict, scan};
 
 /// Runs `validate`.
-pub fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
+pub(crate) fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     let started = Instant::now();
     let mut input = InputConfig::from_args(&args.input)?;
     input.set_default_group(args.group_id.as_deref())?;

@@ -8,7 +8,7 @@ const MAX_QUOTED_CHARS: usize = 40;
 /// `"cell"`, with invisible characters shown as spaces (or left out when
 /// they take no room) and named after the quote: `"06 12" (with a
 /// non-breaking space at position 3)`.
-pub fn quote(raw: &str) -> String {
+pub(crate) fn quote(raw: &str) -> String {
     let mut shown = String::with_capacity(raw.len() + 2);
     shown.push('"');
     let mut first: Option<(usize, char)> = None;
@@ -46,7 +46,7 @@ pub fn quote(raw: &str) -> String {
 }
 
 /// The words for a character a reader cannot see, or `None` for a visible one.
-pub fn invisible(c: char) -> Option<String> {
+pub(crate) fn invisible(c: char) -> Option<String> {
     let name = match c {
         ' ' => return None,
         '\t' => "a tab",
@@ -78,7 +78,7 @@ pub fn invisible(c: char) -> Option<String> {
 }
 
 /// A character in words for a message: `the letter "A"`, `a tab`, `"#"`.
-pub fn describe(c: char) -> String {
+pub(crate) fn describe(c: char) -> String {
     if let Some(name) = invisible(c) {
         name
     } else if c.is_alphabetic() {

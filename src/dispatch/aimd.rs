@@ -20,7 +20,7 @@ use std::time::Duration;
 /// a long pause is never read as "slow down for good"; the floor
 /// (`FLOOR_SHARE` of `max` by default) keeps the rate useful meanwhile.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Aimd {
+pub(crate) struct Aimd {
     max: f64,
     min: f64,
     /// The rate right after the last decrease.
@@ -31,16 +31,16 @@ pub struct Aimd {
 
 impl Aimd {
     /// Halving on a 429 (TCP's choice).
-    pub const DECREASE_FACTOR: f64 = 0.5;
+    pub(crate) const DECREASE_FACTOR: f64 = 0.5;
     /// Seconds to climb back from a halving to the rate that drew the 429.
-    pub const RECOVERY_SECS: f64 = 10.0;
+    pub(crate) const RECOVERY_SECS: f64 = 10.0;
     /// The default floor, as a share of the configured rate: a tenth, so a
     /// throttled run slows by 10× at worst, never to a crawl.
-    pub const FLOOR_SHARE: f64 = 0.01;
+    pub(crate) const FLOOR_SHARE: f64 = 0.01;
 
     /// Starts at `max` requests/s, never going below `min` (clamped to
     /// `max`). Both must be finite and positive; the dispatcher validates them.
-    pub fn new(max: f64, min: f64) -> Self {
+    pub(crate) fn new(max: f64, min: f64) -> Self {
         let min = min.min(max);
         Self {
             max,
@@ -51,7 +51,7 @@ impl Aimd {
     }
 
     /// The target rate at `now`, requests/s.
-    pub fn rate_at(&self, now: Duration) -> f64 {
+    pub(crate) fn rate_at(&self, now: Duration) -> f64 {
         match self.last_decrease {
             None => self.max,
             Some(at) => {
@@ -63,18 +63,13 @@ impl Aimd {
     }
 
     /// The configured ceiling, requests/s.
-    pub fn max(&self) -> f64 {
+    pub(crate) fn max(&self) -> f64 {
         self.max
-    }
-
-    /// The floor, requests/s.
-    pub fn min(&self) -> f64 {
-        self.min
     }
 
     /// Records a 429 for a request sent at `sent_at`, received at `now`;
     /// returns whether the rate dropped.
-    pub fn on_throttled(&mut self, sent_at: Duration, now: Duration) -> bool {
+    pub(crate) fn on_throttled(&mut self, sent_at: Duration, now: Duration) -> bool {
         if self.last_decrease.is_some_and(|at| sent_at < at) {
             return false;
         }
@@ -138,7 +133,6 @@ mod tests {
     #[test]
     fn floor_above_max_is_clamped() {
         let a = Aimd::new(0.5, 2.0);
-        assert_eq!(a.min(), 0.5);
         assert_eq!(a.rate_at(Duration::ZERO), 0.5);
     }
 

@@ -4,7 +4,7 @@
 //! `Retry-After` up to `--max-retry-after`, and slowing down by itself on
 //! repeated 429s (SPEC §5).
 //!
-//! Providers build [`HttpCall`]s, classify answers ([`Verdict`], from status
+//! Providers build [`ApiRequest`]s, classify answers ([`Verdict`], from status
 //! and body together) and interpret [`HttpReply`]s; the dispatcher knows
 //! nothing of their APIs. Every response body is read incrementally up to
 //! [`MAX_BODY`]; a larger one is dropped unread and counts as a lost answer.
@@ -28,92 +28,120 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use reqwest::header::{self, HeaderValue, InvalidHeaderValue};
+use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, Url};
+use serde_json::Value;
 use tokio::sync::{RwLock, Semaphore, watch};
 use tokio::time::Instant;
 
-pub use aimd::Aimd;
-pub use pacer::burst_for;
-pub use retry::{
-    AttemptResult, NetworkKind, RetryDecision, RetryPolicy, RetryStep, backoff, classify,
-    parse_retry_after,
-};
-pub use verdict::{Verdict, by_status, looks_like_markup, transient_status};
+pub(crate) use retry::{AttemptResult, NetworkKind, RetryPolicy, RetryStep, parse_retry_after};
+pub(crate) use verdict::{Verdict, looks_like_markup, transient_status};
 
 use pacer::Pacer;
-use retry::JitterRng;
 
-/// One request, described fully enough to be sent again on retry.
+use crate::rng::{SplitMix64, fresh_seed};
+use crate::secret::ApiKey;
+
+/// One HTTP request, built by a provider and sent (again on each retry) by
+/// the dispatcher.
+///
+/// `Debug` shows the method and URL path only: the SMS Partner key sits in the
+/// body and the query string, the Mobivate key in `bearer`.
 #[derive(Clone)]
-pub struct HttpCall {
-    /// The HTTP method.
+pub struct ApiRequest {
+    /// HTTP method.
     pub method: Method,
-    /// The full URL; may carry the API key in its query, so it is never logged.
+    /// Full URL, query included (it may carry the key: never log it).
     pub url: Url,
-    /// The `Authorization` header value, marked sensitive.
-    pub authorization: Option<HeaderValue>,
-    /// A JSON body (sent with `Content-Type: application/json`).
-    pub json: Option<Vec<u8>>,
+    /// JSON body, if any (it may carry the key: never log it); sent with
+    /// `Content-Type: application/json`.
+    pub body: Option<Value>,
+    /// Key for an `Authorization: Bearer` header, if the provider uses one.
+    pub bearer: Option<ApiKey>,
 }
 
-impl HttpCall {
-    /// A call with no body and no authorization.
-    pub fn new(method: Method, url: Url) -> Self {
+impl ApiRequest {
+    /// A request with no body and no authorization.
+    pub(crate) fn new(method: Method, url: Url) -> Self {
         Self {
             method,
             url,
-            authorization: None,
-            json: None,
+            body: None,
+            bearer: None,
         }
     }
 
     /// A `GET` of `url`.
-    pub fn get(url: Url) -> Self {
+    pub(crate) fn get(url: Url) -> Self {
         Self::new(Method::GET, url)
     }
 
-    /// A `POST` of the serialized JSON `body` to `url`.
-    pub fn post_json(url: Url, body: Vec<u8>) -> Self {
+    /// A `POST` of the JSON `body` to `url`.
+    pub(crate) fn post_json(url: Url, body: Value) -> Self {
         Self {
-            json: Some(body),
+            body: Some(body),
             ..Self::new(Method::POST, url)
         }
     }
 
-    /// Adds `Authorization: Bearer <token>`, kept out of `Debug` output.
-    pub fn with_bearer(mut self, token: &str) -> Result<Self, InvalidHeaderValue> {
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
-        value.set_sensitive(true);
-        self.authorization = Some(value);
-        Ok(self)
-    }
-
-    /// What may be logged about this call: method and path, no query.
-    pub fn describe(&self) -> String {
+    /// What may be logged about this request: method and path, no query.
+    pub(crate) fn describe(&self) -> String {
         format!("{} {}", self.method, self.url.path())
     }
 }
 
-impl fmt::Debug for HttpCall {
+impl fmt::Debug for ApiRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Query, authorization and body may all hold the key.
-        f.debug_struct("HttpCall")
+        f.debug_struct("ApiRequest")
             .field("method", &self.method)
             .field("path", &self.url.path())
-            .field(
-                "authorization",
-                &self.authorization.as_ref().map(|_| "<redacted>"),
-            )
-            .field("json_bytes", &self.json.as_ref().map(Vec::len))
-            .finish()
+            .finish_non_exhaustive()
+    }
+}
+
+/// An [`ApiRequest`] as every attempt puts it on the wire: the body encoded
+/// and the key made a (sensitive) header once.
+struct Wire<'a> {
+    request: &'a ApiRequest,
+    authorization: Option<HeaderValue>,
+    json: Option<Vec<u8>>,
+}
+
+impl<'a> Wire<'a> {
+    fn of(request: &'a ApiRequest) -> Result<Self, SendError> {
+        let json = match &request.body {
+            Some(v) => Some(serde_json::to_vec(v).map_err(|e| SendError::Network {
+                message: format!("cannot encode request: {e}"),
+                maybe_applied: false,
+            })?),
+            None => None,
+        };
+        let authorization = match &request.bearer {
+            Some(key) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                    .map_err(|_| SendError::InvalidKey)?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(Self {
+            request,
+            authorization,
+            json,
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.request.describe()
     }
 }
 
 /// The final answer to a call: any status the dispatcher does not retry, or
 /// the last 429/5xx once retries are used up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpReply {
+pub(crate) struct HttpReply {
     /// The HTTP status code.
     pub status: u16,
     /// The full response body.
@@ -122,7 +150,7 @@ pub struct HttpReply {
 
 /// Why a call produced no reply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// No answer after every retry (or a request that cannot be sent); the
     /// message names no URL.
     #[error("network error: {message}")]
@@ -134,6 +162,10 @@ pub enum SendError {
         /// opposed to one never established).
         maybe_applied: bool,
     },
+    /// The API key cannot be an HTTP header value, so no request can carry
+    /// it; nothing was sent.
+    #[error("the API key is not a valid HTTP header value")]
+    InvalidKey,
     /// The last attempt's answer was larger than the cap, so it was dropped
     /// unread; the request may have been applied.
     #[error("the answer was larger than {limit} bytes and was not read")]
@@ -177,25 +209,25 @@ pub enum SendError {
 /// 100 KB with ordinary fields; about 7.7 MB for 20 contacts whose every
 /// field holds the 64 KiB a cell may). Memory for bodies stays under
 /// `--concurrency` × this cap. See docs/reliability.md.
-pub const MAX_BODY: usize = 8 << 20;
+pub(crate) const MAX_BODY: usize = 8 << 20;
 
 /// Answers in a row that are not the provider's after which the run stops:
 /// one could be a proxy's hiccup, three are a wrong `--base-url`.
-pub const MISDIRECTED_LIMIT: u32 = 3;
+pub(crate) const MISDIRECTED_LIMIT: u32 = 3;
 
 /// Most requests in flight `--concurrency` may ask for: beyond it, memory
 /// (bodies up to [`MAX_BODY`] each, the report window) grows for no gain.
-pub const MAX_CONCURRENCY: usize = 256;
+pub(crate) const MAX_CONCURRENCY: usize = 256;
 
 /// The fastest `--rate` accepted, requests/s.
-pub const MAX_RATE: f64 = 1_000_000.0;
+pub(crate) const MAX_RATE: f64 = 1_000_000.0;
 
 /// The slowest `--rate` accepted, requests/s (one request every 100 s).
-pub const MIN_RATE: f64 = 0.01;
+pub(crate) const MIN_RATE: f64 = 0.01;
 
 /// Everything a [`Dispatcher`] needs, validated by [`Dispatcher::new`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct DispatchConfig {
+pub(crate) struct DispatchConfig {
     /// Requests per second, at most (`--rate`).
     pub rate: f64,
     /// The adaptive rate never drops below this share of `rate`.
@@ -210,8 +242,10 @@ pub struct DispatchConfig {
     pub connect_timeout: Duration,
     /// Time allowed for a whole attempt, response body included.
     pub request_timeout: Duration,
-    /// Seed of the jitter draws, for reproducible runs.
-    pub seed: u64,
+    /// Seed of the jitter draws; `None` (the default) takes a fresh one from
+    /// the OS, so runs that fail together do not retry in lock-step. Tests
+    /// that need reproducible draws set one.
+    pub seed: Option<u64>,
     /// Largest response body read, in bytes ([`MAX_BODY`]).
     pub max_body: usize,
 }
@@ -231,7 +265,7 @@ impl Default for DispatchConfig {
             },
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
-            seed: 0x5EED,
+            seed: None,
             max_body: MAX_BODY,
         }
     }
@@ -239,7 +273,7 @@ impl Default for DispatchConfig {
 
 /// Why a [`DispatchConfig`] was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The rate is not a number of requests per second in
     /// [`MIN_RATE`]..=[`MAX_RATE`].
     #[error("rate must be between {MIN_RATE} and {MAX_RATE} requests per second, got {0}")]
@@ -254,7 +288,7 @@ pub enum ConfigError {
 
 /// A snapshot of the dispatcher's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Attempts sent, retries included.
     pub attempts: u64,
     /// Attempts that were retries.
@@ -288,14 +322,14 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Sends [`HttpCall`]s under the rate, concurrency and retry rules; share it
+/// Sends [`ApiRequest`]s under the rate, concurrency and retry rules; share it
 /// between tasks (it is `Send + Sync`).
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     client: reqwest::Client,
     permits: Semaphore,
     pacer: Pacer,
     retry: RetryPolicy,
-    jitter: Mutex<JitterRng>,
+    jitter: Mutex<SplitMix64>,
     stop: watch::Receiver<bool>,
     hold: Hold,
     counters: Counters,
@@ -310,7 +344,7 @@ pub struct Dispatcher {
 
 /// Something each attempt waits for after its permit and pacing, just before
 /// it leaves (the state store catching up with the answers heard so far).
-pub trait Gate: Send + Sync {
+pub(crate) trait Gate: Send + Sync {
     /// Resolves when the attempt may leave.
     fn open(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
@@ -362,7 +396,7 @@ enum Attempt {
 
 /// What one call (or a series of them) cost, for callers that keep count.
 #[derive(Debug, Default)]
-pub struct Meter {
+pub(crate) struct Meter {
     /// Attempts sent, retries included.
     pub attempts: AtomicU64,
     /// Attempts that reached the server and got no answer that could be
@@ -372,7 +406,7 @@ pub struct Meter {
 }
 
 /// How a call classifies a complete answer: status, `Retry-After`, body.
-pub type Classify<'a> = &'a (dyn Fn(u16, Option<Duration>, &[u8]) -> Verdict + Sync);
+pub(crate) type Classify<'a> = &'a (dyn Fn(u16, Option<Duration>, &[u8]) -> Verdict + Sync);
 
 /// Resolves once `stop` holds `true`; never, if its sender is gone.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -412,7 +446,10 @@ fn error_message(err: reqwest::Error) -> String {
 impl Dispatcher {
     /// Validates `config` and builds the HTTP client (rustls, no redirects,
     /// timeouts). `stop` turning `true` stops new attempts.
-    pub fn new(config: DispatchConfig, stop: watch::Receiver<bool>) -> Result<Self, ConfigError> {
+    pub(crate) fn new(
+        config: DispatchConfig,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Self, ConfigError> {
         if !(MIN_RATE..=MAX_RATE).contains(&config.rate) {
             return Err(ConfigError::Rate(config.rate));
         }
@@ -440,7 +477,7 @@ impl Dispatcher {
             permits: Semaphore::new(config.concurrency),
             pacer,
             retry: config.retry,
-            jitter: Mutex::new(JitterRng::new(config.seed)),
+            jitter: Mutex::new(SplitMix64::new(config.seed.unwrap_or_else(fresh_seed))),
             stop,
             hold: Hold::default(),
             counters: Counters::default(),
@@ -452,23 +489,23 @@ impl Dispatcher {
     }
 
     /// Retries of one call at most (`--max-retries`).
-    pub fn max_retries(&self) -> u32 {
+    pub(crate) fn max_retries(&self) -> u32 {
         self.retry.max_retries
     }
 
     /// Requests in flight at most (`--concurrency`).
-    pub fn concurrency(&self) -> usize {
+    pub(crate) fn concurrency(&self) -> usize {
         self.concurrency
     }
 
     /// Makes every attempt wait for `gate` just before it leaves.
-    pub fn with_gate(mut self, gate: Box<dyn Gate>) -> Self {
+    pub(crate) fn with_gate(mut self, gate: Box<dyn Gate>) -> Self {
         self.gate = Some(gate);
         self
     }
 
     /// The counters so far and the current paced rate.
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         let c = &self.counters;
         Stats {
             attempts: c.attempts.load(Ordering::Relaxed),
@@ -482,32 +519,35 @@ impl Dispatcher {
         }
     }
 
-    /// Sends `call`, classifying answers by status alone ([`by_status`]),
+    /// Sends `call`, classifying answers by status alone ([`verdict::by_status`]),
     /// retrying transient failures, and returns the final reply whatever its
     /// status. Fails with [`SendError::Cancelled`] if stopped before the
     /// first attempt; a stop after that returns the last sent attempt's
     /// result as final.
-    pub async fn send(&self, call: &HttpCall) -> Result<HttpReply, SendError> {
+    #[cfg(test)]
+    async fn send(&self, call: &ApiRequest) -> Result<HttpReply, SendError> {
         self.send_marked(call, &AtomicBool::new(false)).await
     }
 
     /// [`Dispatcher::send`], raising `sent` when the first attempt leaves,
     /// so a caller abandoned mid-call knows the request may have been applied.
-    pub async fn send_marked(
+    #[cfg(test)]
+    async fn send_marked(
         &self,
-        call: &HttpCall,
+        call: &ApiRequest,
         sent: &AtomicBool,
     ) -> Result<HttpReply, SendError> {
-        self.send_classified(call, sent, &by_status).await
+        self.send_classified(call, sent, &verdict::by_status).await
     }
 
     /// [`Dispatcher::send_marked`] with the provider's own classification of
     /// answers: it alone decides what is retried (a provider error inside a
     /// 5xx is final), and [`MISDIRECTED_LIMIT`] misdirected answers in a row
     /// end in [`SendError::Misdirected`].
-    pub async fn send_classified(
+    #[cfg(test)]
+    async fn send_classified(
         &self,
-        call: &HttpCall,
+        call: &ApiRequest,
         sent: &AtomicBool,
         classify: Classify<'_>,
     ) -> Result<HttpReply, SendError> {
@@ -520,14 +560,15 @@ impl Dispatcher {
     /// have been applied without an answer (so a caller can tell an "already
     /// exists" that its own lost attempt caused). Each attempt holds
     /// `shared` (read) while it is out, never while it waits to be retried.
-    pub async fn send_counted(
+    pub(crate) async fn send_counted(
         &self,
-        call: &HttpCall,
+        request: &ApiRequest,
         sent: &AtomicBool,
         classify: Classify<'_>,
         meter: &Meter,
         shared: Option<&RwLock<()>>,
     ) -> Result<HttpReply, SendError> {
+        let call = &Wire::of(request)?;
         let mut stop = self.stop.clone();
         let mut retries = 0u32;
         let mut last: Option<Attempt> = None;
@@ -687,7 +728,7 @@ impl Dispatcher {
     /// runs to its end.
     async fn attempt(
         &self,
-        call: &HttpCall,
+        call: &Wire<'_>,
         is_retry: bool,
         stop: &mut watch::Receiver<bool>,
         sent: &AtomicBool,
@@ -726,8 +767,10 @@ impl Dispatcher {
         Some((self.exchange(call).await, sent_at))
     }
 
-    async fn exchange(&self, call: &HttpCall) -> Attempt {
-        let mut request = self.client.request(call.method.clone(), call.url.clone());
+    async fn exchange(&self, call: &Wire<'_>) -> Attempt {
+        let mut request = self
+            .client
+            .request(call.request.method.clone(), call.request.url.clone());
         if let Some(auth) = &call.authorization {
             request = request.header(header::AUTHORIZATION, auth.clone());
         }

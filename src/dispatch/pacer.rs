@@ -30,7 +30,7 @@ const REINSTALL_THRESHOLD: f64 = 0.05;
 /// (test `pacing_accuracy`) −1.6% at 50/s, −5% at 200/s, −15% at 1000/s,
 /// about −0.3% at 10/s. A burst equal to the rate would release a whole
 /// second's requests at once.
-pub fn burst_for(rate: f64) -> NonZeroU32 {
+pub(crate) fn burst_for(rate: f64) -> NonZeroU32 {
     let extra = (rate * BURST_SLACK_SECS).floor();
     let burst = if extra.is_finite() && extra >= 0.0 {
         1.0 + extra.min(f64::from(u32::MAX - 1))

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 /// How an attempt failed below HTTP, reduced to what the retry policy needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetworkKind {
+pub(crate) enum NetworkKind {
     /// The TCP/TLS connection could not be established.
     Connect,
     /// The connect or request timeout elapsed.
@@ -30,7 +30,7 @@ pub enum NetworkKind {
 /// What one attempt produced, as seen by the retry policy: the answer's
 /// [`Verdict`](super::Verdict) reduced to "final" or "transient".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptResult {
+pub(crate) enum AttemptResult {
     /// A complete answer that is final: success, a refusal, or a stop.
     Final {
         /// The HTTP status code.
@@ -49,7 +49,7 @@ pub enum AttemptResult {
 
 /// Whether an attempt result deserves another attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryDecision {
+pub(crate) enum RetryDecision {
     /// Final: hand the result to the caller.
     Done,
     /// Transient: try again, waiting at least `after` when the server said so.
@@ -62,7 +62,7 @@ pub enum RetryDecision {
 /// Classifies an attempt result: transient answers and network failures
 /// (an oversized body included) are worth another try; final answers, and
 /// requests that cannot be built, are not.
-pub fn classify(result: &AttemptResult) -> RetryDecision {
+pub(crate) fn classify(result: &AttemptResult) -> RetryDecision {
     match *result {
         AttemptResult::Final { .. } | AttemptResult::Network(NetworkKind::Invalid) => {
             RetryDecision::Done
@@ -75,7 +75,7 @@ pub fn classify(result: &AttemptResult) -> RetryDecision {
 /// The wait before retry number `retry` (0 for the first retry): a uniform
 /// draw in `[0, min(cap, base·2^retry))` ("full jitter"), raised to
 /// `retry_after` when the server asked for more. `draw` is in `[0, 1)`.
-pub fn backoff(
+pub(crate) fn backoff(
     retry: u32,
     base: Duration,
     cap: Duration,
@@ -98,7 +98,7 @@ pub fn backoff(
 
 /// Retry limits and backoff parameters for one dispatcher.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first attempt, at most.
     pub max_retries: u32,
     /// The backoff ceiling of the first retry; it doubles with each retry.
@@ -112,7 +112,7 @@ pub struct RetryPolicy {
 
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryStep {
+pub(crate) enum RetryStep {
     /// Send again after this wait.
     After(Duration),
     /// The result is final (not transient, or retries used up): hand it over.
@@ -127,7 +127,12 @@ impl RetryPolicy {
     /// counts the retries already made for this call. A `Retry-After` beyond
     /// the cap wins over everything, used-up retries included: the server
     /// said no request will do before then.
-    pub fn next_step(&self, retries_done: u32, result: &AttemptResult, draw: f64) -> RetryStep {
+    pub(crate) fn next_step(
+        &self,
+        retries_done: u32,
+        result: &AttemptResult,
+        draw: f64,
+    ) -> RetryStep {
         match classify(result) {
             RetryDecision::Done => RetryStep::Stop,
             RetryDecision::Retry { after: Some(after) } if after > self.max_retry_after => {
@@ -148,7 +153,7 @@ impl RetryPolicy {
 /// Parses a `Retry-After` value, either delay-seconds or an HTTP-date
 /// (IMF-fixdate, RFC 850 or asctime form), into a wait from `now`. A date in
 /// the past means no wait; anything else unparsable is `None`.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Digits only, so the only failure is overflow: treat as "very long".
@@ -164,29 +169,6 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
                 .map(|naive| naive.and_utc())
         })?;
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
-}
-
-/// A small seeded generator (SplitMix64) for jitter draws: reproducible from
-/// the configured seed, no extra dependency.
-#[derive(Debug, Clone)]
-pub(crate) struct JitterRng(u64);
-
-impl JitterRng {
-    /// A generator starting from `seed`.
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next draw, uniform in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        // 53 high bits → exactly representable fraction below 1.
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 #[cfg(test)]
@@ -392,19 +374,5 @@ mod tests {
         for v in ["", "soon", "-5", "1.5", "Wed, 99 Oct 2015 07:28:10 GMT"] {
             assert_eq!(parse_retry_after(v, now()), None, "{v:?}");
         }
-    }
-
-    #[test]
-    fn jitter_draws_are_reproducible_and_in_range() {
-        let mut a = JitterRng::new(42);
-        let mut b = JitterRng::new(42);
-        let mut c = JitterRng::new(43);
-        let xs: Vec<f64> = (0..1000).map(|_| a.next_f64()).collect();
-        let ys: Vec<f64> = (0..1000).map(|_| b.next_f64()).collect();
-        assert_eq!(xs, ys);
-        assert_ne!(xs[0], c.next_f64());
-        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
-        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        assert!((0.45..0.55).contains(&mean), "{mean}");
     }
 }

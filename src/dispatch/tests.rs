@@ -199,7 +199,7 @@ async fn within<T>(fut: impl Future<Output = T>) -> T {
 async fn server_errors_are_retried_until_success() {
     let s = serve(&[("/c", vec![resp(503), resp(503), resp(200).body("done")])]).await;
     let (d, _stop) = dispatcher(paused());
-    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    let reply = d.send(&ApiRequest::get(s.url("/c"))).await.unwrap();
     assert_eq!(
         reply,
         HttpReply {
@@ -220,7 +220,7 @@ async fn server_errors_are_retried_until_success() {
 async fn the_last_server_error_is_returned_when_retries_run_out() {
     let s = serve(&[("/c", vec![resp(500).body("boom")])]).await;
     let (d, _stop) = dispatcher(paused());
-    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    let reply = d.send(&ApiRequest::get(s.url("/c"))).await.unwrap();
     assert_eq!(
         reply,
         HttpReply {
@@ -237,7 +237,7 @@ async fn client_errors_are_not_retried() {
     for status in [400, 401, 403, 404, 422] {
         let s = serve(&[("/c", vec![resp(status).body("nope"), resp(200)])]).await;
         let (d, _stop) = dispatcher(config());
-        let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+        let reply = d.send(&ApiRequest::get(s.url("/c"))).await.unwrap();
         assert_eq!(reply.status, status);
         assert_eq!(reply.body, b"nope");
         assert_eq!(s.hits("/c").len(), 1);
@@ -249,7 +249,7 @@ async fn client_errors_are_not_retried() {
 async fn retry_after_is_honoured() {
     let s = serve(&[("/c", vec![resp(429).header("retry-after", "30"), resp(200)])]).await;
     let (d, _stop) = dispatcher(paused());
-    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    let reply = d.send(&ApiRequest::get(s.url("/c"))).await.unwrap();
     assert_eq!(reply.status, 200);
     let hits = s.hits("/c");
     assert_eq!(hits.len(), 2);
@@ -269,7 +269,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
     )])
     .await;
     let (d, _stop) = dispatcher(paused());
-    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    let reply = d.send(&ApiRequest::get(s.url("/c"))).await.unwrap();
     assert_eq!(reply.status, 200);
     let hits = s.hits("/c");
     assert_eq!(hits.len(), 2);
@@ -293,7 +293,7 @@ async fn garbage_retry_after_is_ignored_and_backoff_applies() {
         )])
         .await;
         let (d, _stop) = dispatcher(paused());
-        let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+        let reply = d.send(&ApiRequest::get(s.url("/c"))).await.unwrap();
         assert_eq!(reply.status, 200, "{garbage:?}");
         let hits = s.hits("/c");
         assert_eq!(hits.len(), 2);
@@ -314,7 +314,7 @@ async fn a_retry_after_beyond_the_cap_stops_instead_of_waiting() {
         )])
         .await;
         let (d, _stop) = dispatcher(paused());
-        let err = d.send(&HttpCall::get(s.url("/c"))).await.unwrap_err();
+        let err = d.send(&ApiRequest::get(s.url("/c"))).await.unwrap_err();
         match &err {
             SendError::RetryAfterTooLong {
                 asked,
@@ -343,7 +343,7 @@ async fn a_retry_after_beyond_the_cap_stops_instead_of_waiting() {
     let s = serve(&[("/c", vec![resp(503).header("retry-after", &far)])]).await;
     let (d, _stop) = dispatcher(paused());
     assert!(matches!(
-        d.send(&HttpCall::get(s.url("/c"))).await,
+        d.send(&ApiRequest::get(s.url("/c"))).await,
         Err(SendError::RetryAfterTooLong { .. })
     ));
 }
@@ -358,7 +358,7 @@ async fn the_retry_after_cap_is_configurable() {
     let mut cfg = paused();
     cfg.retry.max_retry_after = Duration::from_secs(7200);
     let (d, _stop) = dispatcher(cfg);
-    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    let reply = d.send(&ApiRequest::get(s.url("/c"))).await.unwrap();
     assert_eq!(reply.status, 200);
     let hits = s.hits("/c");
     assert!(hits[1].at - hits[0].at >= Duration::from_secs(3600));
@@ -368,7 +368,10 @@ async fn the_retry_after_cap_is_configurable() {
 async fn redirects_are_not_followed() {
     let s = serve(&[("/c", vec![resp(302).header("location", "/elsewhere")])]).await;
     let (d, _stop) = dispatcher(config());
-    let reply = d.send(&HttpCall::get(s.url("/c?apiKey=x"))).await.unwrap();
+    let reply = d
+        .send(&ApiRequest::get(s.url("/c?apiKey=x")))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 302);
     assert_eq!(s.hits("/c").len(), 1);
     assert!(s.hits("/elsewhere").is_empty());
@@ -378,9 +381,10 @@ async fn redirects_are_not_followed() {
 async fn bearer_and_json_body_are_sent_on_every_attempt() {
     let s = serve(&[("/c", vec![resp(502), resp(201)])]).await;
     let (d, _stop) = dispatcher(config());
-    let call = HttpCall::post_json(s.url("/c"), br#"{"a":1}"#.to_vec())
-        .with_bearer(SECRET)
-        .unwrap();
+    let call = ApiRequest {
+        bearer: Some(ApiKey::new(SECRET.into())),
+        ..ApiRequest::post_json(s.url("/c"), serde_json::json!({ "a": 1 }))
+    };
     let reply = d.send(&call).await.unwrap();
     assert_eq!(reply.status, 201);
     let hits = s.hits("/c");
@@ -401,8 +405,11 @@ fn calls_never_show_their_secrets() {
         "https://h.test/v1/contact/list?apiKey={SECRET}&page=1"
     ))
     .unwrap();
-    let body = format!(r#"{{"apiKey":"{SECRET}"}}"#).into_bytes();
-    let call = HttpCall::post_json(url, body).with_bearer(SECRET).unwrap();
+    let body = serde_json::json!({ "apiKey": SECRET });
+    let call = ApiRequest {
+        bearer: Some(ApiKey::new(SECRET.into())),
+        ..ApiRequest::post_json(url, body)
+    };
     let shown = format!("{call:?} {}", call.describe());
     assert!(!shown.contains(SECRET), "{shown}");
     assert!(!shown.contains("apiKey"), "{shown}");
@@ -447,7 +454,7 @@ async fn closed_connections_are_retried_then_reported() {
     let mut cfg = paused();
     cfg.retry.max_retries = 2;
     let (d, _stop) = dispatcher(cfg);
-    let err = d.send(&HttpCall::get(url)).await.unwrap_err();
+    let err = d.send(&ApiRequest::get(url)).await.unwrap_err();
     assert!(matches!(err, SendError::Network { .. }), "{err:?}");
     assert_no_secret(&err);
     assert_eq!(connections.load(Ordering::SeqCst), 3);
@@ -465,7 +472,7 @@ async fn truncated_bodies_are_retried_then_reported() {
     let mut cfg = paused();
     cfg.retry.max_retries = 1;
     let (d, _stop) = dispatcher(cfg);
-    let err = d.send(&HttpCall::get(url)).await.unwrap_err();
+    let err = d.send(&ApiRequest::get(url)).await.unwrap_err();
     assert!(matches!(err, SendError::Network { .. }), "{err:?}");
     assert_no_secret(&err);
     assert_eq!(connections.load(Ordering::SeqCst), 2);
@@ -480,7 +487,7 @@ async fn refused_connections_are_retried_then_reported() {
     let mut cfg = paused();
     cfg.retry.max_retries = 2;
     let (d, _stop) = dispatcher(cfg);
-    let err = d.send(&HttpCall::get(url)).await.unwrap_err();
+    let err = d.send(&ApiRequest::get(url)).await.unwrap_err();
     assert_no_secret(&err);
     assert_eq!(d.stats().network_errors, 3);
 }
@@ -529,7 +536,7 @@ async fn an_endless_body_is_cut_at_the_cap_and_counts_as_lost() {
     cfg.max_body = 1 << 20;
     cfg.retry.max_retries = 2;
     let (d, _stop) = dispatcher(cfg);
-    let err = within(d.send(&HttpCall::get(url))).await.unwrap_err();
+    let err = within(d.send(&ApiRequest::get(url))).await.unwrap_err();
     assert_eq!(err, SendError::TooLarge { limit: 1 << 20 });
     // Lost answers are retried: three connections, each dropped.
     assert_eq!(connections.load(Ordering::SeqCst), 3);
@@ -556,7 +563,7 @@ async fn an_announced_oversized_body_is_not_read_at_all() {
     let mut cfg = config();
     cfg.retry.max_retries = 1;
     let (d, _stop) = dispatcher(cfg);
-    let err = within(d.send(&HttpCall::get(url))).await.unwrap_err();
+    let err = within(d.send(&ApiRequest::get(url))).await.unwrap_err();
     assert_eq!(err, SendError::TooLarge { limit: MAX_BODY });
     assert_no_secret(&err);
     assert_eq!(connections.load(Ordering::SeqCst), 2);
@@ -573,9 +580,9 @@ async fn a_body_at_the_cap_is_read_one_byte_more_is_not() {
     let mut cfg = config();
     cfg.max_body = cap;
     let (d, _stop) = dispatcher(cfg);
-    let reply = d.send(&HttpCall::get(s.url("/at"))).await.unwrap();
+    let reply = d.send(&ApiRequest::get(s.url("/at"))).await.unwrap();
     assert_eq!(reply.body.len(), cap);
-    let err = d.send(&HttpCall::get(s.url("/over"))).await.unwrap_err();
+    let err = d.send(&ApiRequest::get(s.url("/over"))).await.unwrap_err();
     assert_eq!(err, SendError::TooLarge { limit: cap });
     assert_eq!(s.hits("/over").len(), 4, "retried like a lost answer");
     // The same without a Content-Length: counted while reading.
@@ -587,10 +594,10 @@ async fn a_body_at_the_cap_is_read_one_byte_more_is_not() {
         Box::leak(raw.into_bytes().into_boxed_slice())
     };
     let (url, _) = broken_server(chunked(cap)).await;
-    let reply = d.send(&HttpCall::get(url)).await.unwrap();
+    let reply = d.send(&ApiRequest::get(url)).await.unwrap();
     assert_eq!(reply.body.len(), cap);
     let (url, connections) = broken_server(chunked(cap + 1)).await;
-    let err = d.send(&HttpCall::get(url)).await.unwrap_err();
+    let err = d.send(&ApiRequest::get(url)).await.unwrap_err();
     assert_eq!(err, SendError::TooLarge { limit: cap });
     assert_eq!(connections.load(Ordering::SeqCst), 4);
 }
@@ -605,13 +612,13 @@ async fn an_oversized_answer_then_a_normal_one_gives_the_normal_one() {
     let mut cfg = config();
     cfg.max_body = 4096;
     let (d, _stop) = dispatcher(cfg);
-    let reply = d.send(&HttpCall::get(s.url("/c"))).await.unwrap();
+    let reply = d.send(&ApiRequest::get(s.url("/c"))).await.unwrap();
     assert_eq!(reply.body, b"ok");
     assert_eq!(d.stats().oversized, 1);
 }
 
-fn smspartner(base: &Url) -> crate::provider::SmsPartner {
-    crate::provider::SmsPartner::new(base.clone()).unwrap()
+fn smspartner(base: &Url) -> crate::provider::smspartner::SmsPartner {
+    crate::provider::smspartner::SmsPartner::new(base.clone()).unwrap()
 }
 
 #[tokio::test]
@@ -635,7 +642,7 @@ async fn the_providers_classification_decides_retries_not_the_status() {
     let flag = AtomicBool::new(false);
     // An SMS Partner code inside a 500 is its answer: final, not retried.
     let reply = d
-        .send_classified(&HttpCall::get(s.url("/coded")), &flag, &classify)
+        .send_classified(&ApiRequest::get(s.url("/coded")), &flag, &classify)
         .await
         .unwrap();
     assert_eq!(
@@ -645,14 +652,14 @@ async fn the_providers_classification_decides_retries_not_the_status() {
     assert_eq!(s.hits("/coded").len(), 1);
     // A bare 500 is transient.
     let reply = d
-        .send_classified(&HttpCall::get(s.url("/plain")), &flag, &classify)
+        .send_classified(&ApiRequest::get(s.url("/plain")), &flag, &classify)
         .await
         .unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(s.hits("/plain").len(), 2);
     // By status alone, the coded 500 would have been sent again.
     let s = serve(&[("/coded", vec![resp(500).body(coded), resp(200).body("{}")])]).await;
-    let reply = d.send(&HttpCall::get(s.url("/coded"))).await.unwrap();
+    let reply = d.send(&ApiRequest::get(s.url("/coded"))).await.unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(s.hits("/coded").len(), 2);
 }
@@ -676,7 +683,7 @@ async fn misdirected_answers_in_a_row_stop_the_call() {
     let (d, _stop) = dispatcher(cfg);
     let flag = AtomicBool::new(false);
     let send = |path: &str| {
-        let call = HttpCall::get(s.url(path));
+        let call = ApiRequest::get(s.url(path));
         let (d, classify, flag) = (&d, &classify, &flag);
         async move { d.send_classified(&call, flag, classify).await }
     };
@@ -707,7 +714,7 @@ async fn slow_answers_time_out_and_are_retried() {
     cfg.retry.max_retries = 1;
     cfg.request_timeout = Duration::from_millis(200);
     let (d, _stop) = dispatcher(cfg);
-    let err = within(d.send(&HttpCall::get(s.url("/c"))))
+    let err = within(d.send(&ApiRequest::get(s.url("/c"))))
         .await
         .unwrap_err();
     assert!(matches!(err, SendError::Network { .. }), "{err:?}");
@@ -719,7 +726,7 @@ async fn nothing_is_sent_once_stopped() {
     let s = serve(&[]).await;
     let (d, stop) = dispatcher(config());
     stop.send_replace(true);
-    let err = d.send(&HttpCall::get(s.url("/c"))).await.unwrap_err();
+    let err = d.send(&ApiRequest::get(s.url("/c"))).await.unwrap_err();
     assert_eq!(err, SendError::Cancelled);
     assert!(s.hits("/c").is_empty());
     assert_eq!(d.stats().attempts, 0);
@@ -735,7 +742,7 @@ async fn a_stop_during_backoff_returns_the_last_answer() {
     let (d, stop) = dispatcher(config());
     let task = {
         let (d, url) = (Arc::clone(&d), s.url("/c"));
-        tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+        tokio::spawn(async move { d.send(&ApiRequest::get(url)).await })
     };
     assert_eq!(s.arrival().await, "/c");
     stop.send_replace(true);
@@ -759,12 +766,12 @@ async fn in_flight_attempts_finish_and_waiting_calls_are_cancelled() {
     });
     let first = {
         let (d, url) = (Arc::clone(&d), s.url("/slow"));
-        tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+        tokio::spawn(async move { d.send(&ApiRequest::get(url)).await })
     };
     assert_eq!(s.arrival().await, "/slow");
     let second = {
         let (d, url) = (Arc::clone(&d), s.url("/fast"));
-        tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+        tokio::spawn(async move { d.send(&ApiRequest::get(url)).await })
     };
     // Single-threaded runtime: yielding lets `second` run until it blocks,
     // which must be on the permit `first` holds, before any attempt.
@@ -796,10 +803,10 @@ async fn the_permit_is_released_while_waiting_to_retry() {
     });
     let flaky = {
         let (d, url) = (Arc::clone(&d), s.url("/flaky"));
-        tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+        tokio::spawn(async move { d.send(&ApiRequest::get(url)).await })
     };
     assert_eq!(s.arrival().await, "/flaky");
-    let reply = within(d.send(&HttpCall::get(s.url("/fast"))))
+    let reply = within(d.send(&ApiRequest::get(s.url("/fast"))))
         .await
         .unwrap();
     assert_eq!(reply.status, 200);
@@ -861,7 +868,7 @@ async fn pacing_accuracy() {
             let tasks: Vec<_> = (0..n)
                 .map(|_| {
                     let (d, url) = (Arc::clone(&d), s.url("/m"));
-                    tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+                    tokio::spawn(async move { d.send(&ApiRequest::get(url)).await })
                 })
                 .collect();
             for t in tasks {
@@ -870,7 +877,9 @@ async fn pacing_accuracy() {
             let hits = s.hits("/m");
             let span = (hits[n - 1].at - hits[0].at).as_secs_f64();
             let achieved = (n - 1) as f64 / span;
-            let shown = burst.map_or(format!("auto={}", burst_for(rate)), |b| b.to_string());
+            let shown = burst.map_or(format!("auto={}", pacer::burst_for(rate)), |b| {
+                b.to_string()
+            });
             println!(
                 "{rate:>5} {shown:>7} {n:>8} {achieved:>10.1} {:>+8.1}%",
                 (achieved / rate - 1.0) * 100.0
@@ -917,7 +926,7 @@ async fn convergence() {
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let (d, url) = (Arc::clone(&d), url.clone());
-            tokio::spawn(async move { d.send(&HttpCall::get(url)).await })
+            tokio::spawn(async move { d.send(&ApiRequest::get(url)).await })
         })
         .collect();
     let mut ok = 0;

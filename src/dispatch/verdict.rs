@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use crate::codes::{ErrorCode, RowError};
+#[cfg(test)]
+use crate::codes::ErrorCode;
+use crate::codes::RowError;
 
 /// What a complete answer means for the call that drew it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub enum Verdict {
 impl Verdict {
     /// Whether the answer came in the provider's own shape (success, a
     /// refusal or a stop it documents), proof that the base URL is right.
-    pub fn is_the_providers(&self) -> bool {
+    pub(crate) fn is_the_providers(&self) -> bool {
         matches!(
             self,
             Verdict::Success | Verdict::Refused(_) | Verdict::Fatal(_)
@@ -42,13 +44,13 @@ impl Verdict {
 
 /// Whether `status` is worth another try when the body says nothing more:
 /// 429 and every 5xx but 501 Not Implemented, which will not change by itself.
-pub fn transient_status(status: u16) -> bool {
+pub(crate) fn transient_status(status: u16) -> bool {
     status == 429 || ((500..600).contains(&status) && status != 501)
 }
 
 /// Whether the body is an HTML (or XML) page rather than JSON: its first
 /// non-blank byte is `<`. A JSON API never answers so.
-pub fn looks_like_markup(body: &[u8]) -> bool {
+pub(crate) fn looks_like_markup(body: &[u8]) -> bool {
     body.iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == b'<')
@@ -56,8 +58,9 @@ pub fn looks_like_markup(body: &[u8]) -> bool {
 
 /// The classification that knows no provider: 2xx succeeds, 429 and 5xx
 /// (but 501) are transient, anything else is refused with `HTTP_<status>`.
-/// Used by [`super::Dispatcher::send`].
-pub fn by_status(status: u16, retry_after: Option<Duration>, _body: &[u8]) -> Verdict {
+/// Used by the dispatcher's tests, which know no provider.
+#[cfg(test)]
+pub(crate) fn by_status(status: u16, retry_after: Option<Duration>, _body: &[u8]) -> Verdict {
     if (200..300).contains(&status) {
         Verdict::Success
     } else if transient_status(status) {

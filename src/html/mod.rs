@@ -15,11 +15,11 @@ use crate::report::{Closing, Summary};
 const TEMPLATE: &str = include_str!("report.html");
 
 /// How many rejected rows the page holds at most (the rest are in the report).
-pub const MAX_ROWS: usize = 5_000;
+pub(crate) const MAX_ROWS: usize = 5_000;
 
 /// One rejected row, as the report has it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// The input line.
     pub line: String,
     /// `invalid` or `failed`.
@@ -37,7 +37,7 @@ pub struct Row {
 /// The rejected rows (`invalid`, `failed`) of a report CSV, at most
 /// [`MAX_ROWS`], and how many there are in all. Cells lose the `'` the
 /// report puts before a would-be formula: the page shows them as text.
-pub fn rejected_rows(report: impl Read) -> Result<(Vec<Row>, u64), csv::Error> {
+pub(crate) fn rejected_rows(report: impl Read) -> Result<(Vec<Row>, u64), csv::Error> {
     let mut rdr = csv::Reader::from_reader(report);
     let mut rows = Vec::new();
     let mut total = 0;
@@ -92,7 +92,7 @@ struct CodeBar {
 }
 
 /// What the page shows besides the rows.
-pub struct Page<'a> {
+pub(crate) struct Page<'a> {
     /// The input's name.
     pub input: &'a str,
     /// The end-of-run counts.
@@ -104,7 +104,11 @@ pub struct Page<'a> {
 }
 
 /// Renders the page.
-pub fn render(page: &Page<'_>, rows: &[Row], total: u64) -> Result<String, minijinja::Error> {
+pub(crate) fn render(
+    page: &Page<'_>,
+    rows: &[Row],
+    total: u64,
+) -> Result<String, minijinja::Error> {
     let summary = page.summary;
     let percent = |n: u64, max: u64| if max == 0 { 0 } else { (n * 100).div_ceil(max) };
     let max_outcome = summary.outcomes.values().copied().max().unwrap_or(0);

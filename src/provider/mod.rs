@@ -10,41 +10,13 @@ pub mod smspartner;
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value};
 
 use crate::codes::{ErrorCode, RowError};
-pub use crate::dispatch::Verdict;
+pub(crate) use crate::dispatch::{ApiRequest, Verdict};
 use crate::normalize::Contact;
 use crate::secret::ApiKey;
-
-pub use mobivate::Mobivate;
-pub use smspartner::SmsPartner;
-
-/// One HTTP request to send, built by a provider.
-///
-/// `Debug` shows the method and URL path only: the SMS Partner key sits in the
-/// body and the query string, the Mobivate key in `bearer`.
-#[derive(Clone)]
-pub struct ApiRequest {
-    /// HTTP method.
-    pub method: Method,
-    /// Full URL, query included (it may carry the key: never log it).
-    pub url: Url,
-    /// JSON body, if any (it may carry the key: never log it).
-    pub body: Option<Value>,
-    /// Key for an `Authorization: Bearer` header, if the provider uses one.
-    pub bearer: Option<ApiKey>,
-}
-
-impl fmt::Debug for ApiRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiRequest")
-            .field("method", &self.method)
-            .field("path", &self.url.path())
-            .finish_non_exhaustive()
-    }
-}
 
 /// What an add did to one contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,11 +80,6 @@ impl OpError {
         match self {
             OpError::Auth(e) | OpError::NotFound(e) | OpError::Failed(e) => e,
         }
-    }
-
-    /// Whether the run must stop at once (exit 3).
-    pub fn is_abort(&self) -> bool {
-        matches!(self, OpError::Auth(_))
     }
 }
 
@@ -461,6 +428,7 @@ pub(crate) fn listed_e164(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::Method;
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
@@ -573,8 +541,8 @@ mod tests {
         assert_send_sync::<dyn Provider>();
         let base = url("http://127.0.0.1:9/");
         let all: Vec<Box<dyn Provider>> = vec![
-            Box::new(SmsPartner::new(base.clone()).unwrap()),
-            Box::new(Mobivate::new(base).unwrap()),
+            Box::new(smspartner::SmsPartner::new(base.clone()).unwrap()),
+            Box::new(mobivate::Mobivate::new(base).unwrap()),
         ];
         let names: Vec<_> = all.iter().map(|p| (p.name(), p.max_batch())).collect();
         assert_eq!(names, [("smspartner", 500), ("mobivate", 1)]);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use reqwest::{Method, Url};
+use reqwest::Url;
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -20,13 +20,13 @@ use crate::normalize::Contact;
 use crate::secret::ApiKey;
 
 /// The production API.
-pub const DEFAULT_BASE_URL: &str = "https://api.smspartner.fr";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://api.smspartner.fr";
 
 /// Contacts in one bulk add, at most (documented).
-pub const MAX_BATCH: usize = 500;
+pub(crate) const MAX_BATCH: usize = 500;
 
 /// Contacts on one listing page (documented).
-pub const PAGE_SIZE: u64 = 20;
+pub(crate) const PAGE_SIZE: u64 = 20;
 
 /// Code 10: API key required or incorrect.
 const CODE_BAD_KEY: i64 = 10;
@@ -81,21 +81,11 @@ impl SmsPartner {
                 query.append_pair(name, value);
             }
         }
-        ApiRequest {
-            method: Method::GET,
-            url,
-            body: None,
-            bearer: None,
-        }
+        ApiRequest::get(url)
     }
 
     fn post(&self, path: &[&str], body: Value) -> ApiRequest {
-        ApiRequest {
-            method: Method::POST,
-            url: endpoint(&self.base, path),
-            body: Some(body),
-            bearer: None,
-        }
+        ApiRequest::post_json(endpoint(&self.base, path), body)
     }
 }
 
@@ -703,6 +693,7 @@ impl Provider for SmsPartner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::Method;
 
     const SECRET: &str = "SP-k3y-9f8e";
 
@@ -1152,7 +1143,7 @@ mod tests {
         }
         let e = add(1, 200, doc).unwrap_err();
         assert!(e.row_error().message.contains("code 10"), "{e}");
-        assert!(e.is_abort());
+        assert!(matches!(e, OpError::Auth(_)), "{e:?}");
     }
 
     #[test]

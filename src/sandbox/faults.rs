@@ -10,62 +10,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-/// A small, fast, seedable PRNG (splitmix64); enough for fault draws and ids.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A generator whose whole sequence is fixed by `seed`.
-    pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64 { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform draw in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        // 53 random bits: every value is exactly representable.
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A version-4-shaped UUID string (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
-    pub fn uuid(&mut self) -> String {
-        let hi = (self.next_u64() & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000;
-        let lo = (self.next_u64() & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            hi >> 32,
-            (hi >> 16) & 0xFFFF,
-            hi & 0xFFFF,
-            lo >> 48,
-            lo & 0xFFFF_FFFF_FFFF
-        )
-    }
-
-    /// `n` random lower-case hex digits.
-    pub fn hex(&mut self, n: usize) -> String {
-        let mut out = String::with_capacity(n);
-        while out.len() < n {
-            let word = format!("{:016x}", self.next_u64());
-            let take = (n - out.len()).min(word.len());
-            out.push_str(&word[..take]);
-        }
-        out
-    }
-}
+use crate::rng::SplitMix64;
 
 /// A token bucket: `burst` tokens at most, refilled at `rate` tokens a second.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -75,7 +24,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket. `rate` must be positive and `burst` at least 1 (the
     /// configuration checks both before this is built).
-    pub fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
+    pub(crate) fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
         let burst = f64::from(burst.max(1));
         TokenBucket {
             rate,
@@ -86,7 +35,7 @@ impl TokenBucket {
     }
 
     /// Takes one token, or says how long until one is available.
-    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now.max(self.last);
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -102,7 +51,7 @@ impl TokenBucket {
 }
 
 /// The `Retry-After` value for a wait: whole seconds, rounded up, at least 1.
-pub fn retry_after_secs(wait: Duration) -> u64 {
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait
         .as_secs()
         .saturating_add(u64::from(wait.subsec_nanos() > 0));
@@ -137,7 +86,7 @@ pub enum Fault {
 
 impl Fault {
     /// The name used in logs, or `None` for a normal request.
-    pub fn name(self) -> Option<&'static str> {
+    pub(crate) fn name(self) -> Option<&'static str> {
         match self {
             Fault::None => None,
             Fault::RateLimited { .. } => Some("rate_limited"),
@@ -286,7 +235,7 @@ impl FaultPlan {
     /// coded errors stand for the provider's verdict on a change, so a read
     /// (`write` false: a listing, a detail) drawn for one is served normally;
     /// the draws are the same either way.
-    pub fn decide_for(&mut self, now: Instant, write: bool) -> Decision {
+    pub(crate) fn decide_for(&mut self, now: Instant, write: bool) -> Decision {
         let draw = self.rng.next_f64();
         let jitter_draw = self.rng.next_f64();
         let s = &self.settings;
@@ -361,7 +310,7 @@ pub struct FaultCounts {
 
 impl FaultCounts {
     /// Counts one decision.
-    pub fn record(&mut self, decision: &Decision) {
+    pub(crate) fn record(&mut self, decision: &Decision) {
         match decision.fault {
             Fault::None => {}
             Fault::RateLimited { .. } => self.rate_limited += 1,
@@ -384,51 +333,6 @@ mod tests {
 
     fn quiet() -> FaultSettings {
         FaultSettings::default()
-    }
-
-    #[test]
-    fn splitmix_is_reproducible_and_seed_dependent() {
-        let a: Vec<u64> = {
-            let mut r = SplitMix64::new(7);
-            (0..5).map(|_| r.next_u64()).collect()
-        };
-        let b: Vec<u64> = {
-            let mut r = SplitMix64::new(7);
-            (0..5).map(|_| r.next_u64()).collect()
-        };
-        let c: Vec<u64> = {
-            let mut r = SplitMix64::new(8);
-            (0..5).map(|_| r.next_u64()).collect()
-        };
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        // Reference value of splitmix64 seeded with 0.
-        assert_eq!(SplitMix64::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
-    }
-
-    #[test]
-    fn next_f64_stays_in_unit_interval() {
-        let mut r = SplitMix64::new(1);
-        for _ in 0..10_000 {
-            let x = r.next_f64();
-            assert!((0.0..1.0).contains(&x), "{x}");
-        }
-    }
-
-    #[test]
-    fn uuid_has_v4_shape() {
-        let mut r = SplitMix64::new(3);
-        let id = r.uuid();
-        let parts: Vec<&str> = id.split('-').collect();
-        assert_eq!(
-            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
-        assert!(parts[2].starts_with('4'), "{id}");
-        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
-        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
-        assert_ne!(r.uuid(), id);
-        assert_eq!(r.hex(20).len(), 20);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 pub mod faults;
 mod http;
-pub mod store;
+pub(crate) mod store;
 #[cfg(test)]
 mod tests;
 
@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use faults::{FaultCounts, FaultPlan, FaultSettings, Misdirect, RetryAfterForm, SplitMix64};
+use faults::{FaultCounts, FaultPlan, FaultSettings, Misdirect, RetryAfterForm};
+
+use crate::rng::SplitMix64;
 pub use store::{ContactInput, MobivateContact, MobivateInput, SmsPartnerContact};
 use store::{MobivateStore, SmsPartnerStore};
 
@@ -132,9 +134,9 @@ impl Default for SandboxArgs {
 }
 
 /// The API key the sandbox accepts unless told otherwise.
-pub const DEFAULT_API_KEY: &str = "sandbox-key";
+pub(crate) const DEFAULT_API_KEY: &str = "sandbox-key";
 /// The SMS Partner group the sandbox holds unless told otherwise.
-pub const DEFAULT_GROUP: &str = "sandbox";
+pub(crate) const DEFAULT_GROUP: &str = "sandbox";
 
 /// A checked sandbox configuration, ready for [`start`].
 #[derive(Debug, Clone, PartialEq)]
@@ -314,7 +316,8 @@ pub struct Counters {
 
 impl Counters {
     /// How many requests to `endpoint` (e.g. `"POST /v1/contact/add"`) got `status`.
-    pub fn count(&self, endpoint: &str, status: &str) -> u64 {
+    #[cfg(test)]
+    fn count(&self, endpoint: &str, status: &str) -> u64 {
         self.requests
             .get(endpoint)
             .and_then(|m| m.get(status))
@@ -392,7 +395,7 @@ impl Received {
     }
 
     /// Whether nothing was counted.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.smspartner_adds.values().all(BTreeMap::is_empty)
             && self.mobivate_adds.is_empty()
             && self.smspartner_updates.is_empty()
@@ -599,7 +602,8 @@ pub struct SandboxHandle {
 
 impl SandboxHandle {
     /// The address the server listens on.
-    pub fn addr(&self) -> SocketAddr {
+    #[cfg(test)]
+    fn addr(&self) -> SocketAddr {
         self.addr
     }
 
@@ -609,13 +613,22 @@ impl SandboxHandle {
     }
 
     /// The configuration it runs with.
-    pub fn config(&self) -> &SandboxConfig {
+    pub(crate) fn config(&self) -> &SandboxConfig {
         &self.app.config
     }
 
     /// Everything held and counted so far (the same data as `/_sandbox/state`).
     pub fn snapshot(&self) -> SandboxState {
         self.app.snapshot()
+    }
+
+    /// How many contacts each SMS Partner group holds, by group id (what a
+    /// sync run reports when it ends).
+    pub(crate) fn group_sizes(&self) -> Vec<(String, usize)> {
+        lock(&self.app.smspartner)
+            .groups()
+            .map(|(id, _, _, members)| (id.to_string(), members))
+            .collect()
     }
 
     /// Pre-loads contacts into an SMS Partner group, as if added earlier;
@@ -735,7 +748,7 @@ pub async fn start(config: SandboxConfig) -> Result<SandboxHandle, SandboxError>
 }
 
 /// Serves until Ctrl-C, logging each request on one line, then stops cleanly.
-pub async fn run_foreground(mut config: SandboxConfig) -> Result<(), SandboxError> {
+pub(crate) async fn run_foreground(mut config: SandboxConfig) -> Result<(), SandboxError> {
     config.log_requests = true;
     let handle = start(config).await?;
     // Listening for Ctrl-C before saying the server is up: a Ctrl-C right

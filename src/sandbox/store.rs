@@ -10,18 +10,18 @@ use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, Region};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::faults::SplitMix64;
 use crate::normalize::Contact;
+use crate::rng::SplitMix64;
 
 /// Contacts on one page of `GET /v1/contact/list`.
-pub const PAGE_SIZE: usize = 20;
+pub(crate) const PAGE_SIZE: usize = 20;
 /// Most contacts accepted by one bulk `POST /v1/contact/add`.
-pub const BULK_MAX: usize = 500;
+pub(crate) const BULK_MAX: usize = 500;
 /// Code of the emulator's invalid-number error (not documented by SMS Partner).
-pub const CODE_INVALID_NUMBER: u32 = 9;
+pub(crate) const CODE_INVALID_NUMBER: u32 = 9;
 
 /// The number in E.164 (national numbers read as French), if it is a valid number.
-pub fn parse_phone(raw: &str) -> Option<String> {
+pub(crate) fn parse_phone(raw: &str) -> Option<String> {
     let raw = raw.trim();
     if raw.is_empty() {
         return None;
@@ -36,7 +36,7 @@ pub fn parse_phone(raw: &str) -> Option<String> {
 
 /// An SMS Partner coded error: the `code` and `message` of a `{success:false}` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpError {
+pub(crate) struct SpError {
     /// The documented control code (1, 2, 10, 15, 90, 404; 9 for invalid numbers).
     pub code: u32,
     /// The English message.
@@ -48,28 +48,30 @@ impl SpError {
         SpError { code, message }
     }
     /// Code 1: no `groupId`.
-    pub const GROUP_REQUIRED: SpError = SpError::new(1, "groupId is required");
+    pub(crate) const GROUP_REQUIRED: SpError = SpError::new(1, "groupId is required");
     /// Code 1: no `contactId`.
-    pub const CONTACT_ID_REQUIRED: SpError = SpError::new(1, "contactId is required");
+    pub(crate) const CONTACT_ID_REQUIRED: SpError = SpError::new(1, "contactId is required");
     /// Code 2: no contact (or no phone number in it).
-    pub const CONTACT_REQUIRED: SpError = SpError::new(2, "Contact info is required");
+    pub(crate) const CONTACT_REQUIRED: SpError = SpError::new(2, "Contact info is required");
     /// Code 2: a bulk list longer than [`BULK_MAX`].
-    pub const TOO_MANY_CONTACTS: SpError =
+    pub(crate) const TOO_MANY_CONTACTS: SpError =
         SpError::new(2, "contactsList must hold at most 500 contacts");
     /// Code 9 (emulator choice): the phone number is not a valid number.
-    pub const INVALID_NUMBER: SpError = SpError::new(CODE_INVALID_NUMBER, "Invalid phone number");
+    pub(crate) const INVALID_NUMBER: SpError =
+        SpError::new(CODE_INVALID_NUMBER, "Invalid phone number");
     /// Code 10: no `apiKey`.
-    pub const API_KEY_REQUIRED: SpError = SpError::new(10, "API key is required");
+    pub(crate) const API_KEY_REQUIRED: SpError = SpError::new(10, "API key is required");
     /// Code 10: a wrong `apiKey`.
-    pub const API_KEY_INCORRECT: SpError = SpError::new(10, "Incorrect API key");
+    pub(crate) const API_KEY_INCORRECT: SpError = SpError::new(10, "Incorrect API key");
     /// Code 15: the number is already in the group.
-    pub const ALREADY_IN_GROUP: SpError = SpError::new(15, "The number is already in the group");
+    pub(crate) const ALREADY_IN_GROUP: SpError =
+        SpError::new(15, "The number is already in the group");
     /// Code 90: the body is not a JSON object.
-    pub const MALFORMED_JSON: SpError = SpError::new(90, "Malformed JSON");
+    pub(crate) const MALFORMED_JSON: SpError = SpError::new(90, "Malformed JSON");
     /// Code 404: unknown contact.
-    pub const CONTACT_NOT_FOUND: SpError = SpError::new(404, "Contact does not exist");
+    pub(crate) const CONTACT_NOT_FOUND: SpError = SpError::new(404, "Contact does not exist");
     /// Code 404: unknown group.
-    pub const GROUP_NOT_FOUND: SpError = SpError::new(404, "Group does not exist");
+    pub(crate) const GROUP_NOT_FOUND: SpError = SpError::new(404, "Group does not exist");
 }
 
 /// Contact fields as sent in a request; `None` = absent (left unchanged by update).
@@ -93,7 +95,7 @@ pub struct ContactInput {
 
 impl ContactInput {
     /// Reads a `contact` object; non-string scalars are taken as their text.
-    pub fn from_json(value: &Value) -> Option<ContactInput> {
+    pub(crate) fn from_json(value: &Value) -> Option<ContactInput> {
         let obj = value.as_object()?;
         let field = |name: &str| match obj.get(name) {
             Some(Value::String(s)) => Some(s.clone()),
@@ -200,7 +202,7 @@ struct Group {
 
 /// One row of a bulk add's `results`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BulkRow {
+pub(crate) struct BulkRow {
     /// Whether the row was imported.
     pub success: bool,
     /// 200, or the row's error code.
@@ -214,7 +216,7 @@ pub struct BulkRow {
 
 /// The outcome of a bulk add that was accepted as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BulkOutcome {
+pub(crate) struct BulkOutcome {
     /// The group's name.
     pub group_name: String,
     /// The group's token.
@@ -225,7 +227,7 @@ pub struct BulkOutcome {
 
 /// The SMS Partner side of the sandbox: groups and their contacts.
 #[derive(Debug, Clone)]
-pub struct SmsPartnerStore {
+pub(crate) struct SmsPartnerStore {
     groups: Vec<Group>,
     contacts: HashMap<String, SmsPartnerContact>,
     next_id: u64,
@@ -235,7 +237,7 @@ pub struct SmsPartnerStore {
 
 impl SmsPartnerStore {
     /// A store with the given (empty) groups; tokens come from `rng`.
-    pub fn new(group_ids: &[String], rng: &mut SplitMix64) -> SmsPartnerStore {
+    pub(crate) fn new(group_ids: &[String], rng: &mut SplitMix64) -> SmsPartnerStore {
         let mut groups: Vec<Group> = Vec::new();
         for id in group_ids {
             if groups.iter().any(|g| &g.id == id) {
@@ -243,7 +245,7 @@ impl SmsPartnerStore {
             }
             groups.push(Group {
                 id: id.clone(),
-                token: rng.hex(32),
+                token: hex(rng, 32),
                 members: Vec::new(),
                 phones: HashMap::new(),
             });
@@ -267,7 +269,7 @@ impl SmsPartnerStore {
     }
 
     /// Groups as `(id, name, token, contact count)`, in configuration order.
-    pub fn groups(&self) -> impl Iterator<Item = (&str, &str, &str, usize)> {
+    pub(crate) fn groups(&self) -> impl Iterator<Item = (&str, &str, &str, usize)> {
         self.groups.iter().map(|g| {
             (
                 g.id.as_str(),
@@ -279,7 +281,7 @@ impl SmsPartnerStore {
     }
 
     /// `POST /v1/contact/add` with one `contact`.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         group_id: &str,
         input: &ContactInput,
@@ -316,7 +318,7 @@ impl SmsPartnerStore {
     }
 
     /// `POST /v1/contact/add` with a `contactsList`: per-row results in request order.
-    pub fn add_bulk(
+    pub(crate) fn add_bulk(
         &mut self,
         group_id: &str,
         inputs: &[Option<ContactInput>],
@@ -364,7 +366,7 @@ impl SmsPartnerStore {
     }
 
     /// `POST /v1/contact/update`: sets the fields present in `input`.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         contact_id: &str,
         input: &ContactInput,
@@ -405,7 +407,7 @@ impl SmsPartnerStore {
     }
 
     /// `POST /v1/contact/delete`.
-    pub fn delete(&mut self, contact_id: &str) -> Result<(), SpError> {
+    pub(crate) fn delete(&mut self, contact_id: &str) -> Result<(), SpError> {
         self.writes += 1;
         if contact_id.is_empty() {
             return Err(SpError::CONTACT_ID_REQUIRED);
@@ -422,7 +424,7 @@ impl SmsPartnerStore {
     }
 
     /// `GET /v1/contact/detail`.
-    pub fn detail(&self, contact_id: &str) -> Result<&SmsPartnerContact, SpError> {
+    pub(crate) fn detail(&self, contact_id: &str) -> Result<&SmsPartnerContact, SpError> {
         if contact_id.is_empty() {
             return Err(SpError::CONTACT_ID_REQUIRED);
         }
@@ -434,7 +436,7 @@ impl SmsPartnerStore {
     /// `GET /v1/contact/list`: page `page` (1 first) and the group's total.
     /// In insertion order, or `unstable`: in an order every write reshuffles
     /// (an API that promises no order).
-    pub fn list(
+    pub(crate) fn list(
         &self,
         group_id: &str,
         page: usize,
@@ -456,7 +458,7 @@ impl SmsPartnerStore {
     }
 
     /// Every group with its contacts, in configuration and insertion order.
-    pub fn snapshot(&self) -> Vec<(String, Vec<SmsPartnerContact>)> {
+    pub(crate) fn snapshot(&self) -> Vec<(String, Vec<SmsPartnerContact>)> {
         self.groups
             .iter()
             .map(|g| {
@@ -475,7 +477,7 @@ impl SmsPartnerStore {
 
 /// A Mobivate error: its `name`, HTTP status and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MvError {
+pub(crate) enum MvError {
     /// 400 `ValidationError`.
     Validation(String),
     /// 400 `ValidationError`: the alias belongs to another contact already.
@@ -486,7 +488,7 @@ pub enum MvError {
 
 impl MvError {
     /// The error `name` in the body.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             MvError::Validation(_) | MvError::AliasTaken(_) => "ValidationError",
             MvError::NotFound => "NotFoundError",
@@ -494,7 +496,7 @@ impl MvError {
     }
 
     /// The HTTP status (also the body's `statusCode`).
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             MvError::Validation(_) | MvError::AliasTaken(_) => 400,
             MvError::NotFound => 404,
@@ -502,7 +504,7 @@ impl MvError {
     }
 
     /// The human-readable message.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             MvError::Validation(m) | MvError::AliasTaken(m) => m,
             MvError::NotFound => "Contact not found",
@@ -523,7 +525,7 @@ pub struct MobivateInput {
 
 impl MobivateInput {
     /// Reads a request body, checking the JSON types of the known fields.
-    pub fn from_json(body: &[u8]) -> Result<MobivateInput, MvError> {
+    pub(crate) fn from_json(body: &[u8]) -> Result<MobivateInput, MvError> {
         let value: Value = serde_json::from_slice(body)
             .map_err(|_| MvError::Validation("Request body is not valid JSON".into()))?;
         let Value::Object(obj) = value else {
@@ -587,6 +589,31 @@ fn check_msisdn(msisdn: &str) -> Result<(), MvError> {
     Ok(())
 }
 
+/// A version-4-shaped UUID string (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
+fn uuid(rng: &mut SplitMix64) -> String {
+    let hi = (rng.next_u64() & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000;
+    let lo = (rng.next_u64() & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xFFFF,
+        hi & 0xFFFF,
+        lo >> 48,
+        lo & 0xFFFF_FFFF_FFFF
+    )
+}
+
+/// `n` random lower-case hex digits.
+fn hex(rng: &mut SplitMix64, n: usize) -> String {
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        let word = format!("{:016x}", rng.next_u64());
+        let take = (n - out.len()).min(word.len());
+        out.push_str(&word[..take]);
+    }
+    out
+}
+
 /// A contact's place in a listing whose order every write reshuffles.
 fn shuffled_rank(id: &str, writes: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -598,7 +625,7 @@ fn shuffled_rank(id: &str, writes: u64) -> u64 {
 
 /// How a Mobivate listing is sorted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SortField {
+pub(crate) enum SortField {
     /// Creation order (the default).
     #[default]
     CreatedOn,
@@ -615,7 +642,7 @@ pub enum SortField {
 
 impl SortField {
     /// Reads a `sortField` value.
-    pub fn parse(s: &str) -> Result<SortField, MvError> {
+    pub(crate) fn parse(s: &str) -> Result<SortField, MvError> {
         match s {
             "created_on" | "createdOn" => Ok(SortField::CreatedOn),
             "alias" => Ok(SortField::Alias),
@@ -630,7 +657,7 @@ impl SortField {
 
 /// The Mobivate side of the sandbox: one address book.
 #[derive(Debug, Clone)]
-pub struct MobivateStore {
+pub(crate) struct MobivateStore {
     order: Vec<String>,
     records: HashMap<String, MobivateContact>,
     aliases: HashMap<String, String>,
@@ -641,7 +668,7 @@ pub struct MobivateStore {
 
 impl MobivateStore {
     /// An empty address book whose ids come from `seed`.
-    pub fn new(seed: u64) -> MobivateStore {
+    pub(crate) fn new(seed: u64) -> MobivateStore {
         MobivateStore {
             order: Vec::new(),
             records: HashMap::new(),
@@ -652,7 +679,11 @@ impl MobivateStore {
     }
 
     /// `POST /addressbook/contacts`.
-    pub fn create(&mut self, input: MobivateInput, now: &str) -> Result<MobivateContact, MvError> {
+    pub(crate) fn create(
+        &mut self,
+        input: MobivateInput,
+        now: &str,
+    ) -> Result<MobivateContact, MvError> {
         self.writes += 1;
         let alias = input.alias.unwrap_or_default();
         check_alias(&alias)?;
@@ -663,9 +694,9 @@ impl MobivateStore {
                 "alias {alias:?} already exists"
             )));
         }
-        let mut id = self.rng.uuid();
+        let mut id = uuid(&mut self.rng);
         while self.records.contains_key(&id) {
-            id = self.rng.uuid();
+            id = uuid(&mut self.rng);
         }
         let record = MobivateContact {
             id: id.clone(),
@@ -682,7 +713,7 @@ impl MobivateStore {
     }
 
     /// `POST /addressbook/contacts/{id}`: sets the fields present in `input`.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         id: &str,
         input: MobivateInput,
@@ -723,7 +754,7 @@ impl MobivateStore {
     }
 
     /// `DELETE /addressbook/contacts/{id}`.
-    pub fn delete(&mut self, id: &str) -> Result<(), MvError> {
+    pub(crate) fn delete(&mut self, id: &str) -> Result<(), MvError> {
         self.writes += 1;
         let record = self.records.remove(id).ok_or(MvError::NotFound)?;
         self.aliases.remove(&record.alias);
@@ -732,7 +763,7 @@ impl MobivateStore {
     }
 
     /// `GET /addressbook/contacts`: one window of the sorted book and its total.
-    pub fn list(
+    pub(crate) fn list(
         &self,
         offset: usize,
         limit: usize,
@@ -760,7 +791,7 @@ impl MobivateStore {
     }
 
     /// Every contact in creation order.
-    pub fn snapshot(&self) -> Vec<MobivateContact> {
+    pub(crate) fn snapshot(&self) -> Vec<MobivateContact> {
         self.order
             .iter()
             .filter_map(|id| self.records.get(id).cloned())
@@ -1062,5 +1093,21 @@ mod tests {
             .unwrap();
         assert_eq!(i.msisdn.as_deref(), Some("33611111111"));
         assert_eq!(i.meta.unwrap()["K"], 1);
+    }
+
+    #[test]
+    fn uuid_has_v4_shape() {
+        let mut r = SplitMix64::new(3);
+        let id = uuid(&mut r);
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'), "{id}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
+        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_ne!(uuid(&mut r), id);
+        assert_eq!(hex(&mut r, 20).len(), 20);
     }
 }

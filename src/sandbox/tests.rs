@@ -390,7 +390,8 @@ async fn provider_detail(
     key: &str,
     contact_id: &str,
 ) -> Result<Option<String>, crate::provider::OpError> {
-    use crate::provider::{Provider, SmsPartner};
+    use crate::provider::Provider;
+    use crate::provider::smspartner::SmsPartner;
     let provider = SmsPartner::new(reqwest::Url::parse(&h.base_url()).unwrap()).unwrap();
     let key = crate::secret::ApiKey::new(key.into());
     let req = provider

@@ -9,13 +9,13 @@ use super::StateError;
 
 /// Held for the length of a run; the lock file goes when it is dropped.
 #[derive(Debug)]
-pub struct Lock {
+pub(crate) struct Lock {
     path: PathBuf,
 }
 
 impl Lock {
     /// Takes the lock of the store at `store`, or says who holds it.
-    pub fn acquire(store: &Path) -> Result<Lock, StateError> {
+    pub(crate) fn acquire(store: &Path) -> Result<Lock, StateError> {
         if let Some(dir) = store.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StateError::unusable(store, format!("cannot create its directory: {e}"))

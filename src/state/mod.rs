@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-pub use lock::Lock;
-pub use writer::{Sent, Settled, StateWriter, Update};
+pub(crate) use lock::Lock;
+pub(crate) use writer::{Sent, Settled, StateWriter, Update};
 
 /// A contact this tool synced from a file row and saw confirmed (mirror
 /// mode's candidates for deletion).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Managed {
+pub(crate) struct Managed {
     /// The E.164 number.
     pub phone: String,
     /// The provider's id, when known (a bulk add returns none).
@@ -35,7 +35,7 @@ use crate::secret::ApiKey;
 
 /// Why the store cannot be used: exit 2, never a silent reset.
 #[derive(Debug, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     /// The file cannot be opened or read.
     #[error("state store {path}: {message}")]
     Unusable {
@@ -73,7 +73,7 @@ impl StateError {
 
 /// What a store's target is: one address book on one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetKey {
+pub(crate) struct TargetKey {
     /// `smspartner`, `mobivate` or `sandbox`.
     pub provider: String,
     /// The API base URL.
@@ -84,7 +84,7 @@ pub struct TargetKey {
 
 /// Where a number stands in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     /// The last send was answered with success.
     Confirmed,
     /// An add left and its answer was not recorded: it may have been applied.
@@ -124,7 +124,7 @@ impl Status {
 
 /// What the store knows of one number, as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The provider's id, when known (a bulk add returns none).
     pub contact_id: Option<String>,
     /// Fingerprint of what was last sent (none for a number only listed).
@@ -139,7 +139,7 @@ pub struct Entry {
 /// the groups (about four a group), so a lookup touches two cache lines
 /// instead of the twenty a binary search over the whole table would.
 #[derive(Debug, Default)]
-pub struct TargetMap {
+pub(crate) struct TargetMap {
     entries: Vec<(u64, Packed)>,
     /// `buckets[b]..buckets[b + 1]` are the entries whose hash falls in bucket `b`.
     buckets: Vec<u32>,
@@ -158,7 +158,7 @@ struct Packed {
 }
 
 /// The digits of an E.164 number as an integer (`None` for anything else).
-pub fn phone_key(phone: &str) -> Option<u64> {
+pub(crate) fn phone_key(phone: &str) -> Option<u64> {
     let digits = phone.strip_prefix('+')?;
     if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -267,12 +267,12 @@ impl TargetMap {
     }
 
     /// What the store knows of `phone`.
-    pub fn get(&self, phone: &str) -> Option<Entry> {
+    pub(crate) fn get(&self, phone: &str) -> Option<Entry> {
         self.get_key(phone_key(phone)?)
     }
 
     /// What the store knows of the number with these E.164 digits.
-    pub fn get_key(&self, key: u64) -> Option<Entry> {
+    pub(crate) fn get_key(&self, key: u64) -> Option<Entry> {
         let b = bucket_of(key, self.bits);
         let (start, end) = (*self.buckets.get(b)?, *self.buckets.get(b + 1)?);
         let group = self.entries.get(start as usize..end as usize)?;
@@ -292,18 +292,13 @@ impl TargetMap {
     }
 
     /// Numbers held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Whether no number is held.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
 /// An open store: its connection and the account it is used with.
-pub struct Store {
+pub(crate) struct Store {
     conn: Connection,
     path: PathBuf,
     account: String,
@@ -311,7 +306,7 @@ pub struct Store {
 
 /// Counts for `state show`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetSummary {
+pub(crate) struct TargetSummary {
     /// The target.
     pub key: TargetKey,
     /// Numbers held.
@@ -327,7 +322,7 @@ pub struct TargetSummary {
 impl Store {
     /// Opens (creating it when `create`) the store at `path` for the account
     /// of `key`. `read_only` opens without writing anything (a dry run).
-    pub fn open(path: &Path, key: &ApiKey, read_only: bool) -> Result<Store, StateError> {
+    pub(crate) fn open(path: &Path, key: &ApiKey, read_only: bool) -> Result<Store, StateError> {
         let flags = if read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
         } else {
@@ -358,20 +353,15 @@ impl Store {
     }
 
     /// A store for a dry run: read-only, or empty when the file does not exist.
-    pub fn open_existing(path: &Path, key: &ApiKey) -> Result<Option<Store>, StateError> {
+    pub(crate) fn open_existing(path: &Path, key: &ApiKey) -> Result<Option<Store>, StateError> {
         if !path.exists() {
             return Ok(None);
         }
         Store::open(path, key, true).map(Some)
     }
 
-    /// The store's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The id of `key`'s target, if the store has one.
-    pub fn find_target(&self, key: &TargetKey) -> Result<Option<i64>, StateError> {
+    pub(crate) fn find_target(&self, key: &TargetKey) -> Result<Option<i64>, StateError> {
         self.conn
             .query_row(
                 "SELECT id FROM targets WHERE provider = ?1 AND base_url = ?2 AND account = ?3 AND group_id = ?4",
@@ -383,7 +373,7 @@ impl Store {
     }
 
     /// The id of `key`'s target, created when new.
-    pub fn target(&self, key: &TargetKey) -> Result<i64, StateError> {
+    pub(crate) fn target(&self, key: &TargetKey) -> Result<i64, StateError> {
         if let Some(id) = self.find_target(key)? {
             return Ok(id);
         }
@@ -398,7 +388,7 @@ impl Store {
 
     /// Every number of target `target`, for the planner: from the snapshot
     /// the last run left when nothing changed since, else row by row.
-    pub fn load(&self, target: i64) -> Result<TargetMap, StateError> {
+    pub(crate) fn load(&self, target: i64) -> Result<TargetMap, StateError> {
         match snapshot::read(&self.conn, target) {
             Ok(Some(map)) => return Ok(map),
             Ok(None) => {}
@@ -408,7 +398,7 @@ impl Store {
     }
 
     /// How many contacts of `target` are managed (synced by this tool and confirmed).
-    pub fn managed_count(&self, target: i64) -> Result<u64, StateError> {
+    pub(crate) fn managed_count(&self, target: i64) -> Result<u64, StateError> {
         self.conn
             .query_row(
                 "SELECT COUNT(*) FROM contacts WHERE target = ?1 AND managed = 1",
@@ -421,7 +411,7 @@ impl Store {
 
     /// Calls `each` with every managed contact of `target`, one at a time
     /// (the store may hold millions: the caller keeps only what it needs).
-    pub fn each_managed(
+    pub(crate) fn each_managed(
         &self,
         target: i64,
         mut each: impl FnMut(Managed),
@@ -456,7 +446,7 @@ impl Store {
     }
 
     /// Every target of this store (any account), with counts.
-    pub fn summaries(&self) -> Result<Vec<TargetSummary>, StateError> {
+    pub(crate) fn summaries(&self) -> Result<Vec<TargetSummary>, StateError> {
         let sql = |e| StateError::sql(&self.path, e);
         let mut stmt = self
             .conn
@@ -488,7 +478,7 @@ impl Store {
     }
 
     /// Notes that a run on `target` went through to its end.
-    pub fn mark_finished(&self, target: i64) -> Result<(), StateError> {
+    pub(crate) fn mark_finished(&self, target: i64) -> Result<(), StateError> {
         self.conn
             .execute(
                 "UPDATE targets SET last_sync = ?2 WHERE id = ?1",
@@ -496,24 +486,6 @@ impl Store {
             )
             .map(|_| ())
             .map_err(|e| StateError::sql(&self.path, e))
-    }
-
-    /// Removes a target and everything known of it; `false` if there was none.
-    pub fn forget(&self, key: &TargetKey) -> Result<bool, StateError> {
-        let Some(target) = self.find_target(key)? else {
-            return Ok(false);
-        };
-        let sql = |e| StateError::sql(&self.path, e);
-        self.conn
-            .execute("DELETE FROM contacts WHERE target = ?1", params![target])
-            .map_err(sql)?;
-        self.conn
-            .execute("DELETE FROM snapshots WHERE target = ?1", params![target])
-            .map_err(sql)?;
-        self.conn
-            .execute("DELETE FROM targets WHERE id = ?1", params![target])
-            .map_err(sql)?;
-        Ok(true)
     }
 }
 
@@ -575,7 +547,7 @@ fn account_fingerprint(key: &ApiKey, salt: &[u8]) -> String {
 
 /// The default store for a target: one file per provider, host and group in
 /// the user's state directory (`$XDG_STATE_HOME/contact-sync` on Linux).
-pub fn default_path(key: &TargetKey) -> Option<PathBuf> {
+pub(crate) fn default_path(key: &TargetKey) -> Option<PathBuf> {
     let dirs = directories::ProjectDirs::from("", "", "contact-sync")?;
     let dir = dirs
         .state_dir()

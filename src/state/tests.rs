@@ -427,12 +427,4 @@ fn any_change_to_a_contact_or_a_damaged_snapshot_falls_back_to_the_rows() {
         );
         assert_eq!(map.len(), 300);
     }
-    // Forgetting the target drops its snapshot with it.
-    snapshot::write(&store.conn, &path, target).unwrap();
-    assert!(store.forget(&target_key("g1")).unwrap());
-    let left: i64 = store
-        .conn
-        .query_row("SELECT COUNT(*) FROM snapshots", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(left, 0);
 }

@@ -17,7 +17,7 @@ use super::{StateError, Status, Store, now};
 
 /// One change to the store.
 #[derive(Debug)]
-pub enum Update {
+pub(crate) enum Update {
     /// These numbers are about to be sent: pending until answered.
     Pending {
         /// The target.
@@ -104,7 +104,7 @@ impl Update {
 
 /// What was (or is about to be) sent for one number.
 #[derive(Debug, Clone)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// The E.164 number.
     pub phone: String,
     /// Add or update.
@@ -126,7 +126,7 @@ enum Msg {
 }
 
 /// The handle the run uses to change the store.
-pub struct StateWriter {
+pub(crate) struct StateWriter {
     tx: mpsc::Sender<Msg>,
     /// Changes queued so far, and committed so far (by the writer thread).
     settled: Settled,
@@ -135,7 +135,7 @@ pub struct StateWriter {
 
 impl StateWriter {
     /// Moves `store` to its own thread.
-    pub fn start(store: Store) -> Result<StateWriter, StateError> {
+    pub(crate) fn start(store: Store) -> Result<StateWriter, StateError> {
         let (tx, rx) = mpsc::channel();
         let (committed_tx, committed) = watch::channel(0);
         let path = store.path.clone();
@@ -154,18 +154,18 @@ impl StateWriter {
     }
 
     /// Queues a change.
-    pub fn send(&self, update: Update) {
+    pub(crate) fn send(&self, update: Update) {
         self.settled.queued.fetch_add(1, Ordering::SeqCst);
         let _ = self.tx.send(Msg::Update(update));
     }
 
     /// A handle that waits until what is queued at the time is committed.
-    pub fn settled(&self) -> Settled {
+    pub(crate) fn settled(&self) -> Settled {
         self.settled.clone()
     }
 
     /// Queues a change and waits until it is committed.
-    pub async fn commit(&self, update: Update) -> Result<(), String> {
+    pub(crate) async fn commit(&self, update: Update) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
         self.settled.queued.fetch_add(1, Ordering::SeqCst);
         self.tx
@@ -177,7 +177,7 @@ impl StateWriter {
     }
 
     /// Commits what is queued and closes the store; later changes are dropped.
-    pub fn close(&self) -> Result<(), StateError> {
+    pub(crate) fn close(&self) -> Result<(), StateError> {
         let _ = self.tx.send(Msg::Close);
         let thread = self
             .thread
@@ -197,7 +197,7 @@ impl StateWriter {
 
 /// Waits for the store to catch up with the changes queued so far.
 #[derive(Clone)]
-pub struct Settled {
+pub(crate) struct Settled {
     queued: Arc<AtomicU64>,
     committed: watch::Receiver<u64>,
 }
@@ -205,7 +205,7 @@ pub struct Settled {
 impl Settled {
     /// Resolves once every change queued before the call is committed (or
     /// the writer is gone, which the next pending mark reports).
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         let want = self.queued.load(Ordering::SeqCst);
         let mut committed = self.committed.clone();
         let _ = committed.wait_for(|done| *done >= want).await;
@@ -293,50 +293,8 @@ fn apply(conn: &mut Connection, updates: &[Update]) -> rusqlite::Result<()> {
     let at = now();
     for u in updates {
         match u {
-            Update::Pending { target, rows } => {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO contacts (target, phone, contact_id, fields, fingerprint, status, managed, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
-                     ON CONFLICT (target, phone) DO UPDATE SET
-                         contact_id = COALESCE(excluded.contact_id, contacts.contact_id),
-                         fields = excluded.fields,
-                         fingerprint = excluded.fingerprint,
-                         status = excluded.status,
-                         updated_at = excluded.updated_at",
-                )?;
-                for r in rows {
-                    stmt.execute(params![
-                        target,
-                        r.phone,
-                        r.contact_id,
-                        r.fields,
-                        r.fingerprint as i64,
-                        r.kind.code(),
-                        at
-                    ])?;
-                }
-            }
-            Update::Confirmed { target, row } => {
-                tx.prepare_cached(
-                    "INSERT INTO contacts (target, phone, contact_id, fields, fingerprint, status, managed, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0, 1, ?6)
-                     ON CONFLICT (target, phone) DO UPDATE SET
-                         contact_id = COALESCE(excluded.contact_id, contacts.contact_id),
-                         fields = excluded.fields,
-                         fingerprint = excluded.fingerprint,
-                         status = 0,
-                         managed = 1,
-                         updated_at = excluded.updated_at",
-                )?
-                .execute(params![
-                    target,
-                    row.phone,
-                    row.contact_id,
-                    row.fields,
-                    row.fingerprint as i64,
-                    at
-                ])?;
-            }
+            Update::Pending { target, rows } => write_pending(&tx, *target, rows, at)?,
+            Update::Confirmed { target, row } => write_confirmed(&tx, *target, row, at)?,
             Update::Known { target, entries } => {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO contacts (target, phone, contact_id, status, managed, updated_at)
@@ -392,4 +350,65 @@ fn apply(conn: &mut Connection, updates: &[Update]) -> rusqlite::Result<()> {
         }
     }
     tx.commit()
+}
+
+/// Rows about to be sent: what is sent, and its status (add or update), kept
+/// until the answer confirms them.
+fn write_pending(
+    tx: &rusqlite::Transaction<'_>,
+    target: i64,
+    rows: &[Sent],
+    at: i64,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO contacts (target, phone, contact_id, fields, fingerprint, status, managed, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
+         ON CONFLICT (target, phone) DO UPDATE SET
+             contact_id = COALESCE(excluded.contact_id, contacts.contact_id),
+             fields = excluded.fields,
+             fingerprint = excluded.fingerprint,
+             status = excluded.status,
+             updated_at = excluded.updated_at",
+    )?;
+    for r in rows {
+        stmt.execute(params![
+            target,
+            r.phone,
+            r.contact_id,
+            r.fields,
+            r.fingerprint as i64,
+            r.kind.code(),
+            at
+        ])?;
+    }
+    Ok(())
+}
+
+/// A row the provider confirmed: what was sent, now managed by this tool.
+fn write_confirmed(
+    tx: &rusqlite::Transaction<'_>,
+    target: i64,
+    row: &Sent,
+    at: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO contacts (target, phone, contact_id, fields, fingerprint, status, managed, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, 1, ?6)
+         ON CONFLICT (target, phone) DO UPDATE SET
+             contact_id = COALESCE(excluded.contact_id, contacts.contact_id),
+             fields = excluded.fields,
+             fingerprint = excluded.fingerprint,
+             status = 0,
+             managed = 1,
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        target,
+        row.phone,
+        row.contact_id,
+        row.fields,
+        row.fingerprint as i64,
+        at
+    ])?;
+    Ok(())
 }

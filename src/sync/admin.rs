@@ -16,7 +16,7 @@ use super::engine::StateCtx;
 use super::{api_key, check_base_url, default_rate, new_engine, provider_name, target_base};
 
 /// Runs a `state` subcommand; `Ok` carries the exit code.
-pub fn run(args: &StateArgs) -> Result<u8, Error> {
+pub(crate) fn run(args: &StateArgs) -> Result<u8, Error> {
     match &args.action {
         StateAction::Show(target) => show(target),
         StateAction::Rebuild(target) => rebuild(target),

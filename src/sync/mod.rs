@@ -33,12 +33,12 @@ use crate::provider::Provider;
 use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
 use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
-use crate::run::{Ending, RunResult, default_threads};
+use crate::run::{Ending, RunResult, default_threads, log_input_facts};
 use crate::scan::{CheckedRow, Verdict, scan};
 use crate::secret::ApiKey;
 use crate::state::{Lock, StateWriter, Store, TargetKey, TargetMap, Update as StateUpdate};
 
-pub mod admin;
+pub(crate) mod admin;
 mod engine;
 mod signals;
 
@@ -54,7 +54,7 @@ const GRACE: Duration = Duration::from_secs(5);
 const MAX_RETRY_AFTER_SECS: u64 = 86_400;
 
 /// The default rate for each provider, in requests per second.
-pub fn default_rate(kind: ProviderKind) -> f64 {
+pub(crate) fn default_rate(kind: ProviderKind) -> f64 {
     match kind {
         // Neighbouring SMS Partner endpoints allow 360/min; contact endpoints document nothing.
         ProviderKind::Smspartner | ProviderKind::Mobivate => 5.0,
@@ -63,7 +63,7 @@ pub fn default_rate(kind: ProviderKind) -> f64 {
 }
 
 /// Refuses plain `http://` to anything but loopback unless explicitly allowed.
-pub fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result<(), Error> {
+pub(crate) fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result<(), Error> {
     match url.scheme() {
         "https" => Ok(()),
         "http" => {
@@ -113,7 +113,7 @@ const DEFAULT_MAX_DELETE: MaxInvalid = MaxInvalid::Percent(10.0);
 
 /// Checks the sync settings as a run would, reading no input and needing no
 /// API key (`contact-sync config check`).
-pub fn check(args: &SyncArgs) -> Result<(), Error> {
+pub(crate) fn check(args: &SyncArgs) -> Result<(), Error> {
     SyncConfig::from_args(args, false).map(|_| ())
 }
 
@@ -139,34 +139,7 @@ impl SyncConfig {
                 "--provider mobivate needs --base-url (Mobivate gives it on request)".into(),
             ));
         }
-        let rate = args.rate.unwrap_or_else(|| default_rate(args.provider));
-        if !(crate::dispatch::MIN_RATE..=crate::dispatch::MAX_RATE).contains(&rate) {
-            return Err(Error::Usage(format!(
-                "--rate {rate}: must be between {} and {} requests per second",
-                crate::dispatch::MIN_RATE,
-                crate::dispatch::MAX_RATE
-            )));
-        }
-        if !(1..=crate::dispatch::MAX_CONCURRENCY).contains(&args.concurrency) {
-            return Err(Error::Usage(format!(
-                "--concurrency {}: must be between 1 and {}",
-                args.concurrency,
-                crate::dispatch::MAX_CONCURRENCY
-            )));
-        }
-        if args.max_retry_after > MAX_RETRY_AFTER_SECS {
-            return Err(Error::Usage(format!(
-                "--max-retry-after {}: must be at most {MAX_RETRY_AFTER_SECS} seconds (one day)",
-                args.max_retry_after
-            )));
-        }
-        let mut dispatch = DispatchConfig {
-            rate,
-            concurrency: args.concurrency,
-            ..DispatchConfig::default()
-        };
-        dispatch.retry.max_retries = args.max_retries;
-        dispatch.retry.max_retry_after = Duration::from_secs(args.max_retry_after);
+        let dispatch = dispatch_config(args)?;
         let max_invalid = MaxInvalid::from_arg(args.max_invalid.as_deref())?;
         let key = api_key(args.provider, args.dry_run || !need_key)?;
         if args.provider == ProviderKind::Mobivate
@@ -180,26 +153,7 @@ impl SyncConfig {
                 crate::secret::ENV_VAR
             )));
         }
-        let state = if args.no_state {
-            None
-        } else if let Some(path) = &args.state {
-            Some(path.clone())
-        } else if args.provider == ProviderKind::Sandbox {
-            // A fresh emulator each run: a store would think its contacts exist.
-            None
-        } else {
-            let target = TargetKey {
-                provider: provider_name(args.provider).into(),
-                base_url: target_base(args.provider, base_url.as_ref()),
-                group: args.group_id.clone().unwrap_or_default(),
-            };
-            Some(crate::state::default_path(&target).ok_or_else(|| {
-                Error::Usage(
-                    "cannot find the user's state directory: pass --state PATH (or --no-state)"
-                        .into(),
-                )
-            })?)
-        };
+        let state = state_path(args, base_url.as_ref())?;
         if args.delete_missing && state.is_none() {
             return Err(Error::Usage(
                 "--delete-missing needs the state store: it deletes only the contacts this tool put on the target, and the store is what knows them (drop --no-state; with --provider sandbox, pass --state)".into(),
@@ -232,6 +186,66 @@ impl SyncConfig {
             max_delete,
         })
     }
+}
+
+/// The dispatcher's settings from `--rate`, `--concurrency`, `--max-retries`
+/// and `--max-retry-after`, each checked against its bounds.
+fn dispatch_config(args: &SyncArgs) -> Result<DispatchConfig, Error> {
+    let rate = args.rate.unwrap_or_else(|| default_rate(args.provider));
+    if !(crate::dispatch::MIN_RATE..=crate::dispatch::MAX_RATE).contains(&rate) {
+        return Err(Error::Usage(format!(
+            "--rate {rate}: must be between {} and {} requests per second",
+            crate::dispatch::MIN_RATE,
+            crate::dispatch::MAX_RATE
+        )));
+    }
+    if !(1..=crate::dispatch::MAX_CONCURRENCY).contains(&args.concurrency) {
+        return Err(Error::Usage(format!(
+            "--concurrency {}: must be between 1 and {}",
+            args.concurrency,
+            crate::dispatch::MAX_CONCURRENCY
+        )));
+    }
+    if args.max_retry_after > MAX_RETRY_AFTER_SECS {
+        return Err(Error::Usage(format!(
+            "--max-retry-after {}: must be at most {MAX_RETRY_AFTER_SECS} seconds (one day)",
+            args.max_retry_after
+        )));
+    }
+    let mut dispatch = DispatchConfig {
+        rate,
+        concurrency: args.concurrency,
+        ..DispatchConfig::default()
+    };
+    dispatch.retry.max_retries = args.max_retries;
+    dispatch.retry.max_retry_after = Duration::from_secs(args.max_retry_after);
+    Ok(dispatch)
+}
+
+/// The state store's file: `--state`, none (`--no-state`, the sandbox), or
+/// the per-target default.
+fn state_path(args: &SyncArgs, base_url: Option<&reqwest::Url>) -> Result<Option<PathBuf>, Error> {
+    if args.no_state {
+        return Ok(None);
+    }
+    if let Some(path) = &args.state {
+        return Ok(Some(path.clone()));
+    }
+    if args.provider == ProviderKind::Sandbox {
+        // A fresh emulator each run: a store would think its contacts exist.
+        return Ok(None);
+    }
+    let target = TargetKey {
+        provider: provider_name(args.provider).into(),
+        base_url: target_base(args.provider, base_url),
+        group: args.group_id.clone().unwrap_or_default(),
+    };
+    let path = crate::state::default_path(&target).ok_or_else(|| {
+        Error::Usage(
+            "cannot find the user's state directory: pass --state PATH (or --no-state)".into(),
+        )
+    })?;
+    Ok(Some(path))
 }
 
 /// The provider's name in the state store.
@@ -352,7 +366,7 @@ struct DeletionPlan {
 const ID_SAMPLE: usize = 10;
 
 /// Runs `sync`.
-pub fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
+pub(crate) fn run(args: &SyncArgs, log: &LogArgs) -> Result<RunResult, Error> {
     let started = Instant::now();
     let cfg = SyncConfig::from_args(args, true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -714,11 +728,10 @@ async fn run_async(
     .await;
     #[cfg(feature = "sandbox")]
     if let Some(handle) = sandbox {
-        for g in &handle.snapshot().smspartner {
+        for (group, size) in handle.group_sizes() {
             tracing::info!(
-                "sandbox group {} now holds {} contacts",
-                crate::words::quote(&g.id),
-                g.contacts.len()
+                "sandbox group {} now holds {size} contacts",
+                crate::words::quote(&group)
             );
         }
         handle.shutdown().await;
@@ -1169,7 +1182,7 @@ fn first_pass(
         path: input.source.describe(),
         source,
     })?;
-    crate::validate::log_input_facts(&stats);
+    log_input_facts(&stats);
     first.windows_1252 = stats.encoding.data_rows_1252();
     // A signal after the last row still means the run was interrupted.
     first.interrupted |= raised.load(Ordering::Relaxed);
