@@ -32,7 +32,9 @@ use crate::progress::{self, Progress};
 use crate::provider::Provider;
 use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
-use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
+use crate::report::{
+    Done, Outputs, RejectsWriter, ReportWriter, Summary, WriteError, write_in_order,
+};
 use crate::run::{Ending, RunResult, default_threads, log_input_facts};
 use crate::scan::{CheckedRow, Verdict, scan};
 use crate::secret::ApiKey;
@@ -42,9 +44,7 @@ pub(crate) mod admin;
 mod engine;
 mod signals;
 
-use engine::{
-    Abort, Deletion, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, reap, write_in_order,
-};
+use engine::{Abort, Deletion, Directory, Engine, Job, NOT_SENT, StateCtx, Ticket, reap};
 use signals::Signals;
 
 /// How long requests in flight may still run once the run is stopping.
@@ -1482,7 +1482,7 @@ async fn sync_rows(
             &mut rejects,
             &writer_permits,
             &counts,
-            &writer_engine,
+            |e| writer_engine.abort(Abort::Output(e.to_string())),
         )
         .await;
         (summary, failed, report, rejects)
