@@ -231,12 +231,20 @@ pub(super) struct Directory {
     /// each write holds it shared while in flight, a listing holds it alone,
     /// so no write of this run lands in a target while it is listed.
     gates: Mutex<HashMap<String, Arc<RwLock<()>>>>,
+    /// Per target, the rows of lost answers waiting for a read of the end
+    /// of its listing, and the lock that lets one such read run at a time.
+    settles: Mutex<HashMap<String, Arc<Settles>>>,
 }
 
 impl Directory {
     fn listing(&self, group: &str) -> Option<Arc<tokio::sync::Mutex<Listing>>> {
         let mut targets = self.targets.lock().ok()?;
         Some(Arc::clone(targets.entry(group.to_string()).or_default()))
+    }
+
+    fn settles(&self, group: &str) -> Option<Arc<Settles>> {
+        let mut settles = self.settles.lock().ok()?;
+        Some(Arc::clone(settles.entry(group.to_string()).or_default()))
     }
 
     fn gate(&self, group: &str) -> Option<Arc<RwLock<()>>> {
@@ -247,7 +255,10 @@ impl Directory {
 
 #[derive(Default)]
 struct Listing {
+    /// When the last whole listing began.
     loaded_at: Option<Instant>,
+    /// When it ended: every contact it shows existed by then.
+    ended: Option<Instant>,
     ids: HashMap<String, String>,
     /// The last listing that spent its budget: when it ended, and why.
     failed: Option<(Instant, RowError)>,
@@ -259,10 +270,34 @@ struct Listing {
 /// in flight).
 const LISTING_WINDOW: usize = 8;
 
-/// Probes from the end of a listing for the rows of a lost answer: as many
-/// batches as may have been created after it. The rows a contact that was
-/// there before explains are left to the whole listing.
+/// Pages read from the end of a listing for rows of lost answers that may
+/// hold none of them: as many batches as may have been created after
+/// theirs. The rows a contact that was there before explains are left to
+/// the whole listing.
 const MAX_PROBES: u32 = 8;
+
+/// The rows of lost answers of a target waiting to be looked for in the
+/// end of its listing. Whoever holds `pass` reads for every row waiting,
+/// so rows that come while a read is under way share the next one: the
+/// reads cost about one per stretch of time, not one per row.
+#[derive(Default)]
+struct Settles {
+    waiting: Mutex<Vec<Wanted>>,
+    pass: tokio::sync::Mutex<()>,
+}
+
+/// A row of a lost answer, waiting for a read of the listing's end.
+struct Wanted {
+    phone: String,
+    /// The rows of its call: they were created together, so fill that
+    /// many listing places in a row.
+    call_rows: usize,
+    /// When its call was first sent: a whole listing that ended before
+    /// then and shows the number shows a contact that was there before.
+    sent_at: Instant,
+    /// Where the listed contact goes; dropped when it was not found.
+    tx: tokio::sync::oneshot::Sender<Listed>,
+}
 
 /// What a listing has spent: requests sent (retries included) and pages
 /// read, shared by the pages read at once.
@@ -523,6 +558,7 @@ impl Engine {
         let req = self.provider.add(&self.key, &group, &contacts);
         let gate = self.write_gate(&group, false);
         let meter = Meter::default();
+        let sent_at = Instant::now();
         let reply = self.call_counted(req, &sent, &meter, gate.as_deref()).await;
         let answered = Instant::now();
         // An attempt may have been applied without an answer: the rows the
@@ -573,7 +609,7 @@ impl Engine {
             }
         }
         let existing = if lost && !existing.is_empty() {
-            self.settle_lost(&group, existing).await
+            self.settle_lost(&group, existing, sent_at).await
         } else {
             existing
         };
@@ -591,113 +627,54 @@ impl Engine {
     }
 
     /// Settles the rows of a call whose earlier attempt got no answer and
-    /// whose final answer says they are already there, from a few pages of
-    /// the target's listing, read while no write of this run lands: the first
-    /// (for the total), then every `step`th page from the end, where a
-    /// listing in creation order holds what that attempt created (a batch
-    /// fills `step` pages in a row, so no probe jumps over it), then the
-    /// pages around the one that held some. A row found holding what was
-    /// sent is `added` (no update needed), one holding something else is
-    /// updated. Correctness does not rest on the order: a row counts as found
-    /// only when a page shows its number, and the rows not found (another
-    /// order, a page that cannot be read) are handed back for the usual
-    /// lookup. A lost batch of 500 costs its 25 or 26 pages and a probe for
-    /// each batch created after it, not the whole group.
-    async fn settle_lost(&self, group: &str, jobs: Vec<Job>) -> Vec<Job> {
-        // A listing in an order adds cannot disturb needs no lock while
-        // rows are sent (deletions come after them): settles run side by side.
-        let (_listing, _alone) = if self.provider.listing_stable_under_writes() {
-            (None, None)
-        } else {
-            let (Some(listing), Some(gate)) =
-                (self.directory.listing(group), self.directory.gate(group))
-            else {
+    /// whose final answer says they are already there: each is looked for
+    /// in the end of the target's listing, by a read shared with every row
+    /// of other calls waiting meanwhile ([`Engine::settle_pass`]). A row
+    /// found holding what was sent is `added` (no update needed), one
+    /// holding something else is updated. The rows not found (a contact
+    /// that was there before, another order, a page that cannot be read)
+    /// are handed back for the usual lookup. `sent_at`: when the call was
+    /// first sent.
+    async fn settle_lost(&self, group: &str, jobs: Vec<Job>, sent_at: Instant) -> Vec<Job> {
+        let Some(settles) = self.directory.settles(group) else {
+            return jobs;
+        };
+        let mut replies = Vec::with_capacity(jobs.len());
+        {
+            let Ok(mut waiting) = settles.waiting.lock() else {
                 return jobs;
             };
-            let listing = listing.lock_owned().await;
-            (Some(listing), Some(gate.write_owned().await))
-        };
-        let mut wanted: HashMap<String, Job> = jobs
-            .into_iter()
-            .map(|j| (j.contact.phone.clone(), j))
-            .collect();
-        let mut found: Vec<(Job, Listed)> = Vec::new();
-        let spend = ListSpend::default();
-        // Takes the page's contacts that are wanted; whether there were any.
-        let mut take = |page: &ListPage, wanted: &mut HashMap<String, Job>| {
-            let mut hit = false;
-            for entry in &page.entries {
-                if let Some(job) = wanted.remove(&entry.phone) {
-                    found.push((job, entry.clone()));
-                    hit = true;
-                }
-            }
-            hit
-        };
-        // The first page gives the total (and may hold some rows).
-        let first = self.fetch_page(group, 0, &spend).await.ok();
-        if let Some(first) = first {
-            take(&first, &mut wanted);
-            let per_page = u64::try_from(first.entries.len()).unwrap_or(1).max(1);
-            // The batch's contacts fill `step` pages in a row at least: probing
-            // every `step`th page from the end cannot jump over them.
-            let step = (u64::try_from(wanted.len()).unwrap_or(u64::MAX) / per_page).max(1);
-            let back = |mut c: u64, n: u64| {
-                for _ in 0..n {
-                    c = self.provider.previous_cursor(c)?;
-                }
-                Some(c)
-            };
-            let mut probe = first
-                .total
-                .and_then(|t| self.provider.last_cursor(t))
-                .filter(|&c| c > 0);
-            let mut hit = None;
-            let mut probes = 0;
-            while let Some(c) = probe.filter(|_| !wanted.is_empty() && probes < MAX_PROBES) {
-                probes += 1;
-                let Some(page) = self.fetch_page(group, c, &spend).await.ok() else {
-                    break;
-                };
-                if take(&page, &mut wanted) {
-                    hit = Some((c, page.next));
-                    break;
-                }
-                probe = back(c, step).filter(|&p| p > 0);
-            }
-            // Around the page that held some: on each side while pages do.
-            if let Some((at, next)) = hit {
-                let mut c = back(at, 1).filter(|&p| p > 0);
-                while let Some(p) = c.filter(|_| !wanted.is_empty()) {
-                    let Some(page) = self.fetch_page(group, p, &spend).await.ok() else {
-                        break;
-                    };
-                    c = take(&page, &mut wanted)
-                        .then(|| back(p, 1))
-                        .flatten()
-                        .filter(|&p| p > 0);
-                }
-                let mut c = next;
-                while let Some(p) = c.filter(|_| !wanted.is_empty()) {
-                    let Some(page) = self.fetch_page(group, p, &spend).await.ok() else {
-                        break;
-                    };
-                    c = if take(&page, &mut wanted) {
-                        page.next
-                    } else {
-                        None
-                    };
-                }
+            for job in &jobs {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                waiting.push(Wanted {
+                    phone: job.contact.phone.clone(),
+                    call_rows: jobs.len(),
+                    sent_at,
+                    tx,
+                });
+                replies.push(rx);
             }
         }
-        tracing::debug!(
-            "settled {} rows of a lost answer in target {group:?} from {} pages of its listing ({} not found)",
-            found.len(),
-            spend.pages.load(Ordering::Relaxed),
-            wanted.len()
-        );
-        drop(_alone);
-        drop(_listing);
+        {
+            // One read at a time; whoever gets to read takes every row waiting.
+            let _pass = settles.pass.lock().await;
+            let wanted = settles
+                .waiting
+                .lock()
+                .map(|mut w| std::mem::take(&mut *w))
+                .unwrap_or_default();
+            if !wanted.is_empty() {
+                self.settle_pass(group, wanted).await;
+            }
+        }
+        let mut back = Vec::new();
+        let mut found = Vec::new();
+        for (job, reply) in jobs.into_iter().zip(replies) {
+            match reply.await {
+                Ok(entry) => found.push((job, entry)),
+                Err(_) => back.push(job),
+            }
+        }
         for (job, entry) in found {
             if self.provider.listed_holds(&entry, &job.contact) {
                 let row = job.sent(Status::Confirmed, Some(entry.contact_id.clone()));
@@ -720,7 +697,122 @@ impl Engine {
                     .await;
             }
         }
-        wanted.into_values().collect()
+        back
+    }
+
+    /// Looks for `rows` (of lost answers) in a few pages of `group`'s
+    /// listing, read while no write of this run lands: the first (for the
+    /// total), then pages from the end, where a listing in creation order
+    /// holds what those calls created. From the end, every `step`th page
+    /// (a call of many rows fills `step` pages in a row, so no probe jumps
+    /// over it); after a page that held some, the pages skipped on its way
+    /// and the one before it. At most [`MAX_PROBES`] pages may hold none:
+    /// a pass reads at most `1 + rows + MAX_PROBES` pages. Correctness does
+    /// not rest on the order: a row counts as found only when a page shows
+    /// its number. A row a whole listing that ended before its call was
+    /// sent already shows was there before: it is left to that listing. A
+    /// row found gets its listed contact; the others get nothing.
+    async fn settle_pass(&self, group: &str, rows: Vec<Wanted>) {
+        let Some(listing) = self.directory.listing(group) else {
+            return;
+        };
+        // A listing in an order writes cannot disturb needs no lock while
+        // rows are sent (deletions come after them): a pass runs beside them.
+        let (held, _alone) = if self.provider.listing_stable_under_writes() {
+            (listing.try_lock_owned().ok(), None)
+        } else {
+            let Some(gate) = self.directory.gate(group) else {
+                return;
+            };
+            let held = listing.lock_owned().await;
+            (Some(held), Some(gate.write_owned().await))
+        };
+        let mut wanted: HashMap<String, Wanted> = HashMap::new();
+        for row in rows {
+            let before = held.as_ref().is_some_and(|l| {
+                l.ended.is_some_and(|t| t < row.sent_at) && l.ids.contains_key(&row.phone)
+            });
+            if !before {
+                // A number twice in the queue: the later row is looked for.
+                wanted.insert(row.phone.clone(), row);
+            }
+        }
+        if self.provider.listing_stable_under_writes() {
+            drop(held);
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let rows = wanted.len();
+        let call_rows = wanted.values().map(|w| w.call_rows).min().unwrap_or(1);
+        let spend = ListSpend::default();
+        let mut found = 0usize;
+        // Hands the page's wanted contacts over; whether there were any.
+        let mut take = |page: &ListPage, wanted: &mut HashMap<String, Wanted>| {
+            let mut hit = false;
+            for entry in &page.entries {
+                if let Some(w) = wanted.remove(&entry.phone) {
+                    let _ = w.tx.send(entry.clone());
+                    found += 1;
+                    hit = true;
+                }
+            }
+            hit
+        };
+        if let Ok(first) = self.fetch_page(group, 0, &spend).await {
+            take(&first, &mut wanted);
+            let per_page = first.entries.len().max(1);
+            let step = u64::try_from(call_rows / per_page).unwrap_or(1).max(1);
+            let back = |mut c: u64, n: u64| {
+                for _ in 0..n {
+                    c = self.provider.previous_cursor(c)?;
+                }
+                Some(c)
+            };
+            let mut read = std::collections::HashSet::from([0u64]);
+            let mut misses = 0;
+            let mut probe = first
+                .total
+                .and_then(|t| self.provider.last_cursor(t))
+                .filter(|&c| c > 0);
+            'probing: while let Some(c) =
+                probe.filter(|_| !wanted.is_empty() && misses < MAX_PROBES)
+            {
+                if !read.insert(c) {
+                    probe = back(c, 1).filter(|&p| p > 0);
+                    continue;
+                }
+                let Ok(page) = self.fetch_page(group, c, &spend).await else {
+                    break;
+                };
+                if !take(&page, &mut wanted) {
+                    misses += 1;
+                    probe = back(c, step).filter(|&p| p > 0);
+                    continue;
+                }
+                // The pages a step jumped over, while they hold some.
+                let mut ahead = page.next;
+                while let Some(p) = ahead.filter(|_| !wanted.is_empty()) {
+                    if !read.insert(p) {
+                        break;
+                    }
+                    let Ok(page) = self.fetch_page(group, p, &spend).await else {
+                        break 'probing;
+                    };
+                    if take(&page, &mut wanted) {
+                        ahead = page.next;
+                    } else {
+                        misses += 1;
+                        break;
+                    }
+                }
+                probe = back(c, 1).filter(|&p| p > 0);
+            }
+        }
+        tracing::debug!(
+            "settled {found} of {rows} rows of lost answers in target {group:?} from {} pages of its listing",
+            spend.pages.load(Ordering::Relaxed),
+        );
     }
 
     /// Finds the id of a row the provider already holds, then updates it.
@@ -1102,6 +1194,7 @@ impl Engine {
         };
         listing.ids = ids;
         listing.loaded_at = Some(started);
+        listing.ended = Some(Instant::now());
         Ok(listing.ids.get(phone).cloned())
     }
 }
