@@ -32,7 +32,9 @@ use crate::progress::{self, Progress};
 use crate::provider::Provider;
 use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
-use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
+use crate::report::{
+    Done, Outputs, RejectsWriter, ReportWriter, Summary, WriteError, write_in_order,
+};
 use crate::run::{Ending, RunResult, default_threads, log_input_facts};
 use crate::scan::{CheckedRow, Verdict, scan};
 use crate::secret::ApiKey;
@@ -42,9 +44,7 @@ pub(crate) mod admin;
 mod engine;
 mod signals;
 
-use engine::{
-    Abort, Deletion, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, reap, write_in_order,
-};
+use engine::{Abort, Deletion, Directory, Engine, Job, NOT_SENT, StateCtx, Ticket, reap};
 use signals::Signals;
 
 /// How long requests in flight may still run once the run is stopping.
@@ -85,6 +85,22 @@ pub(crate) fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result
             "--base-url {url}: unsupported scheme {other:?} (expected https)"
         ))),
     }
+}
+
+/// Refuses a run that would speak HTTPS while the platform trusts no
+/// certificate authority: every request would fail verification.
+pub(crate) fn check_roots(
+    kind: ProviderKind,
+    base_url: Option<&reqwest::Url>,
+) -> Result<(), Error> {
+    let https = match base_url {
+        Some(u) => u.scheme() == "https",
+        None => kind != ProviderKind::Sandbox,
+    };
+    if https {
+        crate::dispatch::platform_roots().map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Validated sync settings.
@@ -138,6 +154,9 @@ impl SyncConfig {
             return Err(Error::Usage(
                 "--provider mobivate needs --base-url (Mobivate gives it on request)".into(),
             ));
+        }
+        if !args.dry_run {
+            check_roots(args.provider, base_url.as_ref())?;
         }
         let dispatch = dispatch_config(args)?;
         let max_invalid = MaxInvalid::from_arg(args.max_invalid.as_deref())?;
@@ -390,8 +409,140 @@ async fn run_async(
     let signals = Signals::install()?;
     // The store first: one in use or unusable stops the run before anything is read.
     let (store, _lock) = open_store(&cfg)?;
+    let input = open_sync_input(&mut cfg, &signals).await?;
+    // Fingerprints do not depend on the URL (the sandbox's comes later), and a
+    // bad URL is refused here, before any output exists.
+    let (_, fingerprinter) = make_provider(cfg.kind, cfg.base_url.as_ref(), &cfg.key)?;
+    let header = input.opened.reader.header().to_vec();
+    let delimiter = input.opened.reader.delimiter();
+    let outputs = create_outputs(&cfg, &header, delimiter)?;
+    let preload = match preload_target(store.as_ref(), &cfg, input.has_group_column) {
+        Ok(p) => p,
+        Err(e) => {
+            outputs.discard();
+            return Err(e);
+        }
+    };
+    let skip = preload.as_ref().map(|(_, map)| Skip {
+        map: Arc::clone(map),
+        fingerprinter,
+        full: cfg.full,
+    });
+    let (writers, speculation, summary_file) = start_report(&cfg, outputs, skip.is_some());
+
+    // Pass 1: validate everything before the first request.
+    let spool_end = input.spool_end;
+    let checked = check_every_row(&cfg, input.opened, spool_end, &signals, skip, speculation);
+    let mut first = match checked.await {
+        Ok(first) => first,
+        Err(e) => {
+            discard_outputs(writers, None, summary_file);
+            return Err(e);
+        }
+    };
+    let sending = decide_sending(&cfg, &first, spool_end);
+    // Mirror mode: the deletions due are known now, before any request,
+    // and the guard is checked against them.
+    let (sending, deletions) = match due_deletions(&cfg, store.as_ref(), &first, sending) {
+        Ok(due) => due,
+        Err(e) => {
+            discard_outputs(writers, first.speculation.take(), summary_file);
+            return Err(e);
+        }
+    };
+    let writers = match first.speculation.take() {
+        Some(spec) if spec.stands(&deletions, sending) => {
+            return finish_without_sending(
+                &cfg,
+                store,
+                first,
+                sending,
+                spec,
+                summary_file,
+                started,
+            );
+        }
+        Some(spec) => Some(restart_report(&cfg, spec, &header, delimiter)?),
+        None => writers,
+    };
+    let Some((report_writer, rejects_writer)) = writers else {
+        return Err(Error::Runtime("internal: no report writer".into()));
+    };
+    // Created before the first request, like every output.
+    let backup = match open_backup(&cfg, sending, &deletions) {
+        Ok(b) => b,
+        Err(e) => {
+            discard_outputs(Some((report_writer, rejects_writer)), None, summary_file);
+            return Err(e);
+        }
+    };
+
+    #[cfg(feature = "sandbox")]
+    let sandbox = start_sandbox(&mut cfg, sending, &first.groups).await?;
+    let groups = target_groups(&cfg, &first);
+    let (maps, state) = match prepare_state(store, &cfg, groups, sending, preload) {
+        Ok(s) => s,
+        Err(e) => {
+            discard_outputs(Some((report_writer, rejects_writer)), None, summary_file);
+            return Err(e);
+        }
+    };
+    let engine = Arc::new(build_engine(&cfg, state)?);
+    if sending == Sending::Send
+        && let Some(column) = &input.id_column
+        && let Err(e) = check_file_ids(&engine, &unchecked_ids(&cfg, &first, &maps), column).await
+    {
+        discard_outputs(Some((report_writer, rejects_writer)), None, summary_file);
+        return Err(e);
+    }
+    let pass = sync_rows(
+        &cfg,
+        &engine,
+        &maps,
+        &input.bytes,
+        (report_writer, rejects_writer),
+        first.rows,
+        sending,
+        mode,
+        &signals,
+        (deletions, backup),
+    )
+    .await;
+    #[cfg(feature = "sandbox")]
+    if let Some(handle) = sandbox {
+        stop_sandbox(handle).await;
+    }
+    conclude(&cfg, &engine, pass, &first, sending, summary_file, started)
+}
+
+/// Creates every output of the run (report, rejects, JSON summary, HTML)
+/// before anything is sent.
+fn create_outputs(cfg: &SyncConfig, header: &[String], delimiter: u8) -> Result<Outputs, Error> {
+    Ok(Outputs::create(
+        &cfg.output.report,
+        cfg.output.rejects.as_ref(),
+        cfg.output.summary_json.as_deref(),
+        cfg.output.html.as_deref(),
+        header,
+        delimiter,
+    )?)
+}
+
+/// The input of a sync run, opened and its columns mapped.
+struct SyncInput {
+    bytes: InputBytes,
+    spool_end: SpoolEnd,
+    opened: crate::config::OpenInput,
+    /// The header of the column read as contact ids, if one is.
+    id_column: Option<String>,
+    has_group_column: bool,
+}
+
+/// Reads (or spools) the input and maps its columns: a Mobivate contact id
+/// column is used only when `--map` names it, and SMS Partner needs a group.
+async fn open_sync_input(cfg: &mut SyncConfig, signals: &Signals) -> Result<SyncInput, Error> {
     tracing::debug!("reading {}", cfg.input.source.describe());
-    let (bytes, spool_end) = open_input(&cfg.input.source, &signals).await?;
+    let (bytes, spool_end) = open_input(&cfg.input.source, signals).await?;
     if spool_end == SpoolEnd::Stopped {
         tracing::warn!("interrupted while reading the input: nothing was sent");
     }
@@ -434,52 +585,54 @@ async fn run_async(
             "--provider smspartner needs --group-id (or a groupId column)".into(),
         ));
     }
-    // Fingerprints do not depend on the URL (the sandbox's comes later), and a
-    // bad URL is refused here, before any output exists.
-    let (_, fingerprinter) = make_provider(cfg.kind, cfg.base_url.as_ref(), &cfg.key)?;
-    let outputs = Outputs::create(
-        &cfg.output.report,
-        cfg.output.rejects.as_ref(),
-        cfg.output.summary_json.as_deref(),
-        cfg.output.html.as_deref(),
-        opened.reader.header(),
-        opened.reader.delimiter(),
-    )?;
+    Ok(SyncInput {
+        bytes,
+        spool_end,
+        opened,
+        id_column,
+        has_group_column,
+    })
+}
 
-    // What the store knows of the one target of a file without a group
-    // column, so the first pass can tell which rows are unchanged.
-    let preload = match &store {
-        Some(store) if !has_group_column => {
-            let group = cfg.group.clone().unwrap_or_default();
-            let key = state_key(&cfg, &group);
-            let found = store
-                .find_target(&key)
-                .map_err(|e| Error::Usage(e.to_string()));
-            let loaded = found.and_then(|t| {
-                t.map(|t| store.load(t).map_err(|e| Error::Usage(e.to_string())))
-                    .transpose()
-            });
-            match loaded {
-                Ok(map) => map.map(|m| (group, Arc::new(m))),
-                Err(e) => {
-                    outputs.discard();
-                    return Err(e);
-                }
-            }
-        }
-        _ => None,
+/// What the store knows of the one target of a file without a group
+/// column, so the first pass can tell which rows are unchanged.
+fn preload_target(
+    store: Option<&Store>,
+    cfg: &SyncConfig,
+    has_group_column: bool,
+) -> Result<Option<(String, Arc<TargetMap>)>, Error> {
+    let Some(store) = store.filter(|_| !has_group_column) else {
+        return Ok(None);
     };
-    let skip = preload.as_ref().map(|(_, map)| Skip {
-        map: Arc::clone(map),
-        fingerprinter,
-        full: cfg.full,
+    let group = cfg.group.clone().unwrap_or_default();
+    let key = state_key(cfg, &group);
+    let found = store
+        .find_target(&key)
+        .map_err(|e| Error::Usage(e.to_string()));
+    let loaded = found.and_then(|t| {
+        t.map(|t| store.load(t).map_err(|e| Error::Usage(e.to_string())))
+            .transpose()
     });
+    Ok(loaded?.map(|m| (group, Arc::new(m))))
+}
 
-    // When the store knows the target, the first pass writes the report as
-    // it goes: if no row needs a request, that report is the run's, and the
-    // file is not read a second time (the nightly unchanged rerun).
-    let header = opened.reader.header().to_vec();
-    let delimiter = opened.reader.delimiter();
+/// The report writers of the second pass, or none yet when the first pass
+/// writes the report as it goes.
+type Writers = Option<(ReportWriter, Option<RejectsWriter>)>;
+
+/// Where the report goes first. When the store knows the target, the first
+/// pass writes the report as it goes: if no row needs a request, that report
+/// is the run's, and the file is not read a second time (the nightly
+/// unchanged rerun).
+fn start_report(
+    cfg: &SyncConfig,
+    outputs: Outputs,
+    skip: bool,
+) -> (
+    Writers,
+    Option<Speculation>,
+    Option<crate::report::SummaryFile>,
+) {
     let Outputs {
         report,
         rejects,
@@ -487,67 +640,73 @@ async fn run_async(
     } = outputs;
     let rewindable = matches!(cfg.output.report, crate::report::Target::File(_))
         && !matches!(cfg.output.rejects, Some(crate::report::Target::Stdout));
-    let (mut writers, speculation) = if skip.is_some() && rewindable {
-        (
-            None,
-            Some(Speculation {
-                report,
-                rejects,
-                summary: Summary::default(),
-                complete: true,
-                failed: None,
-            }),
-        )
-    } else {
-        (Some((report, rejects)), None)
-    };
-    let outputs_discard =
-        |writers: Option<(ReportWriter, Option<RejectsWriter>)>,
-         speculation: Option<Speculation>,
-         summary_file: Option<crate::report::SummaryFile>| {
-            if let Some((r, j)) = writers {
-                r.discard();
-                if let Some(j) = j {
-                    j.discard();
-                }
-            }
-            if let Some(s) = speculation {
-                s.report.discard();
-                if let Some(j) = s.rejects {
-                    j.discard();
-                }
-            }
-            if let Some(f) = summary_file {
-                f.discard();
-            }
+    if skip && rewindable {
+        let speculation = Speculation {
+            report,
+            rejects,
+            summary: Summary::default(),
+            complete: true,
+            failed: None,
         };
+        (None, Some(speculation), summary_file)
+    } else {
+        (Some((report, rejects)), None, summary_file)
+    }
+}
 
-    // Pass 1: validate everything before the first request.
-    let first = if spool_end == SpoolEnd::Stopped {
-        FirstPass {
+/// Removes every output of a run that stops before sending.
+fn discard_outputs(
+    writers: Writers,
+    speculation: Option<Speculation>,
+    summary_file: Option<crate::report::SummaryFile>,
+) {
+    if let Some((r, j)) = writers {
+        r.discard();
+        if let Some(j) = j {
+            j.discard();
+        }
+    }
+    if let Some(s) = speculation {
+        s.report.discard();
+        if let Some(j) = s.rejects {
+            j.discard();
+        }
+    }
+    if let Some(f) = summary_file {
+        f.discard();
+    }
+}
+
+/// The first pass (SPEC §4): every row checked before the first request.
+async fn check_every_row(
+    cfg: &SyncConfig,
+    opened: crate::config::OpenInput,
+    spool_end: SpoolEnd,
+    signals: &Signals,
+    skip: Option<Skip>,
+    speculation: Option<Speculation>,
+) -> Result<FirstPass, Error> {
+    if spool_end == SpoolEnd::Stopped {
+        return Ok(FirstPass {
             interrupted: true,
             ..FirstPass::default()
-        }
-    } else {
-        tracing::debug!("checking every row before sending anything");
-        let input = cfg.input.clone();
-        let raised = signals.raised();
-        let mirror = cfg.delete_missing;
-        let pass = tokio::task::spawn_blocking(move || {
-            first_pass(opened, &input, &raised, skip.as_ref(), speculation, mirror)
-        })
-        .await
-        .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")));
-        match pass.and_then(|p| p) {
-            Ok(p) => p,
-            Err(e) => {
-                outputs_discard(writers, None, summary_file);
-                return Err(e);
-            }
-        }
-    };
-    let mut first = first;
-    let sending = if first.interrupted {
+        });
+    }
+    tracing::debug!("checking every row before sending anything");
+    let input = cfg.input.clone();
+    let raised = signals.raised();
+    let mirror = cfg.delete_missing;
+    tokio::task::spawn_blocking(move || {
+        first_pass(opened, &input, &raised, skip.as_ref(), speculation, mirror)
+    })
+    .await
+    .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")))?
+}
+
+/// Whether the run sends, after the first pass: not when interrupted, nor
+/// above `--max-invalid`, nor in a dry run.
+fn decide_sending(cfg: &SyncConfig, first: &FirstPass, spool_end: SpoolEnd) -> Sending {
+    if first.interrupted {
         if spool_end != SpoolEnd::Stopped {
             tracing::warn!("interrupted while checking the file: nothing was sent");
         }
@@ -565,21 +724,23 @@ async fn run_async(
         Sending::DryRun
     } else {
         Sending::Send
-    };
-    // Mirror mode: the deletions due are known now, before any request,
-    // and the guard is checked against them.
+    }
+}
+
+/// Mirror mode (SPEC §5): the deletions due, and whether the run still
+/// sends — above `--max-delete` it deletes and sends nothing.
+fn due_deletions(
+    cfg: &SyncConfig,
+    store: Option<&Store>,
+    first: &FirstPass,
+    sending: Sending,
+) -> Result<(Sending, Vec<Deletion>), Error> {
     let deletions = if cfg.delete_missing && matches!(sending, Sending::Send | Sending::DryRun) {
-        match plan_deletions(&cfg, store.as_ref(), &first) {
-            Ok(plan) => plan,
-            Err(e) => {
-                outputs_discard(writers, first.speculation.take(), summary_file);
-                return Err(e);
-            }
-        }
+        plan_deletions(cfg, store, first)?
     } else {
         DeletionPlan::default()
     };
-    let sending = if cfg
+    if cfg
         .max_delete
         .exceeded(deletions.due.len() as u64, deletions.managed)
     {
@@ -589,89 +750,96 @@ async fn run_async(
             deletions.managed,
             describe_limit(cfg.max_delete)
         );
-        Sending::TooManyDeletes
-    } else {
-        sending
-    };
-    let deletions = if sending == Sending::TooManyDeletes {
-        Vec::new()
-    } else {
-        deletions.due
-    };
-    if let Some(spec) = first.speculation.take() {
-        if spec.complete
-            && deletions.is_empty()
-            && matches!(sending, Sending::Send | Sending::DryRun)
-        {
-            tracing::debug!("no row needs a request: the first pass's report is the run's");
-            return finish_without_sending(
-                &cfg,
-                store,
-                first,
-                sending,
-                spec,
-                summary_file,
-                started,
-            );
-        }
-        // Some row needs a request: start the report again for the second pass.
-        spec.report.discard();
-        if let Some(j) = spec.rejects {
-            j.discard();
-        }
-        let report = ReportWriter::create(&cfg.output.report)?;
-        let rejects = match &cfg.output.rejects {
-            Some(t) => Some(RejectsWriter::create(t, &header, delimiter)?),
-            None => None,
-        };
-        writers = Some((report, rejects));
+        return Ok((Sending::TooManyDeletes, Vec::new()));
     }
-    let Some((report_writer, rejects_writer)) = writers else {
-        return Err(Error::Runtime("internal: no report writer".into()));
+    Ok((sending, deletions.due))
+}
+
+/// Some row needs a request: the first pass's report is dropped and the
+/// report starts again for the second pass.
+fn restart_report(
+    cfg: &SyncConfig,
+    spec: Speculation,
+    header: &[String],
+    delimiter: u8,
+) -> Result<(ReportWriter, Option<RejectsWriter>), Error> {
+    spec.report.discard();
+    if let Some(j) = spec.rejects {
+        j.discard();
+    }
+    let report = ReportWriter::create(&cfg.output.report)?;
+    let rejects = match &cfg.output.rejects {
+        Some(t) => Some(RejectsWriter::create(t, header, delimiter)?),
+        None => None,
     };
-    // Created before the first request, like every output.
-    let backup = match (&cfg.output.backup, sending) {
+    Ok((report, rejects))
+}
+
+/// The backup of what deleted contacts held, when deletions will be sent.
+fn open_backup(
+    cfg: &SyncConfig,
+    sending: Sending,
+    deletions: &[Deletion],
+) -> Result<Option<Arc<Mutex<crate::report::BackupWriter>>>, Error> {
+    match (&cfg.output.backup, sending) {
         (Some(path), Sending::Send) if !deletions.is_empty() => {
             let groups = cfg.kind != ProviderKind::Mobivate;
-            match crate::report::BackupWriter::open(path, groups) {
-                Ok(b) => Some(Arc::new(Mutex::new(b))),
-                Err(e) => {
-                    outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
-                    return Err(e.into());
-                }
-            }
+            let backup = crate::report::BackupWriter::open(path, groups)?;
+            Ok(Some(Arc::new(Mutex::new(backup))))
         }
-        _ => None,
-    };
+        _ => Ok(None),
+    }
+}
 
-    #[cfg(feature = "sandbox")]
-    let sandbox = if cfg.kind == ProviderKind::Sandbox && sending == Sending::Send {
-        if cfg.group.is_none() {
-            cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
-        }
-        // The groups the run sends to exist: the built-in sandbox stands for
-        // the user's own account (the standalone one keeps a 404 for others).
-        let groups =
-            crate::run::sandbox_groups(cfg.group.as_deref().unwrap_or_default(), &first.groups);
-        let handle = crate::sandbox::start(crate::sandbox::SandboxConfig {
-            groups,
-            ..crate::sandbox::SandboxConfig::default()
-        })
-        .await
-        .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
-        tracing::info!("sandbox listening on {}", handle.base_url());
-        if std::env::var_os(crate::secret::ENV_VAR).is_some() {
-            tracing::warn!("ignoring {} for the sandbox", crate::secret::ENV_VAR);
-        }
-        cfg.base_url = Some(
-            reqwest::Url::parse(&handle.base_url())
-                .map_err(|e| Error::Runtime(format!("sandbox address: {e}")))?,
+/// `--provider sandbox`: starts the built-in emulator with the groups the
+/// run sends to, and points the run at it.
+#[cfg(feature = "sandbox")]
+async fn start_sandbox(
+    cfg: &mut SyncConfig,
+    sending: Sending,
+    first_groups: &std::collections::BTreeSet<String>,
+) -> Result<Option<crate::sandbox::SandboxHandle>, Error> {
+    if cfg.kind != ProviderKind::Sandbox || sending != Sending::Send {
+        return Ok(None);
+    }
+    if cfg.group.is_none() {
+        cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
+    }
+    // The groups the run sends to exist: the built-in sandbox stands for
+    // the user's own account (the standalone one keeps a 404 for others).
+    let groups = crate::run::sandbox_groups(cfg.group.as_deref().unwrap_or_default(), first_groups);
+    let handle = crate::sandbox::start(crate::sandbox::SandboxConfig {
+        groups,
+        ..crate::sandbox::SandboxConfig::default()
+    })
+    .await
+    .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
+    tracing::info!("sandbox listening on {}", handle.base_url());
+    if std::env::var_os(crate::secret::ENV_VAR).is_some() {
+        tracing::warn!("ignoring {} for the sandbox", crate::secret::ENV_VAR);
+    }
+    cfg.base_url = Some(
+        reqwest::Url::parse(&handle.base_url())
+            .map_err(|e| Error::Runtime(format!("sandbox address: {e}")))?,
+    );
+    Ok(Some(handle))
+}
+
+/// Logs what the built-in sandbox holds at the end, and stops it.
+#[cfg(feature = "sandbox")]
+async fn stop_sandbox(handle: crate::sandbox::SandboxHandle) {
+    for (group, size) in handle.group_sizes() {
+        tracing::info!(
+            "sandbox group {} now holds {size} contacts",
+            crate::words::quote(&group)
         );
-        Some(handle)
-    } else {
-        None
-    };
-    let groups = first
+    }
+    handle.shutdown().await;
+}
+
+/// The groups the valid rows go to, the default one for rows naming none.
+fn target_groups(cfg: &SyncConfig, first: &FirstPass) -> Vec<String> {
+    first
         .groups
         .iter()
         .map(|g| {
@@ -681,17 +849,13 @@ async fn run_async(
                 g.clone()
             }
         })
-        .collect();
-    let (maps, state) = match prepare_state(store, &cfg, groups, sending, preload) {
-        Ok(s) => s,
-        Err(e) => {
-            outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
-            return Err(e);
-        }
-    };
-    let engine = Arc::new(build_engine(&cfg, state)?);
-    // Ids the store has confirmed need no check: a rerun costs nothing.
-    let unchecked: Vec<(String, String)> = first
+        .collect()
+}
+
+/// The file's contact ids to check before sending: those the store has not
+/// confirmed (a rerun costs nothing).
+fn unchecked_ids(cfg: &SyncConfig, first: &FirstPass, maps: &Maps) -> Vec<(String, String)> {
+    first
         .file_ids
         .iter()
         .filter(|(id, phone, group)| {
@@ -705,40 +869,23 @@ async fn run_async(
             })
         })
         .map(|(id, phone, _)| (id.clone(), phone.clone()))
-        .collect();
-    if sending == Sending::Send
-        && let Some(column) = &id_column
-        && let Err(e) = check_file_ids(&engine, &unchecked, column).await
-    {
-        outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
-        return Err(e);
-    }
-    let pass = sync_rows(
-        &cfg,
-        &engine,
-        &maps,
-        &bytes,
-        (report_writer, rejects_writer),
-        first.rows,
-        sending,
-        mode,
-        &signals,
-        (deletions, backup),
-    )
-    .await;
-    #[cfg(feature = "sandbox")]
-    if let Some(handle) = sandbox {
-        for (group, size) in handle.group_sizes() {
-            tracing::info!(
-                "sandbox group {} now holds {size} contacts",
-                crate::words::quote(&group)
-            );
-        }
-        handle.shutdown().await;
-    }
+        .collect()
+}
+
+/// Closes the state store, fills the summary's request counts and picks
+/// how the run ended (SPEC §2's exit codes).
+fn conclude(
+    cfg: &SyncConfig,
+    engine: &Engine,
+    pass: Result<SecondPass, Error>,
+    first: &FirstPass,
+    sending: Sending,
+    summary_file: Option<crate::report::SummaryFile>,
+    started: Instant,
+) -> Result<RunResult, Error> {
     let stats = engine.dispatcher.stats();
     let sent = stats.attempts > 0;
-    let pass = close_state(&engine, pass, sending);
+    let pass = close_state(engine, pass, sending);
     let mut pass = match pass {
         Ok(p) => p,
         Err(e) if sent => return Err(Error::Aborted(e.to_string())),
@@ -780,6 +927,12 @@ struct Speculation {
 }
 
 impl Speculation {
+    /// Whether this report is the run's own: every row has its final
+    /// outcome, and no deletion is due.
+    fn stands(&self, deletions: &[Deletion], sending: Sending) -> bool {
+        self.complete && deletions.is_empty() && matches!(sending, Sending::Send | Sending::DryRun)
+    }
+
     /// Writes one row's final outcome, or gives up at the first row that needs a request.
     fn row(
         &mut self,
@@ -833,6 +986,7 @@ fn finish_without_sending(
     summary_file: Option<crate::report::SummaryFile>,
     started: Instant,
 ) -> Result<RunResult, Error> {
+    tracing::debug!("no row needs a request: the first pass's report is the run's");
     let Speculation {
         report,
         rejects,
@@ -1347,7 +1501,7 @@ async fn sync_rows(
             &mut rejects,
             &writer_permits,
             &counts,
-            &writer_engine,
+            |e| writer_engine.abort(Abort::Output(e.to_string())),
         )
         .await;
         (summary, failed, report, rejects)
