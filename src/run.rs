@@ -32,6 +32,9 @@ pub(crate) enum Ending {
     Finished,
     /// Nothing was sent on purpose (e.g. `--max-invalid`): exit 2.
     NothingSent,
+    /// Every row went through its course, but a fault of this tool (a
+    /// panicking task) failed some: exit 1, with the message.
+    Faulted(String),
     /// Stopped after sending may have begun: exit 3, with the reason when
     /// the log has not said it already.
     Aborted(Option<String>),
@@ -54,6 +57,7 @@ impl RunResult {
             Ending::Finished if summary.has_problems() => (exit::ROWS_FAILED, None),
             Ending::Finished => (exit::OK, None),
             Ending::NothingSent => (exit::NOTHING_SENT, None),
+            Ending::Faulted(why) => (exit::ROWS_FAILED, Some(why)),
             Ending::Aborted(why) => (exit::ABORTED, why),
         };
         let html = outputs.html.as_ref().map(|p| p.display().to_string());

@@ -44,7 +44,7 @@ pub(crate) mod admin;
 mod engine;
 mod signals;
 
-use engine::{Abort, Deletion, Directory, Engine, Job, NOT_SENT, StateCtx, Ticket, reap};
+use engine::{Abort, Deletion, Directory, Engine, Job, NOT_SENT, StateCtx, Ticket};
 use signals::Signals;
 
 /// How long requests in flight may still run once the run is stopping.
@@ -886,6 +886,7 @@ fn conclude(
             Sending::Send | Sending::DryRun => Ending::Finished,
         }
     };
+    let ending = with_panics(ending, engine.panicked.load(Ordering::Relaxed));
     RunResult::conclude(
         pass.summary,
         started,
@@ -894,6 +895,18 @@ fn conclude(
         ending,
         sent,
     )
+}
+
+/// A run whose sending tasks panicked (a bug) fails, and says so: their rows
+/// are `failed` `INTERNAL`, and the exit code is 1 even when the panic came
+/// after every row of the task was reported. A run stopped early stays so.
+fn with_panics(ending: Ending, panicked: u32) -> Ending {
+    match ending {
+        Ending::Finished if panicked > 0 => Ending::Faulted(format!(
+            "internal error: {panicked} sending task(s) panicked (a bug of this tool; the log above has the message); their rows are reported failed INTERNAL, and the next run settles them"
+        )),
+        other => other,
+    }
 }
 
 /// The report the first pass wrote while it read, valid as the run's own
@@ -1411,6 +1424,7 @@ fn new_engine(
         host: url.host_str().unwrap_or("the provider").to_string(),
         state,
         listing: progress::ListingGauge::default(),
+        panicked: std::sync::atomic::AtomicU32::new(0),
     })
 }
 
@@ -1666,7 +1680,7 @@ impl Streaming<'_> {
                 p = Arc::clone(&self.permits).acquire_owned() => {
                     break p.map_err(|_| Error::Runtime("internal: report window closed".into()))?;
                 }
-                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => reap(joined, &self.engine.key),
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => self.engine.reap(joined),
                 _ = self.ticker.tick() => {
                     self.progress.tick(self.engine.dispatcher.stats().attempts, self.engine.listing.now());
                 }
@@ -1766,7 +1780,7 @@ impl Streaming<'_> {
         self.send(job, action);
         // Reap finished tasks so the set does not grow with the file.
         while let Some(joined) = self.tasks.try_join_next() {
-            reap(joined, &self.engine.key);
+            self.engine.reap(joined);
         }
     }
 
@@ -1903,7 +1917,7 @@ async fn drain_tasks(
     loop {
         tokio::select! {
             next = tasks.join_next() => match next {
-                Some(joined) => reap(joined, &engine.key),
+                Some(joined) => engine.reap(joined),
                 None => break,
             },
             _ = ticker.tick() => {
@@ -1948,5 +1962,17 @@ mod tests {
         assert!(check_base_url(&u("http://api.example.com"), false).is_err());
         assert!(check_base_url(&u("http://api.example.com"), true).is_ok());
         assert!(check_base_url(&u("ftp://api.example.com"), true).is_err());
+    }
+
+    #[test]
+    fn a_panicking_task_fails_a_run_that_would_have_finished() {
+        assert_eq!(with_panics(Ending::Finished, 0), Ending::Finished);
+        assert!(matches!(
+            with_panics(Ending::Finished, 2),
+            Ending::Faulted(m) if m.contains("2 sending task(s) panicked")
+        ));
+        // Stopped early or sending nothing: that ending stands.
+        assert_eq!(with_panics(Ending::Aborted(None), 1), Ending::Aborted(None));
+        assert_eq!(with_panics(Ending::NothingSent, 1), Ending::NothingSent);
     }
 }
