@@ -109,7 +109,8 @@ impl RunResult {
 /// group), then those the file's `groupId` column names, each once — so a
 /// sync to the sandbox finds every group it sends to, as the user's real
 /// account would have them.
-pub fn sandbox_groups<'a>(
+#[cfg(feature = "sandbox")]
+pub(crate) fn sandbox_groups<'a>(
     given: &str,
     file_groups: impl IntoIterator<Item = &'a String>,
 ) -> Vec<String> {
@@ -145,7 +146,7 @@ pub(crate) fn log_input_facts(stats: &ScanStats) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sandbox"))]
 mod tests {
     use super::*;
 

@@ -1345,6 +1345,7 @@ fn first_pass(
 }
 
 /// The key from the environment; the sandbox brings its own, a dry run needs none.
+#[cfg_attr(not(feature = "sandbox"), expect(unused_variables))]
 fn api_key(kind: ProviderKind, dry_run: bool) -> Result<ApiKey, Error> {
     #[cfg(feature = "sandbox")]
     if kind == ProviderKind::Sandbox {
