@@ -209,14 +209,37 @@ pub(crate) struct ScanStats {
 type Batch = (u64, Vec<(Record, RecordStatus)>);
 type Checked = (u64, Vec<CheckedRow>);
 
+/// What a scan keeps of a valid row's [`Contact`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Every field: what a sync sends.
+    Contact,
+    /// The number and group only (what `validate` reports and de-duplicates
+    /// on): the other fields are freed on the worker that built them, not
+    /// on the thread that puts rows in order, which is the scan's bottleneck.
+    NumberOnly,
+}
+
 /// Streams every data row of `reader` through `normalizer` and the duplicate
 /// rule to `sink`, in input order, on `workers` threads. The sink may stop the
 /// scan early by returning `Break`.
 pub(crate) fn scan<R: Read + Send>(
+    reader: CsvReader<R>,
+    map: &ColumnMap,
+    normalizer: &Normalizer,
+    workers: usize,
+    sink: impl FnMut(CheckedRow) -> ControlFlow<()>,
+) -> Result<ScanStats, ReadError> {
+    scan_keeping(reader, map, normalizer, workers, Keep::Contact, sink)
+}
+
+/// [`scan`], keeping of each valid row's contact what `keep` says.
+pub(crate) fn scan_keeping<R: Read + Send>(
     mut reader: CsvReader<R>,
     map: &ColumnMap,
     normalizer: &Normalizer,
     workers: usize,
+    keep: Keep,
     mut sink: impl FnMut(CheckedRow) -> ControlFlow<()>,
 ) -> Result<ScanStats, ReadError> {
     let workers = workers.max(1);
@@ -289,7 +312,20 @@ pub(crate) fn scan<R: Read + Send>(
                 while let Some((seq, batch)) = next_batch(&work_rx) {
                     let checked = batch
                         .into_iter()
-                        .map(|(record, status)| check(record, status, map, normalizer))
+                        .map(|(record, status)| {
+                            let mut row = check(record, status, map, normalizer);
+                            if keep == Keep::NumberOnly
+                                && let Verdict::Valid(contact) = &mut row.verdict
+                            {
+                                let full = std::mem::take(&mut **contact);
+                                **contact = Contact {
+                                    phone: full.phone,
+                                    group_id: full.group_id,
+                                    ..Contact::default()
+                                };
+                            }
+                            row
+                        })
                         .collect();
                     if done_tx.send((seq, checked)).is_err() {
                         return;

@@ -87,6 +87,22 @@ pub(crate) fn check_base_url(url: &reqwest::Url, allow_insecure: bool) -> Result
     }
 }
 
+/// Refuses a run that would speak HTTPS while the platform trusts no
+/// certificate authority: every request would fail verification.
+pub(crate) fn check_roots(
+    kind: ProviderKind,
+    base_url: Option<&reqwest::Url>,
+) -> Result<(), Error> {
+    let https = match base_url {
+        Some(u) => u.scheme() == "https",
+        None => kind != ProviderKind::Sandbox,
+    };
+    if https {
+        crate::dispatch::platform_roots().map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Validated sync settings.
 struct SyncConfig {
     input: InputConfig,
@@ -138,6 +154,9 @@ impl SyncConfig {
             return Err(Error::Usage(
                 "--provider mobivate needs --base-url (Mobivate gives it on request)".into(),
             ));
+        }
+        if !args.dry_run {
+            check_roots(args.provider, base_url.as_ref())?;
         }
         let dispatch = dispatch_config(args)?;
         let max_invalid = MaxInvalid::from_arg(args.max_invalid.as_deref())?;
