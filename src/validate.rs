@@ -18,7 +18,9 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     input.set_default_group(args.group_id.as_deref())?;
     let output = OutputConfig::from_args(&args.output, &input.source)?;
     let max_invalid = MaxInvalid::from_arg(args.max_invalid.as_deref())?;
-    let opened = input.open()?;
+    let mut opened = input.open()?;
+    // Read as opened: a file still being written is read to the length it had.
+    let bytes = opened.bytes.take();
     if let Some(choice) = opened.map.phone_choice() {
         tracing::info!("{choice}");
     }
@@ -86,6 +88,9 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     })?;
     if let Some(e) = failure {
         return Err(e.into());
+    }
+    if let Some(warning) = bytes.as_ref().and_then(|b| b.size_warning()) {
+        tracing::warn!("{warning}");
     }
     log_input_facts(&stats);
     summary.windows_1252_rows = stats.encoding.data_rows_1252();
