@@ -692,13 +692,18 @@ async fn run_async(
         })
         .map(|(id, phone, _)| (id.clone(), phone.clone()))
         .collect();
-    if sending == Sending::Send
-        && let Some(column) = &id_column
-        && let Err(e) = check_file_ids(&engine, &unchecked, column).await
-    {
-        outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
-        return Err(e);
-    }
+    let ids_unchecked = match &id_column {
+        Some(column) if sending == Sending::Send => {
+            match check_file_ids(&engine, &unchecked, column).await {
+                Ok(unchecked) => unchecked,
+                Err(e) => {
+                    outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
     let pass = sync_rows(
         &cfg,
         &engine,
@@ -710,6 +715,7 @@ async fn run_async(
         mode,
         &signals,
         (deletions, backup),
+        ids_unchecked,
     )
     .await;
     #[cfg(feature = "sandbox")]
@@ -1046,42 +1052,67 @@ fn close_state(
 /// when most of them do not exist or hold another number: a CRM's own id
 /// column taken for the provider's would rewrite unrelated contacts. A few
 /// changed numbers pass, so a file can still change numbers by id on purpose.
+///
+/// Each read is sent again after a failure (its retries spent, or an answer
+/// that cannot be read) while the check's budget lasts: the listing's,
+/// `2 × (--max-retries + 1) × (ids + 2)` requests. Past it, the ids cannot be
+/// trusted nor refused: `Ok(Some(error))`, the `LISTING_FAILED` that every
+/// row updating through an id of the file (one the store has not confirmed)
+/// then ends with; the other rows go on.
 async fn check_file_ids(
     engine: &Engine,
     samples: &[(String, String)],
     column: &str,
-) -> Result<(), Error> {
+) -> Result<Option<crate::codes::RowError>, Error> {
+    let meter = crate::dispatch::Meter::default();
+    let budget = engine::listing_budget(
+        engine.dispatcher.max_retries(),
+        u64::try_from(samples.len()).unwrap_or(u64::MAX),
+    );
     let mut wrong = Vec::new();
     for (id, phone) in samples {
         let Some(req) = engine.provider.detail(&engine.key, id) else {
-            return Ok(());
+            return Ok(None);
         };
-        let found = match engine.call(req, &AtomicBool::new(false)).await {
-            Ok(reply) => engine.provider.parse_detail(reply.status, &reply.body),
-            // An unreachable provider stops the run by itself; the rows say so.
-            Err(_) if engine.aborted() => return Ok(()),
-            Err(e) => {
-                return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {}: {e}; nothing was sent",
-                    crate::words::quote(column)
+        let found = loop {
+            let failure = match engine
+                .call_counted(req.clone(), &AtomicBool::new(false), &meter, None)
+                .await
+            {
+                Ok(reply) => match engine.provider.parse_detail(reply.status, &reply.body) {
+                    Ok(found) => break found,
+                    Err(e @ crate::provider::OpError::Auth(_)) => {
+                        // Credentials rejected: the run stops like any other call's would.
+                        engine.op_error(e);
+                        return Ok(None);
+                    }
+                    Err(e) => e.to_string(),
+                },
+                // An unreachable provider stops the run by itself; the rows say so.
+                Err(_) if engine.aborted() => return Ok(None),
+                Err(e) => e.to_string(),
+            };
+            let spent = meter.attempts.load(Ordering::Relaxed);
+            if spent >= budget {
+                tracing::warn!(
+                    "the check of the contact ids of column {column:?} stopped after {spent} requests: {failure}"
+                );
+                return Ok(Some(crate::codes::RowError::new(
+                    crate::codes::ErrorCode::ListingFailed,
+                    format!(
+                        "the check of the file's contact ids (column {}) did not complete within its budget of {budget} requests, so no update goes through an id of the file (the last failure: {failure}); the next run checks them again",
+                        crate::words::quote(column)
+                    ),
                 )));
             }
+            tracing::debug!(
+                "checking contact id {id}: {failure}; reading it again ({spent} of {budget} requests spent)"
+            );
         };
         match found {
-            Ok(Some(held)) if held == *phone => {}
-            Ok(Some(_)) => wrong.push(format!("{id} holds another number")),
-            Ok(None) => wrong.push(format!("{id} does not exist")),
-            Err(e @ crate::provider::OpError::Auth(_)) => {
-                // Credentials rejected: the run stops like any other call's would.
-                engine.op_error(e);
-                return Ok(());
-            }
-            Err(e) => {
-                return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {}: {e}; nothing was sent",
-                    crate::words::quote(column)
-                )));
-            }
+            Some(held) if held == *phone => {}
+            Some(_) => wrong.push(format!("{id} holds another number")),
+            None => wrong.push(format!("{id} does not exist")),
         }
     }
     tracing::debug!(
@@ -1098,7 +1129,7 @@ async fn check_file_ids(
             wrong.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
         )));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Counts rows and invalid rows, stopping early when `raised` is.
@@ -1312,6 +1343,7 @@ async fn sync_rows(
         Vec<Deletion>,
         Option<Arc<Mutex<crate::report::BackupWriter>>>,
     ),
+    ids_unchecked: Option<crate::codes::RowError>,
 ) -> Result<SecondPass, Error> {
     let opened = cfg.input.open_stream(Box::new(bytes.reader()))?;
     let map = opened.map.clone();
@@ -1500,6 +1532,11 @@ async fn sync_rows(
             continue;
         }
         let stored_id = contact.contact_id.is_empty();
+        // The store confirmed the file's id for this number: it needs no check.
+        let id_confirmed = known.as_ref().is_some_and(|k| {
+            k.status == crate::state::Status::Confirmed
+                && k.contact_id.as_deref() == Some(contact.contact_id.as_str())
+        });
         let job = Job {
             ticket,
             contact,
@@ -1525,6 +1562,17 @@ async fn sync_rows(
                         engine,
                         Arc::clone(engine).add_batch(group, jobs),
                     );
+                }
+            }
+            Action::Update(_)
+                if ids_unchecked.is_some()
+                    && !job.contact.contact_id.is_empty()
+                    && !id_confirmed =>
+            {
+                // An id of the file that could not be checked is not used.
+                let Job { ticket, .. } = job;
+                if let Some(e) = &ids_unchecked {
+                    ticket.fail(e.clone());
                 }
             }
             Action::Update(id) => {
