@@ -493,73 +493,7 @@ impl ColumnMap {
             }
         }
         if named[Field::PhoneNumber as usize].is_none() {
-            let slots = phone_slots(headers);
-            let mut in_slots = vec![false; headers.len()];
-            for slot in &slots {
-                in_slots[slot.value] = true;
-                if let Some(label) = slot.label {
-                    in_slots[label] = true;
-                }
-            }
-            let free: Vec<(usize, &str)> = headers
-                .iter()
-                .enumerate()
-                .filter(|(pos, _)| !used[*pos] && !in_slots[*pos])
-                .map(|(pos, h)| (pos, *h))
-                .collect();
-            let choice = choose_phone(&free)?;
-            if !slots.is_empty() {
-                let slot_names = || slots.iter().map(|s| headers[s.value].trim().to_string());
-                match &choice {
-                    PhoneChoice::None => {
-                        map.phone_choice = Some(format!(
-                            "phone numbers are read from the labelled columns {}: in each row \
-                             the mobile number (by its label and by the number itself), else \
-                             the first valid one; the others are noted in the report",
-                            quoted_list(slots.iter().map(|s| headers[s.value]))
-                        ));
-                        map.index[Field::PhoneNumber as usize] = Some(slots[0].value);
-                        map.phone_slots = slots.clone();
-                    }
-                    PhoneChoice::Only(pos) if phone_label(headers[*pos]) != PhoneLabel::Mobile => {
-                        return Err(MapError::AmbiguousPhone {
-                            candidates: std::iter::once(headers[*pos].trim().to_string())
-                                .chain(slot_names())
-                                .collect(),
-                            mobile: false,
-                        });
-                    }
-                    // A column labelled mobile wins over the labelled layout too.
-                    _ => {}
-                }
-                for (pos, in_slot) in in_slots.iter().enumerate() {
-                    used[pos] |= *in_slot;
-                }
-            }
-            match choice {
-                PhoneChoice::None => {}
-                PhoneChoice::Only(pos) => {
-                    map.index[Field::PhoneNumber as usize] = Some(pos);
-                    used[pos] = true;
-                }
-                PhoneChoice::Mobile {
-                    chosen,
-                    passed_over,
-                } => {
-                    map.phone_choice = Some(format!(
-                        "phone numbers are read from column {}, the one labelled mobile; \
-                         passed over: {} (--map phoneNumber=HEADER picks another)",
-                        crate::words::quote(headers[chosen].trim()),
-                        quoted_list(passed_over.iter().map(|&p| headers[p]))
-                    ));
-                    map.index[Field::PhoneNumber as usize] = Some(chosen);
-                    // Passed-over candidates are explained by that line, not
-                    // named again as columns with no matching field.
-                    for pos in std::iter::once(chosen).chain(passed_over) {
-                        used[pos] = true;
-                    }
-                }
-            }
+            map.map_phone(headers, &mut used)?;
         }
         for (pos, header) in headers.iter().enumerate() {
             if used[pos] {
@@ -584,6 +518,79 @@ impl ColumnMap {
             .map(|(h, _)| h.to_string())
             .collect();
         Ok((map, ignored))
+    }
+
+    /// Picks the phone column (or the labelled phone layout) among the
+    /// headers not yet `used` by `--map`, marking what it takes as used.
+    fn map_phone(&mut self, headers: &[&str], used: &mut [bool]) -> Result<(), MapError> {
+        let slots = phone_slots(headers);
+        let mut in_slots = vec![false; headers.len()];
+        for slot in &slots {
+            in_slots[slot.value] = true;
+            if let Some(label) = slot.label {
+                in_slots[label] = true;
+            }
+        }
+        let free: Vec<(usize, &str)> = headers
+            .iter()
+            .enumerate()
+            .filter(|(pos, _)| !used[*pos] && !in_slots[*pos])
+            .map(|(pos, h)| (pos, *h))
+            .collect();
+        let choice = choose_phone(&free)?;
+        if !slots.is_empty() {
+            let slot_names = || slots.iter().map(|s| headers[s.value].trim().to_string());
+            match &choice {
+                PhoneChoice::None => {
+                    self.phone_choice = Some(format!(
+                        "phone numbers are read from the labelled columns {}: in each row \
+                         the mobile number (by its label and by the number itself), else \
+                         the first valid one; the others are noted in the report",
+                        quoted_list(slots.iter().map(|s| headers[s.value]))
+                    ));
+                    self.index[Field::PhoneNumber as usize] = Some(slots[0].value);
+                    self.phone_slots = slots.clone();
+                }
+                PhoneChoice::Only(pos) if phone_label(headers[*pos]) != PhoneLabel::Mobile => {
+                    return Err(MapError::AmbiguousPhone {
+                        candidates: std::iter::once(headers[*pos].trim().to_string())
+                            .chain(slot_names())
+                            .collect(),
+                        mobile: false,
+                    });
+                }
+                // A column labelled mobile wins over the labelled layout too.
+                _ => {}
+            }
+            for (pos, in_slot) in in_slots.iter().enumerate() {
+                used[pos] |= *in_slot;
+            }
+        }
+        match choice {
+            PhoneChoice::None => {}
+            PhoneChoice::Only(pos) => {
+                self.index[Field::PhoneNumber as usize] = Some(pos);
+                used[pos] = true;
+            }
+            PhoneChoice::Mobile {
+                chosen,
+                passed_over,
+            } => {
+                self.phone_choice = Some(format!(
+                    "phone numbers are read from column {}, the one labelled mobile; \
+                     passed over: {} (--map phoneNumber=HEADER picks another)",
+                    crate::words::quote(headers[chosen].trim()),
+                    quoted_list(passed_over.iter().map(|&p| headers[p]))
+                ));
+                self.index[Field::PhoneNumber as usize] = Some(chosen);
+                // Passed-over candidates are explained by that line, not
+                // named again as columns with no matching field.
+                for pos in std::iter::once(chosen).chain(passed_over) {
+                    used[pos] = true;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The numbered phones of a labelled layout, in order (empty when the

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{InputArgs, OutputArgs};
 use crate::columns::{ColumnMap, Field, MapError};
+use crate::input::InputBytes;
 use crate::normalize::{NormalizeOptions, Normalizer, OptionsError};
 use crate::reader::{CsvReader, ReadError, ReaderOptions};
 use crate::report::{Target, WriteError};
@@ -161,16 +162,22 @@ impl Source {
         Target::File(PathBuf::from(format!("{stem}.report.csv")))
     }
 
-    /// Opens the byte stream.
-    pub(crate) fn open(&self) -> Result<Box<dyn Read + Send>, Error> {
+    /// Opens the byte stream. A regular file is read up to the length it
+    /// had when opened, as `sync` reads it: its bytes come back too, to tell
+    /// whether the file grew meanwhile.
+    pub(crate) fn open(&self) -> Result<(Box<dyn Read + Send>, Option<InputBytes>), Error> {
         match self {
-            Source::Stdin => Ok(Box::new(io::stdin())),
-            Source::File(p) => File::open(p)
-                .map(|f| Box::new(f) as Box<dyn Read + Send>)
-                .map_err(|source| Error::Open {
+            Source::Stdin => Ok((Box::new(io::stdin()), None)),
+            Source::File(p) => {
+                let file = File::open(p).map_err(|source| Error::Open {
                     path: p.display().to_string(),
                     source,
-                }),
+                })?;
+                Ok(match InputBytes::regular(file) {
+                    Ok(bytes) => (Box::new(bytes.reader()), Some(bytes)),
+                    Err(other) => (Box::new(other), None),
+                })
+            }
         }
     }
 }
@@ -196,6 +203,8 @@ pub(crate) struct OpenInput {
     pub map: ColumnMap,
     /// Header cells no field uses.
     pub ignored: Vec<String>,
+    /// A regular file's bytes as opened, when [`InputConfig::open`] opened it.
+    pub(crate) bytes: Option<InputBytes>,
 }
 
 /// How many ignored columns the warning names; a hostile header can have
@@ -276,7 +285,10 @@ impl InputConfig {
 
     /// Opens the source, reads the header and maps its columns.
     pub(crate) fn open(&self) -> Result<OpenInput, Error> {
-        self.open_stream(self.source.open()?)
+        let (stream, bytes) = self.source.open()?;
+        let mut opened = self.open_stream(stream)?;
+        opened.bytes = bytes;
+        Ok(opened)
     }
 
     /// Reads the header of `stream` (this input's bytes) and maps its columns.
@@ -301,6 +313,7 @@ impl InputConfig {
             reader,
             map,
             ignored,
+            bytes: None,
         })
     }
 }

@@ -86,13 +86,22 @@ impl InputBytes {
         if meta.is_dir() {
             return Err(io_err(io::Error::other("it is a directory")));
         }
-        if !meta.is_file() {
-            return Ok(Opened::Stream(file));
+        Ok(match InputBytes::regular(file) {
+            Ok(bytes) => Opened::File(bytes),
+            Err(file) => Opened::Stream(file),
+        })
+    }
+
+    /// An open regular file, read up to the length it has now: bytes another
+    /// program appends later are not read. Anything else is handed back.
+    pub(crate) fn regular(file: File) -> Result<InputBytes, File> {
+        match file.metadata() {
+            Ok(meta) if meta.is_file() => Ok(InputBytes {
+                file: Arc::new(file),
+                len: meta.len(),
+            }),
+            _ => Err(file),
         }
-        Ok(Opened::File(InputBytes {
-            file: Arc::new(file),
-            len: meta.len(),
-        }))
     }
 
     /// A reader from the first byte, independent of every other reader.

@@ -722,7 +722,27 @@ impl RecordScan {
     /// CR alone (old Mac exports), whose count waits in `cr_pending` for
     /// the next byte.
     fn bytes(&mut self, bytes: &[u8], line: &mut u64, cr_pending: &mut bool) {
-        for &b in bytes {
+        let mut i = 0;
+        while i < bytes.len() {
+            // A run of bytes that are no line break, quote or delimiter,
+            // inside a record: only the size and the quote state change.
+            if !*cr_pending && self.start_line.is_some() {
+                let run = bytes[i..]
+                    .iter()
+                    .position(|&b| matches!(b, b'\n' | b'\r' | b'"') || b == self.delimiter)
+                    .unwrap_or(bytes.len() - i);
+                if run > 0 {
+                    i += run;
+                    self.raw += run as u64;
+                    self.last_line = *line;
+                    if self.quote != Quote::Quoted {
+                        self.quote = Quote::Unquoted;
+                    }
+                    continue;
+                }
+            }
+            let b = bytes[i];
+            i += 1;
             if *cr_pending && b != b'\n' {
                 *line += 1;
             }

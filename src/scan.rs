@@ -209,48 +209,48 @@ pub(crate) struct ScanStats {
 type Batch = (u64, Vec<(Record, RecordStatus)>);
 type Checked = (u64, Vec<CheckedRow>);
 
+/// What a scan keeps of a valid row's [`Contact`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Every field: what a sync sends.
+    Contact,
+    /// The number and group only (what `validate` reports and de-duplicates
+    /// on): the other fields are freed on the worker that built them, not
+    /// on the thread that puts rows in order, which is the scan's bottleneck.
+    NumberOnly,
+}
+
 /// Streams every data row of `reader` through `normalizer` and the duplicate
 /// rule to `sink`, in input order, on `workers` threads. The sink may stop the
 /// scan early by returning `Break`.
 pub(crate) fn scan<R: Read + Send>(
+    reader: CsvReader<R>,
+    map: &ColumnMap,
+    normalizer: &Normalizer,
+    workers: usize,
+    sink: impl FnMut(CheckedRow) -> ControlFlow<()>,
+) -> Result<ScanStats, ReadError> {
+    scan_keeping(reader, map, normalizer, workers, Keep::Contact, sink)
+}
+
+/// [`scan`], keeping of each valid row's contact what `keep` says.
+pub(crate) fn scan_keeping<R: Read + Send>(
     mut reader: CsvReader<R>,
     map: &ColumnMap,
     normalizer: &Normalizer,
     workers: usize,
+    keep: Keep,
     mut sink: impl FnMut(CheckedRow) -> ControlFlow<()>,
 ) -> Result<ScanStats, ReadError> {
     let workers = workers.max(1);
     let mut stats = ScanStats::default();
-    let mut ahead = Vec::new();
-    let mut ahead_bytes = 0;
-    let mut ended = false;
-    let mut finder = FactsFinder::default();
-    while ahead.len() < LOOKAHEAD_ROWS && ahead_bytes < LOOKAHEAD_BYTES {
-        let mut rec = Record::default();
-        match reader.next_record(&mut rec)? {
-            Some(status) => {
-                if status == RecordStatus::Ok {
-                    finder.observe(map, &rec);
-                }
-                ahead_bytes += rec.text_len();
-                ahead.push((rec, status));
-            }
-            None => {
-                ended = true;
-                break;
-            }
-        }
-    }
-    stats.facts = finder.finish();
-    // Rows to expect, from the file's size and the look-ahead's row length:
-    // the duplicate table is sized once instead of doubling on the way.
-    let expected_rows = match reader.size_hint() {
-        Some(size) if !ended && !ahead.is_empty() => {
-            let per_row = (ahead_bytes / ahead.len()).max(8) as u64;
-            usize::try_from(size / per_row).unwrap_or(usize::MAX)
-        }
-        _ => 0,
-    };
+    let LookAhead {
+        rows: ahead,
+        ended,
+        facts,
+        expected_rows,
+    } = look_ahead(&mut reader, map)?;
+    stats.facts = facts;
     let normalizer = &normalizer.with_facts(stats.facts);
     let encoding = std::thread::scope(|s| {
         let (work_tx, work_rx) = sync_channel::<Batch>(workers * 2);
@@ -269,29 +269,7 @@ pub(crate) fn scan<R: Read + Send>(
             let mut ahead = ahead.into_iter();
             loop {
                 let mut batch = Vec::with_capacity(BATCH);
-                let mut rec = Record::default();
-                let mut at_end = false;
-                while batch.len() < BATCH {
-                    if let Some(row) = ahead.next() {
-                        batch.push(row);
-                        continue;
-                    }
-                    if ended {
-                        at_end = true;
-                        break;
-                    }
-                    match reader.next_record(&mut rec)? {
-                        Some(status) => {
-                            // The next record is sized like this one: no regrowth per row.
-                            let next = Record::with_capacity(rec.text_len() + 16, rec.len());
-                            batch.push((std::mem::replace(&mut rec, next), status));
-                        }
-                        None => {
-                            at_end = true;
-                            break;
-                        }
-                    }
-                }
+                let at_end = fill_batch(&mut batch, &mut ahead, ended, &mut reader)?;
                 if !batch.is_empty()
                     && (token_rx.recv().is_err() || work_tx.send((seq, batch)).is_err())
                 {
@@ -312,7 +290,9 @@ pub(crate) fn scan<R: Read + Send>(
                 while let Some((seq, batch)) = next_batch(&work_rx) {
                     let checked = batch
                         .into_iter()
-                        .map(|(record, status)| check(record, status, map, normalizer))
+                        .map(|(record, status)| {
+                            check_keeping(record, status, map, normalizer, keep)
+                        })
                         .collect();
                     if done_tx.send((seq, checked)).is_err() {
                         return;
@@ -334,20 +314,7 @@ pub(crate) fn scan<R: Read + Send>(
                 // Never blocks: at most `in_flight` tokens exist.
                 let _ = token_tx.try_send(());
                 for mut row in rows {
-                    if let Verdict::Valid(contact) = &row.verdict
-                        && let Some(first) = dedup.check(contact, row.record.line)
-                    {
-                        let message = format!(
-                            "the number {} already appears on line {first}; the first row wins",
-                            contact.phone
-                        );
-                        row.phone = Some(contact.phone.clone());
-                        row.note.clear();
-                        row.verdict = Verdict::Invalid(vec![RowError::new(
-                            ErrorCode::DuplicatePhone,
-                            message,
-                        )]);
-                    }
+                    mark_duplicate(&mut row, &mut dedup);
                     stats.rows += 1;
                     if sink(row).is_break() {
                         break 'outer;
@@ -364,6 +331,124 @@ pub(crate) fn scan<R: Read + Send>(
     })?;
     stats.encoding = encoding;
     Ok(stats)
+}
+
+/// Fills `batch` up to [`BATCH`] rows: the look-ahead's first, then the
+/// reader's. `true` when the file has no more.
+fn fill_batch<R: Read>(
+    batch: &mut Vec<(Record, RecordStatus)>,
+    ahead: &mut impl Iterator<Item = (Record, RecordStatus)>,
+    ended: bool,
+    reader: &mut CsvReader<R>,
+) -> Result<bool, ReadError> {
+    let mut rec = Record::default();
+    while batch.len() < BATCH {
+        if let Some(row) = ahead.next() {
+            batch.push(row);
+            continue;
+        }
+        if ended {
+            return Ok(true);
+        }
+        match reader.next_record(&mut rec)? {
+            Some(status) => {
+                // The next record is sized like this one: no regrowth per row.
+                let next = Record::with_capacity(rec.text_len() + 16, rec.len());
+                batch.push((std::mem::replace(&mut rec, next), status));
+            }
+            None => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+/// [`check`], keeping of a valid row's contact what `keep` says.
+fn check_keeping(
+    record: Record,
+    status: RecordStatus,
+    map: &ColumnMap,
+    normalizer: &Normalizer,
+    keep: Keep,
+) -> CheckedRow {
+    let mut row = check(record, status, map, normalizer);
+    if keep == Keep::NumberOnly
+        && let Verdict::Valid(contact) = &mut row.verdict
+    {
+        let full = std::mem::take(&mut **contact);
+        **contact = Contact {
+            phone: full.phone,
+            group_id: full.group_id,
+            ..Contact::default()
+        };
+    }
+    row
+}
+
+/// The first rows of a file, read before any is checked.
+struct LookAhead {
+    rows: Vec<(Record, RecordStatus)>,
+    /// Whether they are the whole file.
+    ended: bool,
+    /// What they show of the columns.
+    facts: ColumnFacts,
+    /// Rows to expect, from the file's size and the look-ahead's row length
+    /// (0: unknown), so the duplicate table is sized once instead of
+    /// doubling on the way.
+    expected_rows: usize,
+}
+
+/// Reads up to [`LOOKAHEAD_ROWS`] rows ([`LOOKAHEAD_BYTES`] at most) and
+/// decides the column facts from them.
+fn look_ahead<R: Read>(reader: &mut CsvReader<R>, map: &ColumnMap) -> Result<LookAhead, ReadError> {
+    let mut rows = Vec::new();
+    let mut bytes = 0;
+    let mut ended = false;
+    let mut finder = FactsFinder::default();
+    while rows.len() < LOOKAHEAD_ROWS && bytes < LOOKAHEAD_BYTES {
+        let mut rec = Record::default();
+        match reader.next_record(&mut rec)? {
+            Some(status) => {
+                if status == RecordStatus::Ok {
+                    finder.observe(map, &rec);
+                }
+                bytes += rec.text_len();
+                rows.push((rec, status));
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let expected_rows = match reader.size_hint() {
+        Some(size) if !ended && !rows.is_empty() => {
+            let per_row = (bytes / rows.len()).max(8) as u64;
+            usize::try_from(size / per_row).unwrap_or(usize::MAX)
+        }
+        _ => 0,
+    };
+    Ok(LookAhead {
+        rows,
+        ended,
+        facts: finder.finish(),
+        expected_rows,
+    })
+}
+
+/// The duplicate rule: a valid row whose number (and group) an earlier row
+/// had becomes `invalid`, naming the first row's line.
+fn mark_duplicate(row: &mut CheckedRow, dedup: &mut Dedup) {
+    if let Verdict::Valid(contact) = &row.verdict
+        && let Some(first) = dedup.check(contact, row.record.line)
+    {
+        let message = format!(
+            "the number {} already appears on line {first}; the first row wins",
+            contact.phone
+        );
+        row.phone = Some(contact.phone.clone());
+        row.note.clear();
+        row.verdict = Verdict::Invalid(vec![RowError::new(ErrorCode::DuplicatePhone, message)]);
+    }
 }
 
 fn next_batch(rx: &Mutex<Receiver<Batch>>) -> Option<Batch> {

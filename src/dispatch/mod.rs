@@ -284,6 +284,28 @@ pub(crate) enum ConfigError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    /// The platform trusts no certificate authority: no HTTPS server can be verified.
+    #[error(
+        "no trusted certificate authorities were found on this system{0}, so no HTTPS server can be verified and nothing was sent: install the system's CA certificates (Debian, Ubuntu: the ca-certificates package) or point SSL_CERT_FILE at a PEM bundle"
+    )]
+    NoRoots(String),
+}
+
+/// Counts the certificate authorities the platform trusts (its store, or
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR` when set), as the HTTP client loads
+/// them: with none, every HTTPS request would fail, so a run that would send
+/// one is refused first (docs/security.md, "TLS").
+pub fn platform_roots() -> Result<usize, ConfigError> {
+    let found = rustls_native_certs::load_native_certs();
+    if !found.certs.is_empty() {
+        return Ok(found.certs.len());
+    }
+    let why: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+    Err(ConfigError::NoRoots(if why.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", why.join("; "))
+    }))
 }
 
 /// A snapshot of the dispatcher's counters.
@@ -463,6 +485,8 @@ impl Dispatcher {
         };
         let pacer = Pacer::new(config.rate, config.rate * share, config.burst)
             .ok_or(ConfigError::Rate(config.rate))?;
+        // rustls with the platform's roots (reqwest's native-roots feature):
+        // certificate verification has no off switch.
         let client = reqwest::Client::builder()
             .use_rustls_tls()
             // Requests carry the key: never let a redirect take it elsewhere.

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::faults::{Fault, Misdirect, RetryAfterForm};
+use super::faults::{Decision, Fault, Misdirect, RetryAfterForm};
 use super::store::{
     BulkOutcome, ContactInput, MobivateInput, MvError, SortField, SpError, parse_phone,
 };
@@ -173,6 +173,68 @@ fn route_of(path: &str) -> &'static str {
     }
 }
 
+/// A request the hold stops: applied first when the hold says so, counted
+/// `held`, and answered only once released.
+async fn held(
+    app: &App,
+    req: Request,
+    next: Next,
+    endpoint: String,
+    hold: HoldFate,
+    mut released: watch::Receiver<u64>,
+) -> Response {
+    let applied = if hold == HoldFate::ApplyAndHold {
+        next.run(req).await.extensions_mut().remove::<Received>()
+    } else {
+        None
+    };
+    {
+        let mut counters = lock(&app.counters);
+        *counters
+            .requests
+            .entry(endpoint)
+            .or_default()
+            .entry("held".into())
+            .or_default() += 1;
+        if let Some(received) = &applied {
+            counters.received.merge(received);
+            counters.unanswered.merge(received);
+        }
+        counters.held += 1;
+    }
+    app.held_grew.notify_all();
+    // Unanswered until released (a killed client's connection is gone by then).
+    let _ = released.changed().await;
+    (StatusCode::SERVICE_UNAVAILABLE, "released after a hold").into_response()
+}
+
+/// Counts a served request: its status (or fault) by endpoint, the fault
+/// drawn, and what it put in the store — as unanswered too when the client
+/// got no readable answer.
+fn count(
+    app: &App,
+    endpoint: String,
+    status: &str,
+    decision: &Decision,
+    received: Option<&Received>,
+    readable: bool,
+) {
+    let mut counters = lock(&app.counters);
+    *counters
+        .requests
+        .entry(endpoint)
+        .or_default()
+        .entry(status.to_string())
+        .or_default() += 1;
+    counters.faults.record(decision);
+    if let Some(received) = received {
+        counters.received.merge(received);
+        if !readable {
+            counters.unanswered.merge(received);
+        }
+    }
+}
+
 /// Applies the fault plan and the hostile modes, counts and logs every API request.
 async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
@@ -192,32 +254,10 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
     let write = method != axum::http::Method::GET && method != axum::http::Method::HEAD;
     let decision = lock(&app.faults).decide_for(started, write);
     // Subscribed before admission, so a release in between is not missed.
-    let mut released = app.released.subscribe();
+    let released = app.released.subscribe();
     let hold = lock(&app.hold).admit();
     if hold != HoldFate::Serve {
-        let applied = if hold == HoldFate::ApplyAndHold {
-            next.run(req).await.extensions_mut().remove::<Received>()
-        } else {
-            None
-        };
-        {
-            let mut counters = lock(&app.counters);
-            *counters
-                .requests
-                .entry(endpoint)
-                .or_default()
-                .entry("held".into())
-                .or_default() += 1;
-            if let Some(received) = &applied {
-                counters.received.merge(received);
-                counters.unanswered.merge(received);
-            }
-            counters.held += 1;
-        }
-        app.held_grew.notify_all();
-        // Unanswered until released (a killed client's connection is gone by then).
-        let _ = released.changed().await;
-        return (StatusCode::SERVICE_UNAVAILABLE, "released after a hold").into_response();
+        return held(&app, req, next, endpoint, hold, released).await;
     }
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
@@ -267,22 +307,14 @@ async fn edge(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
             ("hollow".into(), Some(hollow(api)))
         }
     };
-    {
-        let mut counters = lock(&app.counters);
-        *counters
-            .requests
-            .entry(endpoint)
-            .or_default()
-            .entry(status.clone())
-            .or_default() += 1;
-        counters.faults.record(&decision);
-        if let Some(received) = &received {
-            counters.received.merge(received);
-            if !readable {
-                counters.unanswered.merge(received);
-            }
-        }
-    }
+    count(
+        &app,
+        endpoint,
+        &status,
+        &decision,
+        received.as_ref(),
+        readable,
+    );
     if app.config.log_requests {
         // The path only: the query string carries the API key.
         tracing::info!(

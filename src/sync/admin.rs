@@ -13,7 +13,9 @@ use crate::dispatch::DispatchConfig;
 use crate::state::{Lock, StateError, StateWriter, Store, TargetKey};
 
 use super::engine::StateCtx;
-use super::{api_key, check_base_url, default_rate, new_engine, provider_name, target_base};
+use super::{
+    api_key, check_base_url, check_roots, default_rate, new_engine, provider_name, target_base,
+};
 
 /// Runs a `state` subcommand; `Ok` carries the exit code.
 pub(crate) fn run(args: &StateArgs) -> Result<u8, Error> {
@@ -117,6 +119,7 @@ fn rebuild(t: &StateTarget) -> Result<u8, Error> {
     if kind == ProviderKind::Mobivate && url.is_none() {
         return Err(Error::Usage("--provider mobivate needs --base-url".into()));
     }
+    check_roots(kind, url.as_ref())?;
     let key = api_key(kind, false)?;
     let path = store_path(t)?;
     let _lock = Lock::acquire(&path).map_err(state_err)?;
