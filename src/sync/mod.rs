@@ -93,14 +93,20 @@ pub(crate) fn check_roots(
     kind: ProviderKind,
     base_url: Option<&reqwest::Url>,
 ) -> Result<(), Error> {
-    let https = match base_url {
-        Some(u) => u.scheme() == "https",
-        None => kind != ProviderKind::Sandbox,
-    };
-    if https {
+    if speaks_https(kind, base_url) {
         crate::dispatch::platform_roots().map_err(|e| Error::Usage(e.to_string()))?;
     }
     Ok(())
+}
+
+/// Whether requests to `kind` at `base_url` (its default when `None`) use TLS.
+fn speaks_https(kind: ProviderKind, base_url: Option<&reqwest::Url>) -> bool {
+    match base_url {
+        Some(u) => u.scheme() == "https",
+        // SMS Partner's default is https; Mobivate has none (a run needs
+        // --base-url); the sandbox is plain http on loopback.
+        None => kind != ProviderKind::Sandbox,
+    }
 }
 
 /// Validated sync settings.
@@ -2040,5 +2046,17 @@ mod tests {
         // Stopped early or sending nothing: that ending stands.
         assert_eq!(with_panics(Ending::Aborted(None), 1), Ending::Aborted(None));
         assert_eq!(with_panics(Ending::NothingSent, 1), Ending::NothingSent);
+    }
+
+    #[test]
+    fn the_default_smspartner_url_needs_the_platform_roots() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert!(speaks_https(ProviderKind::Smspartner, None));
+        assert!(speaks_https(ProviderKind::Mobivate, None));
+        assert!(!speaks_https(ProviderKind::Sandbox, None));
+        let local = u("http://127.0.0.1:8080");
+        assert!(!speaks_https(ProviderKind::Smspartner, Some(&local)));
+        let remote = u("https://api.example.com");
+        assert!(speaks_https(ProviderKind::Mobivate, Some(&remote)));
     }
 }
