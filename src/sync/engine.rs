@@ -221,6 +221,8 @@ pub(super) struct Engine {
     pub(super) state: Option<StateCtx>,
     /// Listings under way, for the progress display.
     pub(super) listing: progress::ListingGauge,
+    /// Sending tasks that panicked (a bug): the run fails, with a message.
+    pub(super) panicked: AtomicU32,
 }
 
 /// Per-target listing of existing contacts, fetched on first need.
@@ -622,7 +624,7 @@ impl Engine {
             updates.spawn(async move { engine.update_existing(&group, job, answered).await });
         }
         while let Some(joined) = updates.join_next().await {
-            reap(joined, &self.key);
+            self.reap(joined);
         }
     }
 
@@ -1199,13 +1201,22 @@ impl Engine {
     }
 }
 
-/// Logs a sending task that panicked: its rows already reported `INTERNAL`
-/// as the panic dropped their tickets. The message passes through the key's
-/// redaction.
-pub(super) fn reap(joined: Result<(), tokio::task::JoinError>, key: &ApiKey) {
-    let Err(e) = joined else { return };
+impl Engine {
+    /// [`reap`]s a finished task, counting it when it panicked.
+    pub(super) fn reap(&self, joined: Result<(), tokio::task::JoinError>) {
+        if reap(joined, &self.key) {
+            self.panicked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Logs a sending task that panicked, and says whether it did: its rows
+/// already reported `INTERNAL` as the panic dropped their tickets. The
+/// message passes through the key's redaction.
+pub(super) fn reap(joined: Result<(), tokio::task::JoinError>, key: &ApiKey) -> bool {
+    let Err(e) = joined else { return false };
     if !e.is_panic() {
-        return;
+        return false;
     }
     let payload = e.into_panic();
     let message = payload
@@ -1217,6 +1228,7 @@ pub(super) fn reap(joined: Result<(), tokio::task::JoinError>, key: &ApiKey) {
         "internal error: a sending task panicked ({}); its rows are reported failed INTERNAL",
         key.redact(&message)
     );
+    true
 }
 
 #[cfg(test)]
@@ -1246,7 +1258,7 @@ mod tests {
         });
         let joined = task.await;
         assert!(joined.as_ref().is_err_and(|e| e.is_panic()));
-        reap(joined, &ApiKey::new("k".into()));
+        assert!(reap(joined, &ApiKey::new("k".into())));
         let done = rx.recv().await.expect("the row is reported");
         assert_eq!(done.outcome, Outcome::Failed);
         assert_eq!(done.errors.len(), 1);

@@ -44,7 +44,7 @@ pub(crate) mod admin;
 mod engine;
 mod signals;
 
-use engine::{Abort, Deletion, Directory, Engine, Job, NOT_SENT, StateCtx, Ticket, reap};
+use engine::{Abort, Deletion, Directory, Engine, Job, NOT_SENT, StateCtx, Ticket};
 use signals::Signals;
 
 /// How long requests in flight may still run once the run is stopping.
@@ -905,6 +905,7 @@ fn conclude(
             Sending::Send | Sending::DryRun => Ending::Finished,
         }
     };
+    let ending = with_panics(ending, engine.panicked.load(Ordering::Relaxed));
     RunResult::conclude(
         pass.summary,
         started,
@@ -913,6 +914,18 @@ fn conclude(
         ending,
         sent,
     )
+}
+
+/// A run whose sending tasks panicked (a bug) fails, and says so: their rows
+/// are `failed` `INTERNAL`, and the exit code is 1 even when the panic came
+/// after every row of the task was reported. A run stopped early stays so.
+fn with_panics(ending: Ending, panicked: u32) -> Ending {
+    match ending {
+        Ending::Finished if panicked > 0 => Ending::Faulted(format!(
+            "internal error: {panicked} sending task(s) panicked (a bug of this tool; the log above has the message); their rows are reported failed INTERNAL, and the next run settles them"
+        )),
+        other => other,
+    }
 }
 
 /// The report the first pass wrote while it read, valid as the run's own
@@ -1351,6 +1364,7 @@ fn first_pass(
 }
 
 /// The key from the environment; the sandbox brings its own, a dry run needs none.
+#[cfg_attr(not(feature = "sandbox"), expect(unused_variables))]
 fn api_key(kind: ProviderKind, dry_run: bool) -> Result<ApiKey, Error> {
     #[cfg(feature = "sandbox")]
     if kind == ProviderKind::Sandbox {
@@ -1430,6 +1444,7 @@ fn new_engine(
         host: url.host_str().unwrap_or("the provider").to_string(),
         state,
         listing: progress::ListingGauge::default(),
+        panicked: std::sync::atomic::AtomicU32::new(0),
     })
 }
 
@@ -1471,7 +1486,7 @@ async fn sync_rows(
     engine: &Arc<Engine>,
     maps: &Maps,
     bytes: &InputBytes,
-    (mut report, mut rejects): (ReportWriter, Option<RejectsWriter>),
+    outputs: (ReportWriter, Option<RejectsWriter>),
     total: u64,
     sending: Sending,
     mode: progress::Mode,
@@ -1489,12 +1504,61 @@ async fn sync_rows(
     let window = batch * (cfg.dispatch.concurrency + 2) + 1024;
     let permits = Arc::new(Semaphore::new(window));
 
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut progress = Progress::new(mode, total + deletions.len() as u64);
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+    let progress = Progress::new(mode, total + deletions.len() as u64);
+    let writer = spawn_writer(done_rx, outputs, &permits, &progress, engine);
+    let (mut row_rx, reader) = spawn_reader(cfg, opened);
+    let watcher = watch_signals(engine, signals);
+    let mut rows = Streaming {
+        cfg,
+        engine,
+        maps,
+        sending,
+        map,
+        permits,
+        done_tx,
+        tasks: JoinSet::new(),
+        batcher: Batcher::new(batch),
+        default_group: cfg.group.clone().unwrap_or_default(),
+        seq: 0,
+        ticker: tokio::time::interval(Duration::from_millis(200)),
+        progress,
+    };
+    rows.take_all(&mut row_rx).await?;
+    rows.flush_batches();
+    // Wait for the work in flight; once stopping, the watcher cancels it after the grace.
+    rows.drain().await;
+    rows.delete_missing(deletions, backup);
+    rows.drain().await;
+    watcher.abort();
+    let Streaming {
+        done_tx, progress, ..
+    } = rows;
+    drop(done_tx);
+    finish_second_pass(writer, reader, progress, bytes).await
+}
+
+/// What the report writer's task gives back: the summary, the write error
+/// that stopped it if one did, and the writers to close.
+type Written = (
+    Summary,
+    Option<WriteError>,
+    ReportWriter,
+    Option<RejectsWriter>,
+);
+
+/// Starts the report writer: results back in input order (SPEC §6).
+fn spawn_writer(
+    mut done_rx: mpsc::UnboundedReceiver<Done>,
+    (mut report, mut rejects): (ReportWriter, Option<RejectsWriter>),
+    permits: &Arc<Semaphore>,
+    progress: &Progress,
+    engine: &Arc<Engine>,
+) -> tokio::task::JoinHandle<Written> {
     let counts = Arc::clone(&progress.counts);
-    let writer_permits = Arc::clone(&permits);
+    let writer_permits = Arc::clone(permits);
     let writer_engine = Arc::clone(engine);
-    let writer = tokio::spawn(async move {
+    tokio::spawn(async move {
         let (summary, failed) = write_in_order(
             &mut done_rx,
             &mut report,
@@ -1505,11 +1569,21 @@ async fn sync_rows(
         )
         .await;
         (summary, failed, report, rejects)
-    });
-    // The reader runs on its own threads and feeds rows in order, a few
-    // hundred at a time (one message a row would cost more than the row).
+    })
+}
+
+/// Starts the second pass's reader: it runs on its own threads and feeds
+/// rows in order, a few hundred at a time (one message a row would cost
+/// more than the row).
+fn spawn_reader(
+    cfg: &SyncConfig,
+    opened: crate::config::OpenInput,
+) -> (
+    mpsc::Receiver<Vec<CheckedRow>>,
+    tokio::task::JoinHandle<Result<(), Error>>,
+) {
     const ROWS_A_MESSAGE: usize = 256;
-    let (row_tx, mut row_rx) = mpsc::channel::<Vec<CheckedRow>>(8);
+    let (row_tx, row_rx) = mpsc::channel::<Vec<CheckedRow>>(8);
     let scan_input = cfg.input.clone();
     let reader = tokio::task::spawn_blocking(move || -> Result<(), Error> {
         let mut buf = Vec::with_capacity(ROWS_A_MESSAGE);
@@ -1540,88 +1614,135 @@ async fn sync_rows(
         }
         Ok(())
     });
+    (row_rx, reader)
+}
 
-    // A signal stops new requests; the grace ends early on a second one, and
-    // the rest of the file is then only listed, so the report stays whole.
-    let watcher = {
-        let engine = Arc::clone(engine);
-        let signals = signals.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = signals.at_least(1) => engine.abort(Abort::Interrupted),
-                () = raised(engine.stop.subscribe()) => {}
-            }
-            tokio::select! {
-                () = signals.at_least(2) => {}
-                () = tokio::time::sleep(GRACE) => {}
-            }
-            if !engine.cancelled() {
-                tracing::warn!("abandoning the requests still in flight");
-            }
-            engine.cancel.send_replace(true);
-        })
-    };
-    let mut tasks = JoinSet::new();
-    let mut batcher: Batcher<Job> = Batcher::new(batch);
-    let default_group = cfg.group.clone().unwrap_or_default();
-    let mut seq = 0u64;
-    let mut ticker = tokio::time::interval(Duration::from_millis(200));
-    let mut received = Vec::new().into_iter();
-    loop {
-        let Some(mut row) = received.next() else {
-            let rows = tokio::select! {
-                rows = row_rx.recv() => rows,
-                _ = ticker.tick() => {
-                    progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
-                    continue;
-                }
+/// SIGINT/SIGTERM (SPEC §5): a signal stops new requests; the grace ends
+/// early on a second one, and the rest of the file is then only listed, so
+/// the report stays whole.
+fn watch_signals(engine: &Arc<Engine>, signals: &Signals) -> tokio::task::JoinHandle<()> {
+    let engine = Arc::clone(engine);
+    let signals = signals.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = signals.at_least(1) => engine.abort(Abort::Interrupted),
+            () = raised(engine.stop.subscribe()) => {}
+        }
+        tokio::select! {
+            () = signals.at_least(2) => {}
+            () = tokio::time::sleep(GRACE) => {}
+        }
+        if !engine.cancelled() {
+            tracing::warn!("abandoning the requests still in flight");
+        }
+        engine.cancel.send_replace(true);
+    })
+}
+
+/// The second pass while rows stream through it: the report window, the
+/// tasks sending, and the adds waiting to fill a batch.
+struct Streaming<'a> {
+    cfg: &'a SyncConfig,
+    engine: &'a Arc<Engine>,
+    maps: &'a Maps,
+    sending: Sending,
+    map: crate::columns::ColumnMap,
+    /// Room in the report window (rows admitted but not yet written).
+    permits: Arc<Semaphore>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    tasks: JoinSet<()>,
+    batcher: Batcher<Job>,
+    default_group: String,
+    /// The next row's place in the report.
+    seq: u64,
+    ticker: tokio::time::Interval,
+    progress: Progress,
+}
+
+impl Streaming<'_> {
+    /// Takes every row the reader sends, in order.
+    async fn take_all(
+        &mut self,
+        row_rx: &mut mpsc::Receiver<Vec<CheckedRow>>,
+    ) -> Result<(), Error> {
+        let mut received = Vec::new().into_iter();
+        loop {
+            let Some(row) = received.next() else {
+                let rows = tokio::select! {
+                    rows = row_rx.recv() => rows,
+                    _ = self.ticker.tick() => {
+                        self.progress.tick(self.engine.dispatcher.stats().attempts, self.engine.listing.now());
+                        continue;
+                    }
+                };
+                let Some(rows) = rows else { break };
+                received = rows.into_iter();
+                continue;
             };
-            let Some(rows) = rows else { break };
-            received = rows.into_iter();
-            continue;
-        };
-        // Admit the row into the window. While requests are in flight their
-        // completion frees room; once none are, only the partial batches can
-        // be holding the window, so send them rather than wait forever.
+            self.admit().await?;
+            self.take(row);
+        }
+        Ok(())
+    }
+
+    /// Admits one row into the window. While requests are in flight their
+    /// completion frees room; once none are, only the partial batches can
+    /// be holding the window, so send them rather than wait forever.
+    async fn admit(&mut self) -> Result<(), Error> {
         let permit = loop {
-            if let Ok(p) = Arc::clone(&permits).try_acquire_owned() {
+            if let Ok(p) = Arc::clone(&self.permits).try_acquire_owned() {
                 break p;
             }
-            if tasks.is_empty() {
-                for (group, jobs) in batcher.drain() {
-                    spawn_job(
-                        &mut tasks,
-                        engine,
-                        Arc::clone(engine).add_batch(group, jobs),
-                    );
-                }
+            if self.tasks.is_empty() {
+                self.flush_batches();
             }
             tokio::select! {
-                p = Arc::clone(&permits).acquire_owned() => {
+                p = Arc::clone(&self.permits).acquire_owned() => {
                     break p.map_err(|_| Error::Runtime("internal: report window closed".into()))?;
                 }
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => reap(joined, &engine.key),
-                _ = ticker.tick() => {
-                    progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => self.engine.reap(joined),
+                _ = self.ticker.tick() => {
+                    self.progress.tick(self.engine.dispatcher.stats().attempts, self.engine.listing.now());
                 }
             }
         };
         permit.forget();
+        Ok(())
+    }
+
+    /// The ticket of the next row of the report.
+    fn ticket(
+        &mut self,
+        line: u64,
+        phone: String,
+        record: Option<crate::record::Record>,
+        note: String,
+    ) -> Ticket {
         let ticket = Ticket {
-            seq,
-            line: row.record.line,
-            phone: row.phone(&map).to_string(),
-            record: Some(row.record),
-            tx: done_tx.clone(),
+            seq: self.seq,
+            line,
+            phone,
+            record,
+            tx: self.done_tx.clone(),
             finished: false,
             sent: Arc::new(AtomicBool::new(false)),
-            note: std::mem::take(&mut row.note),
+            note,
         };
-        seq += 1;
+        self.seq += 1;
+        ticket
+    }
+
+    /// One row of the file (SPEC §5): reported at once when it needs no
+    /// request (invalid, opted out, nothing sent, the run stopped, a dry
+    /// run, unchanged), else sent.
+    fn take(&mut self, mut row: CheckedRow) {
+        let phone = row.phone(&self.map).to_string();
+        let note = std::mem::take(&mut row.note);
+        let ticket = self.ticket(row.record.line, phone, Some(row.record), note);
         let contact = match row.verdict {
             Verdict::Invalid(errors) => {
                 ticket.finish(Outcome::Invalid, errors, "", "");
-                continue;
+                return;
             }
 
             Verdict::Valid(c) => c,
@@ -1629,53 +1750,63 @@ async fn sync_rows(
         if contact.opt_out {
             // Never added or updated; its note says so.
             ticket.finish(Outcome::Unchanged, Vec::new(), "", "");
-            continue;
+            return;
         }
-        match sending {
+        match self.sending {
             Sending::Refused => {
                 ticket.not_attempted("not sent: more invalid rows than --max-invalid allows");
-                continue;
+                return;
             }
             Sending::TooManyDeletes => {
                 ticket.not_attempted("not sent: more deletions due than --max-delete allows");
-                continue;
+                return;
             }
             Sending::Interrupted => {
                 ticket.not_attempted("not sent: the run was interrupted before sending began");
-                continue;
+                return;
             }
             Sending::Send | Sending::DryRun => {}
         }
-        if engine.aborted() {
+        if self.engine.aborted() {
             ticket.not_attempted(NOT_SENT);
-            continue;
+            return;
         }
         let group = if contact.group_id.is_empty() {
-            default_group.clone()
+            self.default_group.clone()
         } else {
             contact.group_id.clone()
         };
-        let fingerprint = engine.provider.payload_fingerprint(&contact);
-        let known = maps.get(&group).and_then(|m| m.get(&contact.phone));
-        let action = plan(&contact, known.as_ref(), fingerprint, cfg.full);
-        if sending == Sending::DryRun {
+        let fingerprint = self.engine.provider.payload_fingerprint(&contact);
+        let known = self.maps.get(&group).and_then(|m| m.get(&contact.phone));
+        let action = plan(&contact, known.as_ref(), fingerprint, self.cfg.full);
+        if self.sending == Sending::DryRun {
             let (outcome, id) = match action {
                 Action::Add => (Outcome::WouldAdd, None),
                 Action::Update(id) => (Outcome::WouldUpdate, Some(id)),
                 Action::Unchanged(id) => (Outcome::Unchanged, id),
             };
             ticket.finish(outcome, Vec::new(), "", id.as_deref().unwrap_or(""));
-            continue;
+            return;
         }
         let stored_id = contact.contact_id.is_empty();
         let job = Job {
             ticket,
             contact,
-            group: group.clone(),
+            group,
             fingerprint,
             prior: known.map(|k| k.status),
             stored_id,
         };
+        self.send(job, action);
+        // Reap finished tasks so the set does not grow with the file.
+        while let Some(joined) = self.tasks.try_join_next() {
+            self.engine.reap(joined);
+        }
+    }
+
+    /// The planner's decision carried out: adds wait to fill a batch,
+    /// updates go one by one (an update that finds the contact gone adds it).
+    fn send(&mut self, job: Job, action: Action) {
         match action {
             Action::Unchanged(id) => {
                 let Job { ticket, .. } = job;
@@ -1687,17 +1818,18 @@ async fn sync_rows(
                 );
             }
             Action::Add => {
-                if let Some((group, jobs)) = batcher.push(&group, job) {
+                let group = job.group.clone();
+                if let Some((group, jobs)) = self.batcher.push(&group, job) {
                     spawn_job(
-                        &mut tasks,
-                        engine,
-                        Arc::clone(engine).add_batch(group, jobs),
+                        &mut self.tasks,
+                        self.engine,
+                        Arc::clone(self.engine).add_batch(group, jobs),
                     );
                 }
             }
             Action::Update(id) => {
-                let worker = Arc::clone(engine);
-                spawn_job(&mut tasks, engine, async move {
+                let worker = Arc::clone(self.engine);
+                spawn_job(&mut self.tasks, self.engine, async move {
                     if let Some(job) = worker.update(job, id, "").await {
                         let group = job.group.clone();
                         worker.add_batch(group, vec![job]).await;
@@ -1705,57 +1837,70 @@ async fn sync_rows(
                 });
             }
         }
-        // Reap finished tasks so the set does not grow with the file.
-        while let Some(joined) = tasks.try_join_next() {
-            reap(joined, &engine.key);
+    }
+
+    /// Sends the adds still waiting in partial batches.
+    fn flush_batches(&mut self) {
+        for (group, jobs) in self.batcher.drain() {
+            spawn_job(
+                &mut self.tasks,
+                self.engine,
+                Arc::clone(self.engine).add_batch(group, jobs),
+            );
         }
     }
-    for (group, jobs) in batcher.drain() {
-        spawn_job(
-            &mut tasks,
-            engine,
-            Arc::clone(engine).add_batch(group, jobs),
-        );
+
+    /// Waits for the work in flight.
+    async fn drain(&mut self) {
+        drain_tasks(
+            &mut self.tasks,
+            self.engine,
+            &mut self.progress,
+            &mut self.ticker,
+        )
+        .await;
     }
-    // Wait for the work in flight; once stopping, the watcher cancels it after the grace.
-    drain_tasks(&mut tasks, engine, &mut progress, &mut ticker).await;
-    // Mirror mode, once every row is through: one report row per deletion.
-    // No more deletions under way than requests in flight, so a contact is
-    // backed up and marked pending only just before its request can leave.
-    let started = Instant::now();
-    let slots = Arc::new(Semaphore::new(cfg.dispatch.concurrency));
-    for deletion in deletions {
-        let ticket = Ticket {
-            seq,
-            line: 0,
-            phone: deletion.contact.phone.clone(),
-            record: None,
-            tx: done_tx.clone(),
-            finished: false,
-            sent: Arc::new(AtomicBool::new(false)),
-            note: String::new(),
-        };
-        seq += 1;
-        match (&backup, sending) {
-            (Some(backup), Sending::Send) => {
-                let worker = Arc::clone(engine);
-                let backup = Arc::clone(backup);
-                let slots = Arc::clone(&slots);
-                spawn_job(&mut tasks, engine, async move {
-                    let _slot = slots.acquire_owned().await;
-                    worker.delete(deletion, ticket, backup, started).await;
-                });
+
+    /// Mirror mode (SPEC §5), once every row is through: one report row per
+    /// deletion. No more deletions under way than requests in flight, so a
+    /// contact is backed up and marked pending only just before its request
+    /// can leave.
+    fn delete_missing(
+        &mut self,
+        deletions: Vec<Deletion>,
+        backup: Option<Arc<Mutex<crate::report::BackupWriter>>>,
+    ) {
+        let started = Instant::now();
+        let slots = Arc::new(Semaphore::new(self.cfg.dispatch.concurrency));
+        for deletion in deletions {
+            let ticket = self.ticket(0, deletion.contact.phone.clone(), None, String::new());
+            match (&backup, self.sending) {
+                (Some(backup), Sending::Send) => {
+                    let worker = Arc::clone(self.engine);
+                    let backup = Arc::clone(backup);
+                    let slots = Arc::clone(&slots);
+                    spawn_job(&mut self.tasks, self.engine, async move {
+                        let _slot = slots.acquire_owned().await;
+                        worker.delete(deletion, ticket, backup, started).await;
+                    });
+                }
+                (_, Sending::DryRun) => {
+                    let id = deletion.contact.contact_id.unwrap_or_default();
+                    ticket.finish(Outcome::WouldDelete, Vec::new(), "", &id);
+                }
+                _ => ticket.not_attempted(NOT_SENT),
             }
-            (_, Sending::DryRun) => {
-                let id = deletion.contact.contact_id.unwrap_or_default();
-                ticket.finish(Outcome::WouldDelete, Vec::new(), "", &id);
-            }
-            _ => ticket.not_attempted(NOT_SENT),
         }
     }
-    drain_tasks(&mut tasks, engine, &mut progress, &mut ticker).await;
-    watcher.abort();
-    drop(done_tx);
+}
+
+/// Waits for the report writer and the reader, and closes the outputs.
+async fn finish_second_pass(
+    writer: tokio::task::JoinHandle<Written>,
+    reader: tokio::task::JoinHandle<Result<(), Error>>,
+    progress: Progress,
+    bytes: &InputBytes,
+) -> Result<SecondPass, Error> {
     let (summary, failed, report, rejects) = writer
         .await
         .map_err(|e| Error::Runtime(format!("internal: report writer failed: {e}")))?;
@@ -1792,7 +1937,7 @@ async fn drain_tasks(
     loop {
         tokio::select! {
             next = tasks.join_next() => match next {
-                Some(joined) => reap(joined, &engine.key),
+                Some(joined) => engine.reap(joined),
                 None => break,
             },
             _ = ticker.tick() => {
@@ -1837,5 +1982,17 @@ mod tests {
         assert!(check_base_url(&u("http://api.example.com"), false).is_err());
         assert!(check_base_url(&u("http://api.example.com"), true).is_ok());
         assert!(check_base_url(&u("ftp://api.example.com"), true).is_err());
+    }
+
+    #[test]
+    fn a_panicking_task_fails_a_run_that_would_have_finished() {
+        assert_eq!(with_panics(Ending::Finished, 0), Ending::Finished);
+        assert!(matches!(
+            with_panics(Ending::Finished, 2),
+            Ending::Faulted(m) if m.contains("2 sending task(s) panicked")
+        ));
+        // Stopped early or sending nothing: that ending stands.
+        assert_eq!(with_panics(Ending::Aborted(None), 1), Ending::Aborted(None));
+        assert_eq!(with_panics(Ending::NothingSent, 1), Ending::NothingSent);
     }
 }
