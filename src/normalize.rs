@@ -447,7 +447,7 @@ impl Normalizer {
         let slots = map.phone_slots();
         if slots.len() <= 1 {
             let raw = record.get(col).unwrap_or("").trim();
-            if !may_hold_several(raw) {
+            if plain_phone_text(raw) || !may_hold_several(raw) {
                 return self.phone(raw, notes).map_err(|e| (col, e));
             }
             let pieces = self.split_numbers(raw);
@@ -631,10 +631,14 @@ impl Normalizer {
                 "the phone number is empty",
             ));
         }
-        let body = unwrap_spreadsheet(raw);
-        let (main, extension) = match split_extension(body) {
-            Some((main, ext)) => (main, Some(ext.to_string())),
-            None => (body, None),
+        let (main, extension) = if plain_phone_text(raw) {
+            (raw, None)
+        } else {
+            let body = unwrap_spreadsheet(raw);
+            match split_extension(body) {
+                Some((main, ext)) => (main, Some(ext.to_string())),
+                None => (body, None),
+            }
         };
         let mut buf = [0u8; MAX_PHONE_DIGITS + 1];
         let cleaned = clean_phone(main, &mut buf).map_err(|why| unclean(raw, why))?;
@@ -927,6 +931,13 @@ fn is_mobile(kind: PhoneNumberType) -> bool {
         kind,
         PhoneNumberType::Mobile | PhoneNumberType::FixedLineOrMobile
     )
+}
+
+/// Whether a phone cell holds only digits, spaces and `+ . - ( )`, as most
+/// do: no spreadsheet wrapping, no extension, no second number to look for.
+fn plain_phone_text(raw: &str) -> bool {
+    raw.bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b' ' | b'.' | b'-' | b'(' | b')' | b'+'))
 }
 
 /// Whether a phone cell may hold several numbers; cheap, for every row.
