@@ -20,6 +20,10 @@
 //! - a crontab line (five schedule fields first) runs as cron runs it: `%`
 //!   ends the command (`\%` is a `%`), an empty environment but `HOME`,
 //!   `LOGNAME`, `SHELL=/bin/sh`, `PATH=/usr/bin:/bin`, from the home directory;
+//! - a systemd unit (an ```` ```ini ```` fence): its `ExecStart=` runs as
+//!   systemd runs it — no shell, an empty environment but systemd's `PATH`,
+//!   `HOME`/`USER` and the unit's `Environment=`, `%d` the directory holding
+//!   the `LoadCredential=` files, from `/`;
 //! - `contact-sync sandbox …` (a server) is started on a free port, must
 //!   print where it listens, and must stop with status 0 on Ctrl-C;
 //! - a synopsis — a block after the marker `<!-- doc-test: synopsis -->`, or
@@ -116,6 +120,9 @@ enum Kind {
     Shell,
     Cron,
     Server,
+    /// A systemd unit's `ExecStart=`, with the unit's `Environment=` and
+    /// `LoadCredential=` lines.
+    Systemd(Vec<String>),
     Synopsis,
     Skipped(String),
 }
@@ -263,6 +270,29 @@ fn commands(page: &str) -> Result<Vec<Cmd>, String> {
                 i += 1;
             }
             i += 1;
+            if lang == "ini" {
+                // A systemd unit: its ExecStart lines are commands.
+                let settings: Vec<String> = block
+                    .iter()
+                    .map(|(_, l)| l.trim().to_string())
+                    .filter(|l| l.starts_with("Environment=") || l.starts_with("LoadCredential="))
+                    .collect();
+                for (n, l) in &block {
+                    if let Some(exec) = l.trim().strip_prefix("ExecStart=") {
+                        out.push(Cmd {
+                            line: *n,
+                            text: exec.to_string(),
+                            kind: match &pending {
+                                Some((_, Marker::Skip(why))) => Kind::Skipped(why.clone()),
+                                _ => Kind::Systemd(settings.clone()),
+                            },
+                        });
+                    }
+                }
+                pending = None;
+                blank_before = false;
+                continue;
+            }
             match lang {
                 "" | "console" => (true, false),
                 "sh" | "bash" | "shell" => (false, false),
@@ -507,6 +537,45 @@ impl Site {
         out
     }
 
+    /// Runs a unit's `ExecStart=` command as systemd would: no shell, an
+    /// empty environment but systemd's `PATH` and the unit's `Environment=`,
+    /// `%d` the credentials directory holding the `LoadCredential=` files.
+    fn systemd(&self, settings: &[String], exec: &str) -> Result<(), String> {
+        let creds = self.dir.path("credentials");
+        std::fs::create_dir_all(&creds).unwrap();
+        let specifiers = |s: &str| {
+            s.replace("%d", &creds.display().to_string())
+                .replace("%%", "%")
+        };
+        let mut cmd = Command::new("timeout");
+        cmd.env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            // What systemd sets for a service with User=.
+            .env("HOME", self.dir.path("home"))
+            .env("USER", "contact-sync")
+            .env("LOGNAME", "contact-sync")
+            .current_dir("/");
+        for setting in settings {
+            let setting = self.rewrite(setting);
+            if let Some(cred) = setting.strip_prefix("LoadCredential=") {
+                let (name, from) = cred
+                    .split_once(':')
+                    .ok_or("LoadCredential= without a path")?;
+                std::fs::copy(from, creds.join(name))
+                    .map_err(|e| format!("LoadCredential={cred}: {e}"))?;
+            } else if let Some(env) = setting.strip_prefix("Environment=") {
+                let (k, v) = env.split_once('=').ok_or("Environment= without a value")?;
+                cmd.env(k, specifiers(v));
+            }
+        }
+        let exec = specifiers(exec);
+        cmd.arg("120").args(exec.split_whitespace());
+        self.check(cmd, exec.contains("contact-sync"))
+    }
+
     /// Runs a shell line (`cron`: as cron would) after `prelude`; returns
     /// what went wrong, if anything.
     fn shell(&self, prelude: &[String], text: &str, cron: bool) -> Result<(), String> {
@@ -552,6 +621,13 @@ impl Site {
                 .arg("-c")
                 .arg(script);
         }
+        self.check(cmd, text.contains("contact-sync "))
+    }
+
+    /// Runs `cmd` (no input); returns what went wrong, if anything: a status
+    /// above 1, or a run of the binary (at least one when `runs_binary`)
+    /// that ended above 1 or logged an error.
+    fn check(&self, mut cmd: Command, runs_binary: bool) -> Result<(), String> {
         let out = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -563,9 +639,9 @@ impl Site {
         let runs = self.runs();
         let mut problems = Vec::new();
         if status > 1 {
-            problems.push(format!("the shell ended with status {status}: {err}"));
+            problems.push(format!("the command ended with status {status}: {err}"));
         }
-        if text.contains("contact-sync ") && runs.is_empty() {
+        if runs_binary && runs.is_empty() {
             problems.push(format!("contact-sync never ran: {err}"));
         }
         for (rc, args, err) in runs {
@@ -740,6 +816,7 @@ fn run_page(page: &Path) -> (Vec<String>, Option<Site>) {
             Kind::Synopsis => site.synopsis(&text),
             Kind::Server => site.server(&text),
             Kind::Cron => site.shell(&prelude, &text, true),
+            Kind::Systemd(settings) => site.systemd(settings, &text),
             Kind::Shell => {
                 let r = site.shell(&prelude, &text, false);
                 if text.starts_with("export ") {
@@ -919,6 +996,12 @@ output line
 ```text
 $ contact-sync not a command
 ```
+
+```ini
+[Service]
+Environment=A=%d/k
+ExecStart=/usr/local/bin/contact-sync -q sync --config /etc/j.toml
+```
 ";
     let cmds = commands(page).unwrap();
     let kinds: Vec<(&str, &Kind)> = cmds.iter().map(|c| (c.text.as_str(), &c.kind)).collect();
@@ -937,6 +1020,10 @@ $ contact-sync not a command
             ("cargo test", &Kind::Skipped(NOT_RUN[0].1.into())),
             ("bench/sync.sh bulk", &Kind::Skipped("a benchmark".into())),
             ("contact-sync validate <FILE>", &Kind::Synopsis),
+            (
+                "/usr/local/bin/contact-sync -q sync --config /etc/j.toml",
+                &Kind::Systemd(vec!["Environment=A=%d/k".into()])
+            ),
         ]
     );
     assert_eq!(

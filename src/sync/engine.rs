@@ -378,15 +378,6 @@ impl Engine {
         *self.cancel.borrow()
     }
 
-    /// Sends `req`; `sent` is raised while it is out unanswered.
-    pub(super) async fn call(
-        &self,
-        req: ApiRequest,
-        sent: &AtomicBool,
-    ) -> Result<HttpReply, SendError> {
-        self.call_counted(req, sent, &Meter::default(), None).await
-    }
-
     /// What a write to `group` holds (shared) while each attempt is out, so
     /// that none lands while the group is listed: every deletion (it shifts
     /// any order), and adds and updates unless the provider's listing order
@@ -398,7 +389,7 @@ impl Engine {
         self.directory.gate(group)
     }
 
-    /// [`Engine::call`], counting its attempts in `meter`; each attempt
+    /// Sends `req` (`sent` is raised while it is out unanswered), counting its attempts in `meter`; each attempt
     /// holds `shared` (read) while it is out.
     pub(super) async fn call_counted(
         &self,

@@ -93,14 +93,20 @@ pub(crate) fn check_roots(
     kind: ProviderKind,
     base_url: Option<&reqwest::Url>,
 ) -> Result<(), Error> {
-    let https = match base_url {
-        Some(u) => u.scheme() == "https",
-        None => kind != ProviderKind::Sandbox,
-    };
-    if https {
+    if speaks_https(kind, base_url) {
         crate::dispatch::platform_roots().map_err(|e| Error::Usage(e.to_string()))?;
     }
     Ok(())
+}
+
+/// Whether requests to `kind` at `base_url` (its default when `None`) use TLS.
+fn speaks_https(kind: ProviderKind, base_url: Option<&reqwest::Url>) -> bool {
+    match base_url {
+        Some(u) => u.scheme() == "https",
+        // SMS Partner's default is https; Mobivate has none (a run needs
+        // --base-url); the sandbox is plain http on loopback.
+        None => kind != ProviderKind::Sandbox,
+    }
 }
 
 /// Validated sync settings.
@@ -488,13 +494,18 @@ async fn run_async(
         }
     };
     let engine = Arc::new(build_engine(&cfg, state)?);
-    if sending == Sending::Send
-        && let Some(column) = &input.id_column
-        && let Err(e) = check_file_ids(&engine, &unchecked_ids(&cfg, &first, &maps), column).await
-    {
-        discard_outputs(Some((report_writer, rejects_writer)), None, summary_file);
-        return Err(e);
-    }
+    let ids_unchecked = match &input.id_column {
+        Some(column) if sending == Sending::Send => {
+            match check_file_ids(&engine, &unchecked_ids(&cfg, &first, &maps), column).await {
+                Ok(unchecked) => unchecked,
+                Err(e) => {
+                    discard_outputs(Some((report_writer, rejects_writer)), None, summary_file);
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
     let pass = sync_rows(
         &cfg,
         &engine,
@@ -506,6 +517,7 @@ async fn run_async(
         mode,
         &signals,
         (deletions, backup),
+        ids_unchecked,
     )
     .await;
     #[cfg(feature = "sandbox")]
@@ -1227,42 +1239,67 @@ fn close_state(
 /// when most of them do not exist or hold another number: a CRM's own id
 /// column taken for the provider's would rewrite unrelated contacts. A few
 /// changed numbers pass, so a file can still change numbers by id on purpose.
+///
+/// Each read is sent again after a failure (its retries spent, or an answer
+/// that cannot be read) while the check's budget lasts: the listing's,
+/// `2 × (--max-retries + 1) × (ids + 2)` requests. Past it, the ids cannot be
+/// trusted nor refused: `Ok(Some(error))`, the `LISTING_FAILED` that every
+/// row updating through an id of the file (one the store has not confirmed)
+/// then ends with; the other rows go on.
 async fn check_file_ids(
     engine: &Engine,
     samples: &[(String, String)],
     column: &str,
-) -> Result<(), Error> {
+) -> Result<Option<crate::codes::RowError>, Error> {
+    let meter = crate::dispatch::Meter::default();
+    let budget = engine::listing_budget(
+        engine.dispatcher.max_retries(),
+        u64::try_from(samples.len()).unwrap_or(u64::MAX),
+    );
     let mut wrong = Vec::new();
     for (id, phone) in samples {
         let Some(req) = engine.provider.detail(&engine.key, id) else {
-            return Ok(());
+            return Ok(None);
         };
-        let found = match engine.call(req, &AtomicBool::new(false)).await {
-            Ok(reply) => engine.provider.parse_detail(reply.status, &reply.body),
-            // An unreachable provider stops the run by itself; the rows say so.
-            Err(_) if engine.aborted() => return Ok(()),
-            Err(e) => {
-                return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {}: {e}; nothing was sent",
-                    crate::words::quote(column)
+        let found = loop {
+            let failure = match engine
+                .call_counted(req.clone(), &AtomicBool::new(false), &meter, None)
+                .await
+            {
+                Ok(reply) => match engine.provider.parse_detail(reply.status, &reply.body) {
+                    Ok(found) => break found,
+                    Err(e @ crate::provider::OpError::Auth(_)) => {
+                        // Credentials rejected: the run stops like any other call's would.
+                        engine.op_error(e);
+                        return Ok(None);
+                    }
+                    Err(e) => e.to_string(),
+                },
+                // An unreachable provider stops the run by itself; the rows say so.
+                Err(_) if engine.aborted() => return Ok(None),
+                Err(e) => e.to_string(),
+            };
+            let spent = meter.attempts.load(Ordering::Relaxed);
+            if spent >= budget {
+                tracing::warn!(
+                    "the check of the contact ids of column {column:?} stopped after {spent} requests: {failure}"
+                );
+                return Ok(Some(crate::codes::RowError::new(
+                    crate::codes::ErrorCode::ListingFailed,
+                    format!(
+                        "the check of the file's contact ids (column {}) did not complete within its budget of {budget} requests, so no update goes through an id of the file (the last failure: {failure}); the next run checks them again",
+                        crate::words::quote(column)
+                    ),
                 )));
             }
+            tracing::debug!(
+                "checking contact id {id}: {failure}; reading it again ({spent} of {budget} requests spent)"
+            );
         };
         match found {
-            Ok(Some(held)) if held == *phone => {}
-            Ok(Some(_)) => wrong.push(format!("{id} holds another number")),
-            Ok(None) => wrong.push(format!("{id} does not exist")),
-            Err(e @ crate::provider::OpError::Auth(_)) => {
-                // Credentials rejected: the run stops like any other call's would.
-                engine.op_error(e);
-                return Ok(());
-            }
-            Err(e) => {
-                return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {}: {e}; nothing was sent",
-                    crate::words::quote(column)
-                )));
-            }
+            Some(held) if held == *phone => {}
+            Some(_) => wrong.push(format!("{id} holds another number")),
+            None => wrong.push(format!("{id} does not exist")),
         }
     }
     tracing::debug!(
@@ -1279,7 +1316,7 @@ async fn check_file_ids(
             wrong.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
         )));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Counts rows and invalid rows, stopping early when `raised` is.
@@ -1495,6 +1532,7 @@ async fn sync_rows(
         Vec<Deletion>,
         Option<Arc<Mutex<crate::report::BackupWriter>>>,
     ),
+    ids_unchecked: Option<crate::codes::RowError>,
 ) -> Result<SecondPass, Error> {
     let opened = cfg.input.open_stream(Box::new(bytes.reader()))?;
     let map = opened.map.clone();
@@ -1520,6 +1558,7 @@ async fn sync_rows(
         tasks: JoinSet::new(),
         batcher: Batcher::new(batch),
         default_group: cfg.group.clone().unwrap_or_default(),
+        ids_unchecked,
         seq: 0,
         ticker: tokio::time::interval(Duration::from_millis(200)),
         progress,
@@ -1653,6 +1692,9 @@ struct Streaming<'a> {
     tasks: JoinSet<()>,
     batcher: Batcher<Job>,
     default_group: String,
+    /// Why the file's contact ids could not be checked, when they could not:
+    /// no update goes through one the store has not confirmed.
+    ids_unchecked: Option<crate::codes::RowError>,
     /// The next row's place in the report.
     seq: u64,
     ticker: tokio::time::Interval,
@@ -1786,6 +1828,16 @@ impl Streaming<'_> {
                 Action::Unchanged(id) => (Outcome::Unchanged, id),
             };
             ticket.finish(outcome, Vec::new(), "", id.as_deref().unwrap_or(""));
+            return;
+        }
+        if let (Action::Update(id), Some(unchecked)) = (&action, &self.ids_unchecked)
+            && !contact.contact_id.is_empty()
+            && !known.as_ref().is_some_and(|k| {
+                k.status == crate::state::Status::Confirmed && k.contact_id.as_ref() == Some(id)
+            })
+        {
+            // An id of the file that could not be checked is not used.
+            ticket.fail(unchecked.clone());
             return;
         }
         let stored_id = contact.contact_id.is_empty();
@@ -1994,5 +2046,17 @@ mod tests {
         // Stopped early or sending nothing: that ending stands.
         assert_eq!(with_panics(Ending::Aborted(None), 1), Ending::Aborted(None));
         assert_eq!(with_panics(Ending::NothingSent, 1), Ending::NothingSent);
+    }
+
+    #[test]
+    fn the_default_smspartner_url_needs_the_platform_roots() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert!(speaks_https(ProviderKind::Smspartner, None));
+        assert!(speaks_https(ProviderKind::Mobivate, None));
+        assert!(!speaks_https(ProviderKind::Sandbox, None));
+        let local = u("http://127.0.0.1:8080");
+        assert!(!speaks_https(ProviderKind::Smspartner, Some(&local)));
+        let remote = u("https://api.example.com");
+        assert!(speaks_https(ProviderKind::Mobivate, Some(&remote)));
     }
 }
