@@ -32,6 +32,26 @@ CONTACT_SYNC_API_KEY_FILE; never from a flag or a config file.
 Exit codes: 0 all rows fine, 1 some rows invalid or failed, 2 nothing sent
 (usage, config or input error), 3 aborted mid-run.";
 
+/// The switches a config file can turn on, each with the flag that turns it
+/// off for one run (a config's `dry-run = true` against `--no-dry-run`), as
+/// ripgrep pairs `--X` / `--no-X`: of the two, the last given wins.
+pub const NEGATIONS: [(&str, &str); 7] = [
+    ("truncate-names", "no-truncate-names"),
+    ("mobile-only", "no-mobile-only"),
+    ("dry-run", "no-dry-run"),
+    ("allow-insecure-http", "no-allow-insecure-http"),
+    ("no-state", "use-state"),
+    ("full", "no-full"),
+    ("delete-missing", "no-delete-missing"),
+];
+
+/// Flags that mean something only with a switch: a config file's value is
+/// left out when the command line turns the switch off.
+pub const NEEDS_SWITCH: [(&str, &str); 2] = [
+    ("max-delete", "delete-missing"),
+    ("deleted-backup", "delete-missing"),
+];
+
 /// Keeps an SMS provider's address book in step with a CSV file.
 #[derive(Debug, Parser)]
 #[command(
@@ -143,11 +163,17 @@ pub struct InputArgs {
     #[arg(long = "date-format", value_name = "FMT")]
     pub date_format: Vec<String>,
     /// Cut first/last names to 32 characters instead of rejecting the row.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_truncate_names")]
     pub truncate_names: bool,
+    /// Turn off --truncate-names (e.g. set by --config).
+    #[arg(long, overrides_with = "truncate_names")]
+    pub no_truncate_names: bool,
     /// Reject numbers that are not mobile (or fixed-or-mobile).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_mobile_only")]
     pub mobile_only: bool,
+    /// Turn off --mobile-only (e.g. set by --config).
+    #[arg(long, overrides_with = "mobile_only")]
+    pub no_mobile_only: bool,
 }
 
 /// Where results go (validate and sync).
@@ -224,26 +250,41 @@ pub struct SyncArgs {
     #[arg(long, value_name = "S", default_value_t = 120)]
     pub max_retry_after: u64,
     /// Plan only: report would_add / would_update, send nothing.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_dry_run")]
     pub dry_run: bool,
+    /// Turn off --dry-run (e.g. set by --config): send.
+    #[arg(long, overrides_with = "dry_run")]
+    pub no_dry_run: bool,
     /// Send nothing (exit 2) when more rows than this are invalid: a count, or a share like 5%.
     #[arg(long, value_name = "N[%]")]
     pub max_invalid: Option<String>,
     /// Allow a plain http:// base URL that is not loopback (the key would travel in clear).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_allow_insecure_http")]
     pub allow_insecure_http: bool,
+    /// Turn off --allow-insecure-http (e.g. set by --config).
+    #[arg(long, overrides_with = "allow_insecure_http")]
+    pub no_allow_insecure_http: bool,
     /// State store (SQLite) [default: one file per provider and group in the user's state directory; none for the sandbox].
     #[arg(long, value_name = "PATH", conflicts_with = "no_state")]
     pub state: Option<PathBuf>,
     /// Do not read or write a state store: every valid row is sent.
-    #[arg(long)]
+    #[arg(long, overrides_with = "use_state")]
     pub no_state: bool,
+    /// Turn off --no-state (e.g. set by --config): use the state store.
+    #[arg(long, overrides_with = "no_state")]
+    pub use_state: bool,
     /// Ignore what the state store says was sent: send every valid row once and refresh the store.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_full")]
     pub full: bool,
+    /// Turn off --full (e.g. set by --config).
+    #[arg(long, overrides_with = "full")]
+    pub no_full: bool,
     /// Mirror mode: after the rows, delete the contacts this tool put on the target whose number left the file (or opted out).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_delete_missing")]
     pub delete_missing: bool,
+    /// Turn off --delete-missing (e.g. set by --config).
+    #[arg(long, overrides_with = "delete_missing")]
+    pub no_delete_missing: bool,
     /// With --delete-missing: when more deletions than this are due, send nothing (exit 2); a count, or a share of the managed contacts like 10% [default: 10%].
     #[arg(long, value_name = "N[%]", requires = "delete_missing")]
     pub max_delete: Option<String>,
@@ -308,8 +349,11 @@ pub struct StateTarget {
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
     /// Allow a plain http:// base URL that is not loopback.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_allow_insecure_http")]
     pub allow_insecure_http: bool,
+    /// Turn off --allow-insecure-http (e.g. set by --config).
+    #[arg(long, overrides_with = "allow_insecure_http")]
+    pub no_allow_insecure_http: bool,
 }
 
 /// Writes the man page: the command, then each subcommand's synopsis and

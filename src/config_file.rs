@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 
-use crate::cli::Cli;
+use crate::cli::{Cli, NEEDS_SWITCH, NEGATIONS};
 use crate::columns::Field;
 
 /// The subcommands that take `--config`.
@@ -96,6 +96,8 @@ pub(crate) fn keys() -> Vec<Key> {
                 continue;
             }
             let key = match arg.get_long() {
+                // A switch's negation is a flag only: the file says `false`.
+                Some(long) if NEGATIONS.iter().any(|(_, off)| *off == long) => continue,
                 Some(long) if !NOT_KEYS.contains(&long) => long.to_string(),
                 None if arg.get_id() == "file" => "file".to_string(),
                 _ => continue,
@@ -146,15 +148,27 @@ pub(crate) fn keys() -> Vec<Key> {
 pub fn reference_table() -> String {
     let mut out = String::from("| key | commands | value | meaning |\n|---|---|---|---|\n");
     for k in keys() {
+        let kind = match negation(&k.name) {
+            Some(off) => format!("{} (off for one run: `--{off}`)", k.kind.describe()),
+            None => k.kind.describe().to_string(),
+        };
         out.push_str(&format!(
             "| `{}` | {} | {} | {} |\n",
             k.name,
             k.commands.join(", "),
-            k.kind.describe(),
+            kind,
             k.help.replace('|', "\\|")
         ));
     }
     out
+}
+
+/// The flag that turns the switch `key` off, when it is one.
+pub fn negation(key: &str) -> Option<&'static str> {
+    NEGATIONS
+        .iter()
+        .find(|(on, _)| *on == key)
+        .map(|(_, off)| *off)
 }
 
 /// Parses the command line, merging in the `--config` file when one is
@@ -247,8 +261,20 @@ fn merged_args(
         .collect();
     let base = path.parent().unwrap_or(Path::new(""));
     let mut flags = flags(&table, &applies, base, path)?;
+    // The command line turned `switch` off.
+    let off = |switch: &str| negation(switch).is_some_and(|n| given(&n.replace('-', "_")));
     flags.retain(|f| match f {
         Flag::Map(field, _) => !cli_maps.contains(field),
+        // A switch the command line turns off (`--no-dry-run`), and the
+        // values that mean something only with it.
+        Flag::Switch(name) if off(name) => false,
+        Flag::Value(name, _)
+            if NEEDS_SWITCH
+                .iter()
+                .any(|(flag, switch)| flag == name && off(switch)) =>
+        {
+            false
+        }
         // Nor a key whose flag conflicts with one given (`state` against
         // `--no-state`): the command line wins there too.
         other => {
@@ -347,6 +373,12 @@ fn unknown_key(path: &Path, key: &str, known: &[Key]) -> String {
         .filter(char::is_ascii_alphanumeric)
         .collect::<String>()
         .to_ascii_lowercase();
+    if let Some((on, _)) = NEGATIONS.iter().find(|(_, off)| *off == key) {
+        return format!(
+            "--config {}: unknown key {key:?}: --{key} is a command-line flag; in a config file write {on} = false (or leave {on} out)",
+            path.display()
+        );
+    }
     if folded.contains("key") || folded.contains("token") || folded.contains("secret") {
         return format!(
             "--config {}: unknown key {key:?}: the API key is never read from a config file; set the environment variable {} or name a file holding it in {}",
@@ -656,6 +688,51 @@ mod tests {
         assert!(find("log-format").is_some());
         for absent in ["config", "help", "threads", "verbose", "quiet"] {
             assert!(find(absent).is_none(), "{absent}");
+        }
+    }
+
+    #[test]
+    fn every_switch_key_has_its_negation_on_the_same_commands() {
+        let cmd = Cli::command();
+        let longs = |path: &[&str]| -> Vec<String> {
+            let mut c = &cmd;
+            for p in path {
+                c = c.find_subcommand(p).unwrap_or(c);
+            }
+            c.get_arguments()
+                .filter_map(|a| a.get_long().map(String::from))
+                .collect()
+        };
+        for key in keys().iter().filter(|k| k.kind == KeyKind::Bool) {
+            let off = negation(&key.name)
+                .unwrap_or_else(|| panic!("{} has no --no-{} in NEGATIONS", key.name, key.name));
+            for command in &key.commands {
+                let path: &[&str] = if *command == "state" {
+                    &["state", "show"]
+                } else {
+                    &[command]
+                };
+                assert!(
+                    longs(path).contains(&off.to_string()),
+                    "{command} lacks --{off}"
+                );
+            }
+        }
+        // Each value that needs a switch is refused without it (clap's `requires`).
+        for (flag, switch) in NEEDS_SWITCH {
+            let args = [
+                "contact-sync",
+                "sync",
+                "f.csv",
+                "--provider",
+                "sandbox",
+                &format!("--{flag}"),
+                "x",
+            ];
+            assert!(
+                Cli::command().try_get_matches_from(args).is_err(),
+                "--{flag} without --{switch}"
+            );
         }
     }
 

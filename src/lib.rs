@@ -17,6 +17,7 @@ pub(crate) mod html;
 pub(crate) mod input;
 pub mod logging;
 pub mod normalize;
+mod phone;
 pub(crate) mod plan;
 pub(crate) mod private;
 pub(crate) mod progress;

@@ -722,7 +722,32 @@ impl RecordScan {
     /// CR alone (old Mac exports), whose count waits in `cr_pending` for
     /// the next byte.
     fn bytes(&mut self, bytes: &[u8], line: &mut u64, cr_pending: &mut bool) {
-        for &b in bytes {
+        let mut i = 0;
+        while i < bytes.len() {
+            // Inside a record, a run of bytes that are no line break or
+            // quote only adds to the size and, outside quotes, leaves the
+            // state its last byte gives (a delimiter starts a field).
+            if !*cr_pending && self.start_line.is_some() {
+                let run = bytes[i..]
+                    .iter()
+                    .position(|&b| matches!(b, b'\n' | b'\r' | b'"'))
+                    .unwrap_or(bytes.len() - i);
+                if run > 0 {
+                    i += run;
+                    self.raw += run as u64;
+                    self.last_line = *line;
+                    if self.quote != Quote::Quoted {
+                        self.quote = if bytes[i - 1] == self.delimiter {
+                            Quote::FieldStart
+                        } else {
+                            Quote::Unquoted
+                        };
+                    }
+                    continue;
+                }
+            }
+            let b = bytes[i];
+            i += 1;
             if *cr_pending && b != b'\n' {
                 *line += 1;
             }
@@ -831,6 +856,24 @@ mod tests {
         assert_eq!(lines, vec![2, 6, 8]);
         assert_eq!(rows[0].2, vec!["1", "a\nb"]);
         assert_eq!(rows[2].2, vec!["3", "d"]);
+    }
+
+    #[test]
+    fn a_quote_opening_a_field_after_any_delimiter_is_tracked_to_the_end() {
+        for delimiter in [",", ";", "\t", "|"] {
+            let input = format!("a{d}b\n1{d}2\n3{d}\"open\n4{d}5\n", d = delimiter);
+            let (_, rows) = read_all(input.as_bytes(), ReaderOptions::default());
+            assert!(
+                matches!(rows.last(), Some((3, RecordStatus::Malformed(m), _))
+                    if m.contains("a quote opened on line 3 is never closed")),
+                "{delimiter:?}: {rows:?}"
+            );
+            // A quote inside a field opens nothing.
+            let input = format!("a{d}b\n1{d}2\n3{d}x\"y\n4{d}5\n", d = delimiter);
+            let (_, rows) = read_all(input.as_bytes(), ReaderOptions::default());
+            assert!(rows.iter().all(|r| r.1 == RecordStatus::Ok), "{rows:?}");
+            assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [2, 3, 4]);
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{Semaphore, mpsc};
+
 use crate::codes::{Outcome, RowError};
 use crate::record::Record;
 
@@ -1067,6 +1069,98 @@ impl Summary {
             "rows_per_second": self.rows_per_second(),
         })
     }
+}
+
+/// The fate of one row, on its way to the report writer.
+pub(crate) struct Done {
+    pub(crate) seq: u64,
+    pub(crate) line: u64,
+    pub(crate) outcome: Outcome,
+    pub(crate) errors: Vec<RowError>,
+    pub(crate) note: String,
+    pub(crate) phone: String,
+    pub(crate) contact_id: String,
+    pub(crate) record: Option<Record>,
+}
+
+/// Writes results in input order as they arrive, returning each row's
+/// window slot, and flushes at least once a second. A write error stops the
+/// sending through `stop` (exit 3); rows keep being counted and their slots returned, so
+/// the run still winds down in order.
+pub(crate) async fn write_in_order(
+    done_rx: &mut mpsc::UnboundedReceiver<Done>,
+    report: &mut ReportWriter,
+    rejects: &mut Option<RejectsWriter>,
+    permits: &Semaphore,
+    counts: &crate::progress::Counts,
+    stop: impl Fn(&WriteError),
+) -> (Summary, Option<WriteError>) {
+    let mut summary = Summary::default();
+    let mut failed: Option<WriteError> = None;
+    let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        let done = tokio::select! {
+            done = done_rx.recv() => done,
+            _ = tick.tick() => {
+                if failed.is_none() {
+                    let flushed = report.flush_if_due().and_then(|()| match rejects {
+                        Some(r) => r.flush_if_due(),
+                        None => Ok(()),
+                    });
+                    if let Err(e) = flushed {
+                        stop(&e);
+                        failed = Some(e);
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(done) = done else { break };
+        // Counted as it finishes, not when its turn to be written comes:
+        // the updates of one batch finish in any order.
+        counts.record(done.outcome);
+        // Most rows come in order: they skip the map.
+        let mut ready = if done.seq == next {
+            Some(done)
+        } else {
+            pending.insert(done.seq, done);
+            None
+        };
+        while let Some(d) = ready.take().or_else(|| pending.remove(&next)) {
+            next += 1;
+            summary.record_at(d.line, d.outcome, &d.errors);
+            if d.line == 0 {
+                summary.deletions += 1;
+            }
+            permits.add_permits(1);
+            if failed.is_some() {
+                continue;
+            }
+            let written = report.write(&ReportRow {
+                line: d.line,
+                outcome: d.outcome,
+                errors: &d.errors,
+                note: &d.note,
+                phone: &d.phone,
+                contact_id: &d.contact_id,
+            });
+            let written = match (written, rejects.as_mut(), &d.record) {
+                (Ok(()), Some(r), Some(rec))
+                    if matches!(d.outcome, Outcome::Invalid | Outcome::Failed) =>
+                {
+                    r.write(rec, &d.errors)
+                }
+                (result, _, _) => result,
+            };
+            if let Err(e) = written {
+                stop(&e);
+                failed = Some(e);
+            }
+        }
+    }
+    (summary, failed)
 }
 
 #[cfg(test)]

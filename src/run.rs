@@ -32,6 +32,9 @@ pub(crate) enum Ending {
     Finished,
     /// Nothing was sent on purpose (e.g. `--max-invalid`): exit 2.
     NothingSent,
+    /// Every row went through its course, but a fault of this tool (a
+    /// panicking task) failed some: exit 1, with the message.
+    Faulted(String),
     /// Stopped after sending may have begun: exit 3, with the reason when
     /// the log has not said it already.
     Aborted(Option<String>),
@@ -54,6 +57,7 @@ impl RunResult {
             Ending::Finished if summary.has_problems() => (exit::ROWS_FAILED, None),
             Ending::Finished => (exit::OK, None),
             Ending::NothingSent => (exit::NOTHING_SENT, None),
+            Ending::Faulted(why) => (exit::ROWS_FAILED, Some(why)),
             Ending::Aborted(why) => (exit::ABORTED, why),
         };
         let html = outputs.html.as_ref().map(|p| p.display().to_string());
@@ -105,7 +109,8 @@ impl RunResult {
 /// group), then those the file's `groupId` column names, each once — so a
 /// sync to the sandbox finds every group it sends to, as the user's real
 /// account would have them.
-pub fn sandbox_groups<'a>(
+#[cfg(feature = "sandbox")]
+pub(crate) fn sandbox_groups<'a>(
     given: &str,
     file_groups: impl IntoIterator<Item = &'a String>,
 ) -> Vec<String> {
@@ -141,7 +146,7 @@ pub(crate) fn log_input_facts(stats: &ScanStats) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sandbox"))]
 mod tests {
     use super::*;
 

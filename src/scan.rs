@@ -209,14 +209,37 @@ pub(crate) struct ScanStats {
 type Batch = (u64, Vec<(Record, RecordStatus)>);
 type Checked = (u64, Vec<CheckedRow>);
 
+/// What a scan keeps of a valid row's [`Contact`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Every field: what a sync sends.
+    Contact,
+    /// The number and group only (what `validate` reports and de-duplicates
+    /// on): the other fields are freed on the worker that built them, not
+    /// on the thread that puts rows in order, which is the scan's bottleneck.
+    NumberOnly,
+}
+
 /// Streams every data row of `reader` through `normalizer` and the duplicate
 /// rule to `sink`, in input order, on `workers` threads. The sink may stop the
 /// scan early by returning `Break`.
 pub(crate) fn scan<R: Read + Send>(
+    reader: CsvReader<R>,
+    map: &ColumnMap,
+    normalizer: &Normalizer,
+    workers: usize,
+    sink: impl FnMut(CheckedRow) -> ControlFlow<()>,
+) -> Result<ScanStats, ReadError> {
+    scan_keeping(reader, map, normalizer, workers, Keep::Contact, sink)
+}
+
+/// [`scan`], keeping of each valid row's contact what `keep` says.
+pub(crate) fn scan_keeping<R: Read + Send>(
     mut reader: CsvReader<R>,
     map: &ColumnMap,
     normalizer: &Normalizer,
     workers: usize,
+    keep: Keep,
     mut sink: impl FnMut(CheckedRow) -> ControlFlow<()>,
 ) -> Result<ScanStats, ReadError> {
     let workers = workers.max(1);
@@ -246,29 +269,7 @@ pub(crate) fn scan<R: Read + Send>(
             let mut ahead = ahead.into_iter();
             loop {
                 let mut batch = Vec::with_capacity(BATCH);
-                let mut rec = Record::default();
-                let mut at_end = false;
-                while batch.len() < BATCH {
-                    if let Some(row) = ahead.next() {
-                        batch.push(row);
-                        continue;
-                    }
-                    if ended {
-                        at_end = true;
-                        break;
-                    }
-                    match reader.next_record(&mut rec)? {
-                        Some(status) => {
-                            // The next record is sized like this one: no regrowth per row.
-                            let next = Record::with_capacity(rec.text_len() + 16, rec.len());
-                            batch.push((std::mem::replace(&mut rec, next), status));
-                        }
-                        None => {
-                            at_end = true;
-                            break;
-                        }
-                    }
-                }
+                let at_end = fill_batch(&mut batch, &mut ahead, ended, &mut reader)?;
                 if !batch.is_empty()
                     && (token_rx.recv().is_err() || work_tx.send((seq, batch)).is_err())
                 {
@@ -289,7 +290,9 @@ pub(crate) fn scan<R: Read + Send>(
                 while let Some((seq, batch)) = next_batch(&work_rx) {
                     let checked = batch
                         .into_iter()
-                        .map(|(record, status)| check(record, status, map, normalizer))
+                        .map(|(record, status)| {
+                            check_keeping(record, status, map, normalizer, keep)
+                        })
                         .collect();
                     if done_tx.send((seq, checked)).is_err() {
                         return;
@@ -328,6 +331,57 @@ pub(crate) fn scan<R: Read + Send>(
     })?;
     stats.encoding = encoding;
     Ok(stats)
+}
+
+/// Fills `batch` up to [`BATCH`] rows: the look-ahead's first, then the
+/// reader's. `true` when the file has no more.
+fn fill_batch<R: Read>(
+    batch: &mut Vec<(Record, RecordStatus)>,
+    ahead: &mut impl Iterator<Item = (Record, RecordStatus)>,
+    ended: bool,
+    reader: &mut CsvReader<R>,
+) -> Result<bool, ReadError> {
+    let mut rec = Record::default();
+    while batch.len() < BATCH {
+        if let Some(row) = ahead.next() {
+            batch.push(row);
+            continue;
+        }
+        if ended {
+            return Ok(true);
+        }
+        match reader.next_record(&mut rec)? {
+            Some(status) => {
+                // The next record is sized like this one: no regrowth per row.
+                let next = Record::with_capacity(rec.text_len() + 16, rec.len());
+                batch.push((std::mem::replace(&mut rec, next), status));
+            }
+            None => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+/// [`check`], keeping of a valid row's contact what `keep` says.
+fn check_keeping(
+    record: Record,
+    status: RecordStatus,
+    map: &ColumnMap,
+    normalizer: &Normalizer,
+    keep: Keep,
+) -> CheckedRow {
+    let mut row = check(record, status, map, normalizer);
+    if keep == Keep::NumberOnly
+        && let Verdict::Valid(contact) = &mut row.verdict
+    {
+        let full = std::mem::take(&mut **contact);
+        **contact = Contact {
+            phone: full.phone,
+            group_id: full.group_id,
+            ..Contact::default()
+        };
+    }
+    row
 }
 
 /// The first rows of a file, read before any is checked.

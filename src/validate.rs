@@ -9,7 +9,7 @@ use crate::columns::Field;
 use crate::config::{Error, InputConfig, MaxInvalid, OutputConfig};
 use crate::report::{Outputs, ReportRow, Summary};
 use crate::run::{Ending, RunResult, default_threads, log_input_facts};
-use crate::scan::{Verdict, scan};
+use crate::scan::{Keep, Verdict, scan_keeping};
 
 /// Runs `validate`.
 pub(crate) fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
@@ -43,38 +43,45 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<RunResult, Error> {
     let mut summary = Summary::default();
     let mut failure = None;
     let threads = args.threads.unwrap_or_else(default_threads);
-    let stats = scan(opened.reader, &map, &input.normalizer, threads, |row| {
-        let (outcome, errors): (Outcome, &[_]) = match &row.verdict {
-            Verdict::Valid(_) => (Outcome::Valid, &[]),
-            Verdict::Invalid(errors) => (Outcome::Invalid, errors),
-        };
-        let contact_id = map
-            .get(Field::ContactId)
-            .and_then(|i| row.record.get(i))
-            .map(str::trim)
-            .unwrap_or("");
-        summary.record_at(row.record.line, outcome, errors);
-        let written = report
-            .write(&ReportRow {
-                line: row.record.line,
-                outcome,
-                errors,
-                note: &row.note,
-                phone: row.phone(&map),
-                contact_id,
-            })
-            .and_then(|()| match (&mut rejects, outcome) {
-                (Some(r), Outcome::Invalid) => r.write(&row.record, errors),
-                _ => Ok(()),
-            });
-        match written {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                failure = Some(e);
-                ControlFlow::Break(())
+    let stats = scan_keeping(
+        opened.reader,
+        &map,
+        &input.normalizer,
+        threads,
+        Keep::NumberOnly,
+        |row| {
+            let (outcome, errors): (Outcome, &[_]) = match &row.verdict {
+                Verdict::Valid(_) => (Outcome::Valid, &[]),
+                Verdict::Invalid(errors) => (Outcome::Invalid, errors),
+            };
+            let contact_id = map
+                .get(Field::ContactId)
+                .and_then(|i| row.record.get(i))
+                .map(str::trim)
+                .unwrap_or("");
+            summary.record_at(row.record.line, outcome, errors);
+            let written = report
+                .write(&ReportRow {
+                    line: row.record.line,
+                    outcome,
+                    errors,
+                    note: &row.note,
+                    phone: row.phone(&map),
+                    contact_id,
+                })
+                .and_then(|()| match (&mut rejects, outcome) {
+                    (Some(r), Outcome::Invalid) => r.write(&row.record, errors),
+                    _ => Ok(()),
+                });
+            match written {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
+                }
             }
-        }
-    })
+        },
+    )
     .map_err(|source| Error::Read {
         path: input.source.describe(),
         source,

@@ -438,3 +438,151 @@ fn the_config_check_example_is_what_it_prints() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), shown);
 }
+
+/// Runs `sync --config job.toml` in `dir` with `extra` flags; it must exit 0.
+fn run_job(dir: &Dir, extra: &[&str]) {
+    let out = dir
+        .command()
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .args(["sync", "--config", "job.toml"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{extra:?}: {}", stderr(&out));
+}
+
+/// A switch a config file turns on is turned off for one run by its
+/// `--no-X` flag; and a flag turns on what the file leaves off.
+#[test]
+fn a_no_flag_turns_off_a_switch_the_file_turns_on_and_the_reverse() {
+    let sb = Sandbox::calm();
+    let dir = job(&sb, "dry-run = true\n");
+    let run = |extra: &[&str]| {
+        run_job(&dir, extra);
+        outcomes(&dir.report("in.report.csv"))
+    };
+    assert_eq!(run(&[])["would_add"], 2);
+    assert!(sb.group_phones("g2").is_empty());
+    // The last of --dry-run / --no-dry-run wins, as in ripgrep.
+    assert_eq!(run(&["--no-dry-run", "--dry-run"])["would_add"], 2);
+    assert!(sb.group_phones("g2").is_empty());
+    assert_eq!(run(&["--no-dry-run"])["added"], 2);
+    assert_eq!(sb.group_phones("g2").len(), 2);
+
+    // The reverse: the file says false, the flag turns it on.
+    let dir = job(&sb, "dry-run = false\n");
+    let out = dir
+        .command()
+        .env("CONTACT_SYNC_API_KEY", KEY)
+        .args([
+            "sync",
+            "--config",
+            "job.toml",
+            "--dry-run",
+            "--group-id",
+            "g1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(outcomes(&dir.report("in.report.csv"))["would_add"], 2);
+    assert!(sb.group_phones("g1").is_empty());
+}
+
+/// `--no-delete-missing` also drops the file's `max-delete` (which means
+/// nothing without it, and clap would refuse alone): the nightly mirror job
+/// can be run once without deleting.
+#[test]
+fn no_delete_missing_turns_the_files_mirror_mode_off() {
+    let sb = Sandbox::calm();
+    let dir = job(&sb, "delete-missing = true\nmax-delete = \"100%\"\n");
+    let run = |extra: &[&str]| run_job(&dir, extra);
+    run(&[]);
+    assert_eq!(sb.group_phones("g2").len(), 2);
+    // Bob leaves the export.
+    dir.write("in.csv", "phone,firstname\n0611111111,Ann\n");
+    run(&["--no-delete-missing"]);
+    assert_eq!(sb.group_phones("g2").len(), 2, "nothing deleted");
+    assert!(!dir.path("in.deleted.csv").exists());
+    run(&[]);
+    assert_eq!(
+        sb.group_phones("g2").len(),
+        1,
+        "the file's mirror mode deletes"
+    );
+}
+
+/// The input switches, on `validate`, and `no-state` with `--use-state`.
+#[test]
+fn every_switch_of_a_config_has_a_flag_that_turns_it_off() {
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "phone,firstname\n0611111111,Maximilienne-Alexandrine-Eleonore\n0140000000,Bob\n",
+    );
+    dir.write(
+        "v.toml",
+        "file = \"in.csv\"\ntruncate-names = true\nmobile-only = true\n",
+    );
+    let codes = |extra: &[&str]| {
+        let out = dir
+            .command()
+            .args(["validate", "--config", "v.toml"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(code(&out) <= 1, "{extra:?}: {}", stderr(&out));
+        dir.report("in.report.csv")
+            .into_iter()
+            .map(|l| l.code)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(codes(&[]), ["", "PHONE_NOT_MOBILE"]);
+    assert_eq!(
+        codes(&["--no-truncate-names"]),
+        ["FIRSTNAME_TOO_LONG", "PHONE_NOT_MOBILE"]
+    );
+    assert_eq!(codes(&["--no-mobile-only"]), ["", ""]);
+
+    // no-state = true in the file; --use-state brings the store back.
+    let sb = Sandbox::calm();
+    let dir = job(&sb, "no-state = true\n");
+    let stores = |dir: &Dir| {
+        walk(&dir.state_home())
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "sqlite"))
+            .count()
+    };
+    let out = crate::util::sync(&dir, &["--config", "job.toml"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stores(&dir), 0);
+    let out = crate::util::sync(&dir, &["--config", "job.toml", "--use-state"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stores(&dir), 1);
+
+    // The negations are flags, not keys: the file says false.
+    dir.write("bad.toml", "no-dry-run = true\n");
+    let out = dir.run(&["config", "check", "bad.toml"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("dry-run = false"), "{}", stderr(&out));
+
+    // Completions and the man page know them.
+    let out = dir.run(&["completions", "bash"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--no-dry-run"));
+    let out = dir.run(&["man"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no\\-delete\\-missing"));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -4,6 +4,7 @@
 
 mod columns_safety;
 mod config;
+mod differential;
 mod docs;
 mod html;
 mod mirror;

@@ -106,15 +106,8 @@ fn a_five_mib_field_is_malformed_and_the_run_goes_on() {
 #[test]
 fn random_binary_is_a_file_error_not_a_panic() {
     let dir = Dir::new();
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let bytes: Vec<u8> = (0..200_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let mut rng = contact_sync::rng::SplitMix64::new(0x2545_F491_4F6C_DD1D);
+    let bytes: Vec<u8> = (0..200_000).map(|_| (rng.next_u64() >> 24) as u8).collect();
     dir.write("noise.bin", bytes);
     let out = dir.run(&["validate", "noise.bin"]);
     assert_no_panic(&out);

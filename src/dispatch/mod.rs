@@ -295,7 +295,7 @@ pub(crate) enum ConfigError {
 /// `SSL_CERT_FILE` / `SSL_CERT_DIR` when set), as the HTTP client loads
 /// them: with none, every HTTPS request would fail, so a run that would send
 /// one is refused first (docs/security.md, "TLS").
-pub fn platform_roots() -> Result<usize, ConfigError> {
+pub(crate) fn platform_roots() -> Result<usize, ConfigError> {
     let found = rustls_native_certs::load_native_certs();
     if !found.certs.is_empty() {
         return Ok(found.certs.len());

@@ -751,14 +751,24 @@ pub async fn start(config: SandboxConfig) -> Result<SandboxHandle, SandboxError>
 pub(crate) async fn run_foreground(mut config: SandboxConfig) -> Result<(), SandboxError> {
     config.log_requests = true;
     let handle = start(config).await?;
+    // Listening for Ctrl-C before saying the server is up: a Ctrl-C right
+    // after that line stops it cleanly instead of killing it.
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(SandboxError::Signal)?;
     tracing::info!(
         url = %handle.base_url(),
         groups = ?handle.config().groups,
         "sandbox listening; state at {}/_sandbox/state; Ctrl-C to stop",
         handle.base_url()
     );
-    let signal = tokio::signal::ctrl_c().await;
+    #[cfg(unix)]
+    interrupt.recv().await;
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(SandboxError::Signal)?;
     tracing::info!("sandbox stopping");
     handle.shutdown().await;
-    signal.map_err(SandboxError::Signal)
+    Ok(())
 }

@@ -1,13 +1,13 @@
 //! The sending side of a sync: each row's ticket, the tasks that add and
-//! update through the dispatcher, the lookup of existing contacts, and the
-//! writer that puts results back in input order.
+//! update through the dispatcher, and the lookup of existing contacts. The
+//! writer that puts results back in input order is `report::write_in_order`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{RwLock, Semaphore, mpsc, watch};
+use tokio::sync::{RwLock, mpsc, watch};
 
 use crate::codes::{ErrorCode, Outcome, RowError};
 use crate::dispatch::{Dispatcher, HttpReply, Meter, SendError};
@@ -15,7 +15,7 @@ use crate::normalize::Contact;
 use crate::progress;
 use crate::provider::{AddResult, ApiRequest, ListPage, Listed, OpError, Provider};
 use crate::record::Record;
-use crate::report::{BackupWriter, RejectsWriter, ReportRow, ReportWriter, Summary, WriteError};
+use crate::report::{BackupWriter, Done};
 use crate::secret::ApiKey;
 use crate::state::{Managed, Sent, StateWriter, Status, Update};
 
@@ -59,18 +59,6 @@ pub(super) struct Ticket {
     pub(super) sent: Arc<AtomicBool>,
     /// What normalisation noted about the row (a date left out, a name cut…).
     pub(super) note: String,
-}
-
-/// The fate of one row, on its way to the report writer.
-pub(super) struct Done {
-    pub(super) seq: u64,
-    pub(super) line: u64,
-    pub(super) outcome: Outcome,
-    pub(super) errors: Vec<RowError>,
-    pub(super) note: String,
-    pub(super) phone: String,
-    pub(super) contact_id: String,
-    pub(super) record: Option<Record>,
 }
 
 impl Ticket {
@@ -233,6 +221,8 @@ pub(super) struct Engine {
     pub(super) state: Option<StateCtx>,
     /// Listings under way, for the progress display.
     pub(super) listing: progress::ListingGauge,
+    /// Sending tasks that panicked (a bug): the run fails, with a message.
+    pub(super) panicked: AtomicU32,
 }
 
 /// Per-target listing of existing contacts, fetched on first need.
@@ -388,15 +378,6 @@ impl Engine {
         *self.cancel.borrow()
     }
 
-    /// Sends `req`; `sent` is raised while it is out unanswered.
-    pub(super) async fn call(
-        &self,
-        req: ApiRequest,
-        sent: &AtomicBool,
-    ) -> Result<HttpReply, SendError> {
-        self.call_counted(req, sent, &Meter::default(), None).await
-    }
-
     /// What a write to `group` holds (shared) while each attempt is out, so
     /// that none lands while the group is listed: every deletion (it shifts
     /// any order), and adds and updates unless the provider's listing order
@@ -408,7 +389,7 @@ impl Engine {
         self.directory.gate(group)
     }
 
-    /// [`Engine::call`], counting its attempts in `meter`; each attempt
+    /// Sends `req` (`sent` is raised while it is out unanswered), counting its attempts in `meter`; each attempt
     /// holds `shared` (read) while it is out.
     pub(super) async fn call_counted(
         &self,
@@ -634,7 +615,7 @@ impl Engine {
             updates.spawn(async move { engine.update_existing(&group, job, answered).await });
         }
         while let Some(joined) = updates.join_next().await {
-            reap(joined, &self.key);
+            self.reap(joined);
         }
     }
 
@@ -1211,13 +1192,22 @@ impl Engine {
     }
 }
 
-/// Logs a sending task that panicked: its rows already reported `INTERNAL`
-/// as the panic dropped their tickets. The message passes through the key's
-/// redaction.
-pub(super) fn reap(joined: Result<(), tokio::task::JoinError>, key: &ApiKey) {
-    let Err(e) = joined else { return };
+impl Engine {
+    /// [`reap`]s a finished task, counting it when it panicked.
+    pub(super) fn reap(&self, joined: Result<(), tokio::task::JoinError>) {
+        if reap(joined, &self.key) {
+            self.panicked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Logs a sending task that panicked, and says whether it did: its rows
+/// already reported `INTERNAL` as the panic dropped their tickets. The
+/// message passes through the key's redaction.
+pub(super) fn reap(joined: Result<(), tokio::task::JoinError>, key: &ApiKey) -> bool {
+    let Err(e) = joined else { return false };
     if !e.is_panic() {
-        return;
+        return false;
     }
     let payload = e.into_panic();
     let message = payload
@@ -1229,86 +1219,7 @@ pub(super) fn reap(joined: Result<(), tokio::task::JoinError>, key: &ApiKey) {
         "internal error: a sending task panicked ({}); its rows are reported failed INTERNAL",
         key.redact(&message)
     );
-}
-
-/// Writes results in input order as they arrive, returning each row's
-/// window slot, and flushes at least once a second. A write error stops the
-/// sending (exit 3); rows keep being counted and their slots returned, so
-/// the run still winds down in order.
-pub(super) async fn write_in_order(
-    done_rx: &mut mpsc::UnboundedReceiver<Done>,
-    report: &mut ReportWriter,
-    rejects: &mut Option<RejectsWriter>,
-    permits: &Semaphore,
-    counts: &progress::Counts,
-    engine: &Engine,
-) -> (Summary, Option<WriteError>) {
-    let mut summary = Summary::default();
-    let mut failed: Option<WriteError> = None;
-    let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
-    let mut next = 0u64;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    loop {
-        let done = tokio::select! {
-            done = done_rx.recv() => done,
-            _ = tick.tick() => {
-                if failed.is_none() {
-                    let flushed = report.flush_if_due().and_then(|()| match rejects {
-                        Some(r) => r.flush_if_due(),
-                        None => Ok(()),
-                    });
-                    if let Err(e) = flushed {
-                        engine.abort(Abort::Output(e.to_string()));
-                        failed = Some(e);
-                    }
-                }
-                continue;
-            }
-        };
-        let Some(done) = done else { break };
-        // Counted as it finishes, not when its turn to be written comes:
-        // the updates of one batch finish in any order.
-        counts.record(done.outcome);
-        // Most rows come in order: they skip the map.
-        let mut ready = if done.seq == next {
-            Some(done)
-        } else {
-            pending.insert(done.seq, done);
-            None
-        };
-        while let Some(d) = ready.take().or_else(|| pending.remove(&next)) {
-            next += 1;
-            summary.record_at(d.line, d.outcome, &d.errors);
-            if d.line == 0 {
-                summary.deletions += 1;
-            }
-            permits.add_permits(1);
-            if failed.is_some() {
-                continue;
-            }
-            let written = report.write(&ReportRow {
-                line: d.line,
-                outcome: d.outcome,
-                errors: &d.errors,
-                note: &d.note,
-                phone: &d.phone,
-                contact_id: &d.contact_id,
-            });
-            let written = match (written, rejects.as_mut(), &d.record) {
-                (Ok(()), Some(r), Some(rec))
-                    if matches!(d.outcome, Outcome::Invalid | Outcome::Failed) =>
-                {
-                    r.write(rec, &d.errors)
-                }
-                (result, _, _) => result,
-            };
-            if let Err(e) = written {
-                engine.abort(Abort::Output(e.to_string()));
-                failed = Some(e);
-            }
-        }
-    }
-    (summary, failed)
+    true
 }
 
 #[cfg(test)]
@@ -1338,7 +1249,7 @@ mod tests {
         });
         let joined = task.await;
         assert!(joined.as_ref().is_err_and(|e| e.is_panic()));
-        reap(joined, &ApiKey::new("k".into()));
+        assert!(reap(joined, &ApiKey::new("k".into())));
         let done = rx.recv().await.expect("the row is reported");
         assert_eq!(done.outcome, Outcome::Failed);
         assert_eq!(done.errors.len(), 1);

@@ -32,7 +32,9 @@ use crate::progress::{self, Progress};
 use crate::provider::Provider;
 use crate::provider::mobivate::Mobivate;
 use crate::provider::smspartner::SmsPartner;
-use crate::report::{Outputs, RejectsWriter, ReportWriter, Summary, WriteError};
+use crate::report::{
+    Done, Outputs, RejectsWriter, ReportWriter, Summary, WriteError, write_in_order,
+};
 use crate::run::{Ending, RunResult, default_threads, log_input_facts};
 use crate::scan::{CheckedRow, Verdict, scan};
 use crate::secret::ApiKey;
@@ -42,9 +44,7 @@ pub(crate) mod admin;
 mod engine;
 mod signals;
 
-use engine::{
-    Abort, Deletion, Directory, Done, Engine, Job, NOT_SENT, StateCtx, Ticket, reap, write_in_order,
-};
+use engine::{Abort, Deletion, Directory, Engine, Job, NOT_SENT, StateCtx, Ticket};
 use signals::Signals;
 
 /// How long requests in flight may still run once the run is stopping.
@@ -415,8 +415,146 @@ async fn run_async(
     let signals = Signals::install()?;
     // The store first: one in use or unusable stops the run before anything is read.
     let (store, _lock) = open_store(&cfg)?;
+    let input = open_sync_input(&mut cfg, &signals).await?;
+    // Fingerprints do not depend on the URL (the sandbox's comes later), and a
+    // bad URL is refused here, before any output exists.
+    let (_, fingerprinter) = make_provider(cfg.kind, cfg.base_url.as_ref(), &cfg.key)?;
+    let header = input.opened.reader.header().to_vec();
+    let delimiter = input.opened.reader.delimiter();
+    let outputs = create_outputs(&cfg, &header, delimiter)?;
+    let preload = match preload_target(store.as_ref(), &cfg, input.has_group_column) {
+        Ok(p) => p,
+        Err(e) => {
+            outputs.discard();
+            return Err(e);
+        }
+    };
+    let skip = preload.as_ref().map(|(_, map)| Skip {
+        map: Arc::clone(map),
+        fingerprinter,
+        full: cfg.full,
+    });
+    let (writers, speculation, summary_file) = start_report(&cfg, outputs, skip.is_some());
+
+    // Pass 1: validate everything before the first request.
+    let spool_end = input.spool_end;
+    let checked = check_every_row(&cfg, input.opened, spool_end, &signals, skip, speculation);
+    let mut first = match checked.await {
+        Ok(first) => first,
+        Err(e) => {
+            discard_outputs(writers, None, summary_file);
+            return Err(e);
+        }
+    };
+    let sending = decide_sending(&cfg, &first, spool_end);
+    // Mirror mode: the deletions due are known now, before any request,
+    // and the guard is checked against them.
+    let (sending, deletions) = match due_deletions(&cfg, store.as_ref(), &first, sending) {
+        Ok(due) => due,
+        Err(e) => {
+            discard_outputs(writers, first.speculation.take(), summary_file);
+            return Err(e);
+        }
+    };
+    let writers = match first.speculation.take() {
+        Some(spec) if spec.stands(&deletions, sending) => {
+            return finish_without_sending(
+                &cfg,
+                store,
+                first,
+                sending,
+                spec,
+                summary_file,
+                started,
+            );
+        }
+        Some(spec) => Some(restart_report(&cfg, spec, &header, delimiter)?),
+        None => writers,
+    };
+    let Some((report_writer, rejects_writer)) = writers else {
+        return Err(Error::Runtime("internal: no report writer".into()));
+    };
+    // Created before the first request, like every output.
+    let backup = match open_backup(&cfg, sending, &deletions) {
+        Ok(b) => b,
+        Err(e) => {
+            discard_outputs(Some((report_writer, rejects_writer)), None, summary_file);
+            return Err(e);
+        }
+    };
+
+    #[cfg(feature = "sandbox")]
+    let sandbox = start_sandbox(&mut cfg, sending, &first.groups).await?;
+    let groups = target_groups(&cfg, &first);
+    let (maps, state) = match prepare_state(store, &cfg, groups, sending, preload) {
+        Ok(s) => s,
+        Err(e) => {
+            discard_outputs(Some((report_writer, rejects_writer)), None, summary_file);
+            return Err(e);
+        }
+    };
+    let engine = Arc::new(build_engine(&cfg, state)?);
+    let ids_unchecked = match &input.id_column {
+        Some(column) if sending == Sending::Send => {
+            match check_file_ids(&engine, &unchecked_ids(&cfg, &first, &maps), column).await {
+                Ok(unchecked) => unchecked,
+                Err(e) => {
+                    discard_outputs(Some((report_writer, rejects_writer)), None, summary_file);
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+    let pass = sync_rows(
+        &cfg,
+        &engine,
+        &maps,
+        &input.bytes,
+        (report_writer, rejects_writer),
+        first.rows,
+        sending,
+        mode,
+        &signals,
+        (deletions, backup),
+        ids_unchecked,
+    )
+    .await;
+    #[cfg(feature = "sandbox")]
+    if let Some(handle) = sandbox {
+        stop_sandbox(handle).await;
+    }
+    conclude(&cfg, &engine, pass, &first, sending, summary_file, started)
+}
+
+/// Creates every output of the run (report, rejects, JSON summary, HTML)
+/// before anything is sent.
+fn create_outputs(cfg: &SyncConfig, header: &[String], delimiter: u8) -> Result<Outputs, Error> {
+    Ok(Outputs::create(
+        &cfg.output.report,
+        cfg.output.rejects.as_ref(),
+        cfg.output.summary_json.as_deref(),
+        cfg.output.html.as_deref(),
+        header,
+        delimiter,
+    )?)
+}
+
+/// The input of a sync run, opened and its columns mapped.
+struct SyncInput {
+    bytes: InputBytes,
+    spool_end: SpoolEnd,
+    opened: crate::config::OpenInput,
+    /// The header of the column read as contact ids, if one is.
+    id_column: Option<String>,
+    has_group_column: bool,
+}
+
+/// Reads (or spools) the input and maps its columns: a Mobivate contact id
+/// column is used only when `--map` names it, and SMS Partner needs a group.
+async fn open_sync_input(cfg: &mut SyncConfig, signals: &Signals) -> Result<SyncInput, Error> {
     tracing::debug!("reading {}", cfg.input.source.describe());
-    let (bytes, spool_end) = open_input(&cfg.input.source, &signals).await?;
+    let (bytes, spool_end) = open_input(&cfg.input.source, signals).await?;
     if spool_end == SpoolEnd::Stopped {
         tracing::warn!("interrupted while reading the input: nothing was sent");
     }
@@ -459,52 +597,54 @@ async fn run_async(
             "--provider smspartner needs --group-id (or a groupId column)".into(),
         ));
     }
-    // Fingerprints do not depend on the URL (the sandbox's comes later), and a
-    // bad URL is refused here, before any output exists.
-    let (_, fingerprinter) = make_provider(cfg.kind, cfg.base_url.as_ref(), &cfg.key)?;
-    let outputs = Outputs::create(
-        &cfg.output.report,
-        cfg.output.rejects.as_ref(),
-        cfg.output.summary_json.as_deref(),
-        cfg.output.html.as_deref(),
-        opened.reader.header(),
-        opened.reader.delimiter(),
-    )?;
+    Ok(SyncInput {
+        bytes,
+        spool_end,
+        opened,
+        id_column,
+        has_group_column,
+    })
+}
 
-    // What the store knows of the one target of a file without a group
-    // column, so the first pass can tell which rows are unchanged.
-    let preload = match &store {
-        Some(store) if !has_group_column => {
-            let group = cfg.group.clone().unwrap_or_default();
-            let key = state_key(&cfg, &group);
-            let found = store
-                .find_target(&key)
-                .map_err(|e| Error::Usage(e.to_string()));
-            let loaded = found.and_then(|t| {
-                t.map(|t| store.load(t).map_err(|e| Error::Usage(e.to_string())))
-                    .transpose()
-            });
-            match loaded {
-                Ok(map) => map.map(|m| (group, Arc::new(m))),
-                Err(e) => {
-                    outputs.discard();
-                    return Err(e);
-                }
-            }
-        }
-        _ => None,
+/// What the store knows of the one target of a file without a group
+/// column, so the first pass can tell which rows are unchanged.
+fn preload_target(
+    store: Option<&Store>,
+    cfg: &SyncConfig,
+    has_group_column: bool,
+) -> Result<Option<(String, Arc<TargetMap>)>, Error> {
+    let Some(store) = store.filter(|_| !has_group_column) else {
+        return Ok(None);
     };
-    let skip = preload.as_ref().map(|(_, map)| Skip {
-        map: Arc::clone(map),
-        fingerprinter,
-        full: cfg.full,
+    let group = cfg.group.clone().unwrap_or_default();
+    let key = state_key(cfg, &group);
+    let found = store
+        .find_target(&key)
+        .map_err(|e| Error::Usage(e.to_string()));
+    let loaded = found.and_then(|t| {
+        t.map(|t| store.load(t).map_err(|e| Error::Usage(e.to_string())))
+            .transpose()
     });
+    Ok(loaded?.map(|m| (group, Arc::new(m))))
+}
 
-    // When the store knows the target, the first pass writes the report as
-    // it goes: if no row needs a request, that report is the run's, and the
-    // file is not read a second time (the nightly unchanged rerun).
-    let header = opened.reader.header().to_vec();
-    let delimiter = opened.reader.delimiter();
+/// The report writers of the second pass, or none yet when the first pass
+/// writes the report as it goes.
+type Writers = Option<(ReportWriter, Option<RejectsWriter>)>;
+
+/// Where the report goes first. When the store knows the target, the first
+/// pass writes the report as it goes: if no row needs a request, that report
+/// is the run's, and the file is not read a second time (the nightly
+/// unchanged rerun).
+fn start_report(
+    cfg: &SyncConfig,
+    outputs: Outputs,
+    skip: bool,
+) -> (
+    Writers,
+    Option<Speculation>,
+    Option<crate::report::SummaryFile>,
+) {
     let Outputs {
         report,
         rejects,
@@ -512,67 +652,73 @@ async fn run_async(
     } = outputs;
     let rewindable = matches!(cfg.output.report, crate::report::Target::File(_))
         && !matches!(cfg.output.rejects, Some(crate::report::Target::Stdout));
-    let (mut writers, speculation) = if skip.is_some() && rewindable {
-        (
-            None,
-            Some(Speculation {
-                report,
-                rejects,
-                summary: Summary::default(),
-                complete: true,
-                failed: None,
-            }),
-        )
-    } else {
-        (Some((report, rejects)), None)
-    };
-    let outputs_discard =
-        |writers: Option<(ReportWriter, Option<RejectsWriter>)>,
-         speculation: Option<Speculation>,
-         summary_file: Option<crate::report::SummaryFile>| {
-            if let Some((r, j)) = writers {
-                r.discard();
-                if let Some(j) = j {
-                    j.discard();
-                }
-            }
-            if let Some(s) = speculation {
-                s.report.discard();
-                if let Some(j) = s.rejects {
-                    j.discard();
-                }
-            }
-            if let Some(f) = summary_file {
-                f.discard();
-            }
+    if skip && rewindable {
+        let speculation = Speculation {
+            report,
+            rejects,
+            summary: Summary::default(),
+            complete: true,
+            failed: None,
         };
+        (None, Some(speculation), summary_file)
+    } else {
+        (Some((report, rejects)), None, summary_file)
+    }
+}
 
-    // Pass 1: validate everything before the first request.
-    let first = if spool_end == SpoolEnd::Stopped {
-        FirstPass {
+/// Removes every output of a run that stops before sending.
+fn discard_outputs(
+    writers: Writers,
+    speculation: Option<Speculation>,
+    summary_file: Option<crate::report::SummaryFile>,
+) {
+    if let Some((r, j)) = writers {
+        r.discard();
+        if let Some(j) = j {
+            j.discard();
+        }
+    }
+    if let Some(s) = speculation {
+        s.report.discard();
+        if let Some(j) = s.rejects {
+            j.discard();
+        }
+    }
+    if let Some(f) = summary_file {
+        f.discard();
+    }
+}
+
+/// The first pass (SPEC §4): every row checked before the first request.
+async fn check_every_row(
+    cfg: &SyncConfig,
+    opened: crate::config::OpenInput,
+    spool_end: SpoolEnd,
+    signals: &Signals,
+    skip: Option<Skip>,
+    speculation: Option<Speculation>,
+) -> Result<FirstPass, Error> {
+    if spool_end == SpoolEnd::Stopped {
+        return Ok(FirstPass {
             interrupted: true,
             ..FirstPass::default()
-        }
-    } else {
-        tracing::debug!("checking every row before sending anything");
-        let input = cfg.input.clone();
-        let raised = signals.raised();
-        let mirror = cfg.delete_missing;
-        let pass = tokio::task::spawn_blocking(move || {
-            first_pass(opened, &input, &raised, skip.as_ref(), speculation, mirror)
-        })
-        .await
-        .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")));
-        match pass.and_then(|p| p) {
-            Ok(p) => p,
-            Err(e) => {
-                outputs_discard(writers, None, summary_file);
-                return Err(e);
-            }
-        }
-    };
-    let mut first = first;
-    let sending = if first.interrupted {
+        });
+    }
+    tracing::debug!("checking every row before sending anything");
+    let input = cfg.input.clone();
+    let raised = signals.raised();
+    let mirror = cfg.delete_missing;
+    tokio::task::spawn_blocking(move || {
+        first_pass(opened, &input, &raised, skip.as_ref(), speculation, mirror)
+    })
+    .await
+    .map_err(|e| Error::Runtime(format!("internal: the first pass failed: {e}")))?
+}
+
+/// Whether the run sends, after the first pass: not when interrupted, nor
+/// above `--max-invalid`, nor in a dry run.
+fn decide_sending(cfg: &SyncConfig, first: &FirstPass, spool_end: SpoolEnd) -> Sending {
+    if first.interrupted {
         if spool_end != SpoolEnd::Stopped {
             tracing::warn!("interrupted while checking the file: nothing was sent");
         }
@@ -590,21 +736,23 @@ async fn run_async(
         Sending::DryRun
     } else {
         Sending::Send
-    };
-    // Mirror mode: the deletions due are known now, before any request,
-    // and the guard is checked against them.
+    }
+}
+
+/// Mirror mode (SPEC §5): the deletions due, and whether the run still
+/// sends — above `--max-delete` it deletes and sends nothing.
+fn due_deletions(
+    cfg: &SyncConfig,
+    store: Option<&Store>,
+    first: &FirstPass,
+    sending: Sending,
+) -> Result<(Sending, Vec<Deletion>), Error> {
     let deletions = if cfg.delete_missing && matches!(sending, Sending::Send | Sending::DryRun) {
-        match plan_deletions(&cfg, store.as_ref(), &first) {
-            Ok(plan) => plan,
-            Err(e) => {
-                outputs_discard(writers, first.speculation.take(), summary_file);
-                return Err(e);
-            }
-        }
+        plan_deletions(cfg, store, first)?
     } else {
         DeletionPlan::default()
     };
-    let sending = if cfg
+    if cfg
         .max_delete
         .exceeded(deletions.due.len() as u64, deletions.managed)
     {
@@ -614,89 +762,96 @@ async fn run_async(
             deletions.managed,
             describe_limit(cfg.max_delete)
         );
-        Sending::TooManyDeletes
-    } else {
-        sending
-    };
-    let deletions = if sending == Sending::TooManyDeletes {
-        Vec::new()
-    } else {
-        deletions.due
-    };
-    if let Some(spec) = first.speculation.take() {
-        if spec.complete
-            && deletions.is_empty()
-            && matches!(sending, Sending::Send | Sending::DryRun)
-        {
-            tracing::debug!("no row needs a request: the first pass's report is the run's");
-            return finish_without_sending(
-                &cfg,
-                store,
-                first,
-                sending,
-                spec,
-                summary_file,
-                started,
-            );
-        }
-        // Some row needs a request: start the report again for the second pass.
-        spec.report.discard();
-        if let Some(j) = spec.rejects {
-            j.discard();
-        }
-        let report = ReportWriter::create(&cfg.output.report)?;
-        let rejects = match &cfg.output.rejects {
-            Some(t) => Some(RejectsWriter::create(t, &header, delimiter)?),
-            None => None,
-        };
-        writers = Some((report, rejects));
+        return Ok((Sending::TooManyDeletes, Vec::new()));
     }
-    let Some((report_writer, rejects_writer)) = writers else {
-        return Err(Error::Runtime("internal: no report writer".into()));
+    Ok((sending, deletions.due))
+}
+
+/// Some row needs a request: the first pass's report is dropped and the
+/// report starts again for the second pass.
+fn restart_report(
+    cfg: &SyncConfig,
+    spec: Speculation,
+    header: &[String],
+    delimiter: u8,
+) -> Result<(ReportWriter, Option<RejectsWriter>), Error> {
+    spec.report.discard();
+    if let Some(j) = spec.rejects {
+        j.discard();
+    }
+    let report = ReportWriter::create(&cfg.output.report)?;
+    let rejects = match &cfg.output.rejects {
+        Some(t) => Some(RejectsWriter::create(t, header, delimiter)?),
+        None => None,
     };
-    // Created before the first request, like every output.
-    let backup = match (&cfg.output.backup, sending) {
+    Ok((report, rejects))
+}
+
+/// The backup of what deleted contacts held, when deletions will be sent.
+fn open_backup(
+    cfg: &SyncConfig,
+    sending: Sending,
+    deletions: &[Deletion],
+) -> Result<Option<Arc<Mutex<crate::report::BackupWriter>>>, Error> {
+    match (&cfg.output.backup, sending) {
         (Some(path), Sending::Send) if !deletions.is_empty() => {
             let groups = cfg.kind != ProviderKind::Mobivate;
-            match crate::report::BackupWriter::open(path, groups) {
-                Ok(b) => Some(Arc::new(Mutex::new(b))),
-                Err(e) => {
-                    outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
-                    return Err(e.into());
-                }
-            }
+            let backup = crate::report::BackupWriter::open(path, groups)?;
+            Ok(Some(Arc::new(Mutex::new(backup))))
         }
-        _ => None,
-    };
+        _ => Ok(None),
+    }
+}
 
-    #[cfg(feature = "sandbox")]
-    let sandbox = if cfg.kind == ProviderKind::Sandbox && sending == Sending::Send {
-        if cfg.group.is_none() {
-            cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
-        }
-        // The groups the run sends to exist: the built-in sandbox stands for
-        // the user's own account (the standalone one keeps a 404 for others).
-        let groups =
-            crate::run::sandbox_groups(cfg.group.as_deref().unwrap_or_default(), &first.groups);
-        let handle = crate::sandbox::start(crate::sandbox::SandboxConfig {
-            groups,
-            ..crate::sandbox::SandboxConfig::default()
-        })
-        .await
-        .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
-        tracing::info!("sandbox listening on {}", handle.base_url());
-        if std::env::var_os(crate::secret::ENV_VAR).is_some() {
-            tracing::warn!("ignoring {} for the sandbox", crate::secret::ENV_VAR);
-        }
-        cfg.base_url = Some(
-            reqwest::Url::parse(&handle.base_url())
-                .map_err(|e| Error::Runtime(format!("sandbox address: {e}")))?,
+/// `--provider sandbox`: starts the built-in emulator with the groups the
+/// run sends to, and points the run at it.
+#[cfg(feature = "sandbox")]
+async fn start_sandbox(
+    cfg: &mut SyncConfig,
+    sending: Sending,
+    first_groups: &std::collections::BTreeSet<String>,
+) -> Result<Option<crate::sandbox::SandboxHandle>, Error> {
+    if cfg.kind != ProviderKind::Sandbox || sending != Sending::Send {
+        return Ok(None);
+    }
+    if cfg.group.is_none() {
+        cfg.group = Some(crate::sandbox::DEFAULT_GROUP.to_string());
+    }
+    // The groups the run sends to exist: the built-in sandbox stands for
+    // the user's own account (the standalone one keeps a 404 for others).
+    let groups = crate::run::sandbox_groups(cfg.group.as_deref().unwrap_or_default(), first_groups);
+    let handle = crate::sandbox::start(crate::sandbox::SandboxConfig {
+        groups,
+        ..crate::sandbox::SandboxConfig::default()
+    })
+    .await
+    .map_err(|e| Error::Runtime(format!("cannot start the sandbox: {e}")))?;
+    tracing::info!("sandbox listening on {}", handle.base_url());
+    if std::env::var_os(crate::secret::ENV_VAR).is_some() {
+        tracing::warn!("ignoring {} for the sandbox", crate::secret::ENV_VAR);
+    }
+    cfg.base_url = Some(
+        reqwest::Url::parse(&handle.base_url())
+            .map_err(|e| Error::Runtime(format!("sandbox address: {e}")))?,
+    );
+    Ok(Some(handle))
+}
+
+/// Logs what the built-in sandbox holds at the end, and stops it.
+#[cfg(feature = "sandbox")]
+async fn stop_sandbox(handle: crate::sandbox::SandboxHandle) {
+    for (group, size) in handle.group_sizes() {
+        tracing::info!(
+            "sandbox group {} now holds {size} contacts",
+            crate::words::quote(&group)
         );
-        Some(handle)
-    } else {
-        None
-    };
-    let groups = first
+    }
+    handle.shutdown().await;
+}
+
+/// The groups the valid rows go to, the default one for rows naming none.
+fn target_groups(cfg: &SyncConfig, first: &FirstPass) -> Vec<String> {
+    first
         .groups
         .iter()
         .map(|g| {
@@ -706,17 +861,13 @@ async fn run_async(
                 g.clone()
             }
         })
-        .collect();
-    let (maps, state) = match prepare_state(store, &cfg, groups, sending, preload) {
-        Ok(s) => s,
-        Err(e) => {
-            outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
-            return Err(e);
-        }
-    };
-    let engine = Arc::new(build_engine(&cfg, state)?);
-    // Ids the store has confirmed need no check: a rerun costs nothing.
-    let unchecked: Vec<(String, String)> = first
+        .collect()
+}
+
+/// The file's contact ids to check before sending: those the store has not
+/// confirmed (a rerun costs nothing).
+fn unchecked_ids(cfg: &SyncConfig, first: &FirstPass, maps: &Maps) -> Vec<(String, String)> {
+    first
         .file_ids
         .iter()
         .filter(|(id, phone, group)| {
@@ -730,40 +881,23 @@ async fn run_async(
             })
         })
         .map(|(id, phone, _)| (id.clone(), phone.clone()))
-        .collect();
-    if sending == Sending::Send
-        && let Some(column) = &id_column
-        && let Err(e) = check_file_ids(&engine, &unchecked, column).await
-    {
-        outputs_discard(Some((report_writer, rejects_writer)), None, summary_file);
-        return Err(e);
-    }
-    let pass = sync_rows(
-        &cfg,
-        &engine,
-        &maps,
-        &bytes,
-        (report_writer, rejects_writer),
-        first.rows,
-        sending,
-        mode,
-        &signals,
-        (deletions, backup),
-    )
-    .await;
-    #[cfg(feature = "sandbox")]
-    if let Some(handle) = sandbox {
-        for (group, size) in handle.group_sizes() {
-            tracing::info!(
-                "sandbox group {} now holds {size} contacts",
-                crate::words::quote(&group)
-            );
-        }
-        handle.shutdown().await;
-    }
+        .collect()
+}
+
+/// Closes the state store, fills the summary's request counts and picks
+/// how the run ended (SPEC §2's exit codes).
+fn conclude(
+    cfg: &SyncConfig,
+    engine: &Engine,
+    pass: Result<SecondPass, Error>,
+    first: &FirstPass,
+    sending: Sending,
+    summary_file: Option<crate::report::SummaryFile>,
+    started: Instant,
+) -> Result<RunResult, Error> {
     let stats = engine.dispatcher.stats();
     let sent = stats.attempts > 0;
-    let pass = close_state(&engine, pass, sending);
+    let pass = close_state(engine, pass, sending);
     let mut pass = match pass {
         Ok(p) => p,
         Err(e) if sent => return Err(Error::Aborted(e.to_string())),
@@ -783,6 +917,7 @@ async fn run_async(
             Sending::Send | Sending::DryRun => Ending::Finished,
         }
     };
+    let ending = with_panics(ending, engine.panicked.load(Ordering::Relaxed));
     RunResult::conclude(
         pass.summary,
         started,
@@ -791,6 +926,18 @@ async fn run_async(
         ending,
         sent,
     )
+}
+
+/// A run whose sending tasks panicked (a bug) fails, and says so: their rows
+/// are `failed` `INTERNAL`, and the exit code is 1 even when the panic came
+/// after every row of the task was reported. A run stopped early stays so.
+fn with_panics(ending: Ending, panicked: u32) -> Ending {
+    match ending {
+        Ending::Finished if panicked > 0 => Ending::Faulted(format!(
+            "internal error: {panicked} sending task(s) panicked (a bug of this tool; the log above has the message); their rows are reported failed INTERNAL, and the next run settles them"
+        )),
+        other => other,
+    }
 }
 
 /// The report the first pass wrote while it read, valid as the run's own
@@ -805,6 +952,12 @@ struct Speculation {
 }
 
 impl Speculation {
+    /// Whether this report is the run's own: every row has its final
+    /// outcome, and no deletion is due.
+    fn stands(&self, deletions: &[Deletion], sending: Sending) -> bool {
+        self.complete && deletions.is_empty() && matches!(sending, Sending::Send | Sending::DryRun)
+    }
+
     /// Writes one row's final outcome, or gives up at the first row that needs a request.
     fn row(
         &mut self,
@@ -858,6 +1011,7 @@ fn finish_without_sending(
     summary_file: Option<crate::report::SummaryFile>,
     started: Instant,
 ) -> Result<RunResult, Error> {
+    tracing::debug!("no row needs a request: the first pass's report is the run's");
     let Speculation {
         report,
         rejects,
@@ -1085,42 +1239,67 @@ fn close_state(
 /// when most of them do not exist or hold another number: a CRM's own id
 /// column taken for the provider's would rewrite unrelated contacts. A few
 /// changed numbers pass, so a file can still change numbers by id on purpose.
+///
+/// Each read is sent again after a failure (its retries spent, or an answer
+/// that cannot be read) while the check's budget lasts: the listing's,
+/// `2 × (--max-retries + 1) × (ids + 2)` requests. Past it, the ids cannot be
+/// trusted nor refused: `Ok(Some(error))`, the `LISTING_FAILED` that every
+/// row updating through an id of the file (one the store has not confirmed)
+/// then ends with; the other rows go on.
 async fn check_file_ids(
     engine: &Engine,
     samples: &[(String, String)],
     column: &str,
-) -> Result<(), Error> {
+) -> Result<Option<crate::codes::RowError>, Error> {
+    let meter = crate::dispatch::Meter::default();
+    let budget = engine::listing_budget(
+        engine.dispatcher.max_retries(),
+        u64::try_from(samples.len()).unwrap_or(u64::MAX),
+    );
     let mut wrong = Vec::new();
     for (id, phone) in samples {
         let Some(req) = engine.provider.detail(&engine.key, id) else {
-            return Ok(());
+            return Ok(None);
         };
-        let found = match engine.call(req, &AtomicBool::new(false)).await {
-            Ok(reply) => engine.provider.parse_detail(reply.status, &reply.body),
-            // An unreachable provider stops the run by itself; the rows say so.
-            Err(_) if engine.aborted() => return Ok(()),
-            Err(e) => {
-                return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {}: {e}; nothing was sent",
-                    crate::words::quote(column)
+        let found = loop {
+            let failure = match engine
+                .call_counted(req.clone(), &AtomicBool::new(false), &meter, None)
+                .await
+            {
+                Ok(reply) => match engine.provider.parse_detail(reply.status, &reply.body) {
+                    Ok(found) => break found,
+                    Err(e @ crate::provider::OpError::Auth(_)) => {
+                        // Credentials rejected: the run stops like any other call's would.
+                        engine.op_error(e);
+                        return Ok(None);
+                    }
+                    Err(e) => e.to_string(),
+                },
+                // An unreachable provider stops the run by itself; the rows say so.
+                Err(_) if engine.aborted() => return Ok(None),
+                Err(e) => e.to_string(),
+            };
+            let spent = meter.attempts.load(Ordering::Relaxed);
+            if spent >= budget {
+                tracing::warn!(
+                    "the check of the contact ids of column {column:?} stopped after {spent} requests: {failure}"
+                );
+                return Ok(Some(crate::codes::RowError::new(
+                    crate::codes::ErrorCode::ListingFailed,
+                    format!(
+                        "the check of the file's contact ids (column {}) did not complete within its budget of {budget} requests, so no update goes through an id of the file (the last failure: {failure}); the next run checks them again",
+                        crate::words::quote(column)
+                    ),
                 )));
             }
+            tracing::debug!(
+                "checking contact id {id}: {failure}; reading it again ({spent} of {budget} requests spent)"
+            );
         };
         match found {
-            Ok(Some(held)) if held == *phone => {}
-            Ok(Some(_)) => wrong.push(format!("{id} holds another number")),
-            Ok(None) => wrong.push(format!("{id} does not exist")),
-            Err(e @ crate::provider::OpError::Auth(_)) => {
-                // Credentials rejected: the run stops like any other call's would.
-                engine.op_error(e);
-                return Ok(());
-            }
-            Err(e) => {
-                return Err(Error::Runtime(format!(
-                    "cannot check the contact ids of column {}: {e}; nothing was sent",
-                    crate::words::quote(column)
-                )));
-            }
+            Some(held) if held == *phone => {}
+            Some(_) => wrong.push(format!("{id} holds another number")),
+            None => wrong.push(format!("{id} does not exist")),
         }
     }
     tracing::debug!(
@@ -1137,7 +1316,7 @@ async fn check_file_ids(
             wrong.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
         )));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Counts rows and invalid rows, stopping early when `raised` is.
@@ -1222,6 +1401,7 @@ fn first_pass(
 }
 
 /// The key from the environment; the sandbox brings its own, a dry run needs none.
+#[cfg_attr(not(feature = "sandbox"), expect(unused_variables))]
 fn api_key(kind: ProviderKind, dry_run: bool) -> Result<ApiKey, Error> {
     #[cfg(feature = "sandbox")]
     if kind == ProviderKind::Sandbox {
@@ -1301,6 +1481,7 @@ fn new_engine(
         host: url.host_str().unwrap_or("the provider").to_string(),
         state,
         listing: progress::ListingGauge::default(),
+        panicked: std::sync::atomic::AtomicU32::new(0),
     })
 }
 
@@ -1342,7 +1523,7 @@ async fn sync_rows(
     engine: &Arc<Engine>,
     maps: &Maps,
     bytes: &InputBytes,
-    (mut report, mut rejects): (ReportWriter, Option<RejectsWriter>),
+    outputs: (ReportWriter, Option<RejectsWriter>),
     total: u64,
     sending: Sending,
     mode: progress::Mode,
@@ -1351,6 +1532,7 @@ async fn sync_rows(
         Vec<Deletion>,
         Option<Arc<Mutex<crate::report::BackupWriter>>>,
     ),
+    ids_unchecked: Option<crate::codes::RowError>,
 ) -> Result<SecondPass, Error> {
     let opened = cfg.input.open_stream(Box::new(bytes.reader()))?;
     let map = opened.map.clone();
@@ -1360,27 +1542,87 @@ async fn sync_rows(
     let window = batch * (cfg.dispatch.concurrency + 2) + 1024;
     let permits = Arc::new(Semaphore::new(window));
 
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut progress = Progress::new(mode, total + deletions.len() as u64);
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+    let progress = Progress::new(mode, total + deletions.len() as u64);
+    let writer = spawn_writer(done_rx, outputs, &permits, &progress, engine);
+    let (mut row_rx, reader) = spawn_reader(cfg, opened);
+    let watcher = watch_signals(engine, signals);
+    let mut rows = Streaming {
+        cfg,
+        engine,
+        maps,
+        sending,
+        map,
+        permits,
+        done_tx,
+        tasks: JoinSet::new(),
+        batcher: Batcher::new(batch),
+        default_group: cfg.group.clone().unwrap_or_default(),
+        ids_unchecked,
+        seq: 0,
+        ticker: tokio::time::interval(Duration::from_millis(200)),
+        progress,
+    };
+    rows.take_all(&mut row_rx).await?;
+    rows.flush_batches();
+    // Wait for the work in flight; once stopping, the watcher cancels it after the grace.
+    rows.drain().await;
+    rows.delete_missing(deletions, backup);
+    rows.drain().await;
+    watcher.abort();
+    let Streaming {
+        done_tx, progress, ..
+    } = rows;
+    drop(done_tx);
+    finish_second_pass(writer, reader, progress, bytes).await
+}
+
+/// What the report writer's task gives back: the summary, the write error
+/// that stopped it if one did, and the writers to close.
+type Written = (
+    Summary,
+    Option<WriteError>,
+    ReportWriter,
+    Option<RejectsWriter>,
+);
+
+/// Starts the report writer: results back in input order (SPEC §6).
+fn spawn_writer(
+    mut done_rx: mpsc::UnboundedReceiver<Done>,
+    (mut report, mut rejects): (ReportWriter, Option<RejectsWriter>),
+    permits: &Arc<Semaphore>,
+    progress: &Progress,
+    engine: &Arc<Engine>,
+) -> tokio::task::JoinHandle<Written> {
     let counts = Arc::clone(&progress.counts);
-    let writer_permits = Arc::clone(&permits);
+    let writer_permits = Arc::clone(permits);
     let writer_engine = Arc::clone(engine);
-    let writer = tokio::spawn(async move {
+    tokio::spawn(async move {
         let (summary, failed) = write_in_order(
             &mut done_rx,
             &mut report,
             &mut rejects,
             &writer_permits,
             &counts,
-            &writer_engine,
+            |e| writer_engine.abort(Abort::Output(e.to_string())),
         )
         .await;
         (summary, failed, report, rejects)
-    });
-    // The reader runs on its own threads and feeds rows in order, a few
-    // hundred at a time (one message a row would cost more than the row).
+    })
+}
+
+/// Starts the second pass's reader: it runs on its own threads and feeds
+/// rows in order, a few hundred at a time (one message a row would cost
+/// more than the row).
+fn spawn_reader(
+    cfg: &SyncConfig,
+    opened: crate::config::OpenInput,
+) -> (
+    mpsc::Receiver<Vec<CheckedRow>>,
+    tokio::task::JoinHandle<Result<(), Error>>,
+) {
     const ROWS_A_MESSAGE: usize = 256;
-    let (row_tx, mut row_rx) = mpsc::channel::<Vec<CheckedRow>>(8);
+    let (row_tx, row_rx) = mpsc::channel::<Vec<CheckedRow>>(8);
     let scan_input = cfg.input.clone();
     let reader = tokio::task::spawn_blocking(move || -> Result<(), Error> {
         let mut buf = Vec::with_capacity(ROWS_A_MESSAGE);
@@ -1411,88 +1653,138 @@ async fn sync_rows(
         }
         Ok(())
     });
+    (row_rx, reader)
+}
 
-    // A signal stops new requests; the grace ends early on a second one, and
-    // the rest of the file is then only listed, so the report stays whole.
-    let watcher = {
-        let engine = Arc::clone(engine);
-        let signals = signals.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = signals.at_least(1) => engine.abort(Abort::Interrupted),
-                () = raised(engine.stop.subscribe()) => {}
-            }
-            tokio::select! {
-                () = signals.at_least(2) => {}
-                () = tokio::time::sleep(GRACE) => {}
-            }
-            if !engine.cancelled() {
-                tracing::warn!("abandoning the requests still in flight");
-            }
-            engine.cancel.send_replace(true);
-        })
-    };
-    let mut tasks = JoinSet::new();
-    let mut batcher: Batcher<Job> = Batcher::new(batch);
-    let default_group = cfg.group.clone().unwrap_or_default();
-    let mut seq = 0u64;
-    let mut ticker = tokio::time::interval(Duration::from_millis(200));
-    let mut received = Vec::new().into_iter();
-    loop {
-        let Some(mut row) = received.next() else {
-            let rows = tokio::select! {
-                rows = row_rx.recv() => rows,
-                _ = ticker.tick() => {
-                    progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
-                    continue;
-                }
+/// SIGINT/SIGTERM (SPEC §5): a signal stops new requests; the grace ends
+/// early on a second one, and the rest of the file is then only listed, so
+/// the report stays whole.
+fn watch_signals(engine: &Arc<Engine>, signals: &Signals) -> tokio::task::JoinHandle<()> {
+    let engine = Arc::clone(engine);
+    let signals = signals.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = signals.at_least(1) => engine.abort(Abort::Interrupted),
+            () = raised(engine.stop.subscribe()) => {}
+        }
+        tokio::select! {
+            () = signals.at_least(2) => {}
+            () = tokio::time::sleep(GRACE) => {}
+        }
+        if !engine.cancelled() {
+            tracing::warn!("abandoning the requests still in flight");
+        }
+        engine.cancel.send_replace(true);
+    })
+}
+
+/// The second pass while rows stream through it: the report window, the
+/// tasks sending, and the adds waiting to fill a batch.
+struct Streaming<'a> {
+    cfg: &'a SyncConfig,
+    engine: &'a Arc<Engine>,
+    maps: &'a Maps,
+    sending: Sending,
+    map: crate::columns::ColumnMap,
+    /// Room in the report window (rows admitted but not yet written).
+    permits: Arc<Semaphore>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    tasks: JoinSet<()>,
+    batcher: Batcher<Job>,
+    default_group: String,
+    /// Why the file's contact ids could not be checked, when they could not:
+    /// no update goes through one the store has not confirmed.
+    ids_unchecked: Option<crate::codes::RowError>,
+    /// The next row's place in the report.
+    seq: u64,
+    ticker: tokio::time::Interval,
+    progress: Progress,
+}
+
+impl Streaming<'_> {
+    /// Takes every row the reader sends, in order.
+    async fn take_all(
+        &mut self,
+        row_rx: &mut mpsc::Receiver<Vec<CheckedRow>>,
+    ) -> Result<(), Error> {
+        let mut received = Vec::new().into_iter();
+        loop {
+            let Some(row) = received.next() else {
+                let rows = tokio::select! {
+                    rows = row_rx.recv() => rows,
+                    _ = self.ticker.tick() => {
+                        self.progress.tick(self.engine.dispatcher.stats().attempts, self.engine.listing.now());
+                        continue;
+                    }
+                };
+                let Some(rows) = rows else { break };
+                received = rows.into_iter();
+                continue;
             };
-            let Some(rows) = rows else { break };
-            received = rows.into_iter();
-            continue;
-        };
-        // Admit the row into the window. While requests are in flight their
-        // completion frees room; once none are, only the partial batches can
-        // be holding the window, so send them rather than wait forever.
+            self.admit().await?;
+            self.take(row);
+        }
+        Ok(())
+    }
+
+    /// Admits one row into the window. While requests are in flight their
+    /// completion frees room; once none are, only the partial batches can
+    /// be holding the window, so send them rather than wait forever.
+    async fn admit(&mut self) -> Result<(), Error> {
         let permit = loop {
-            if let Ok(p) = Arc::clone(&permits).try_acquire_owned() {
+            if let Ok(p) = Arc::clone(&self.permits).try_acquire_owned() {
                 break p;
             }
-            if tasks.is_empty() {
-                for (group, jobs) in batcher.drain() {
-                    spawn_job(
-                        &mut tasks,
-                        engine,
-                        Arc::clone(engine).add_batch(group, jobs),
-                    );
-                }
+            if self.tasks.is_empty() {
+                self.flush_batches();
             }
             tokio::select! {
-                p = Arc::clone(&permits).acquire_owned() => {
+                p = Arc::clone(&self.permits).acquire_owned() => {
                     break p.map_err(|_| Error::Runtime("internal: report window closed".into()))?;
                 }
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => reap(joined, &engine.key),
-                _ = ticker.tick() => {
-                    progress.tick(engine.dispatcher.stats().attempts, engine.listing.now());
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => self.engine.reap(joined),
+                _ = self.ticker.tick() => {
+                    self.progress.tick(self.engine.dispatcher.stats().attempts, self.engine.listing.now());
                 }
             }
         };
         permit.forget();
+        Ok(())
+    }
+
+    /// The ticket of the next row of the report.
+    fn ticket(
+        &mut self,
+        line: u64,
+        phone: String,
+        record: Option<crate::record::Record>,
+        note: String,
+    ) -> Ticket {
         let ticket = Ticket {
-            seq,
-            line: row.record.line,
-            phone: row.phone(&map).to_string(),
-            record: Some(row.record),
-            tx: done_tx.clone(),
+            seq: self.seq,
+            line,
+            phone,
+            record,
+            tx: self.done_tx.clone(),
             finished: false,
             sent: Arc::new(AtomicBool::new(false)),
-            note: std::mem::take(&mut row.note),
+            note,
         };
-        seq += 1;
+        self.seq += 1;
+        ticket
+    }
+
+    /// One row of the file (SPEC §5): reported at once when it needs no
+    /// request (invalid, opted out, nothing sent, the run stopped, a dry
+    /// run, unchanged), else sent.
+    fn take(&mut self, mut row: CheckedRow) {
+        let phone = row.phone(&self.map).to_string();
+        let note = std::mem::take(&mut row.note);
+        let ticket = self.ticket(row.record.line, phone, Some(row.record), note);
         let contact = match row.verdict {
             Verdict::Invalid(errors) => {
                 ticket.finish(Outcome::Invalid, errors, "", "");
-                continue;
+                return;
             }
 
             Verdict::Valid(c) => c,
@@ -1500,53 +1792,73 @@ async fn sync_rows(
         if contact.opt_out {
             // Never added or updated; its note says so.
             ticket.finish(Outcome::Unchanged, Vec::new(), "", "");
-            continue;
+            return;
         }
-        match sending {
+        match self.sending {
             Sending::Refused => {
                 ticket.not_attempted("not sent: more invalid rows than --max-invalid allows");
-                continue;
+                return;
             }
             Sending::TooManyDeletes => {
                 ticket.not_attempted("not sent: more deletions due than --max-delete allows");
-                continue;
+                return;
             }
             Sending::Interrupted => {
                 ticket.not_attempted("not sent: the run was interrupted before sending began");
-                continue;
+                return;
             }
             Sending::Send | Sending::DryRun => {}
         }
-        if engine.aborted() {
+        if self.engine.aborted() {
             ticket.not_attempted(NOT_SENT);
-            continue;
+            return;
         }
         let group = if contact.group_id.is_empty() {
-            default_group.clone()
+            self.default_group.clone()
         } else {
             contact.group_id.clone()
         };
-        let fingerprint = engine.provider.payload_fingerprint(&contact);
-        let known = maps.get(&group).and_then(|m| m.get(&contact.phone));
-        let action = plan(&contact, known.as_ref(), fingerprint, cfg.full);
-        if sending == Sending::DryRun {
+        let fingerprint = self.engine.provider.payload_fingerprint(&contact);
+        let known = self.maps.get(&group).and_then(|m| m.get(&contact.phone));
+        let action = plan(&contact, known.as_ref(), fingerprint, self.cfg.full);
+        if self.sending == Sending::DryRun {
             let (outcome, id) = match action {
                 Action::Add => (Outcome::WouldAdd, None),
                 Action::Update(id) => (Outcome::WouldUpdate, Some(id)),
                 Action::Unchanged(id) => (Outcome::Unchanged, id),
             };
             ticket.finish(outcome, Vec::new(), "", id.as_deref().unwrap_or(""));
-            continue;
+            return;
+        }
+        if let (Action::Update(id), Some(unchecked)) = (&action, &self.ids_unchecked)
+            && !contact.contact_id.is_empty()
+            && !known.as_ref().is_some_and(|k| {
+                k.status == crate::state::Status::Confirmed && k.contact_id.as_ref() == Some(id)
+            })
+        {
+            // An id of the file that could not be checked is not used.
+            ticket.fail(unchecked.clone());
+            return;
         }
         let stored_id = contact.contact_id.is_empty();
         let job = Job {
             ticket,
             contact,
-            group: group.clone(),
+            group,
             fingerprint,
             prior: known.map(|k| k.status),
             stored_id,
         };
+        self.send(job, action);
+        // Reap finished tasks so the set does not grow with the file.
+        while let Some(joined) = self.tasks.try_join_next() {
+            self.engine.reap(joined);
+        }
+    }
+
+    /// The planner's decision carried out: adds wait to fill a batch,
+    /// updates go one by one (an update that finds the contact gone adds it).
+    fn send(&mut self, job: Job, action: Action) {
         match action {
             Action::Unchanged(id) => {
                 let Job { ticket, .. } = job;
@@ -1558,17 +1870,18 @@ async fn sync_rows(
                 );
             }
             Action::Add => {
-                if let Some((group, jobs)) = batcher.push(&group, job) {
+                let group = job.group.clone();
+                if let Some((group, jobs)) = self.batcher.push(&group, job) {
                     spawn_job(
-                        &mut tasks,
-                        engine,
-                        Arc::clone(engine).add_batch(group, jobs),
+                        &mut self.tasks,
+                        self.engine,
+                        Arc::clone(self.engine).add_batch(group, jobs),
                     );
                 }
             }
             Action::Update(id) => {
-                let worker = Arc::clone(engine);
-                spawn_job(&mut tasks, engine, async move {
+                let worker = Arc::clone(self.engine);
+                spawn_job(&mut self.tasks, self.engine, async move {
                     if let Some(job) = worker.update(job, id, "").await {
                         let group = job.group.clone();
                         worker.add_batch(group, vec![job]).await;
@@ -1576,57 +1889,70 @@ async fn sync_rows(
                 });
             }
         }
-        // Reap finished tasks so the set does not grow with the file.
-        while let Some(joined) = tasks.try_join_next() {
-            reap(joined, &engine.key);
+    }
+
+    /// Sends the adds still waiting in partial batches.
+    fn flush_batches(&mut self) {
+        for (group, jobs) in self.batcher.drain() {
+            spawn_job(
+                &mut self.tasks,
+                self.engine,
+                Arc::clone(self.engine).add_batch(group, jobs),
+            );
         }
     }
-    for (group, jobs) in batcher.drain() {
-        spawn_job(
-            &mut tasks,
-            engine,
-            Arc::clone(engine).add_batch(group, jobs),
-        );
+
+    /// Waits for the work in flight.
+    async fn drain(&mut self) {
+        drain_tasks(
+            &mut self.tasks,
+            self.engine,
+            &mut self.progress,
+            &mut self.ticker,
+        )
+        .await;
     }
-    // Wait for the work in flight; once stopping, the watcher cancels it after the grace.
-    drain_tasks(&mut tasks, engine, &mut progress, &mut ticker).await;
-    // Mirror mode, once every row is through: one report row per deletion.
-    // No more deletions under way than requests in flight, so a contact is
-    // backed up and marked pending only just before its request can leave.
-    let started = Instant::now();
-    let slots = Arc::new(Semaphore::new(cfg.dispatch.concurrency));
-    for deletion in deletions {
-        let ticket = Ticket {
-            seq,
-            line: 0,
-            phone: deletion.contact.phone.clone(),
-            record: None,
-            tx: done_tx.clone(),
-            finished: false,
-            sent: Arc::new(AtomicBool::new(false)),
-            note: String::new(),
-        };
-        seq += 1;
-        match (&backup, sending) {
-            (Some(backup), Sending::Send) => {
-                let worker = Arc::clone(engine);
-                let backup = Arc::clone(backup);
-                let slots = Arc::clone(&slots);
-                spawn_job(&mut tasks, engine, async move {
-                    let _slot = slots.acquire_owned().await;
-                    worker.delete(deletion, ticket, backup, started).await;
-                });
+
+    /// Mirror mode (SPEC §5), once every row is through: one report row per
+    /// deletion. No more deletions under way than requests in flight, so a
+    /// contact is backed up and marked pending only just before its request
+    /// can leave.
+    fn delete_missing(
+        &mut self,
+        deletions: Vec<Deletion>,
+        backup: Option<Arc<Mutex<crate::report::BackupWriter>>>,
+    ) {
+        let started = Instant::now();
+        let slots = Arc::new(Semaphore::new(self.cfg.dispatch.concurrency));
+        for deletion in deletions {
+            let ticket = self.ticket(0, deletion.contact.phone.clone(), None, String::new());
+            match (&backup, self.sending) {
+                (Some(backup), Sending::Send) => {
+                    let worker = Arc::clone(self.engine);
+                    let backup = Arc::clone(backup);
+                    let slots = Arc::clone(&slots);
+                    spawn_job(&mut self.tasks, self.engine, async move {
+                        let _slot = slots.acquire_owned().await;
+                        worker.delete(deletion, ticket, backup, started).await;
+                    });
+                }
+                (_, Sending::DryRun) => {
+                    let id = deletion.contact.contact_id.unwrap_or_default();
+                    ticket.finish(Outcome::WouldDelete, Vec::new(), "", &id);
+                }
+                _ => ticket.not_attempted(NOT_SENT),
             }
-            (_, Sending::DryRun) => {
-                let id = deletion.contact.contact_id.unwrap_or_default();
-                ticket.finish(Outcome::WouldDelete, Vec::new(), "", &id);
-            }
-            _ => ticket.not_attempted(NOT_SENT),
         }
     }
-    drain_tasks(&mut tasks, engine, &mut progress, &mut ticker).await;
-    watcher.abort();
-    drop(done_tx);
+}
+
+/// Waits for the report writer and the reader, and closes the outputs.
+async fn finish_second_pass(
+    writer: tokio::task::JoinHandle<Written>,
+    reader: tokio::task::JoinHandle<Result<(), Error>>,
+    progress: Progress,
+    bytes: &InputBytes,
+) -> Result<SecondPass, Error> {
     let (summary, failed, report, rejects) = writer
         .await
         .map_err(|e| Error::Runtime(format!("internal: report writer failed: {e}")))?;
@@ -1663,7 +1989,7 @@ async fn drain_tasks(
     loop {
         tokio::select! {
             next = tasks.join_next() => match next {
-                Some(joined) => reap(joined, &engine.key),
+                Some(joined) => engine.reap(joined),
                 None => break,
             },
             _ = ticker.tick() => {
@@ -1708,6 +2034,18 @@ mod tests {
         assert!(check_base_url(&u("http://api.example.com"), false).is_err());
         assert!(check_base_url(&u("http://api.example.com"), true).is_ok());
         assert!(check_base_url(&u("ftp://api.example.com"), true).is_err());
+    }
+
+    #[test]
+    fn a_panicking_task_fails_a_run_that_would_have_finished() {
+        assert_eq!(with_panics(Ending::Finished, 0), Ending::Finished);
+        assert!(matches!(
+            with_panics(Ending::Finished, 2),
+            Ending::Faulted(m) if m.contains("2 sending task(s) panicked")
+        ));
+        // Stopped early or sending nothing: that ending stands.
+        assert_eq!(with_panics(Ending::Aborted(None), 1), Ending::Aborted(None));
+        assert_eq!(with_panics(Ending::NothingSent, 1), Ending::NothingSent);
     }
 
     #[test]
