@@ -223,6 +223,9 @@ pub(super) struct Engine {
     pub(super) listing: progress::ListingGauge,
     /// Sending tasks that panicked (a bug): the run fails, with a message.
     pub(super) panicked: AtomicU32,
+    /// Rows sent in add calls so far (counted when a call is first sent):
+    /// how much a listing in creation order may have grown after a call.
+    pub(super) rows_in_adds: AtomicU64,
 }
 
 /// Per-target listing of existing contacts, fetched on first need.
@@ -273,9 +276,9 @@ struct Listing {
 const LISTING_WINDOW: usize = 8;
 
 /// Pages read from the end of a listing for rows of lost answers that may
-/// hold none of them: as many batches as may have been created after
-/// theirs. The rows a contact that was there before explains are left to
-/// the whole listing.
+/// hold none of them, beyond those the rows added after theirs fill. The
+/// rows a contact that was there before explains are left to the whole
+/// listing.
 const MAX_PROBES: u32 = 8;
 
 /// The rows of lost answers of a target waiting to be looked for in the
@@ -297,6 +300,9 @@ struct Wanted {
     /// When its call was first sent: a whole listing that ended before
     /// then and shows the number shows a contact that was there before.
     sent_at: Instant,
+    /// [`Engine::rows_in_adds`] once its call was counted: the rows added
+    /// since may stand after its own in the listing.
+    added_upto: u64,
     /// Where the listed contact goes; dropped when it was not found.
     tx: tokio::sync::oneshot::Sender<Listed>,
 }
@@ -552,6 +558,10 @@ impl Engine {
         let gate = self.write_gate(&group, false);
         let meter = Meter::default();
         let sent_at = Instant::now();
+        let added_upto = self
+            .rows_in_adds
+            .fetch_add(contacts.len() as u64, Ordering::Relaxed)
+            + contacts.len() as u64;
         let reply = self.call_counted(req, &sent, &meter, gate.as_deref()).await;
         let answered = Instant::now();
         // An attempt may have been applied without an answer: the rows the
@@ -602,7 +612,8 @@ impl Engine {
             }
         }
         let existing = if lost && !existing.is_empty() {
-            self.settle_lost(&group, existing, sent_at).await
+            self.settle_lost(&group, existing, (sent_at, added_upto))
+                .await
         } else {
             existing
         };
@@ -628,7 +639,12 @@ impl Engine {
     /// that was there before, another order, a page that cannot be read)
     /// are handed back for the usual lookup. `sent_at`: when the call was
     /// first sent.
-    async fn settle_lost(&self, group: &str, jobs: Vec<Job>, sent_at: Instant) -> Vec<Job> {
+    async fn settle_lost(
+        &self,
+        group: &str,
+        jobs: Vec<Job>,
+        (sent_at, added_upto): (Instant, u64),
+    ) -> Vec<Job> {
         let Some(settles) = self.directory.settles(group) else {
             return jobs;
         };
@@ -643,6 +659,7 @@ impl Engine {
                     phone: job.contact.phone.clone(),
                     call_rows: jobs.len(),
                     sent_at,
+                    added_upto,
                     tx,
                 });
                 replies.push(rx);
@@ -699,9 +716,10 @@ impl Engine {
     /// holds what those calls created. From the end, every `step`th page
     /// (a call of many rows fills `step` pages in a row, so no probe jumps
     /// over it); after a page that held some, the pages skipped on its way
-    /// and the one before it. At most [`MAX_PROBES`] pages may hold none:
+    /// and the one before it. At most [`MAX_PROBES`] pages may hold none,
+    /// beyond those the rows added after the oldest call waiting fill:
     /// a pass reads at most `1 + rows + MAX_PROBES` pages. Correctness does
-    /// not rest on the order: a row counts as found only when a page shows
+    /// a pass reads at most `1 + rows + MAX_PROBES` pages and those. Correctness does
     /// its number. A row a whole listing that ended before its call was
     /// sent already shows was there before: it is left to that listing. A
     /// row found gets its listed contact; the others get nothing.
@@ -738,6 +756,11 @@ impl Engine {
         }
         let rows = wanted.len();
         let call_rows = wanted.values().map(|w| w.call_rows).min().unwrap_or(1);
+        let oldest = wanted.values().map(|w| w.added_upto).min().unwrap_or(0);
+        let added_after = self
+            .rows_in_adds
+            .load(Ordering::Relaxed)
+            .saturating_sub(oldest);
         let spend = ListSpend::default();
         let mut found = 0usize;
         // Hands the page's wanted contacts over; whether there were any.
@@ -764,12 +787,16 @@ impl Engine {
             };
             let mut read = std::collections::HashSet::from([0u64]);
             let mut misses = 0;
+            // Each probe steps over `step` pages: the pages of every row
+            // added after the oldest call waiting, and MAX_PROBES more.
+            let max_misses = MAX_PROBES
+                + u32::try_from(added_after / (step * per_page as u64)).unwrap_or(u32::MAX);
             let mut probe = first
                 .total
                 .and_then(|t| self.provider.last_cursor(t))
                 .filter(|&c| c > 0);
             'probing: while let Some(c) =
-                probe.filter(|_| !wanted.is_empty() && misses < MAX_PROBES)
+                probe.filter(|_| !wanted.is_empty() && misses < max_misses)
             {
                 if !read.insert(c) {
                     probe = back(c, 1).filter(|&p| p > 0);

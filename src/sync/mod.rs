@@ -1482,6 +1482,7 @@ fn new_engine(
         state,
         listing: progress::ListingGauge::default(),
         panicked: std::sync::atomic::AtomicU32::new(0),
+        rows_in_adds: std::sync::atomic::AtomicU64::new(0),
     })
 }
 
