@@ -718,8 +718,8 @@ impl Engine {
     /// over it); after a page that held some, the pages skipped on its way
     /// and the one before it. At most [`MAX_PROBES`] pages may hold none,
     /// beyond those the rows added after the oldest call waiting fill:
-    /// a pass reads at most `1 + rows + MAX_PROBES` pages. Correctness does
     /// a pass reads at most `1 + rows + MAX_PROBES` pages and those. Correctness does
+    /// not rest on the order: a row counts as found only when a page shows
     /// its number. A row a whole listing that ended before its call was
     /// sent already shows was there before: it is left to that listing. A
     /// row found gets its listed contact; the others get nothing.
