@@ -1345,3 +1345,46 @@ fn heavy_faults_2000_rows_upsert_then_one_rerun_is_exact() {
         }
     }
 }
+
+#[test]
+fn a_lost_batch_is_read_back_from_the_listing_end_with_many_batches_added_after_it() {
+    // 10,000 new rows, 20 batches of 500, answers lost at 10%: a lost batch
+    // is read back while later batches keep landing after it, often more
+    // than eight of them. Its rows must come from the pages near the end
+    // (about 30 requests a lost batch), not from the whole listing (up to
+    // 500 pages each).
+    let sb = Sandbox::seeded(
+        FaultSettings {
+            lose_rate: 0.1,
+            ..FaultSettings::default()
+        },
+        3,
+    );
+    let phones = numbers(10_000, 0);
+    let dir = Dir::new();
+    dir.write("in.csv", csv_of(&phones));
+    let out = sb.sync(
+        &dir,
+        "smspartner",
+        &["--rate", "1000", "--max-retries", "30"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = dir.report("in.report.csv");
+    assert_every_row_once(&report, phones.len());
+    assert!(
+        report.iter().all(|l| l.outcome == "added"),
+        "every row added"
+    );
+    let state = sb.state();
+    let held = held(&state, "smspartner");
+    assert_eq!(held.len(), phones.len());
+    assert!(held.values().all(|c| c.len() == 1), "none twice");
+    let lost = state.counters.faults.lost;
+    let listing = state.counters.total("GET /v1/contact/list");
+    println!("{lost} lost answers, {listing} listing requests");
+    assert!(lost > 0, "provoked");
+    assert!(
+        listing <= 60 * lost,
+        "{listing} listing requests for {lost} lost answers"
+    );
+}
