@@ -136,7 +136,7 @@ impl Dedup {
                 .entry(contact.group_id.clone())
                 .or_insert(next + 1)
         };
-        if group >> (64 - GROUP_SHIFT) != 0 {
+        let Some(key) = table_key(digits, group) else {
             return match self.many_groups.entry((digits, group)) {
                 std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
                 std::collections::hash_map::Entry::Vacant(e) => {
@@ -144,8 +144,7 @@ impl Dedup {
                     None
                 }
             };
-        }
-        let key = digits | (group << GROUP_SHIFT);
+        };
         if key == 0 {
             return None;
         }
@@ -191,8 +190,7 @@ impl Dedup {
                 } else {
                     self.groups.get(&contact.group_id).copied()
                 };
-                if let Some(group) = group.filter(|g| g >> (64 - GROUP_SHIFT) == 0) {
-                    let key = digits | (group << GROUP_SHIFT);
+                if let Some(key) = group.and_then(|g| table_key(digits, g)) {
                     seen ^= self.slots[(crate::hash::mix(key) as usize) & mask].key[0];
                 }
             }
@@ -221,6 +219,12 @@ impl Dedup {
             }
         }
     }
+}
+
+/// The table's key for a number and a group index: the index above the
+/// digits, `None` when it does not fit there.
+fn table_key(digits: u64, group: u64) -> Option<u64> {
+    (group >> (64 - GROUP_SHIFT) == 0).then_some(digits | (group << GROUP_SHIFT))
 }
 
 /// Counts of what the scan read.
